@@ -1,0 +1,102 @@
+#!/bin/sh
+# build.sh: install dependencies, build, run connectd, or run the whole test suite.
+#   ./build.sh deps    install the Debian packages (needs root or sudo)
+#   ./build.sh build   configure and build in ./build (out of tree)
+#   ./build.sh run     deps + build, then connectd in the foreground on conf/connectd.conf
+#   ./build.sh test    deps + build with -Werror, the suite, the suite under ASan+UBSan,
+#                      and a short libFuzzer run of every harness
+set -eu
+cd "$(dirname "$0")"
+top=$(pwd)
+
+BUILD_DEPS="build-essential autoconf automake libtool pkg-config clang
+	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev"
+RUN_DEPS="ca-certificates"
+TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
+	skopeo docker-registry git kubernetes-client man-db groff-base"
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+deps() {
+	pkgs="$BUILD_DEPS $RUN_DEPS"
+	[ "${1:-}" = test ] && pkgs="$pkgs $TEST_DEPS"
+	missing=""
+	for p in $pkgs; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		    grep -q 'ok installed' || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	echo "build.sh: installing:$missing"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	# shellcheck disable=SC2086
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $missing >/dev/null
+}
+
+build() {
+	dir=$1; shift
+	[ -x "$top/configure" ] || (cd "$top" && autoreconf -fi)
+	mkdir -p "$dir"
+	(cd "$dir" && { [ -f Makefile ] || "$top/configure" -q "$@"; } &&
+	    make -s -j"$(nproc)")
+}
+
+# prove's summary per phase, added up into one closing line
+PASSED=0
+FAILED=0
+suite() {
+	dir=$1; name=$2
+	echo "== $name"
+	log=$dir/prove.log
+	set +e
+	(cd "$dir" && make -s check) 2>&1 | tee "$log"
+	set -e
+	p=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
+	f=$(grep -c '^not ok' "$log" || true)
+	if grep -q '^Result: PASS' "$log"; then
+		PASSED=$((PASSED + ${p:-0}))
+	else
+		FAILED=$((FAILED + ${f:-0} + 1))
+		PASSED=$((PASSED + ${p:-0} - ${f:-0}))
+	fi
+}
+
+case "${1:-}" in
+deps)
+	deps "${2:-}"
+	;;
+build)
+	deps
+	build "$top/build"
+	;;
+run)
+	deps
+	build "$top/build"
+	exec "$top/build/connectd/connectd" -f "$top/conf/connectd.conf"
+	;;
+test)
+	deps test
+	build "$top/build" --enable-werror
+	suite "$top/build" "suite"
+	build "$top/build-asan" --enable-werror --enable-sanitizers CC=clang
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    suite "$top/build-asan" "suite under ASan+UBSan"
+	if [ -x "$top/fuzz/run.sh" ]; then
+		echo "== fuzz"
+		if "$top/fuzz/run.sh" "${FUZZ_SECONDS:-60}"; then
+			PASSED=$((PASSED + 1))
+		else
+			FAILED=$((FAILED + 1))
+		fi
+	fi
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" = 0 ]
+	;;
+*)
+	sed -n '2,8s/^# \{0,1\}//p' "$0"
+	exit 2
+	;;
+esac

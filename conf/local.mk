@@ -1,0 +1,1 @@
+EXTRA_DIST += conf/connectd.conf conf/pods.example.json

@@ -1,0 +1,2 @@
+/* accesslog.c: (stub) */
+#include "connectd.h"

@@ -1,0 +1,2 @@
+/* conf.c: (stub) */
+#include "connectd.h"

@@ -1,0 +1,2 @@
+/* conn.c: (stub) */
+#include "connectd.h"

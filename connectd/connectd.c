@@ -1,0 +1,2 @@
+/* connectd.c: (stub) */
+#include "connectd.h"

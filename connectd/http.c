@@ -1,0 +1,2 @@
+/* http.c: (stub) */
+#include "connectd.h"

@@ -1,0 +1,2 @@
+/* listener.c: (stub) */
+#include "connectd.h"

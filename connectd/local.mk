@@ -1,0 +1,15 @@
+sbin_PROGRAMS += connectd/connectd
+connectd_connectd_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CARES_CFLAGS) $(PCRE2_CFLAGS)
+connectd_connectd_LDADD = lib/libshared.a $(JANSSON_LIBS) $(CARES_LIBS) $(PCRE2_LIBS) $(EV_LIBS) $(PTHREAD_LIBS)
+connectd_connectd_SOURCES = \
+	connectd/connectd.h \
+	connectd/connectd.c \
+	connectd/conf.c \
+	connectd/http.c \
+	connectd/listener.c \
+	connectd/conn.c \
+	connectd/relay.c \
+	connectd/resolve.c \
+	connectd/accesslog.c \
+	connectd/logformat.c \
+	connectd/sink.c

@@ -1,0 +1,2 @@
+/* logformat.c: (stub) */
+#include "connectd.h"

@@ -1,0 +1,2 @@
+/* relay.c: (stub) */
+#include "connectd.h"

@@ -1,0 +1,2 @@
+/* resolve.c: (stub) */
+#include "connectd.h"

@@ -1,0 +1,2 @@
+/* sink.c: (stub) */
+#include "connectd.h"

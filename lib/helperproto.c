@@ -1,0 +1,2 @@
+/* helperproto.c: (stub) */
+#include "helperproto.h"

@@ -1,0 +1,4 @@
+/* helperproto.h: (stub) */
+#ifndef HELPERPROTO_H
+#define HELPERPROTO_H
+#endif

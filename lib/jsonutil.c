@@ -1,0 +1,179 @@
+/* jsonutil.c: JSON strings from untrusted bytes (NUL, control bytes, bad UTF-8) */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonutil.h"
+
+/* Length of the valid UTF-8 sequence at s, or 0 if it is not valid. */
+static size_t
+utf8_seqlen(const unsigned char *s, size_t len)
+{
+	uint32_t	 cp;
+	size_t		 n, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+char *
+json_utf8_clean(const char *src, size_t len, size_t *outlen)
+{
+	const unsigned char	*s = (const unsigned char *)src;
+	char			*out, *p;
+	size_t			 i, n;
+
+	/* worst case: every byte becomes the 3-byte U+FFFD */
+	if (len > (SIZE_MAX - 1) / 3)
+		return NULL;
+	if ((out = malloc(len * 3 + 1)) == NULL)
+		return NULL;
+	p = out;
+	for (i = 0; i < len; ) {
+		if ((n = utf8_seqlen(s + i, len - i)) == 0) {
+			memcpy(p, "\xef\xbf\xbd", 3);
+			p += 3;
+			i++;
+			continue;
+		}
+		memcpy(p, s + i, n);
+		p += n;
+		i += n;
+	}
+	*p = '\0';
+	if (outlen != NULL)
+		*outlen = (size_t)(p - out);
+	return out;
+}
+
+json_t *
+json_bytes(const char *s, size_t len)
+{
+	json_t	*j;
+	char	*clean;
+	size_t	 cleanlen;
+
+	if ((clean = json_utf8_clean(s, len, &cleanlen)) == NULL)
+		return NULL;
+	j = json_stringn_nocheck(clean, cleanlen);
+	free(clean);
+	return j;
+}
+
+json_t *
+json_cstr(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	return json_bytes(s, strlen(s));
+}
+
+int
+jbuf_add(struct jbuf *b, const char *s, size_t len)
+{
+	char	*p;
+	size_t	 cap;
+
+	if (b->jb_len + len + 1 > b->jb_cap) {
+		cap = b->jb_cap ? b->jb_cap : 256;
+		while (cap < b->jb_len + len + 1)
+			cap *= 2;
+		if ((p = realloc(b->jb_data, cap)) == NULL)
+			return -1;
+		b->jb_data = p;
+		b->jb_cap = cap;
+	}
+	memcpy(b->jb_data + b->jb_len, s, len);
+	b->jb_len += len;
+	b->jb_data[b->jb_len] = '\0';
+	return 0;
+}
+
+int
+jbuf_addc(struct jbuf *b, char c)
+{
+	return jbuf_add(b, &c, 1);
+}
+
+int
+jbuf_add_jsonesc(struct jbuf *b, const char *src, size_t len)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*s = (const unsigned char *)src;
+	char			 esc[7];
+	size_t			 i, n;
+
+	for (i = 0; i < len; i += n) {
+		n = utf8_seqlen(s + i, len - i);
+		if (n == 0) {
+			if (jbuf_add(b, "\xef\xbf\xbd", 3) == -1)
+				return -1;
+			n = 1;
+			continue;
+		}
+		if (n > 1) {
+			if (jbuf_add(b, (const char *)s + i, n) == -1)
+				return -1;
+			continue;
+		}
+		switch (s[i]) {
+		case '"':
+			if (jbuf_add(b, "\\\"", 2) == -1)
+				return -1;
+			break;
+		case '\\':
+			if (jbuf_add(b, "\\\\", 2) == -1)
+				return -1;
+			break;
+		case '\n':
+			if (jbuf_add(b, "\\n", 2) == -1)
+				return -1;
+			break;
+		case '\r':
+			if (jbuf_add(b, "\\r", 2) == -1)
+				return -1;
+			break;
+		case '\t':
+			if (jbuf_add(b, "\\t", 2) == -1)
+				return -1;
+			break;
+		default:
+			if (s[i] < 0x20 || s[i] == 0x7f) {
+				memcpy(esc, "\\u00", 4);
+				esc[4] = hex[s[i] >> 4];
+				esc[5] = hex[s[i] & 0xf];
+				if (jbuf_add(b, esc, 6) == -1)
+					return -1;
+			} else if (jbuf_addc(b, (char)s[i]) == -1)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+void
+jbuf_free(struct jbuf *b)
+{
+	free(b->jb_data);
+	b->jb_data = NULL;
+	b->jb_len = b->jb_cap = 0;
+}

@@ -1,0 +1,2 @@
+/* podmeta.c: (stub) */
+int main(void) { return 0; }
