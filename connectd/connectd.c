@@ -1,2 +1,248 @@
-/* connectd.c: (stub) */
+/* connectd.c: startup, signals, configuration reload and shutdown */
+#include <sys/types.h>
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ares.h>
+
 #include "connectd.h"
+
+#define SCRATCH_LEN		(256 * 1024)
+#define SINK_FLUSH_TIMEOUT	5.0
+
+struct worker		*worker_main;
+
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
+static ev_timer		 shutdown_timer;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: connectd [-dtvV] [-f file]\n");
+	exit(2);
+}
+
+static void
+stats_log(struct worker *w)
+{
+	struct stats	*st = &w->w_stats;
+
+	log_info("stats: accepted %llu, active %llu, tunnels %llu, "
+	    "refused %llu, accept errors %llu, bytes up %llu, down %llu",
+	    (unsigned long long)st->st_accepted,
+	    (unsigned long long)st->st_active,
+	    (unsigned long long)st->st_tunnels,
+	    (unsigned long long)st->st_refused,
+	    (unsigned long long)st->st_accept_errors,
+	    (unsigned long long)st->st_bytes_up,
+	    (unsigned long long)st->st_bytes_down);
+	sink_stats_log();
+}
+
+/*
+ * SIGHUP: a new configuration replaces the old only if it parses, its
+ * logs open and its ports bind.  Established tunnels keep running.
+ */
+static void
+reload(struct worker *w)
+{
+	struct conf	*conf = NULL, *old = w->w_conf;
+	char		 err[ERRBUF_LEN];
+
+	if (conf_load(old->c_path, &conf, err, sizeof(err)) == -1) {
+		log_warnx("reload refused, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	if (accesslog_open(conf, old, err, sizeof(err)) == -1 ||
+	    listener_sync(w, conf, err, sizeof(err)) == -1) {
+		log_warnx("reload refused, keeping the running configuration: "
+		    "%s", err);
+		conf_unref(conf);
+		return;
+	}
+	w->w_conf = conf;
+	conf_unref(old);
+	log_info("configuration reloaded from %s", conf->c_path);
+}
+
+static void
+shutdown_timer_cb(EV_P_ ev_timer *t, int revents)
+{
+	conn_shutdown_all(worker_main);
+	ev_break(EV_A, EVBREAK_ALL);
+}
+
+static void
+signal_cb(EV_P_ ev_signal *s, int revents)
+{
+	struct worker	*w = s->data;
+	double		 grace;
+
+	switch (s->signum) {
+	case SIGTERM:
+	case SIGINT:
+		if (w->w_stopping) {
+			shutdown_timer_cb(EV_A, &shutdown_timer, 0);
+			return;
+		}
+		log_info("signal %d: shutting down, %llu connections open",
+		    s->signum, (unsigned long long)w->w_stats.st_active);
+		w->w_stopping = 1;
+		listener_close_all(w);
+		grace = w->w_conf->c_shutdown_lifetime;
+		if (TAILQ_EMPTY(&w->w_conns) || grace <= 0.) {
+			conn_shutdown_all(w);
+			ev_break(EV_A, EVBREAK_ALL);
+			return;
+		}
+		ev_timer_set(&shutdown_timer, grace, 0.);
+		ev_timer_start(EV_A, &shutdown_timer);
+		break;
+	case SIGHUP:
+		if (!w->w_stopping)
+			reload(w);
+		break;
+	case SIGUSR1:
+		sink_reopen_all();
+		stats_log(w);
+		break;
+	}
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static struct worker *
+worker_create(struct conf *conf)
+{
+	struct worker	*w;
+	char		 err[ERRBUF_LEN];
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		fatal("calloc");
+	if ((w->w_loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
+		fatalx("cannot initialise the event loop");
+	w->w_conf = conf;
+	w->w_scratch_len = SCRATCH_LEN;
+	if ((w->w_scratch = malloc(w->w_scratch_len)) == NULL)
+		fatal("malloc");
+	TAILQ_INIT(&w->w_conns);
+	TAILQ_INIT(&w->w_listeners);
+	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (resolve_init(w, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	return w;
+}
+
+static void
+worker_free(struct worker *w)
+{
+	listener_close_all(w);
+	resolve_free(w);
+	if (w->w_spare_fd != -1)
+		close(w->w_spare_fd);
+	conf_unref(w->w_conf);
+	free(w->w_scratch);
+	free(w);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct worker	*w;
+	struct conf	*conf = NULL;
+	const char	*path = CONNECTD_CONF;
+	char		 err[ERRBUF_LEN];
+	int		 ch, check = 0, verbose = 0, debug = 0;
+
+	while ((ch = getopt(argc, argv, "df:htvV")) != -1) {
+		switch (ch) {
+		case 'd':
+			debug = 1;
+			break;
+		case 'f':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'V':
+			printf("connectd %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	diag_init(argv[0], debug);
+
+	if (conf_load(path, &conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "connectd: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		if (verbose)
+			conf_dump(conf, stdout);
+		fprintf(stderr, "connectd: %s: configuration OK\n", path);
+		conf_unref(conf);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
+		fatalx("c-ares initialisation failed");
+
+	w = worker_main = worker_create(conf);
+	if (accesslog_open(conf, NULL, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	if (listener_sync(w, conf, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+
+	ev_signal_init(&sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&sig_int, signal_cb, SIGINT);
+	ev_signal_init(&sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&sig_usr1, signal_cb, SIGUSR1);
+	sig_term.data = sig_int.data = sig_hup.data = sig_usr1.data = w;
+	ev_signal_start(w->w_loop, &sig_term);
+	ev_signal_start(w->w_loop, &sig_int);
+	ev_signal_start(w->w_loop, &sig_hup);
+	ev_signal_start(w->w_loop, &sig_usr1);
+	ev_init(&shutdown_timer, shutdown_timer_cb);
+	log_info("connectd %s started with %s", PACKAGE_VERSION, path);
+
+	ev_run(w->w_loop, 0);
+
+	conn_shutdown_all(w);
+	stats_log(w);
+	ev_timer_stop(w->w_loop, &shutdown_timer);
+	ev_signal_stop(w->w_loop, &sig_term);
+	ev_signal_stop(w->w_loop, &sig_int);
+	ev_signal_stop(w->w_loop, &sig_hup);
+	ev_signal_stop(w->w_loop, &sig_usr1);
+	worker_free(w);
+	sink_flush_all(SINK_FLUSH_TIMEOUT);
+	ares_library_cleanup();
+	log_info("exiting");
+	return 0;
+}

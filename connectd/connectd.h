@@ -67,6 +67,7 @@ struct listen_conf {
 
 struct logformat_conf {
 	char			*lfc_name;
+	char			*lfc_template;	/* as written, for conf_dump() */
 	struct logformat	*lfc_format;
 	TAILQ_ENTRY(logformat_conf) lfc_entry;
 };
@@ -174,6 +175,9 @@ struct conn {
 	size_t			 c_naddrs;
 	size_t			 c_addri;
 	int			 c_connect_errno;
+	ev_tstamp		 c_half_since;	/* first EOF in the relay */
+	const char		*c_eof_reason;	/* the side that ended first */
+	const char		*c_reason;	/* close reason after an error reply */
 	struct logrec		 c_rec;
 	TAILQ_ENTRY(conn)	 c_entry;
 };
@@ -213,6 +217,7 @@ struct worker {
 	TAILQ_HEAD(, conn)	 w_conns;
 	TAILQ_HEAD(, listener)	 w_listeners;
 	int			 w_spare_fd;	/* for EMFILE shedding */
+	ev_tstamp		 w_accept_warned;
 	int			 w_stopping;
 	uint64_t		 w_next_id;
 	struct stats		 w_stats;
@@ -225,6 +230,8 @@ extern struct worker	*worker_main;
 
 /* conf.c */
 int	 conf_load(const char *, struct conf **, char *, size_t);
+int	 conf_load_buffer(const char *, const char *, size_t, struct conf **,
+	    char *, size_t);
 struct conf *conf_ref(struct conf *);
 void	 conf_unref(struct conf *);
 int	 conf_parse_time(const char *, double *);
@@ -248,11 +255,12 @@ void	 listener_close_all(struct worker *);
 void	 conn_accept(struct worker *, int, const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
 void	 conn_close(struct conn *, const char *);
+void	 conn_set_state(struct conn *, enum conn_state);
+void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
 
 /* relay.c */
-void	 relay_start(struct conn *, const char *, size_t);
-void	 relay_stop(struct conn *);
+void	 relay_start(struct conn *);
 void	 relay_free_buffers(struct conn *);
 
 /* resolve.c */

@@ -1,2 +1,219 @@
-/* listener.c: (stub) */
+/* listener.c: listening sockets, accept, and shedding load when out of fds */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "connectd.h"
+
+#define LISTEN_BACKLOG		4096
+#define ACCEPT_BURST		64
+
+static void
+listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->l_worker != NULL)
+		ev_io_stop(l->l_worker->w_loop, &l->l_io);
+	if (l->l_fd != -1)
+		close(l->l_fd);
+	free(l->l_text);
+	free(l);
+}
+
+/* Out of descriptors: accept and drop one connection through the spare fd. */
+static void
+listener_shed(struct worker *w, int fd)
+{
+	int	 s;
+
+	if (w->w_spare_fd == -1)
+		return;
+	close(w->w_spare_fd);
+	w->w_spare_fd = -1;
+	if ((s = accept(fd, NULL, NULL)) != -1)
+		close(s);
+	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void
+listener_accept_cb(EV_P_ ev_io *io, int revents)
+{
+	struct listener		*l = io->data;
+	struct worker		*w = l->l_worker;
+	struct sockaddr_storage	 peer, local;
+	socklen_t		 len;
+	int			 fd, i;
+
+	for (i = 0; i < ACCEPT_BURST; i++) {
+		len = sizeof(peer);
+		fd = accept4(l->l_fd, (struct sockaddr *)&peer, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			w->w_stats.st_accept_errors++;
+			if (ev_now(EV_A) - w->w_accept_warned >= 10.) {
+				w->w_accept_warned = ev_now(EV_A);
+				log_warn("accept on %s", l->l_text);
+			}
+			if (errno == EMFILE || errno == ENFILE)
+				listener_shed(w, l->l_fd);
+			return;
+		}
+		len = sizeof(local);
+		memset(&local, 0, sizeof(local));
+		if (getsockname(fd, (struct sockaddr *)&local, &len) == -1)
+			local = l->l_addr;
+		conn_accept(w, fd, &peer, &local);
+	}
+}
+
+static struct listener *
+listener_open(struct worker *w, const struct listen_conf *lc, char *err,
+    size_t errlen)
+{
+	struct listener	*l;
+	int		 on = 1, off = 0;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (l->l_text = strdup(lc->lc_text)) == NULL) {
+		snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
+		    strerror(errno));
+		goto fail;
+	}
+	l->l_fd = -1;
+	l->l_addr = lc->lc_addr;
+	l->l_addrlen = lc->lc_addrlen;
+	l->l_fd = socket(lc->lc_addr.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->l_fd == -1)
+		goto syserr;
+	if (setsockopt(l->l_fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) == -1)
+		goto syserr;
+	/* a bare port listens on [::] for both families, as Squid does */
+	if (lc->lc_addr.ss_family == AF_INET6 &&
+	    setsockopt(l->l_fd, IPPROTO_IPV6, IPV6_V6ONLY, &off,
+	    sizeof(off)) == -1)
+		goto syserr;
+	if (bind(l->l_fd, (struct sockaddr *)&lc->lc_addr,
+	    lc->lc_addrlen) == -1)
+		goto syserr;
+	if (listen(l->l_fd, LISTEN_BACKLOG) == -1)
+		goto syserr;
+	l->l_worker = w;
+	ev_io_init(&l->l_io, listener_accept_cb, l->l_fd, EV_READ);
+	l->l_io.data = l;
+	if (!w->w_stopping)
+		ev_io_start(w->w_loop, &l->l_io);
+	return l;
+
+ syserr:
+	snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
+	    strerror(errno));
+ fail:
+	listener_free(l);
+	return NULL;
+}
+
+static int
+listener_same(const struct listener *l, const struct listen_conf *lc)
+{
+	return l->l_addrlen == lc->lc_addrlen &&
+	    memcmp(&l->l_addr, &lc->lc_addr, lc->lc_addrlen) == 0;
+}
+
+/*
+ * Make the open listeners match the configuration: keep those that stay,
+ * open the new ones, then close the rest.  If any new one cannot be
+ * opened, nothing changes and -1 is returned.
+ */
+int
+listener_sync(struct worker *w, struct conf *conf, char *err, size_t errlen)
+{
+	TAILQ_HEAD(, listener)	 fresh = TAILQ_HEAD_INITIALIZER(fresh);
+	struct listener		*l, *next;
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+		l->l_mark = 1;
+	TAILQ_FOREACH(lc, &conf->c_listens, lc_entry) {
+		TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+			if (listener_same(l, lc))
+				break;
+		if (l != NULL) {
+			l->l_mark = 0;
+			continue;
+		}
+		TAILQ_FOREACH(l, &fresh, l_entry)
+			if (listener_same(l, lc))
+				break;
+		if (l != NULL)
+			continue;
+		if ((l = listener_open(w, lc, err, errlen)) == NULL)
+			goto fail;
+		TAILQ_INSERT_TAIL(&fresh, l, l_entry);
+	}
+	for (l = TAILQ_FIRST(&w->w_listeners); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, l_entry);
+		if (l->l_mark) {
+			TAILQ_REMOVE(&w->w_listeners, l, l_entry);
+			log_info("stopped listening on %s", l->l_text);
+			listener_free(l);
+		}
+	}
+	while ((l = TAILQ_FIRST(&fresh)) != NULL) {
+		TAILQ_REMOVE(&fresh, l, l_entry);
+		TAILQ_INSERT_TAIL(&w->w_listeners, l, l_entry);
+		log_info("listening on %s", l->l_text);
+	}
+	return 0;
+
+ fail:
+	while ((l = TAILQ_FIRST(&fresh)) != NULL) {
+		TAILQ_REMOVE(&fresh, l, l_entry);
+		listener_free(l);
+	}
+	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+		l->l_mark = 0;
+	return -1;
+}
+
+void
+listener_pause(struct worker *w)
+{
+	struct listener	*l;
+
+	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+		ev_io_stop(w->w_loop, &l->l_io);
+}
+
+void
+listener_resume(struct worker *w)
+{
+	struct listener	*l;
+
+	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+		ev_io_start(w->w_loop, &l->l_io);
+}
+
+void
+listener_close_all(struct worker *w)
+{
+	struct listener	*l;
+
+	while ((l = TAILQ_FIRST(&w->w_listeners)) != NULL) {
+		TAILQ_REMOVE(&w->w_listeners, l, l_entry);
+		listener_free(l);
+	}
+}

@@ -1,2 +1,256 @@
-/* relay.c: (stub) */
+/* relay.c: move tunnel bytes both ways, with backpressure and half-close */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "connectd.h"
+
+/*
+ * Bytes are read into the worker's scratch buffer and written straight to
+ * the other side.  Only what the other side cannot take right away is
+ * copied into a buffer of the tunnel's own, and reading from the source
+ * stops until that buffer is written out: an idle tunnel holds none.
+ */
+struct relay_dir {
+	int			  rd_from;
+	int			  rd_to;
+	ev_io			 *rd_read;	/* readable on rd_from */
+	ev_io			 *rd_write;	/* writable on rd_to */
+	struct relay_buf	**rd_pending;
+	uint64_t		 *rd_bytes;
+	int			  rd_eof;	/* CONN_*_EOF for rd_from */
+	int			  rd_shut;	/* CONN_*_SHUT for rd_to */
+	const char		 *rd_from_eof;
+	const char		 *rd_from_reset;
+	const char		 *rd_to_reset;
+};
+
+static void	relay_client_read_cb(EV_P_ ev_io *, int);
+static void	relay_server_read_cb(EV_P_ ev_io *, int);
+static void	relay_client_write_cb(EV_P_ ev_io *, int);
+static void	relay_server_write_cb(EV_P_ ev_io *, int);
+
+static struct relay_dir
+relay_up(struct conn *c)
+{
+	struct relay_dir d = {
+		c->c_cfd, c->c_sfd, &c->c_cread, &c->c_swrite, &c->c_up,
+		&c->c_rec.lr_bytes_up, CONN_CLIENT_EOF, CONN_SERVER_SHUT,
+		"client_eof", "client_reset", "server_reset"
+	};
+	return d;
+}
+
+static struct relay_dir
+relay_down(struct conn *c)
+{
+	struct relay_dir d = {
+		c->c_sfd, c->c_cfd, &c->c_sread, &c->c_cwrite, &c->c_down,
+		&c->c_rec.lr_bytes_down, CONN_SERVER_EOF, CONN_CLIENT_SHUT,
+		"server_eof", "server_reset", "client_reset"
+	};
+	return d;
+}
+
+void
+relay_free_buffers(struct conn *c)
+{
+	free(c->c_up);
+	free(c->c_down);
+	c->c_up = c->c_down = NULL;
+}
+
+/* Both sides have ended and everything is written: the tunnel is done. */
+static int
+relay_finished(struct conn *c)
+{
+	int	 all = CONN_CLIENT_EOF | CONN_SERVER_EOF;
+
+	if ((c->c_flags & all) != all || c->c_up != NULL || c->c_down != NULL)
+		return 0;
+	conn_close(c, c->c_eof_reason);
+	return 1;
+}
+
+/* The source ended and its bytes are all out: pass the FIN on. */
+static int
+relay_shut(struct conn *c, struct relay_dir *d)
+{
+	if (c->c_flags & d->rd_shut)
+		return 0;
+	c->c_flags |= d->rd_shut;
+	if (shutdown(d->rd_to, SHUT_WR) == -1 && errno != ENOTCONN) {
+		conn_close(c, d->rd_to_reset);
+		return -1;
+	}
+	return relay_finished(c) ? -1 : 0;
+}
+
+/*
+ * Write what we can of data to the destination; keep the rest.
+ * Returns 0, or -1 when the connection was closed.
+ */
+static int
+relay_write(struct conn *c, struct relay_dir *d, const char *data, size_t len)
+{
+	struct ev_loop		*loop = c->c_worker->w_loop;
+	struct relay_buf	*b;
+	ssize_t			 n;
+	size_t			 off = 0;
+
+	while (off < len) {
+		n = write(d->rd_to, data + off, len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			*d->rd_bytes += (uint64_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		conn_close(c, d->rd_to_reset);
+		return -1;
+	}
+	if (off == len)
+		return 0;
+	if ((b = malloc(sizeof(*b) + (len - off))) == NULL) {
+		conn_close(c, d->rd_to_reset);
+		return -1;
+	}
+	memcpy(b->rb_data, data + off, len - off);
+	b->rb_off = 0;
+	b->rb_len = b->rb_cap = len - off;
+	*d->rd_pending = b;
+	ev_io_stop(loop, d->rd_read);
+	ev_io_start(loop, d->rd_write);
+	return 0;
+}
+
+static void
+relay_read(struct conn *c, struct relay_dir *d)
+{
+	struct worker	*w = c->c_worker;
+	ssize_t		 n;
+
+	n = read(d->rd_from, w->w_scratch, w->w_scratch_len);
+	if (n > 0) {
+		c->c_activity = ev_now(w->w_loop);
+		(void)relay_write(c, d, w->w_scratch, (size_t)n);
+		return;
+	}
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n == -1) {
+		conn_close(c, d->rd_from_reset);
+		return;
+	}
+	/* EOF: stop reading this side, pass the FIN on once flushed */
+	ev_io_stop(w->w_loop, d->rd_read);
+	c->c_flags |= d->rd_eof;
+	if (c->c_eof_reason == NULL) {
+		c->c_eof_reason = d->rd_from_eof;
+		c->c_half_since = ev_now(w->w_loop);
+		conn_timer_arm(c);
+	}
+	if (*d->rd_pending == NULL)
+		(void)relay_shut(c, d);
+}
+
+static void
+relay_flush(struct conn *c, struct relay_dir *d)
+{
+	struct ev_loop		*loop = c->c_worker->w_loop;
+	struct relay_buf	*b = *d->rd_pending;
+	ssize_t			 n;
+
+	while (b->rb_off < b->rb_len) {
+		n = write(d->rd_to, b->rb_data + b->rb_off,
+		    b->rb_len - b->rb_off);
+		if (n > 0) {
+			b->rb_off += (size_t)n;
+			*d->rd_bytes += (uint64_t)n;
+			c->c_activity = ev_now(loop);
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		conn_close(c, d->rd_to_reset);
+		return;
+	}
+	free(b);
+	*d->rd_pending = NULL;
+	ev_io_stop(loop, d->rd_write);
+	if (c->c_flags & d->rd_eof)
+		(void)relay_shut(c, d);
+	else
+		ev_io_start(loop, d->rd_read);
+}
+
+static void
+relay_client_read_cb(EV_P_ ev_io *io, int revents)
+{
+	struct conn		*c = io->data;
+	struct relay_dir	 d = relay_up(c);
+
+	relay_read(c, &d);
+}
+
+static void
+relay_server_read_cb(EV_P_ ev_io *io, int revents)
+{
+	struct conn		*c = io->data;
+	struct relay_dir	 d = relay_down(c);
+
+	relay_read(c, &d);
+}
+
+static void
+relay_client_write_cb(EV_P_ ev_io *io, int revents)
+{
+	struct conn		*c = io->data;
+	struct relay_dir	 d = relay_down(c);
+
+	relay_flush(c, &d);
+}
+
+static void
+relay_server_write_cb(EV_P_ ev_io *io, int revents)
+{
+	struct conn		*c = io->data;
+	struct relay_dir	 d = relay_up(c);
+
+	relay_flush(c, &d);
+}
+
+/* The 200 is out: start relaying, bytes pipelined after the head first. */
+void
+relay_start(struct conn *c)
+{
+	struct ev_loop	*loop = c->c_worker->w_loop;
+
+	ev_io_stop(loop, &c->c_cread);
+	ev_io_stop(loop, &c->c_cwrite);
+	ev_io_stop(loop, &c->c_sread);
+	ev_io_stop(loop, &c->c_swrite);
+	ev_io_init(&c->c_cread, relay_client_read_cb, c->c_cfd, EV_READ);
+	ev_io_init(&c->c_cwrite, relay_client_write_cb, c->c_cfd, EV_WRITE);
+	ev_io_init(&c->c_sread, relay_server_read_cb, c->c_sfd, EV_READ);
+	ev_io_init(&c->c_swrite, relay_server_write_cb, c->c_sfd, EV_WRITE);
+	c->c_cread.data = c->c_cwrite.data = c;
+	c->c_sread.data = c->c_swrite.data = c;
+	c->c_activity = ev_now(loop);
+	conn_set_state(c, CONN_RELAY);
+
+	ev_io_start(loop, &c->c_sread);
+	if (c->c_up != NULL)
+		ev_io_start(loop, &c->c_swrite);
+	else
+		ev_io_start(loop, &c->c_cread);
+}
