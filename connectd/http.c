@@ -1,2 +1,451 @@
-/* http.c: (stub) */
+/* http.c: CONNECT request head parser and canned error replies */
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
 #include "connectd.h"
+
+/*
+ * Choices, checked against Squid 5.7 on loopback where noted:
+ *
+ * - Lines end in CRLF or a bare LF (RFC 9112 2.2 allows it; Squid's
+ *   default relaxed_header_parser accepts it too).  A CR not followed
+ *   by LF is an error (Squid just waits).  Since the head is never
+ *   forwarded, there is no peer to disagree with about where it ends.
+ * - Empty lines before the request line are skipped (RFC 9112 2.2;
+ *   Squid does the same).
+ * - The request line is strict: single SPs, no HT, no control bytes
+ *   (Squid also splits on runs of SP and HT).  A target holding '@'
+ *   (userinfo, maybe a password) is refused and never stored in
+ *   hr_target, so that it cannot reach the log.
+ * - A version of the form HTTP/DIGITS.DIGITS other than 1.0 or 1.1 gets
+ *   505; anything else that is not such a version gets 400.  Squid 5.7
+ *   answers 505 for 0.0, 0.1, 01.1, 1.01, 1.10, 2.0, 9.9 and 10.0 and 400
+ *   for HTTP/1, HTTP/1., http/1.1 and ICAP/1.0; it tunnels 0.9 and 1.2-1.9
+ *   as if 1.1, where connectd says 505.
+ * - Methods are case-sensitive (RFC 9110 9.1): "connect" gets 405.  Squid
+ *   5.7 tunnels it.
+ * - obs-fold, whitespace before a colon, and control bytes other than HT
+ *   in field values get 400 (Squid accepts fold and control bytes).
+ * - More than HTTP_HEADERS_MAX field lines get 431 even when the head is
+ *   below the size limit.  Real CONNECT clients send a handful; a client
+ *   sending thousands of tiny lines is probing, and the caller parses the
+ *   head again each time bytes arrive.  Squid 5.7 has no line cap (only
+ *   64 KiB of bytes) and tunnels 10,000 "A: b" lines.
+ * - Every error is found as soon as its bytes arrive, without waiting for
+ *   the end of the head: a TLS ClientHello sent straight to the proxy
+ *   fails on its first byte.
+ */
+#define HTTP_METHOD_MAX		32
+#define HTTP_VERSION_MAX	16	/* "HTTP/" DIGITS "." DIGITS */
+#define HTTP_HEADERS_MAX	100
+
+static int	http_fail(struct http_request *, int, const char *);
+static int	http_tchar(unsigned char);
+static int	http_hostchar(unsigned char);
+static int	http_badbyte(unsigned char, struct http_request *);
+static int	http_request_line(const char *, size_t, int,
+		    struct http_request *);
+static int	http_version(const char *, size_t, int, struct http_request *);
+static int	http_authority(const char *, size_t, struct http_request *);
+static int	http_port(const char *, size_t, struct http_request *);
+static int	http_header(const char *, size_t, int, struct http_request *);
+
+static int
+http_fail(struct http_request *req, int status, const char *error)
+{
+	req->hr_status = status;
+	req->hr_error = error;
+	return (-1);
+}
+
+/* RFC 9110 5.6.2 */
+static int
+http_tchar(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return (1);
+	return (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int
+http_hostchar(unsigned char c)
+{
+	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_');
+}
+
+/*
+ * The error for a byte that no part of a line may hold.  Every check
+ * runs left to right and the first bad byte decides, so that the answer
+ * for a prefix of the head is the answer for the whole of it.
+ */
+static int
+http_badbyte(unsigned char c, struct http_request *req)
+{
+	if (c == '\0')
+		return (http_fail(req, 400, "nul byte"));
+	if (c == '\r')
+		return (http_fail(req, 400, "bare cr"));
+	return (0);
+}
+
+/*
+ * The request line p[0..n), without its line end.  If !complete, p holds
+ * only what has arrived so far: report an error if it is already certain.
+ */
+static int
+http_request_line(const char *p, size_t n, int complete,
+    struct http_request *req)
+{
+	size_t		 i, m, t;
+	unsigned char	 c;
+	int		 is_connect, userinfo;
+
+	/* the method first, so that a TLS ClientHello says "bad method" */
+	for (i = 0; i < n && p[i] != ' '; i++) {
+		if (p[i] == '\0')
+			return (http_fail(req, 400, "nul byte"));
+		if (!http_tchar(p[i]) || i >= HTTP_METHOD_MAX)
+			return (http_fail(req, 400, "bad method"));
+	}
+	if (i == 0 && n > 0)
+		return (http_fail(req, 400, "bad method"));
+	if (i == n) {
+		if (complete)
+			return (http_fail(req, 400, "bad request line"));
+		return (0);
+	}
+	req->hr_method = p;
+	req->hr_method_len = m = i;
+	is_connect = m == 7 && memcmp(p, "CONNECT", 7) == 0;
+
+	for (t = ++i; i < n && p[i] != ' '; i++) {
+		c = p[i];
+		if (http_badbyte(c, req) == -1)
+			return (-1);
+		if (c <= 0x20 || c == 0x7f)
+			return (http_fail(req, 400, "bad request line"));
+		if (is_connect && i - t >= AUTHORITY_MAX_LEN)
+			return (http_fail(req, 400, "target too long"));
+	}
+	if (i == t && i < n)
+		return (http_fail(req, 400, "bad request line"));
+	if (i == n) {
+		if (!complete)
+			return (0);
+		if (i == t)
+			return (http_fail(req, 400, "bad request line"));
+		return (http_fail(req, 400, "missing version"));
+	}
+	/* a target with userinfo may hold a password: keep it from the log */
+	userinfo = memchr(p + t, '@', i - t) != NULL;
+	if (!userinfo) {
+		req->hr_target = p + t;
+		req->hr_target_len = i - t;
+	}
+
+	i++;
+	if (http_version(p + i, n - i, complete, req) == -1)
+		return (-1);
+	if (!complete)
+		return (0);
+
+	if (req->hr_version == 0)
+		return (http_fail(req, 505, "version not supported"));
+	if (!is_connect)
+		return (http_fail(req, 405, "method not allowed"));
+	if (userinfo)
+		return (http_fail(req, 400, "userinfo in target"));
+	return (http_authority(req->hr_target, req->hr_target_len, req));
+}
+
+/* "HTTP/" 1*DIGIT "." 1*DIGIT; sets hr_version to 10, 11 or 0 (other). */
+static int
+http_version(const char *p, size_t n, int complete, struct http_request *req)
+{
+	size_t		 i, major = 0, minor = 0;
+	int		 dot = 0;
+
+	for (i = 0; i < n; i++) {
+		if (http_badbyte(p[i], req) == -1)
+			return (-1);
+		if (i >= HTTP_VERSION_MAX)
+			return (http_fail(req, 400, "bad version"));
+		if (i < 5) {
+			if (p[i] != "HTTP/"[i])
+				return (http_fail(req, 400, "bad version"));
+		} else if (p[i] >= '0' && p[i] <= '9') {
+			if (dot)
+				minor++;
+			else
+				major++;
+		} else if (p[i] == '.' && !dot && major > 0)
+			dot = 1;
+		else
+			return (http_fail(req, 400, "bad version"));
+	}
+	if (!complete)
+		return (0);
+	if (minor == 0)
+		return (http_fail(req, 400, "bad version"));
+	if (n == 8 && memcmp(p, "HTTP/1.0", 8) == 0)
+		req->hr_version = 10;
+	else if (n == 8 && memcmp(p, "HTTP/1.1", 8) == 0)
+		req->hr_version = 11;
+	return (0);
+}
+
+/* authority-form: host ":" port, or "[" IPv6 "]" ":" port */
+static int
+http_authority(const char *p, size_t n, struct http_request *req)
+{
+	char		 addr[INET6_ADDRSTRLEN];
+	struct in6_addr	 in6;
+	const char	*end, *colon;
+	size_t		 i;
+
+	for (i = 0; i + 3 <= n; i++)
+		if (memcmp(p + i, "://", 3) == 0)
+			return (http_fail(req, 400, "absolute-form target"));
+	if (n > 0 && p[0] == '/')
+		return (http_fail(req, 400, "origin-form target"));
+
+	if (n > 0 && p[0] == '[') {
+		if ((end = memchr(p, ']', n)) == NULL)
+			return (http_fail(req, 400, "bad ipv6 address"));
+		req->hr_host = p + 1;
+		req->hr_host_len = end - (p + 1);
+		if (req->hr_host_len == 0)
+			return (http_fail(req, 400, "empty host"));
+		if (req->hr_host_len >= sizeof(addr))
+			return (http_fail(req, 400, "bad ipv6 address"));
+		memcpy(addr, req->hr_host, req->hr_host_len);
+		addr[req->hr_host_len] = '\0';
+		if (inet_pton(AF_INET6, addr, &in6) != 1)
+			return (http_fail(req, 400, "bad ipv6 address"));
+		colon = end + 1;
+		if (colon == p + n)
+			return (http_fail(req, 400, "missing port"));
+		if (*colon != ':')
+			return (http_fail(req, 400, "bad port"));
+	} else {
+		if ((colon = memchr(p, ':', n)) == NULL)
+			return (http_fail(req, 400, "missing port"));
+		req->hr_host = p;
+		req->hr_host_len = colon - p;
+		if (req->hr_host_len == 0)
+			return (http_fail(req, 400, "empty host"));
+		if (req->hr_host_len > HOST_NAME_MAX_LEN)
+			return (http_fail(req, 400, "host too long"));
+		for (i = 0; i < req->hr_host_len; i++)
+			if (!http_hostchar(p[i]))
+				return (http_fail(req, 400, "bad host"));
+	}
+	colon++;
+	return (http_port(colon, p + n - colon, req));
+}
+
+/* 1*5DIGIT, 1..65535 */
+static int
+http_port(const char *p, size_t n, struct http_request *req)
+{
+	unsigned int	 port = 0;
+	size_t		 i;
+
+	if (n == 0)
+		return (http_fail(req, 400, "missing port"));
+	if (n > 5)
+		return (http_fail(req, 400, "bad port"));
+	for (i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return (http_fail(req, 400, "bad port"));
+		port = port * 10 + (p[i] - '0');
+	}
+	if (port < 1 || port > 65535)
+		return (http_fail(req, 400, "bad port"));
+	req->hr_port = (uint16_t)port;
+	return (0);
+}
+
+/* One field line p[0..n), n > 0, without its line end. */
+static int
+http_header(const char *p, size_t n, int complete, struct http_request *req)
+{
+	size_t		 i, name, v, e;
+	unsigned char	 c;
+
+	if (p[0] == ' ' || p[0] == '\t')
+		return (http_fail(req, 400, "obs-fold"));
+	for (i = 0; i < n && p[i] != ':'; i++) {
+		if (http_badbyte(p[i], req) == -1)
+			return (-1);
+		if (p[i] == ' ' || p[i] == '\t') {
+			/* which error it is depends on a colon to come */
+			if (memchr(p + i, ':', n - i) != NULL)
+				return (http_fail(req, 400,
+				    "space before colon"));
+			if (complete)
+				return (http_fail(req, 400,
+				    "header without colon"));
+			return (0);
+		}
+		if (!http_tchar(p[i]))
+			return (http_fail(req, 400, "bad header name"));
+	}
+	if (i == 0)
+		return (http_fail(req, 400, "empty header name"));
+	if (i == n) {
+		if (complete)
+			return (http_fail(req, 400, "header without colon"));
+		return (0);
+	}
+	name = i;
+	for (i++; i < n; i++) {
+		c = p[i];
+		if (http_badbyte(c, req) == -1)
+			return (-1);
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return (http_fail(req, 400, "bad header value"));
+	}
+	if (!complete || req->hr_user_agent != NULL || name != 10 ||
+	    strncasecmp(p, "User-Agent", 10) != 0)
+		return (0);
+
+	/* the value without OWS, cut to what the log keeps */
+	for (v = name + 1; v < n && (p[v] == ' ' || p[v] == '\t'); v++)
+		;
+	for (e = n; e > v && (p[e - 1] == ' ' || p[e - 1] == '\t'); e--)
+		;
+	req->hr_user_agent = p + v;
+	req->hr_user_agent_len = e - v;
+	if (req->hr_user_agent_len > USER_AGENT_MAX_LEN)
+		req->hr_user_agent_len = USER_AGENT_MAX_LEN;
+	return (0);
+}
+
+/*
+ * Parse the head at the start of buf[0..len), looking at no more than max
+ * bytes.  On ERROR and INCOMPLETE the fields parsed so far stay set, for
+ * the log; hr_target stays NULL for a target with userinfo.
+ */
+enum http_parse
+http_parse_request(const char *buf, size_t len, size_t max,
+    struct http_request *req)
+{
+	const char	*lf;
+	size_t		 avail, pos = 0, n, nheaders = 0;
+	int		 complete, first = 1;
+
+	memset(req, 0, sizeof(*req));
+	avail = len < max ? len : max;
+
+	/* empty lines before the request line */
+	while (pos < avail && (buf[pos] == '\n' || buf[pos] == '\r')) {
+		if (buf[pos] == '\n')
+			pos++;
+		else if (pos + 1 == avail)
+			break;
+		else if (buf[pos + 1] == '\n')
+			pos += 2;
+		else {
+			http_fail(req, 400, "bare cr");
+			return (HTTP_PARSE_ERROR);
+		}
+	}
+
+	while (pos < avail) {
+		lf = memchr(buf + pos, '\n', avail - pos);
+		complete = lf != NULL;
+		n = (complete ? (size_t)(lf - buf) : avail) - pos;
+		/* a CR before the LF, or at the end where the LF may follow */
+		if (n > 0 && buf[pos + n - 1] == '\r')
+			n--;
+
+		if (first) {
+			if (http_request_line(buf + pos, n, complete, req) == -1)
+				return (HTTP_PARSE_ERROR);
+			first = 0;
+		} else if (n == 0) {
+			if (complete) {
+				req->hr_head_len = lf - buf + 1;
+				return (HTTP_PARSE_DONE);
+			}
+		} else if (nheaders++ >= HTTP_HEADERS_MAX) {
+			http_fail(req, 431, "too many headers");
+			return (HTTP_PARSE_ERROR);
+		} else if (http_header(buf + pos, n, complete, req) == -1)
+			return (HTTP_PARSE_ERROR);
+
+		if (!complete)
+			break;
+		pos = lf - buf + 1;
+	}
+
+	if (len >= max) {
+		http_fail(req, 431, "header too large");
+		return (HTTP_PARSE_ERROR);
+	}
+	return (HTTP_PARSE_INCOMPLETE);
+}
+
+const char *
+http_status_text(int status)
+{
+	switch (status) {
+	case 200:
+		return ("Connection established");
+	case 400:
+		return ("Bad Request");
+	case 403:
+		return ("Forbidden");
+	case 405:
+		return ("Method Not Allowed");
+	case 408:
+		return ("Request Timeout");
+	case 431:
+		return ("Request Header Fields Too Large");
+	case 500:
+		return ("Internal Server Error");
+	case 502:
+		return ("Bad Gateway");
+	case 503:
+		return ("Service Unavailable");
+	case 504:
+		return ("Gateway Timeout");
+	case 505:
+		return ("HTTP Version Not Supported");
+	}
+	return (NULL);
+}
+
+/*
+ * An error reply for status (400 and up, known to http_status_text()).
+ * The body is the status text alone: nothing the client sent is echoed.
+ * 405 carries the Allow field RFC 9110 15.5.6 requires.
+ */
+int
+http_reply_error(int status, char *buf, size_t len)
+{
+	const char	*text;
+	int		 n;
+
+	if (status < 400 || (text = http_status_text(status)) == NULL)
+		return (-1);
+	n = snprintf(buf, len, "HTTP/1.1 %d %s\r\n"
+	    "Server: connectd\r\n"
+	    "%s"
+	    "Content-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Connection: close\r\n"
+	    "\r\n"
+	    "%s\n",
+	    status, text, status == 405 ? "Allow: CONNECT\r\n" : "",
+	    strlen(text) + 1, text);
+	if (n < 0 || (size_t)n >= len)
+		return (-1);
+	return (n);
+}

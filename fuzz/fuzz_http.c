@@ -1,0 +1,174 @@
+/* fuzz_http.c: libFuzzer harness for the CONNECT request head parser */
+/* fuzz-sources: connectd/http.c */
+/* fuzz-options: -max_len=20000 */
+#include <assert.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connectd.h"
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static const int http_statuses[] = {
+	400, 403, 405, 408, 431, 500, 502, 503, 504, 505
+};
+
+static int
+fuzz_inside(const char *buf, size_t len, const char *p, size_t n)
+{
+	return (p >= buf && p <= buf + len && n <= (size_t)(buf + len - p));
+}
+
+static int
+fuzz_parse(const char *data, size_t len, size_t max, struct http_request *req)
+{
+	enum http_parse	 rv;
+	char		*buf;
+
+	/* an exact-size copy, so that ASan sees any read past len */
+	if ((buf = malloc(len ? len : 1)) == NULL)
+		abort();
+	memcpy(buf, data, len);
+	rv = http_parse_request(buf, len, max, req);
+
+	switch (rv) {
+	case HTTP_PARSE_DONE:
+		assert(req->hr_status == 0 && req->hr_error == NULL);
+		assert(req->hr_head_len > 0 && req->hr_head_len <= len &&
+		    req->hr_head_len <= max);
+		assert(buf[req->hr_head_len - 1] == '\n');
+		assert(memchr(buf, '\0', req->hr_head_len) == NULL);
+		assert(req->hr_method_len == 7 &&
+		    memcmp(req->hr_method, "CONNECT", 7) == 0);
+		assert(req->hr_version == 10 || req->hr_version == 11);
+		assert(req->hr_target != NULL && fuzz_inside(buf,
+		    req->hr_head_len, req->hr_target, req->hr_target_len));
+		assert(memchr(req->hr_target, '@', req->hr_target_len) == NULL);
+		assert(req->hr_host != NULL && fuzz_inside(buf,
+		    req->hr_head_len, req->hr_host, req->hr_host_len));
+		assert(req->hr_host_len >= 1 &&
+		    req->hr_host_len <= HOST_NAME_MAX_LEN);
+		assert(req->hr_port >= 1);
+		if (req->hr_user_agent != NULL) {
+			assert(fuzz_inside(buf, req->hr_head_len,
+			    req->hr_user_agent, req->hr_user_agent_len));
+			assert(req->hr_user_agent_len <= USER_AGENT_MAX_LEN);
+		}
+		break;
+	case HTTP_PARSE_ERROR:
+		assert(req->hr_status == 400 || req->hr_status == 405 ||
+		    req->hr_status == 431 || req->hr_status == 505);
+		assert(req->hr_error != NULL && req->hr_error[0] != '\0');
+		assert(req->hr_head_len == 0);
+		if (req->hr_status == 405)
+			assert(req->hr_method != NULL);
+		break;
+	case HTTP_PARSE_INCOMPLETE:
+		assert(len < max);
+		assert(req->hr_status == 0 && req->hr_error == NULL);
+		break;
+	default:
+		abort();
+	}
+	/* on every outcome, whatever was set points into buf */
+	if (req->hr_method != NULL)
+		assert(fuzz_inside(buf, len, req->hr_method,
+		    req->hr_method_len));
+	if (req->hr_target != NULL)
+		assert(fuzz_inside(buf, len, req->hr_target,
+		    req->hr_target_len));
+	if (req->hr_host != NULL)
+		assert(fuzz_inside(buf, len, req->hr_host, req->hr_host_len));
+	if (req->hr_user_agent != NULL)
+		assert(fuzz_inside(buf, len, req->hr_user_agent,
+		    req->hr_user_agent_len));
+
+	/* make pointers comparable across calls: offsets into data */
+#define REBASE(f)	do { if (req->f != NULL) \
+	req->f = data + (req->f - buf); } while (0)
+	REBASE(hr_method);
+	REBASE(hr_target);
+	REBASE(hr_host);
+	REBASE(hr_user_agent);
+#undef REBASE
+	free(buf);
+	return (rv);
+}
+
+/*
+ * What a prefix decides, the whole input decides the same way: an error
+ * found early, or a head that is already complete, does not change when
+ * more bytes arrive.
+ */
+static void
+fuzz_prefix(const char *data, size_t len, size_t max, size_t cut)
+{
+	struct http_request	 a, b;
+	int			 ra, rb;
+
+	ra = fuzz_parse(data, cut, max, &a);
+	rb = fuzz_parse(data, len, max, &b);
+	if (ra == HTTP_PARSE_INCOMPLETE)
+		return;
+	assert(ra == rb);
+	assert(a.hr_status == b.hr_status);
+	assert(strcmp(a.hr_error ? a.hr_error : "",
+	    b.hr_error ? b.hr_error : "") == 0);
+	if (ra == HTTP_PARSE_DONE)
+		assert(memcmp(&a, &b, sizeof(a)) == 0);
+}
+
+static void
+fuzz_replies(size_t small)
+{
+	char		 buf[512], *body;
+	const char	*text;
+	size_t		 i, clen;
+	int		 n;
+
+	for (i = 0; i < sizeof(http_statuses) / sizeof(http_statuses[0]); i++) {
+		text = http_status_text(http_statuses[i]);
+		assert(text != NULL);
+		n = http_reply_error(http_statuses[i], buf, sizeof(buf));
+		assert(n > 0 && (size_t)n < sizeof(buf));
+		assert((size_t)n == strlen(buf));
+		assert(strncmp(buf, "HTTP/1.1 ", 9) == 0);
+		assert(atoi(buf + 9) == http_statuses[i]);
+		assert(strstr(buf, "\r\nConnection: close\r\n") != NULL);
+		assert((body = strstr(buf, "\r\n\r\n")) != NULL);
+		body += 4;
+		assert(sscanf(strstr(buf, "Content-Length: "),
+		    "Content-Length: %zu", &clen) == 1);
+		assert(clen == strlen(body));
+		assert(strncmp(body, text, strlen(text)) == 0);
+		/* a short buffer fails cleanly, never a partial reply */
+		n = http_reply_error(http_statuses[i], buf, small);
+		assert(n == -1 || (size_t)n < small);
+	}
+	assert(http_reply_error(200, buf, sizeof(buf)) == -1);
+	assert(http_reply_error(-1, buf, sizeof(buf)) == -1);
+	assert(http_reply_error(599, buf, sizeof(buf)) == -1);
+	assert(http_status_text(599) == NULL);
+	assert(strcmp(http_status_text(200), "Connection established") == 0);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct http_request	 req;
+	const char		*p = (const char *)data;
+	size_t			 cut;
+
+	fuzz_parse(p, size, REQUEST_HEADER_MAX, &req);
+	fuzz_parse(p, size, 64, &req);
+
+	cut = size > 0 ? data[0] % (size + 1) : 0;
+	fuzz_prefix(p, size, REQUEST_HEADER_MAX, cut);
+	fuzz_prefix(p, size, REQUEST_HEADER_MAX, size / 2);
+	fuzz_prefix(p, size, 64, cut);
+
+	fuzz_replies(size % 256);
+	return (0);
+}
