@@ -1,2 +1,1204 @@
-/* conf.c: (stub) */
+/* conf.c: the Squid-style configuration file: directives, parser, dump */
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
 #include "connectd.h"
+
+#define CONF_FILE_MAX		(16 * 1024 * 1024)
+#define CONF_WS			" \t\r\f\v"
+#define CONF_QUOTE_MAX		72	/* line text shown in an error */
+#define CONF_MSG_MAX		200	/* message shown in an error */
+#define CONF_TIME_MAX		1e9	/* about 31 years */
+#define CONF_HEADER_MIN		256
+#define CONF_HEADER_MAX		(1024 * 1024)
+#define CONF_BUFFER_DEFAULT	(4 * 1024 * 1024)
+#define CONF_BUFFER_MAX		(1024 * 1024 * 1024)
+#define CONF_LOG_DEFAULT	"/dev/stdout"
+#define CONF_FORMAT_DEFAULT	"json"
+
+struct conf_parse;
+struct conf_directive;
+
+typedef int	(*conf_parse_fn)(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+typedef void	(*conf_dump_fn)(const struct conf *,
+		    const struct conf_directive *, FILE *);
+
+/*
+ * One row per directive.  A new directive is a new row: its parser gets
+ * the line split into words, its dumper prints it back for `connectd -t -v`.
+ */
+struct conf_directive {
+	const char	*cd_name;
+	conf_parse_fn	 cd_parse;
+	conf_dump_fn	 cd_dump;	/* NULL for aliases */
+	int		 cd_flags;
+#define CD_REPEAT	0x01		/* may appear more than once */
+#define CD_NONZERO	0x02		/* a time that must be above zero */
+	const char	*cd_alias;	/* the canonical name, for an alias */
+	size_t		 cd_offset;	/* struct conf field (generic) */
+	double		 cd_min;	/* size bounds, generic parsers */
+	double		 cd_max;
+};
+
+/* an access_log whose format is looked up at the end of the file */
+struct conf_pending {
+	struct access_log_conf	*pf_alc;
+	char			*pf_name;
+	size_t			 pf_lineno;
+	char			*pf_line;
+};
+
+struct conf_parse {
+	struct conf		*cp_conf;
+	const char		*cp_file;
+	size_t			 cp_lineno;
+	const char		*cp_line;	/* trimmed text of the line */
+	char			*cp_err;
+	size_t			 cp_errlen;
+	size_t			*cp_seen;	/* by directive: first line */
+	struct conf_pending	*cp_pending;
+	size_t			 cp_npending;
+	size_t			 cp_log_none;	/* line of `access_log none` */
+};
+
+struct conf_unit {
+	const char	*cu_name;
+	double		 cu_scale;
+};
+
+static int	 conf_http_port(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_time(struct conf_parse *, const struct conf_directive *,
+		    int, char **);
+static int	 conf_size(struct conf_parse *, const struct conf_directive *,
+		    int, char **);
+static int	 conf_logformat(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_access_log(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static void	 conf_dump_http_port(const struct conf *,
+		    const struct conf_directive *, FILE *);
+static void	 conf_dump_time(const struct conf *,
+		    const struct conf_directive *, FILE *);
+static void	 conf_dump_size(const struct conf *,
+		    const struct conf_directive *, FILE *);
+static void	 conf_dump_logformat(const struct conf *,
+		    const struct conf_directive *, FILE *);
+static void	 conf_dump_access_log(const struct conf *,
+		    const struct conf_directive *, FILE *);
+
+#define CONF_TIME(name, field, flags)					\
+	{ name, conf_time, conf_dump_time, flags, NULL,			\
+	    offsetof(struct conf, field), 0, CONF_TIME_MAX }
+
+static const struct conf_directive conf_directives[] = {
+	{ "http_port", conf_http_port, conf_dump_http_port, CD_REPEAT, NULL,
+	    0, 0, 0 },
+	CONF_TIME("connect_timeout", c_connect_timeout, CD_NONZERO),
+	CONF_TIME("read_timeout", c_read_timeout, CD_NONZERO),
+	CONF_TIME("request_header_timeout", c_request_header_timeout,
+	    CD_NONZERO),
+	{ "request_timeout", conf_time, NULL, CD_NONZERO,
+	    "request_header_timeout",
+	    offsetof(struct conf, c_request_header_timeout), 0, CONF_TIME_MAX },
+	CONF_TIME("half_closed_timeout", c_half_closed_timeout, CD_NONZERO),
+	CONF_TIME("shutdown_lifetime", c_shutdown_lifetime, 0),
+	{ "request_header_max_size", conf_size, conf_dump_size, 0, NULL,
+	    offsetof(struct conf, c_request_header_max_size),
+	    CONF_HEADER_MIN, CONF_HEADER_MAX },
+	{ "logformat", conf_logformat, conf_dump_logformat, CD_REPEAT, NULL,
+	    0, 0, 0 },
+	{ "access_log", conf_access_log, conf_dump_access_log, CD_REPEAT,
+	    NULL, 0, 0, 0 },
+};
+#define CONF_NDIRECTIVES \
+	(sizeof(conf_directives) / sizeof(conf_directives[0]))
+
+/* Squid 5.7's units (cache_cf.cc), singular or plural, any case */
+static const struct conf_unit conf_time_units[] = {
+	{ "millisecond",	0.001 },
+	{ "second",		1 },
+	{ "minute",		60 },
+	{ "hour",		3600 },
+	{ "day",		86400 },
+	{ "week",		86400 * 7 },
+	{ "fortnight",		86400 * 14 },
+	{ "month",		86400 * 30 },
+	{ "year",		86400 * 365.2522 },
+	{ "decade",		86400 * 365.2522 * 10 },
+};
+
+static const struct conf_unit conf_size_units[] = {
+	{ "bytes",		1 },
+	{ "KB",			1024 },
+	{ "MB",			1024 * 1024 },
+	{ "GB",			1024 * 1024 * 1024 },
+};
+
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* Printable ASCII as is, anything else as \xNN; cut at max with "..." */
+static void
+conf_escape(char *dst, size_t dstlen, const char *src, size_t srclen,
+    size_t max)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	unsigned char		 c;
+	size_t			 i, o = 0, w;
+
+	if (dstlen < 4) {
+		if (dstlen > 0)
+			dst[0] = '\0';
+		return;
+	}
+	if (max > dstlen - 4)
+		max = dstlen - 4;	/* room for "..." and the NUL */
+	for (i = 0; i < srclen; i++) {
+		c = (unsigned char)src[i];
+		w = (c >= 0x20 && c < 0x7f) ? 1 : 4;
+		if (o + w > max) {
+			memcpy(dst + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (w == 1)
+			dst[o++] = c;
+		else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 0xf];
+		}
+	}
+	dst[o] = '\0';
+}
+
+static void
+conf_verror(char *, size_t, const char *, size_t, const char *,
+    const char *, va_list) __attribute__((format(printf, 6, 0)));
+
+static void
+conf_verror(char *err, size_t errlen, const char *file, size_t lineno,
+    const char *line, const char *fmt, va_list ap)
+{
+	char	 raw[1024], msg[CONF_MSG_MAX + 4];
+	char	 qfile[CONF_MSG_MAX + 4], qline[CONF_QUOTE_MAX + 4];
+
+	if (err == NULL || errlen == 0)
+		return;
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	conf_escape(msg, sizeof(msg), raw, strlen(raw), CONF_MSG_MAX);
+	conf_escape(qfile, sizeof(qfile), file, strlen(file), CONF_MSG_MAX);
+	if (lineno == 0)
+		snprintf(err, errlen, "%s: %s", qfile, msg);
+	else if (line == NULL)
+		snprintf(err, errlen, "%s:%zu: %s", qfile, lineno, msg);
+	else {
+		conf_escape(qline, sizeof(qline), line, strlen(line),
+		    CONF_QUOTE_MAX);
+		snprintf(err, errlen, "%s:%zu: %s: '%s'", qfile, lineno, msg,
+		    qline);
+	}
+}
+
+static int
+conf_error(struct conf_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Always -1, so that a parser can `return conf_error(...)`. */
+static int
+conf_error(struct conf_parse *p, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	conf_verror(p->cp_err, p->cp_errlen, p->cp_file, p->cp_lineno,
+	    p->cp_line, fmt, ap);
+	va_end(ap);
+	return (-1);
+}
+
+static int
+conf_error_at(struct conf_parse *p, size_t lineno, const char *line,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+conf_error_at(struct conf_parse *p, size_t lineno, const char *line,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	conf_verror(p->cp_err, p->cp_errlen, p->cp_file, lineno, line, fmt,
+	    ap);
+	va_end(ap);
+	return (-1);
+}
+
+/* A plain decimal number: no sign, no hex, no inf or nan. */
+static int
+conf_number(const char *s, size_t len, double *v)
+{
+	char	 buf[64], *end;
+	size_t	 i;
+
+	if (len == 0 || len >= sizeof(buf) ||
+	    !(isdigit((unsigned char)s[0]) || s[0] == '.'))
+		return (-1);
+	for (i = 0; i < len; i++)
+		if (strchr("0123456789.eE+-", s[i]) == NULL)
+			return (-1);
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	errno = 0;
+	*v = strtod(buf, &end);
+	if (*end != '\0' || errno == ERANGE || !isfinite(*v))
+		return (-1);
+	return (0);
+}
+
+/* "30seconds" or "16KB": a number with the unit glued on */
+static int
+conf_glued(const char *s, size_t len)
+{
+	size_t	 n;
+
+	n = strspn(s, "0123456789.");
+	return (n > 0 && n < len && isalpha((unsigned char)s[n]));
+}
+
+static const struct conf_unit *
+conf_unit_find(const struct conf_unit *units, size_t nunits, const char *s,
+    int plural)
+{
+	size_t	 i, n;
+
+	for (i = 0; i < nunits; i++) {
+		n = strlen(units[i].cu_name);
+		if (strncasecmp(s, units[i].cu_name, n) != 0)
+			continue;
+		if (s[n] == '\0' || (plural && s[n] == 's' && s[n + 1] == '\0'))
+			return (&units[i]);
+	}
+	return (NULL);
+}
+
+static int
+conf_time_value(const char *num, const char *unit, double *v, char *err,
+    size_t errlen)
+{
+	const struct conf_unit	*u;
+	double			 n;
+
+	if (conf_number(num, strlen(num), &n) == -1) {
+		snprintf(err, errlen, "bad time value '%.32s'%s", num,
+		    conf_glued(num, strlen(num)) ?
+		    " (put a space before the unit)" : "");
+		return (-1);
+	}
+	if (unit == NULL) {
+		snprintf(err, errlen, "missing time unit "
+		    "(e.g. '%.32s seconds')", num);
+		return (-1);
+	}
+	if ((u = conf_unit_find(conf_time_units, nitems(conf_time_units),
+	    unit, 1)) == NULL) {
+		snprintf(err, errlen, "unknown time unit '%.32s'", unit);
+		return (-1);
+	}
+	n *= u->cu_scale;
+	if (!isfinite(n) || n > CONF_TIME_MAX) {
+		snprintf(err, errlen, "time value too large");
+		return (-1);
+	}
+	*v = n;
+	return (0);
+}
+
+/* "NUMBER UNIT" as in Squid; a bare number is bytes, as Squid assumes */
+static int
+conf_size_value(const char *num, size_t numlen, const char *unit,
+    size_t *v, char *err, size_t errlen)
+{
+	const struct conf_unit	*u;
+	double			 n;
+
+	if (conf_number(num, numlen, &n) == -1) {
+		snprintf(err, errlen, "bad size value '%.*s'%s",
+		    (int)(numlen > 32 ? 32 : numlen), num,
+		    conf_glued(num, numlen) ? " (put a space before the unit)" :
+		    "");
+		return (-1);
+	}
+	if (unit != NULL && *unit != '\0') {
+		if ((u = conf_unit_find(conf_size_units,
+		    nitems(conf_size_units), unit, 0)) == NULL) {
+			snprintf(err, errlen, "unknown size unit '%.32s' "
+			    "(bytes, KB, MB or GB)", unit);
+			return (-1);
+		}
+		n *= u->cu_scale;
+	}
+	if (n != floor(n)) {
+		snprintf(err, errlen, "size is not a whole number of bytes");
+		return (-1);
+	}
+	if (n > (double)CONF_BUFFER_MAX * 4) {
+		snprintf(err, errlen, "size too large");
+		return (-1);
+	}
+	*v = (size_t)n;
+	return (0);
+}
+
+int
+conf_parse_time(const char *s, double *v)
+{
+	char		 buf[128], err[128], *num, *unit, *extra, *last;
+	size_t		 len;
+
+	len = strlen(s);
+	if (len >= sizeof(buf))
+		return (-1);
+	memcpy(buf, s, len + 1);
+	if ((num = strtok_r(buf, CONF_WS, &last)) == NULL)
+		return (-1);
+	unit = strtok_r(NULL, CONF_WS, &last);
+	extra = strtok_r(NULL, CONF_WS, &last);
+	if (extra != NULL)
+		return (-1);
+	return (conf_time_value(num, unit, v, err, sizeof(err)));
+}
+
+int
+conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
+    socklen_t *sslen, char *err, size_t errlen)
+{
+	struct sockaddr_in	*sin;
+	struct sockaddr_in6	*sin6;
+	char			 host[INET6_ADDRSTRLEN + 1];
+	const char		*port, *colon, *close;
+	size_t			 hostlen;
+	unsigned long		 n;
+	char			*end;
+
+	memset(ss, 0, sizeof(*ss));
+	hostlen = 0;
+	if (s[0] == '[') {
+		if ((close = strchr(s, ']')) == NULL) {
+			snprintf(err, errlen, "missing ']' after IPv6 address");
+			return (-1);
+		}
+		if (close[1] != ':') {
+			snprintf(err, errlen, "missing ':PORT' after ']'");
+			return (-1);
+		}
+		hostlen = close - (s + 1);
+		if (hostlen == 0 || hostlen >= sizeof(host)) {
+			snprintf(err, errlen, "bad IPv6 address");
+			return (-1);
+		}
+		memcpy(host, s + 1, hostlen);
+		host[hostlen] = '\0';
+		port = close + 2;
+		sin6 = (struct sockaddr_in6 *)ss;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			snprintf(err, errlen, "bad IPv6 address '%s'", host);
+			return (-1);
+		}
+		sin6->sin6_family = AF_INET6;
+		*sslen = sizeof(*sin6);
+	} else if ((colon = strrchr(s, ':')) != NULL) {
+		hostlen = colon - s;
+		if (memchr(s, ':', hostlen) != NULL) {
+			snprintf(err, errlen, "an IPv6 address needs brackets, "
+			    "e.g. [::1]:3128");
+			return (-1);
+		}
+		if (hostlen == 0 || hostlen >= sizeof(host)) {
+			snprintf(err, errlen, "bad address before ':'");
+			return (-1);
+		}
+		memcpy(host, s, hostlen);
+		host[hostlen] = '\0';
+		port = colon + 1;
+		sin = (struct sockaddr_in *)ss;
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			snprintf(err, errlen, "'%s' is not a numeric IPv4 "
+			    "address", host);
+			return (-1);
+		}
+		sin->sin_family = AF_INET;
+		*sslen = sizeof(*sin);
+	} else {
+		/* a bare port is every address, IPv4 and IPv6, like Squid */
+		port = s;
+		sin6 = (struct sockaddr_in6 *)ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_any;
+		*sslen = sizeof(*sin6);
+	}
+
+	if (!isdigit((unsigned char)port[0])) {
+		snprintf(err, errlen, "missing or bad port");
+		return (-1);
+	}
+	errno = 0;
+	n = strtoul(port, &end, 10);
+	if (*end != '\0' || errno != 0 || n < 1 || n > 65535) {
+		snprintf(err, errlen, "bad port '%.16s' (1..65535)", port);
+		return (-1);
+	}
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(n);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(n);
+	return (0);
+}
+
+/* ------------------------------------------------------------ directives */
+
+static uint16_t
+conf_ss_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohs(((const struct sockaddr_in *)ss)->sin_port));
+	return (ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+}
+
+static int
+conf_ss_any(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY));
+	return (IN6_IS_ADDR_UNSPECIFIED(
+	    &((const struct sockaddr_in6 *)ss)->sin6_addr));
+}
+
+static int
+conf_ss_same(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return (0);
+	if (a->ss_family == AF_INET)
+		return (((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr);
+	return (memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	    &((const struct sockaddr_in6 *)b)->sin6_addr,
+	    sizeof(struct in6_addr)) == 0);
+}
+
+/*
+ * Whether two listening addresses cannot both be bound.  [::] is taken
+ * to be dual-stack, which is how listener.c binds it.
+ */
+static int
+conf_ss_clash(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	if (conf_ss_port(a) != conf_ss_port(b))
+		return (0);
+	if (conf_ss_same(a, b))
+		return (1);
+	if ((a->ss_family == AF_INET6 && conf_ss_any(a)) ||
+	    (b->ss_family == AF_INET6 && conf_ss_any(b)))
+		return (1);
+	return (a->ss_family == b->ss_family &&
+	    (conf_ss_any(a) || conf_ss_any(b)));
+}
+
+static int
+conf_http_port(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	struct conf		*c = p->cp_conf;
+	struct listen_conf	*lc, *o;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 msg[128];
+
+	if (argc < 2)
+		return (conf_error(p, "http_port needs [ADDRESS:]PORT"));
+	if (argc > 2)
+		return (conf_error(p, "http_port option '%s' is not supported",
+		    argv[2]));
+	if (conf_parse_addrport(argv[1], &ss, &sslen, msg, sizeof(msg)) == -1)
+		return (conf_error(p, "http_port: %s", msg));
+	TAILQ_FOREACH(o, &c->c_listens, lc_entry)
+		if (conf_ss_clash(&ss, &o->lc_addr))
+			return (conf_error(p, "http_port %s clashes with "
+			    "http_port %s", argv[1], o->lc_text));
+	if ((lc = calloc(1, sizeof(*lc))) == NULL)
+		return (conf_error(p, "out of memory"));
+	if ((lc->lc_text = strdup(argv[1])) == NULL) {
+		free(lc);
+		return (conf_error(p, "out of memory"));
+	}
+	lc->lc_addr = ss;
+	lc->lc_addrlen = sslen;
+	TAILQ_INSERT_TAIL(&c->c_listens, lc, lc_entry);
+	return (0);
+}
+
+static int
+conf_time(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	double	 v;
+	char	 msg[128];
+
+	if (argc < 2)
+		return (conf_error(p, "%s needs a time, e.g. '%s 30 seconds'",
+		    argv[0], argv[0]));
+	if (argc > 3)
+		return (conf_error(p, "unexpected '%s'%s", argv[3],
+		    argv[3][0] == '#' ?
+		    " (comments must start their own line)" : ""));
+	if (conf_time_value(argv[1], argc > 2 ? argv[2] : NULL, &v, msg,
+	    sizeof(msg)) == -1)
+		return (conf_error(p, "%s", msg));
+	if ((d->cd_flags & CD_NONZERO) && v <= 0)
+		return (conf_error(p, "%s must be more than zero", argv[0]));
+	*(double *)((char *)p->cp_conf + d->cd_offset) = v;
+	return (0);
+}
+
+static int
+conf_size(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	size_t	 v;
+	char	 msg[128];
+
+	if (argc < 2)
+		return (conf_error(p, "%s needs a size, e.g. '%s 16 KB'",
+		    argv[0], argv[0]));
+	if (argc > 3)
+		return (conf_error(p, "unexpected '%s'%s", argv[3],
+		    argv[3][0] == '#' ?
+		    " (comments must start their own line)" : ""));
+	if (conf_size_value(argv[1], strlen(argv[1]),
+	    argc > 2 ? argv[2] : NULL, &v, msg, sizeof(msg)) == -1)
+		return (conf_error(p, "%s", msg));
+	if (v < d->cd_min || v > d->cd_max)
+		return (conf_error(p, "%s must be between %.0f and %.0f bytes",
+		    argv[0], d->cd_min, d->cd_max));
+	*(size_t *)((char *)p->cp_conf + d->cd_offset) = v;
+	return (0);
+}
+
+/* The text after the first n words of s and the whitespace that follows. */
+static const char *
+conf_skip_words(const char *s, int n)
+{
+	s += strspn(s, CONF_WS);
+	while (n-- > 0) {
+		s += strcspn(s, CONF_WS);
+		s += strspn(s, CONF_WS);
+	}
+	return (s);
+}
+
+static int
+conf_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return (0);
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("_-.", *s) == NULL)
+			return (0);
+	return (1);
+}
+
+static struct logformat_conf *
+conf_logformat_find(const struct conf *c, const char *name)
+{
+	struct logformat_conf	*lfc;
+
+	TAILQ_FOREACH(lfc, &c->c_logformats, lfc_entry)
+		if (strcmp(lfc->lfc_name, name) == 0)
+			return (lfc);
+	return (NULL);
+}
+
+static int
+conf_logformat(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	struct conf		*c = p->cp_conf;
+	struct logformat_conf	*lfc;
+	const char		*template;
+	char			 msg[256];
+
+	if (argc < 3)
+		return (conf_error(p, "logformat needs a NAME and a TEMPLATE"));
+	if (!conf_name_ok(argv[1]))
+		return (conf_error(p, "bad logformat name '%s' (letters, "
+		    "digits, '_', '-' and '.')", argv[1]));
+	if (logformat_builtin(argv[1]) != NULL)
+		return (conf_error(p, "logformat '%s' is built in and cannot "
+		    "be redefined", argv[1]));
+	if (conf_logformat_find(c, argv[1]) != NULL)
+		return (conf_error(p, "logformat '%s' is already defined",
+		    argv[1]));
+	template = conf_skip_words(p->cp_line, 2);
+
+	if ((lfc = calloc(1, sizeof(*lfc))) == NULL ||
+	    (lfc->lfc_name = strdup(argv[1])) == NULL ||
+	    (lfc->lfc_template = strdup(template)) == NULL) {
+		snprintf(msg, sizeof(msg), "out of memory");
+		goto fail;
+	}
+	msg[0] = '\0';
+	if ((lfc->lfc_format = logformat_compile(lfc->lfc_name, template, msg,
+	    sizeof(msg))) == NULL) {
+		if (msg[0] == '\0')
+			snprintf(msg, sizeof(msg), "bad logformat template");
+		goto fail;
+	}
+	TAILQ_INSERT_TAIL(&c->c_logformats, lfc, lfc_entry);
+	return (0);
+ fail:
+	if (lfc != NULL) {
+		free(lfc->lfc_name);
+		free(lfc->lfc_template);
+		free(lfc);
+	}
+	return (conf_error(p, "%s", msg));
+}
+
+static int
+conf_access_log_module(struct conf_parse *p, const char *where,
+    const char **path)
+{
+	static const char	*later[] = { "daemon:", "syslog:", "udp://",
+				    "tcp://" };
+	size_t			 i, n;
+
+	if (strncmp(where, "stdio:", 6) == 0) {
+		*path = where + 6;
+		if (**path == '\0')
+			return (conf_error(p, "access_log stdio: needs a "
+			    "path"));
+		return (0);
+	}
+	for (i = 0; i < nitems(later); i++)
+		if (strncmp(where, later[i], strlen(later[i])) == 0)
+			return (conf_error(p, "access_log module '%.*s' is not "
+			    "supported yet (only stdio:PATH)",
+			    (int)strcspn(later[i], ":"), later[i]));
+	n = strspn(where, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+	if (n > 0 && where[n] == ':' && isalpha((unsigned char)where[0]))
+		return (conf_error(p, "unknown access_log module '%.*s' "
+		    "(only stdio:PATH)", (int)n, where));
+	*path = where;		/* a bare path is stdio, as in Squid */
+	return (0);
+}
+
+static int
+conf_access_log(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	struct conf		*c = p->cp_conf;
+	struct access_log_conf	*alc = NULL;
+	struct conf_pending	*pf, *npf;
+	const char		*path = NULL, *format = NULL, *v;
+	size_t			 bufsz = CONF_BUFFER_DEFAULT, numlen;
+	char			 msg[128];
+	int			 i;
+
+	if (argc < 2)
+		return (conf_error(p, "access_log needs stdio:PATH or none"));
+	if (strcmp(argv[1], "none") == 0) {
+		if (argc > 2)
+			return (conf_error(p, "unexpected '%s' after "
+			    "access_log none", argv[2]));
+		if (p->cp_log_none == 0)
+			p->cp_log_none = p->cp_lineno;
+		return (0);
+	}
+	if (p->cp_log_none != 0)
+		return (conf_error(p, "access_log after 'access_log none' "
+		    "(line %zu) is never used", p->cp_log_none));
+	if (conf_access_log_module(p, argv[1], &path) == -1)
+		return (-1);
+
+	for (i = 2; i < argc; i++) {
+		if (strncmp(argv[i], "logformat=", 10) == 0) {
+			if (format != NULL)
+				return (conf_error(p, "access_log format "
+				    "given twice"));
+			format = argv[i] + 10;
+			if (*format == '\0')
+				return (conf_error(p, "logformat= needs a "
+				    "name"));
+		} else if (strncmp(argv[i], "buffer-size=", 12) == 0) {
+			v = argv[i] + 12;
+			numlen = strspn(v, "0123456789.");
+			if (conf_size_value(v, numlen, v + numlen, &bufsz, msg,
+			    sizeof(msg)) == -1)
+				return (conf_error(p, "buffer-size: %s", msg));
+			if (bufsz < 1 || bufsz > CONF_BUFFER_MAX)
+				return (conf_error(p, "buffer-size must be "
+				    "between 1 byte and 1 GB"));
+		} else if (strcmp(argv[i], "on-error=drop") == 0) {
+			/* connectd always drops and counts; nothing to set */
+		} else if (strchr(argv[i], '=') != NULL) {
+			return (conf_error(p, "access_log option '%s' is not "
+			    "supported", argv[i]));
+		} else if (format == NULL && i == 2) {
+			format = argv[i];
+		} else
+			return (conf_error(p, "unexpected '%s' (ACLs on "
+			    "access_log are not supported)", argv[i]));
+	}
+	if (format == NULL)
+		format = CONF_FORMAT_DEFAULT;
+
+	if ((npf = reallocarray(p->cp_pending, p->cp_npending + 1,
+	    sizeof(*npf))) == NULL)
+		return (conf_error(p, "out of memory"));
+	p->cp_pending = npf;
+	pf = &npf[p->cp_npending];
+	memset(pf, 0, sizeof(*pf));
+	if ((alc = calloc(1, sizeof(*alc))) == NULL ||
+	    (alc->alc_path = strdup(path)) == NULL ||
+	    (pf->pf_name = strdup(format)) == NULL ||
+	    (pf->pf_line = strdup(p->cp_line)) == NULL)
+		goto fail;
+	alc->alc_buffer_size = bufsz;
+	pf->pf_alc = alc;
+	pf->pf_lineno = p->cp_lineno;
+	p->cp_npending++;
+	TAILQ_INSERT_TAIL(&c->c_access_logs, alc, alc_entry);
+	return (0);
+ fail:
+	free(pf->pf_name);
+	free(pf->pf_line);
+	if (alc != NULL)
+		free(alc->alc_path);
+	free(alc);
+	return (conf_error(p, "out of memory"));
+}
+
+/* ----------------------------------------------------------------- parse */
+
+static const struct conf_directive *
+conf_directive_find(const char *name, size_t *slot)
+{
+	const struct conf_directive	*d;
+	size_t				 i, j;
+
+	for (i = 0; i < CONF_NDIRECTIVES; i++) {
+		d = &conf_directives[i];
+		if (strcasecmp(d->cd_name, name) != 0)
+			continue;
+		*slot = i;
+		if (d->cd_alias != NULL)
+			for (j = 0; j < CONF_NDIRECTIVES; j++)
+				if (strcmp(conf_directives[j].cd_name,
+				    d->cd_alias) == 0)
+					*slot = j;
+		return (d);
+	}
+	return (NULL);
+}
+
+/* One trimmed, non-empty, non-comment line. */
+static int
+conf_line(struct conf_parse *p, char *words, char ***argvp, size_t *argcap)
+{
+	const struct conf_directive	*d;
+	char				**argv = *argvp, **nargv, *w, *last;
+	size_t				 argc = 0, slot;
+
+	for (w = strtok_r(words, CONF_WS, &last); w != NULL;
+	    w = strtok_r(NULL, CONF_WS, &last)) {
+		if (argc + 1 >= *argcap) {
+			if ((nargv = reallocarray(argv, *argcap * 2 + 16,
+			    sizeof(*argv))) == NULL)
+				return (conf_error(p, "out of memory"));
+			*argvp = argv = nargv;
+			*argcap = *argcap * 2 + 16;
+		}
+		argv[argc++] = w;
+	}
+	argv[argc] = NULL;
+
+	if ((d = conf_directive_find(argv[0], &slot)) == NULL)
+		return (conf_error(p, "unknown directive '%s'", argv[0]));
+	if (!(d->cd_flags & CD_REPEAT) && p->cp_seen[slot] != 0)
+		return (conf_error(p, "%s already set on line %zu", argv[0],
+		    p->cp_seen[slot]));
+	if (p->cp_seen[slot] == 0)
+		p->cp_seen[slot] = p->cp_lineno;
+	return (d->cd_parse(p, d, (int)argc, argv));
+}
+
+static int
+conf_finish(struct conf_parse *p)
+{
+	struct conf		*c = p->cp_conf;
+	struct access_log_conf	*alc;
+	struct logformat_conf	*lfc;
+	struct conf_pending	*pf;
+	size_t			 i;
+
+	for (i = 0; i < p->cp_npending; i++) {
+		pf = &p->cp_pending[i];
+		if ((lfc = conf_logformat_find(c, pf->pf_name)) != NULL)
+			pf->pf_alc->alc_format = lfc->lfc_format;
+		else if ((pf->pf_alc->alc_format =
+		    logformat_builtin(pf->pf_name)) == NULL)
+			return (conf_error_at(p, pf->pf_lineno, pf->pf_line,
+			    "unknown logformat '%s'", pf->pf_name));
+	}
+	if (TAILQ_EMPTY(&c->c_listens))
+		return (conf_error_at(p, 0, NULL, "no http_port line"));
+	if (TAILQ_EMPTY(&c->c_access_logs) && p->cp_log_none == 0) {
+		if ((alc = calloc(1, sizeof(*alc))) == NULL)
+			return (conf_error_at(p, 0, NULL, "out of memory"));
+		if ((alc->alc_path = strdup(CONF_LOG_DEFAULT)) == NULL) {
+			free(alc);
+			return (conf_error_at(p, 0, NULL, "out of memory"));
+		}
+		alc->alc_buffer_size = CONF_BUFFER_DEFAULT;
+		TAILQ_INSERT_TAIL(&c->c_access_logs, alc, alc_entry);
+		if ((alc->alc_format =
+		    logformat_builtin(CONF_FORMAT_DEFAULT)) == NULL)
+			return (conf_error_at(p, 0, NULL, "built-in logformat "
+			    "'%s' is missing", CONF_FORMAT_DEFAULT));
+	}
+	return (0);
+}
+
+static void
+conf_free(struct conf *c)
+{
+	struct listen_conf	*lc;
+	struct logformat_conf	*lfc;
+	struct access_log_conf	*alc;
+
+	if (c == NULL)
+		return;
+	while ((lc = TAILQ_FIRST(&c->c_listens)) != NULL) {
+		TAILQ_REMOVE(&c->c_listens, lc, lc_entry);
+		free(lc->lc_text);
+		free(lc);
+	}
+	while ((alc = TAILQ_FIRST(&c->c_access_logs)) != NULL) {
+		TAILQ_REMOVE(&c->c_access_logs, alc, alc_entry);
+		free(alc->alc_path);
+		free(alc);
+	}
+	while ((lfc = TAILQ_FIRST(&c->c_logformats)) != NULL) {
+		TAILQ_REMOVE(&c->c_logformats, lfc, lfc_entry);
+		logformat_free(lfc->lfc_format);
+		free(lfc->lfc_name);
+		free(lfc->lfc_template);
+		free(lfc);
+	}
+	free(c->c_path);
+	free(c);
+}
+
+static struct conf *
+conf_new(const char *name)
+{
+	struct conf	*c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return (NULL);
+	if ((c->c_path = strdup(name)) == NULL) {
+		free(c);
+		return (NULL);
+	}
+	c->c_refcnt = 1;
+	TAILQ_INIT(&c->c_listens);
+	TAILQ_INIT(&c->c_logformats);
+	TAILQ_INIT(&c->c_access_logs);
+	c->c_connect_timeout = 60;
+	c->c_read_timeout = 15 * 60;
+	c->c_request_header_timeout = 30;
+	c->c_half_closed_timeout = 2 * 60;
+	c->c_shutdown_lifetime = 0;
+	c->c_request_header_max_size = REQUEST_HEADER_MAX;
+	return (c);
+}
+
+int
+conf_load_buffer(const char *name, const char *buf, size_t len,
+    struct conf **confp, char *err, size_t errlen)
+{
+	struct conf_parse	 p;
+	char			*line = NULL, *words = NULL, **argv = NULL;
+	const char		*s, *eol, *nul;
+	size_t			 linelen, cap = 0, argcap = 0, i, n;
+	int			 rv = -1;
+
+	*confp = NULL;
+	memset(&p, 0, sizeof(p));
+	p.cp_file = name;
+	p.cp_err = err;
+	p.cp_errlen = errlen;
+	if ((p.cp_conf = conf_new(name)) == NULL ||
+	    (p.cp_seen = calloc(CONF_NDIRECTIVES, sizeof(*p.cp_seen))) ==
+	    NULL) {
+		conf_error(&p, "out of memory");
+		goto fail;
+	}
+
+	for (s = buf; s < buf + len; s = eol + 1) {
+		p.cp_lineno++;
+		p.cp_line = NULL;
+		if ((eol = memchr(s, '\n', buf + len - s)) == NULL)
+			eol = buf + len - 1;	/* no newline at the end */
+		linelen = eol - s + (*eol != '\n');
+		if (linelen + 1 > cap) {
+			free(line);
+			free(words);
+			words = NULL;
+			cap = linelen + 1;
+			if ((line = malloc(cap)) == NULL ||
+			    (words = malloc(cap)) == NULL) {
+				conf_error(&p, "out of memory");
+				goto fail;
+			}
+		}
+		nul = memchr(s, '\0', linelen);
+		n = nul != NULL ? (size_t)(nul - s) : linelen;
+		while (n > 0 && strchr(CONF_WS, s[n - 1]) != NULL)
+			n--;
+		i = 0;
+		while (i < n && strchr(CONF_WS, s[i]) != NULL)
+			i++;
+		memcpy(line, s + i, n - i);
+		line[n - i] = '\0';
+		p.cp_line = line;
+		if (nul != NULL) {
+			conf_error(&p, "NUL byte in line");
+			goto fail;
+		}
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		memcpy(words, line, n - i + 1);
+		if (conf_line(&p, words, &argv, &argcap) == -1)
+			goto fail;
+	}
+	p.cp_lineno = 0;
+	p.cp_line = NULL;
+	if (conf_finish(&p) == -1)
+		goto fail;
+	*confp = p.cp_conf;
+	p.cp_conf = NULL;
+	rv = 0;
+ fail:
+	for (i = 0; i < p.cp_npending; i++) {
+		free(p.cp_pending[i].pf_name);
+		free(p.cp_pending[i].pf_line);
+	}
+	free(p.cp_pending);
+	free(p.cp_seen);
+	free(argv);
+	free(words);
+	free(line);
+	conf_free(p.cp_conf);
+	return (rv);
+}
+
+int
+conf_load(const char *path, struct conf **confp, char *err, size_t errlen)
+{
+	struct stat	 st;
+	char		*buf = NULL, *nbuf;
+	size_t		 len = 0, cap = 0;
+	ssize_t		 n;
+	int		 fd, rv;
+
+	*confp = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		goto fail;
+	if (fstat(fd, &st) == -1)
+		goto fail;
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		goto fail;
+	}
+	for (;;) {
+		if (len == cap) {
+			if (cap >= CONF_FILE_MAX) {
+				errno = EFBIG;
+				goto fail;
+			}
+			cap = cap == 0 ? 8192 : cap * 2;
+			if ((nbuf = realloc(buf, cap)) == NULL)
+				goto fail;
+			buf = nbuf;
+		}
+		if ((n = read(fd, buf + len, cap - len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	close(fd);
+	rv = conf_load_buffer(path, buf, len, confp, err, errlen);
+	free(buf);
+	return (rv);
+ fail:
+	snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	return (-1);
+}
+
+struct conf *
+conf_ref(struct conf *c)
+{
+	c->c_refcnt++;
+	return (c);
+}
+
+void
+conf_unref(struct conf *c)
+{
+	if (c == NULL || --c->c_refcnt > 0)
+		return;
+	accesslog_close(c);
+	conf_free(c);
+}
+
+/* ------------------------------------------------------------------ dump */
+
+static void
+conf_fmt_time(char *buf, size_t len, double v)
+{
+	static const struct conf_unit	 units[] = {
+		{ "day", 86400000 }, { "hour", 3600000 }, { "minute", 60000 },
+		{ "second", 1000 }, { "millisecond", 1 } };
+	long long			 ms, q;
+	size_t				 i;
+
+	ms = llround(v * 1000);
+	if (fabs(v * 1000 - ms) > 1e-6) {
+		snprintf(buf, len, "%.17g seconds", v);
+		return;
+	}
+	if (ms == 0) {
+		snprintf(buf, len, "0 seconds");
+		return;
+	}
+	for (i = 0; i < nitems(units); i++) {
+		if (ms % (long long)units[i].cu_scale != 0)
+			continue;
+		q = ms / (long long)units[i].cu_scale;
+		snprintf(buf, len, "%lld %s%s", q, units[i].cu_name,
+		    q == 1 ? "" : "s");
+		return;
+	}
+}
+
+/* sep is " " for a directive and "" for an option like buffer-size=4MB */
+static void
+conf_fmt_size(char *buf, size_t len, size_t v, const char *sep)
+{
+	size_t	 i;
+
+	for (i = nitems(conf_size_units) - 1; i > 0; i--)
+		if (v != 0 && v % (size_t)conf_size_units[i].cu_scale == 0)
+			break;
+	snprintf(buf, len, "%zu%s%s", v / (size_t)conf_size_units[i].cu_scale,
+	    sep, conf_size_units[i].cu_name);
+}
+
+static void
+conf_dump_http_port(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(lc, &c->c_listens, lc_entry)
+		fprintf(fp, "%s %s\n", d->cd_name, lc->lc_text);
+}
+
+static void
+conf_dump_time(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	char	 buf[64];
+
+	conf_fmt_time(buf, sizeof(buf),
+	    *(const double *)((const char *)c + d->cd_offset));
+	fprintf(fp, "%s %s\n", d->cd_name, buf);
+}
+
+static void
+conf_dump_size(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	char	 buf[64];
+
+	conf_fmt_size(buf, sizeof(buf),
+	    *(const size_t *)((const char *)c + d->cd_offset), " ");
+	fprintf(fp, "%s %s\n", d->cd_name, buf);
+}
+
+static void
+conf_dump_logformat(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	struct logformat_conf	*lfc;
+
+	TAILQ_FOREACH(lfc, &c->c_logformats, lfc_entry)
+		fprintf(fp, "%s %s %s\n", d->cd_name, lfc->lfc_name,
+		    lfc->lfc_template);
+}
+
+static void
+conf_dump_access_log(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	struct access_log_conf	*alc;
+	const char		*name;
+	char			 buf[64];
+
+	if (TAILQ_EMPTY(&c->c_access_logs))
+		fprintf(fp, "%s none\n", d->cd_name);
+	TAILQ_FOREACH(alc, &c->c_access_logs, alc_entry) {
+		conf_fmt_size(buf, sizeof(buf), alc->alc_buffer_size, "");
+		name = alc->alc_format != NULL ?
+		    logformat_name(alc->alc_format) : NULL;
+		fprintf(fp, "%s stdio:%s logformat=%s buffer-size=%s\n",
+		    d->cd_name, alc->alc_path, name != NULL ? name : "?", buf);
+	}
+}
+
+void
+conf_dump(const struct conf *c, FILE *fp)
+{
+	size_t	 i;
+
+	fprintf(fp, "# effective configuration from %s\n", c->c_path);
+	for (i = 0; i < CONF_NDIRECTIVES; i++)
+		if (conf_directives[i].cd_dump != NULL)
+			conf_directives[i].cd_dump(c, &conf_directives[i], fp);
+}

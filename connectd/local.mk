@@ -1,6 +1,6 @@
 sbin_PROGRAMS += connectd/connectd
 connectd_connectd_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CARES_CFLAGS) $(PCRE2_CFLAGS)
-connectd_connectd_LDADD = lib/libshared.a $(JANSSON_LIBS) $(CARES_LIBS) $(PCRE2_LIBS) $(EV_LIBS) $(PTHREAD_LIBS)
+connectd_connectd_LDADD = lib/libshared.a $(JANSSON_LIBS) $(CARES_LIBS) $(PCRE2_LIBS) $(EV_LIBS) $(PTHREAD_LIBS) -lm
 connectd_connectd_SOURCES = \
 	connectd/connectd.h \
 	connectd/connectd.c \
