@@ -50,6 +50,8 @@ struct conf_directive {
 	size_t		 cd_offset;	/* struct conf field (generic) */
 	double		 cd_min;	/* size bounds, generic parsers */
 	double		 cd_max;
+	/* a directive parsed by another module (acl.c, helper.c) */
+	int		(*cd_module)(struct conf *, int, char **, char *, size_t);
 };
 
 /* an access_log whose format is looked up at the end of the file */
@@ -88,6 +90,14 @@ static int	 conf_logformat(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_access_log(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
+static int	 conf_module(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_dns_nameservers(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_hosts_file(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static void	 conf_dump_dns(const struct conf *,
+		    const struct conf_directive *, FILE *);
 static void	 conf_dump_http_port(const struct conf *,
 		    const struct conf_directive *, FILE *);
 static void	 conf_dump_time(const struct conf *,
@@ -101,27 +111,37 @@ static void	 conf_dump_access_log(const struct conf *,
 
 #define CONF_TIME(name, field, flags)					\
 	{ name, conf_time, conf_dump_time, flags, NULL,			\
-	    offsetof(struct conf, field), 0, CONF_TIME_MAX }
+	    offsetof(struct conf, field), 0, CONF_TIME_MAX, NULL }
 
 static const struct conf_directive conf_directives[] = {
 	{ "http_port", conf_http_port, conf_dump_http_port, CD_REPEAT, NULL,
-	    0, 0, 0 },
+	    0, 0, 0, NULL },
 	CONF_TIME("connect_timeout", c_connect_timeout, CD_NONZERO),
 	CONF_TIME("read_timeout", c_read_timeout, CD_NONZERO),
 	CONF_TIME("request_header_timeout", c_request_header_timeout,
 	    CD_NONZERO),
 	{ "request_timeout", conf_time, NULL, CD_NONZERO,
 	    "request_header_timeout",
-	    offsetof(struct conf, c_request_header_timeout), 0, CONF_TIME_MAX },
+	    offsetof(struct conf, c_request_header_timeout), 0, CONF_TIME_MAX,
+	    NULL },
 	CONF_TIME("half_closed_timeout", c_half_closed_timeout, CD_NONZERO),
 	CONF_TIME("shutdown_lifetime", c_shutdown_lifetime, 0),
 	{ "request_header_max_size", conf_size, conf_dump_size, 0, NULL,
 	    offsetof(struct conf, c_request_header_max_size),
-	    CONF_HEADER_MIN, CONF_HEADER_MAX },
+	    CONF_HEADER_MIN, CONF_HEADER_MAX, NULL },
 	{ "logformat", conf_logformat, conf_dump_logformat, CD_REPEAT, NULL,
-	    0, 0, 0 },
+	    0, 0, 0, NULL },
 	{ "access_log", conf_access_log, conf_dump_access_log, CD_REPEAT,
-	    NULL, 0, 0, 0 },
+	    NULL, 0, 0, 0, NULL },
+	{ "dns_nameservers", conf_dns_nameservers, conf_dump_dns, 0, NULL,
+	    0, 0, 0, NULL },
+	{ "hosts_file", conf_hosts_file, NULL, 0, NULL, 0, 0, 0, NULL },
+	{ "external_acl_type", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
+	    helper_conf_directive },
+	{ "acl", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
+	    acl_conf_directive },
+	{ "http_access", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
+	    acl_conf_directive },
 };
 #define CONF_NDIRECTIVES \
 	(sizeof(conf_directives) / sizeof(conf_directives[0]))
@@ -796,6 +816,80 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
 	return (conf_error(p, "out of memory"));
 }
 
+static int
+conf_module(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	char	 err[ERRBUF_LEN];
+
+	err[0] = '\0';
+	if (d->cd_module(p->cp_conf, argc, argv, err, sizeof(err)) == -1)
+		return (conf_error(p, "%s", err[0] ? err : "invalid line"));
+	return (0);
+}
+
+/* dns_nameservers IP ...: kept as the "ip,ip" list c-ares takes */
+static int
+conf_dns_nameservers(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	struct in6_addr	 a6;
+	struct in_addr	 a4;
+	size_t		 len = 0, n;
+	char		*list;
+	int		 i;
+
+	if (argc < 2)
+		return (conf_error(p, "%s needs at least one address", argv[0]));
+	for (i = 1; i < argc; i++) {
+		if (inet_pton(AF_INET, argv[i], &a4) != 1 &&
+		    inet_pton(AF_INET6, argv[i], &a6) != 1)
+			return (conf_error(p, "'%s' is not an IP address",
+			    argv[i]));
+		len += strlen(argv[i]) + 3;
+	}
+	if ((list = calloc(1, len + 1)) == NULL)
+		return (conf_error(p, "out of memory"));
+	for (i = 1, n = 0; i < argc; i++)
+		n += snprintf(list + n, len + 1 - n, "%s%s%s%s",
+		    i > 1 ? "," : "", strchr(argv[i], ':') ? "[" : "",
+		    argv[i], strchr(argv[i], ':') ? "]" : "");
+	free(p->cp_conf->c_dns_nameservers);
+	p->cp_conf->c_dns_nameservers = list;
+	return (0);
+}
+
+static int
+conf_hosts_file(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	if (argc != 2)
+		return (conf_error(p, "usage: hosts_file PATH"));
+	if (argv[1][0] != '/')
+		return (conf_error(p, "hosts_file needs an absolute path"));
+	free(p->cp_conf->c_hosts_file);
+	if ((p->cp_conf->c_hosts_file = strdup(argv[1])) == NULL)
+		return (conf_error(p, "out of memory"));
+	return (0);
+}
+
+static void
+conf_dump_dns(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	const char	*s;
+
+	if (c->c_dns_nameservers != NULL) {
+		fputs("dns_nameservers ", fp);
+		for (s = c->c_dns_nameservers; *s != '\0'; s++)
+			if (*s != '[' && *s != ']')
+				fputc(*s == ',' ? ' ' : *s, fp);
+		fputc('\n', fp);
+	}
+	if (c->c_hosts_file != NULL)
+		fprintf(fp, "hosts_file %s\n", c->c_hosts_file);
+}
+
 /* ----------------------------------------------------------------- parse */
 
 static const struct conf_directive *
@@ -858,6 +952,7 @@ conf_finish(struct conf_parse *p)
 	struct logformat_conf	*lfc;
 	struct conf_pending	*pf;
 	size_t			 i;
+	char			 err[ERRBUF_LEN];
 
 	for (i = 0; i < p->cp_npending; i++) {
 		pf = &p->cp_pending[i];
@@ -870,6 +965,9 @@ conf_finish(struct conf_parse *p)
 	}
 	if (TAILQ_EMPTY(&c->c_listens))
 		return (conf_error_at(p, 0, NULL, "no http_port line"));
+	if (helper_conf_finish(c, err, sizeof(err)) == -1 ||
+	    acl_conf_finish(c, err, sizeof(err)) == -1)
+		return (conf_error_at(p, 0, NULL, "%s", err));
 	if (TAILQ_EMPTY(&c->c_access_logs) && p->cp_log_none == 0) {
 		if ((alc = calloc(1, sizeof(*alc))) == NULL)
 			return (conf_error_at(p, 0, NULL, "out of memory"));
@@ -913,6 +1011,10 @@ conf_free(struct conf *c)
 		free(lfc->lfc_template);
 		free(lfc);
 	}
+	acl_conf_free(c);
+	helper_conf_free(c);
+	free(c->c_dns_nameservers);
+	free(c->c_hosts_file);
 	free(c->c_path);
 	free(c);
 }
@@ -1201,4 +1303,6 @@ conf_dump(const struct conf *c, FILE *fp)
 	for (i = 0; i < CONF_NDIRECTIVES; i++)
 		if (conf_directives[i].cd_dump != NULL)
 			conf_directives[i].cd_dump(c, &conf_directives[i], fp);
+	helper_conf_dump(c, fp);
+	acl_conf_dump(c, fp);
 }

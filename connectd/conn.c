@@ -189,7 +189,9 @@ conn_close(struct conn *c, const char *reason)
 	c->c_rec.lr_close = reason;
 	w->w_stats.st_bytes_up += c->c_rec.lr_bytes_up;
 	w->w_stats.st_bytes_down += c->c_rec.lr_bytes_down;
-	accesslog_write(w->w_conf, &c->c_rec);
+	/* a helper answer still on its way: helper.c writes the line later */
+	if (helper_conn_finish(c) == 0)
+		accesslog_write(w->w_conf, &c->c_rec);
 
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	w->w_stats.st_active--;
@@ -308,26 +310,6 @@ conn_linger_cb(EV_P_ ev_io *io, int revents)
 	}
 }
 
-static int
-conn_client_allowed(struct conn *c)
-{
-	const struct sockaddr_storage	*ss = &c->c_rec.lr_client;
-	const struct sockaddr_in6	*sin6;
-
-	/* until access rules exist, only loopback clients are served */
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr)
-		    >> 24) == 127;
-	if (ss->ss_family == AF_INET6) {
-		sin6 = (const struct sockaddr_in6 *)ss;
-		if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
-			return 1;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			return sin6->sin6_addr.s6_addr[12] == 127;
-	}
-	return 0;
-}
-
 /* The request head is complete: record it, then resolve. */
 static void
 conn_head_done(struct conn *c, const struct http_request *req)
@@ -349,11 +331,10 @@ conn_head_done(struct conn *c, const struct http_request *req)
 		conn_fail(c, 500, "bad_request");
 		return;
 	}
-	if (!conn_client_allowed(c)) {
-		conn_set_detail(c, "only loopback clients are allowed");
-		conn_fail(c, 403, "denied");
-		return;
-	}
+	/* metadata lookups run beside DNS and connect */
+	helper_conn_start(c);
+	if (conn_policy(c) == ACL_DENY)
+		return;		/* c may be gone */
 
 	/* bytes sent after the head (a pipelined ClientHello) go up first */
 	rest = c->c_head_len - req->hr_head_len;
@@ -488,7 +469,44 @@ conn_resolved(void *arg, int error, const struct sockaddr_storage *addrs,
 	memcpy(c->c_addrs, addrs, naddrs * sizeof(*addrs));
 	c->c_naddrs = naddrs;
 	c->c_addri = 0;
-	conn_connect_next(c);
+	if (conn_policy(c) == ACL_ALLOW)
+		conn_connect_next(c);
+}
+
+/*
+ * Ask the access rules.  They are asked right after the request head and
+ * again when something they waited for arrives (addresses for a dst acl,
+ * a helper's answer for an external acl).  Connecting starts only once
+ * they allow it and the addresses are known; a denial is a 403.
+ */
+int
+conn_policy(struct conn *c)
+{
+	const char	*rule = NULL;
+	int		 verdict;
+
+	if (c->c_flags & CONN_DENIED)
+		return ACL_DENY;
+	verdict = acl_check(c, &rule);
+	if (verdict == ACL_DENY) {
+		c->c_flags |= CONN_DENIED;
+		if (rule != NULL && c->c_rec.lr_rule == NULL)
+			c->c_rec.lr_rule = strdup(rule);
+		conn_set_detail(c, rule != NULL ? rule : "denied");
+		conn_fail(c, 403, "denied");
+	}
+	return verdict;
+}
+
+/* A helper answer arrived that the rules were waiting for. */
+void
+conn_policy_wakeup(struct conn *c)
+{
+	if (c->c_state != CONN_RESOLVE || c->c_naddrs == 0 ||
+	    c->c_sfd != -1)
+		return;
+	if (conn_policy(c) == ACL_ALLOW)
+		conn_connect_next(c);
 }
 
 static socklen_t

@@ -68,6 +68,7 @@ reload(struct worker *w)
 		conf_unref(conf);
 		return;
 	}
+	resolve_reconfigure(w, conf);
 	w->w_conf = conf;
 	conf_unref(old);
 	log_info("configuration reloaded from %s", conf->c_path);
@@ -145,7 +146,7 @@ worker_create(struct conf *conf)
 	TAILQ_INIT(&w->w_conns);
 	TAILQ_INIT(&w->w_listeners);
 	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (resolve_init(w, err, sizeof(err)) == -1)
+	if (resolve_init(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	return w;
 }

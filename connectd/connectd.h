@@ -57,6 +57,10 @@ struct logformat;
 /* sink.c: a log output with its own writer thread (opaque) */
 struct sink;
 
+/* acl.c and helper.c keep their configuration in these (opaque to conf.c) */
+struct acl_conf;
+struct helper_conf;
+
 /* conf.c */
 struct listen_conf {
 	struct sockaddr_storage	 lc_addr;
@@ -92,6 +96,10 @@ struct conf {
 	double			 c_half_closed_timeout;
 	double			 c_shutdown_lifetime;
 	size_t			 c_request_header_max_size;
+	char			*c_dns_nameservers;	/* "ip,ip" or NULL */
+	char			*c_hosts_file;		/* NULL: /etc/hosts */
+	struct acl_conf		*c_acl;		/* acl.c: acls, http_access */
+	struct helper_conf	*c_helpers;	/* helper.c: external_acl_type */
 };
 
 /*
@@ -146,6 +154,7 @@ struct relay_buf {
 
 struct worker;
 struct resolve_query;
+struct conn_helper;
 
 struct conn {
 	uint64_t		 c_id;
@@ -170,6 +179,7 @@ struct conn {
 #define CONN_SERVER_EOF		0x02	/* read 0 from the server */
 #define CONN_SERVER_SHUT	0x04	/* shutdown(server, SHUT_WR) done */
 #define CONN_CLIENT_SHUT	0x08	/* shutdown(client, SHUT_WR) done */
+#define CONN_DENIED		0x10	/* the rules said no */
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
 	size_t			 c_naddrs;
@@ -179,6 +189,7 @@ struct conn {
 	const char		*c_eof_reason;	/* the side that ended first */
 	const char		*c_reason;	/* close reason after an error reply */
 	struct logrec		 c_rec;
+	struct conn_helper	*c_helper;	/* helper.c: lookups of this conn */
 	TAILQ_ENTRY(conn)	 c_entry;
 };
 
@@ -239,6 +250,33 @@ int	 conf_parse_addrport(const char *, struct sockaddr_storage *,
 	    socklen_t *, char *, size_t);
 void	 conf_dump(const struct conf *, FILE *);
 
+/*
+ * Directives that belong to another module are parsed there: argv[0] is
+ * the directive's name; a module writes the message to err and conf.c
+ * adds FILE:LINE.  Each module also checks the whole file at its end,
+ * dumps its lines for -t -v, and frees its part of a conf.
+ */
+int	 acl_conf_directive(struct conf *, int, char **, char *, size_t);
+int	 acl_conf_finish(struct conf *, char *, size_t);
+void	 acl_conf_dump(const struct conf *, FILE *);
+void	 acl_conf_free(struct conf *);
+int	 helper_conf_directive(struct conf *, int, char **, char *, size_t);
+int	 helper_conf_finish(struct conf *, char *, size_t);
+void	 helper_conf_dump(const struct conf *, FILE *);
+void	 helper_conf_free(struct conf *);
+
+/* acl.c */
+enum acl_verdict {
+	ACL_ALLOW,
+	ACL_DENY,
+	ACL_WAIT	/* needs the addresses or a helper answer first */
+};
+int	 acl_check(struct conn *, const char **);
+
+/* helper.c */
+void	 helper_conn_start(struct conn *);
+int	 helper_conn_finish(struct conn *);
+
 /* http.c */
 enum http_parse http_parse_request(const char *, size_t, size_t,
 	    struct http_request *);
@@ -256,6 +294,8 @@ void	 conn_accept(struct worker *, int, const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
 void	 conn_close(struct conn *, const char *);
 void	 conn_set_state(struct conn *, enum conn_state);
+int	 conn_policy(struct conn *);
+void	 conn_policy_wakeup(struct conn *);
 void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
 
@@ -266,7 +306,8 @@ void	 relay_free_buffers(struct conn *);
 /* resolve.c */
 typedef void (*resolve_cb)(void *, int, const struct sockaddr_storage *,
 	    size_t, const char *);
-int	 resolve_init(struct worker *, char *, size_t);
+int	 resolve_init(struct worker *, const struct conf *, char *, size_t);
+void	 resolve_reconfigure(struct worker *, const struct conf *);
 void	 resolve_free(struct worker *);
 struct resolve_query *resolve_start(struct worker *, const char *, uint16_t,
 	    resolve_cb, void *);

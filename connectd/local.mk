@@ -12,4 +12,6 @@ connectd_connectd_SOURCES = \
 	connectd/resolve.c \
 	connectd/accesslog.c \
 	connectd/logformat.c \
-	connectd/sink.c
+	connectd/sink.c \
+	connectd/acl.c \
+	connectd/helper.c

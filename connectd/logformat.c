@@ -1,2 +1,1431 @@
-/* logformat.c: (stub) */
+/* logformat.c: log templates (Squid logformat codes, built-in json) compiled once, rendered per tunnel */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
 #include "connectd.h"
+#include "jsonutil.h"
+
+#define LF_WIDTH_MAX		1024
+#define LF_TIME_MAX		253402300799.0	/* 9999-12-31T23:59:59Z */
+#define LF_TIME_DEFAULT		"%d/%b/%Y:%H:%M:%S %z"
+#define LF_SQUID_TEMPLATE	"%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru " \
+				"%[un %Sh/%<a %mt"
+
+enum lf_code {
+	LFC_TEXT,
+	LFC_TIME_SEC,		/* %ts */
+	LFC_TIME_SUB,		/* %tu */
+	LFC_TIME_START,		/* %tS */
+	LFC_TIME_LOCAL,		/* %tl */
+	LFC_TIME_GMT,		/* %tg */
+	LFC_DURATION,		/* %tr */
+	LFC_CLIENT_ADDR,	/* %>a */
+	LFC_CLIENT_PORT,	/* %>p */
+	LFC_SERVER_ADDR,	/* %<a */
+	LFC_SERVER_PORT,	/* %<p */
+	LFC_LOCAL_ADDR,		/* %la */
+	LFC_LOCAL_PORT,		/* %lp */
+	LFC_URI,		/* %ru */
+	LFC_METHOD,		/* %rm */
+	LFC_SIZE_IN,		/* %>st */
+	LFC_SIZE_OUT,		/* %<st */
+	LFC_SIZE_TOTAL,		/* %st */
+	LFC_HEAD_IN,		/* %>sh */
+	LFC_HEAD_OUT,		/* %<sh */
+	LFC_STATUS,		/* %>Hs */
+	LFC_SQUID_STATUS,	/* %Ss */
+	LFC_HIERARCHY,		/* %Sh */
+	LFC_EXT_LOG,		/* %ea */
+	LFC_USER_AGENT,		/* %{User-Agent}>h */
+	LFC_DASH		/* %un %mt: never known to connectd */
+};
+
+/* quoting, as selected by a modifier or inherited from the literal text */
+enum lf_quote {
+	LFQ_NONE,
+	LFQ_QUOTES,		/* " */
+	LFQ_RAW,		/* ' */
+	LFQ_URL,		/* # */
+	LFQ_MIMEBLOB		/* [ */
+};
+
+struct lf_code_def {
+	const char	*lcd_name;
+	enum lf_code	 lcd_code;
+	int		 lcd_flags;
+#define LCD_QUOTE	0x01	/* Squid escapes it even without a modifier */
+#define LCD_ARG_TIME	0x02	/* optional {strftime} */
+#define LCD_ARG_HEADER	0x04	/* {Header-Name} required */
+};
+
+static const struct lf_code_def lf_codes[] = {
+	{ "ts",		LFC_TIME_SEC,		0 },
+	{ "tu",		LFC_TIME_SUB,		0 },
+	{ "tS",		LFC_TIME_START,		0 },
+	{ "tl",		LFC_TIME_LOCAL,		LCD_ARG_TIME },
+	{ "tg",		LFC_TIME_GMT,		LCD_ARG_TIME },
+	{ "tr",		LFC_DURATION,		0 },
+	{ ">a",		LFC_CLIENT_ADDR,	0 },
+	{ ">A",		LFC_CLIENT_ADDR,	0 },
+	{ ">p",		LFC_CLIENT_PORT,	0 },
+	{ "<a",		LFC_SERVER_ADDR,	0 },
+	{ "<p",		LFC_SERVER_PORT,	0 },
+	{ "la",		LFC_LOCAL_ADDR,		0 },
+	{ "lp",		LFC_LOCAL_PORT,		0 },
+	{ "ru",		LFC_URI,		LCD_QUOTE },
+	{ ">ru",	LFC_URI,		LCD_QUOTE },
+	{ "rm",		LFC_METHOD,		LCD_QUOTE },
+	{ ">rm",	LFC_METHOD,		LCD_QUOTE },
+	{ ">st",	LFC_SIZE_IN,		0 },
+	{ "<st",	LFC_SIZE_OUT,		0 },
+	{ "st",		LFC_SIZE_TOTAL,		0 },
+	{ ">sh",	LFC_HEAD_IN,		0 },
+	{ "<sh",	LFC_HEAD_OUT,		0 },
+	{ ">Hs",	LFC_STATUS,		0 },
+	{ "Ss",		LFC_SQUID_STATUS,	0 },
+	{ "Sh",		LFC_HIERARCHY,		0 },
+	{ "ea",		LFC_EXT_LOG,		LCD_QUOTE },
+	{ ">h",		LFC_USER_AGENT,		LCD_QUOTE | LCD_ARG_HEADER },
+	{ "un",		LFC_DASH,		0 },
+	{ "mt",		LFC_DASH,		0 },
+	{ NULL,		LFC_TEXT,		0 }
+};
+
+struct lf_token {
+	enum lf_code	 lt_code;
+	char		*lt_text;	/* literal text, or the {arg} */
+	size_t		 lt_len;
+	enum lf_quote	 lt_quote;	/* effective, Squid rules */
+	int		 lt_explicit;	/* lt_quote came from a modifier */
+	int		 lt_flags;
+#define LT_LEFT		0x01
+#define LT_ZERO		0x02
+#define LT_INSTR	0x04	/* JSON mode: inside a JSON string */
+#define LT_SQUIDQ	0x08	/* Squid escapes it without a modifier */
+	int		 lt_width;	/* -1: none */
+	int		 lt_prec;	/* -1: none */
+	long		 lt_divisor;	/* %tu: microseconds per unit */
+};
+
+enum lf_kind {
+	LFK_JSON,		/* the built-in json format */
+	LFK_SQUID,		/* a template, Squid rules */
+	LFK_JSONTPL		/* a template in JSON mode */
+};
+
+struct logformat {
+	char		*lf_name;
+	enum lf_kind	 lf_kind;
+	int		 lf_builtin;
+	struct lf_token	*lf_tokens;
+	size_t		 lf_ntokens;
+	size_t		 lf_hint;	/* initial render buffer size */
+};
+
+/* one rendered value */
+enum lf_vkind {
+	LFV_ABSENT,
+	LFV_INT,
+	LFV_NUMTEXT,		/* v_str is a valid JSON number */
+	LFV_STR
+};
+
+struct lf_value {
+	enum lf_vkind	 v_kind;
+	uint64_t	 v_int;
+	int		 v_nullzero;	/* JSON: an LFV_INT of 0 means absent */
+	const char	*v_str;
+	size_t		 v_len;
+	char		 v_buf[256];
+};
+
+static struct logformat	*lf_json;
+static struct logformat	*lf_squid;
+
+static int	 lf_parse_code(struct lf_token *, const char **, enum lf_quote,
+		    char *, size_t);
+static int	 lf_add_token(struct logformat *, struct lf_token *);
+static int	 lf_check_json(struct logformat *, char *, size_t);
+static void	 lf_value(const struct lf_token *, const struct logrec *,
+		    struct lf_value *);
+static int	 lf_addr(const struct sockaddr_storage *, char *, size_t,
+		    int *);
+static int	 lf_render_json(const struct logrec *, struct jbuf *);
+static int	 lf_render_template(const struct logformat *,
+		    const struct logrec *, struct jbuf *, int);
+
+/* ------------------------------------------------------------- compile */
+
+struct logformat *
+logformat_compile(const char *name, const char *template, char *err,
+    size_t errlen)
+{
+	struct logformat	*lf;
+	struct lf_token		 t;
+	const char		*p, *q;
+	enum lf_quote		 squidq = LFQ_NONE;
+	int			 instr = 0, esc = 0;
+	char			 msg[256];
+
+	msg[0] = '\0';
+	if ((lf = calloc(1, sizeof(*lf))) == NULL ||
+	    (lf->lf_name = strdup(name != NULL ? name : "")) == NULL) {
+		snprintf(msg, sizeof(msg), "out of memory");
+		goto fail;
+	}
+	lf->lf_hint = 256;
+	for (p = template; *p == ' ' || *p == '\t'; p++)
+		;
+	lf->lf_kind = *p == '{' ? LFK_JSONTPL : LFK_SQUID;
+	tzset();
+
+	for (p = template; *p != '\0'; ) {
+		memset(&t, 0, sizeof(t));
+		t.lt_width = t.lt_prec = -1;
+		if (p[0] == '%' && p[1] == '%') {
+			t.lt_code = LFC_TEXT;
+			t.lt_text = (char *)"%";
+			t.lt_len = 1;
+			p += 2;
+			esc = 0;
+		} else if (p[0] == '%') {
+			if (esc) {
+				snprintf(msg, sizeof(msg), "a code cannot follow "
+				    "a backslash inside a JSON string");
+				goto fail;
+			}
+			if (lf_parse_code(&t, &p, squidq, msg,
+			    sizeof(msg)) == -1)
+				goto fail;
+			if (instr)
+				t.lt_flags |= LT_INSTR;
+		} else {
+			for (q = p; *q != '\0' && *q != '%'; q++) {
+				if (*q == '\r' || *q == '\n') {
+					snprintf(msg, sizeof(msg), "line "
+					    "breaks are not allowed");
+					goto fail;
+				}
+				/* Squid's quote inheritance */
+				if (*q == '"')
+					squidq = squidq == LFQ_NONE ?
+					    LFQ_QUOTES : squidq == LFQ_QUOTES ?
+					    LFQ_NONE : squidq;
+				else if (*q == '[' && squidq == LFQ_NONE)
+					squidq = LFQ_MIMEBLOB;
+				else if (*q == ']' && squidq == LFQ_MIMEBLOB)
+					squidq = LFQ_NONE;
+				/* JSON strings, for JSON mode */
+				if (esc)
+					esc = 0;
+				else if (instr && *q == '\\')
+					esc = 1;
+				else if (*q == '"')
+					instr = !instr;
+			}
+			t.lt_code = LFC_TEXT;
+			t.lt_text = (char *)p;
+			t.lt_len = (size_t)(q - p);
+			p = q;
+		}
+		if (lf_add_token(lf, &t) == -1) {
+			if (t.lt_code != LFC_TEXT)
+				free(t.lt_text);
+			snprintf(msg, sizeof(msg), "out of memory");
+			goto fail;
+		}
+	}
+	if (lf->lf_kind == LFK_JSONTPL && lf_check_json(lf, msg,
+	    sizeof(msg)) == -1)
+		goto fail;
+	return (lf);
+ fail:
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "logformat %s: %s", name != NULL ?
+		    name : "", msg);
+	logformat_free(lf);
+	return (NULL);
+}
+
+/*
+ * Parses one %code at *pp, Squid's way: %[modifier][-][0][width][.prec]
+ * [{arg}]code[{arg}].
+ */
+static int
+lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
+    char *msg, size_t msglen)
+{
+	const struct lf_code_def	*d, *best = NULL;
+	const char			*p = *pp + 1, *arg = NULL, *start;
+	size_t				 arglen = 0, n, bestlen = 0;
+	long				 v;
+
+	start = *pp;
+	t->lt_explicit = 1;
+	switch (*p) {
+	case '"':
+		t->lt_quote = LFQ_QUOTES;
+		p++;
+		break;
+	case '\'':
+		t->lt_quote = LFQ_RAW;
+		p++;
+		break;
+	case '#':
+		t->lt_quote = LFQ_URL;
+		p++;
+		break;
+	case '[':
+		t->lt_quote = LFQ_MIMEBLOB;
+		p++;
+		break;
+	case '/':
+		snprintf(msg, msglen, "the / (shell) modifier is not "
+		    "supported");
+		return (-1);
+	default:
+		t->lt_quote = inherited;
+		t->lt_explicit = 0;
+		break;
+	}
+	if (*p == '-') {
+		t->lt_flags |= LT_LEFT;
+		p++;
+	}
+	if (*p == '0') {
+		t->lt_flags |= LT_ZERO;
+		p++;
+	}
+	if (*p >= '0' && *p <= '9') {
+		for (v = 0; *p >= '0' && *p <= '9'; p++)
+			if ((v = v * 10 + (*p - '0')) > LF_WIDTH_MAX) {
+				snprintf(msg, msglen, "width too large in "
+				    "%.*s", (int)(p - start + 1), start);
+				return (-1);
+			}
+		t->lt_width = (int)v;
+	}
+	if (*p == '.' && p[1] >= '0' && p[1] <= '9') {
+		for (p++, v = 0; *p >= '0' && *p <= '9'; p++)
+			if ((v = v * 10 + (*p - '0')) > LF_WIDTH_MAX) {
+				snprintf(msg, msglen, "precision too large in "
+				    "%.*s", (int)(p - start + 1), start);
+				return (-1);
+			}
+		t->lt_prec = (int)v;
+	}
+	if (*p == '{') {
+		arg = ++p;
+		if ((p = strchr(p, '}')) == NULL) {
+			snprintf(msg, msglen, "unterminated { in %.20s", start);
+			return (-1);
+		}
+		arglen = (size_t)(p - arg);
+		p++;
+	}
+	for (d = lf_codes; d->lcd_name != NULL; d++) {
+		n = strlen(d->lcd_name);
+		if (n > bestlen && strncmp(p, d->lcd_name, n) == 0) {
+			best = d;
+			bestlen = n;
+		}
+	}
+	if (best == NULL) {
+		if (*p == '\0')
+			snprintf(msg, msglen, "incomplete code %s at the end",
+			    start);
+		else {
+			for (n = 0; n < 3 && p[n] != '\0' && p[n] != ' ' &&
+			    p[n] != '%' && p[n] != '"'; n++)
+				;
+			snprintf(msg, msglen, "unknown code %%%.*s",
+			    (int)(p + (n ? n : 1) - (start + 1)), start + 1);
+		}
+		return (-1);
+	}
+	p += bestlen;
+	if (arg == NULL && *p == '{') {
+		arg = ++p;
+		if ((p = strchr(p, '}')) == NULL) {
+			snprintf(msg, msglen, "unterminated { in %.20s", start);
+			return (-1);
+		}
+		arglen = (size_t)(p - arg);
+		p++;
+	}
+	t->lt_code = best->lcd_code;
+	if (best->lcd_flags & LCD_QUOTE)
+		t->lt_flags |= LT_SQUIDQ;
+	if (best->lcd_flags & LCD_ARG_HEADER) {
+		if (arg == NULL || arglen != strlen("User-Agent") ||
+		    strncasecmp(arg, "User-Agent", arglen) != 0) {
+			snprintf(msg, msglen, "%.*s: only %%{User-Agent}>h is "
+			    "logged", (int)(p - start), start);
+			return (-1);
+		}
+		arg = NULL;
+	} else if (arg != NULL && !(best->lcd_flags & LCD_ARG_TIME)) {
+		snprintf(msg, msglen, "%.*s: %%%s takes no {argument}",
+		    (int)(p - start), start, best->lcd_name);
+		return (-1);
+	}
+	if (arg != NULL && arglen > 0) {
+		if ((t->lt_text = strndup(arg, arglen)) == NULL) {
+			snprintf(msg, msglen, "out of memory");
+			return (-1);
+		}
+		t->lt_len = arglen;
+	}
+	if (t->lt_code == LFC_TIME_SUB) {
+		/* microseconds per printed unit: milliseconds by default */
+		t->lt_divisor = 1000;
+		if (t->lt_prec > 0) {
+			for (t->lt_divisor = 1000000, v = t->lt_prec;
+			    v > 0 && t->lt_divisor > 1; v--)
+				t->lt_divisor /= 10;
+		}
+	}
+	*pp = p;
+	return (0);
+}
+
+static int
+lf_add_token(struct logformat *lf, struct lf_token *t)
+{
+	struct lf_token	*nt, *last;
+	char		*s;
+
+	/* literal text is copied, adjacent pieces merged */
+	if (t->lt_code == LFC_TEXT) {
+		last = lf->lf_ntokens > 0 ? &lf->lf_tokens[lf->lf_ntokens - 1] :
+		    NULL;
+		if (last != NULL && last->lt_code == LFC_TEXT) {
+			if ((s = realloc(last->lt_text, last->lt_len +
+			    t->lt_len + 1)) == NULL)
+				return (-1);
+			memcpy(s + last->lt_len, t->lt_text, t->lt_len);
+			last->lt_len += t->lt_len;
+			s[last->lt_len] = '\0';
+			last->lt_text = s;
+			return (0);
+		}
+		if ((s = strndup(t->lt_text, t->lt_len)) == NULL)
+			return (-1);
+		t->lt_text = s;
+	}
+	if ((nt = reallocarray(lf->lf_tokens, lf->lf_ntokens + 1,
+	    sizeof(*nt))) == NULL) {
+		if (t->lt_code == LFC_TEXT)
+			free(t->lt_text);
+		t->lt_text = NULL;
+		return (-1);
+	}
+	lf->lf_tokens = nt;
+	lf->lf_tokens[lf->lf_ntokens++] = *t;
+	return (0);
+}
+
+/*
+ * A JSON-mode template must be valid JSON with a placeholder for every
+ * code: "x" inside strings, null outside.  Every value renders as
+ * something that can stand where its placeholder stood, so every line
+ * rendered from the template is valid JSON too.
+ */
+static int
+lf_check_json(struct logformat *lf, char *msg, size_t msglen)
+{
+	struct jbuf	 jb;
+	json_t		*j;
+	json_error_t	 jerr;
+
+	memset(&jb, 0, sizeof(jb));
+	if (lf_render_template(lf, NULL, &jb, 1) == -1) {
+		jbuf_free(&jb);
+		snprintf(msg, msglen, "out of memory");
+		return (-1);
+	}
+	if ((j = json_loadb(jb.jb_data, jb.jb_len, 0, &jerr)) == NULL) {
+		snprintf(msg, msglen, "the template starts with '{' but is "
+		    "not valid JSON: %s (column %d)", jerr.text,
+		    jerr.column);
+		jbuf_free(&jb);
+		return (-1);
+	}
+	json_decref(j);
+	jbuf_free(&jb);
+	return (0);
+}
+
+const struct logformat *
+logformat_builtin(const char *name)
+{
+	if (name == NULL)
+		return (NULL);
+	if (strcmp(name, "json") == 0) {
+		if (lf_json == NULL &&
+		    (lf_json = calloc(1, sizeof(*lf_json))) != NULL) {
+			if ((lf_json->lf_name = strdup("json")) == NULL) {
+				free(lf_json);
+				lf_json = NULL;
+				return (NULL);
+			}
+			lf_json->lf_kind = LFK_JSON;
+			lf_json->lf_builtin = 1;
+			lf_json->lf_hint = 512;
+		}
+		return (lf_json);
+	}
+	if (strcmp(name, "squid") == 0) {
+		if (lf_squid == NULL && (lf_squid = logformat_compile("squid",
+		    LF_SQUID_TEMPLATE, NULL, 0)) != NULL)
+			lf_squid->lf_builtin = 1;
+		return (lf_squid);
+	}
+	return (NULL);
+}
+
+void
+logformat_free(struct logformat *lf)
+{
+	size_t	 i;
+
+	if (lf == NULL || lf->lf_builtin)
+		return;
+	for (i = 0; i < lf->lf_ntokens; i++)
+		free(lf->lf_tokens[i].lt_text);
+	free(lf->lf_tokens);
+	free(lf->lf_name);
+	free(lf);
+}
+
+const char *
+logformat_name(const struct logformat *lf)
+{
+	return (lf != NULL ? lf->lf_name : NULL);
+}
+
+/* -------------------------------------------------------------- render */
+
+char *
+logformat_render(const struct logformat *lf, const struct logrec *rec,
+    size_t *lenp)
+{
+	struct jbuf	 jb;
+	int		 rv;
+
+	memset(&jb, 0, sizeof(jb));
+	if ((jb.jb_data = malloc(lf->lf_hint)) == NULL)
+		return (NULL);
+	jb.jb_cap = lf->lf_hint;
+	jb.jb_data[0] = '\0';
+	if (lf->lf_kind == LFK_JSON)
+		rv = lf_render_json(rec, &jb);
+	else
+		rv = lf_render_template(lf, rec, &jb, 0);
+	if (rv == -1 || jbuf_addc(&jb, '\n') == -1) {
+		jbuf_free(&jb);
+		return (NULL);
+	}
+	if (lenp != NULL)
+		*lenp = jb.jb_len;
+	return (jb.jb_data);
+}
+
+/* The address as text, IPv4-mapped IPv6 as plain IPv4; -1 if none. */
+static int
+lf_addr(const struct sockaddr_storage *ss, char *buf, size_t len, int *port)
+{
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+
+	switch (ss->ss_family) {
+	case AF_INET:
+		sin = (const struct sockaddr_in *)ss;
+		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) == NULL)
+			return (-1);
+		if (port != NULL)
+			*port = ntohs(sin->sin_port);
+		return (0);
+	case AF_INET6:
+		sin6 = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
+			    buf, len) == NULL)
+				return (-1);
+		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
+		    len) == NULL)
+			return (-1);
+		if (port != NULL)
+			*port = ntohs(sin6->sin6_port);
+		return (0);
+	default:
+		return (-1);
+	}
+}
+
+static void
+lf_split_time(double t, time_t *sec, long *usec)
+{
+	if (!(t > 0))
+		t = 0;
+	if (t > LF_TIME_MAX)
+		t = LF_TIME_MAX;
+	*sec = (time_t)t;
+	*usec = (long)((t - (double)*sec) * 1e6 + 0.5);
+	if (*usec > 999999)
+		*usec = 999999;
+	if (*usec < 0)
+		*usec = 0;
+}
+
+static uint64_t
+lf_duration_ms(const struct logrec *rec)
+{
+	double	 d = (rec->lr_end - rec->lr_start) * 1000.0;
+
+	if (!(d > 0))
+		return (0);
+	if (d > 1e15)
+		return (UINT64_C(1000000000000000));
+	return ((uint64_t)(d + 0.5));
+}
+
+static void
+lf_setstr(struct lf_value *v, const char *s)
+{
+	if (s == NULL || *s == '\0') {
+		v->v_kind = LFV_ABSENT;
+		return;
+	}
+	v->v_kind = LFV_STR;
+	v->v_str = s;
+	v->v_len = strlen(s);
+}
+
+/* the format comes from the configuration, as in Squid */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static size_t
+lf_strftime(char *buf, size_t len, const char *fmt, const struct tm *tm)
+{
+	return (strftime(buf, len, fmt, tm));
+}
+#pragma GCC diagnostic pop
+
+static void
+lf_value(const struct lf_token *t, const struct logrec *r,
+    struct lf_value *v)
+{
+	struct tm	 tm;
+	time_t		 sec;
+	long		 usec;
+	int		 port;
+	size_t		 n;
+
+	v->v_kind = LFV_INT;
+	v->v_nullzero = 0;
+	v->v_str = NULL;
+	v->v_len = 0;
+	switch (t->lt_code) {
+	case LFC_TEXT:
+		v->v_kind = LFV_STR;
+		v->v_str = t->lt_text;
+		v->v_len = t->lt_len;
+		break;
+	case LFC_TIME_SEC:
+		lf_split_time(r->lr_end, &sec, &usec);
+		v->v_int = (uint64_t)sec;
+		break;
+	case LFC_TIME_SUB:
+		lf_split_time(r->lr_end, &sec, &usec);
+		v->v_int = (uint64_t)(usec / t->lt_divisor);
+		break;
+	case LFC_TIME_START:
+		lf_split_time(r->lr_start, &sec, &usec);
+		snprintf(v->v_buf, sizeof(v->v_buf), "%lld.%03ld",
+		    (long long)sec, usec / 1000);
+		v->v_kind = LFV_NUMTEXT;
+		v->v_str = v->v_buf;
+		v->v_len = strlen(v->v_buf);
+		break;
+	case LFC_TIME_LOCAL:
+	case LFC_TIME_GMT:
+		lf_split_time(r->lr_end, &sec, &usec);
+		if ((t->lt_code == LFC_TIME_LOCAL ? localtime_r(&sec, &tm) :
+		    gmtime_r(&sec, &tm)) == NULL)
+			n = 0;
+		else
+			n = lf_strftime(v->v_buf, sizeof(v->v_buf),
+			    t->lt_text != NULL ? t->lt_text : LF_TIME_DEFAULT,
+			    &tm);
+		v->v_buf[n] = '\0';
+		/* strftime's %n and %t must not split the line */
+		for (n = 0; v->v_buf[n] != '\0'; n++)
+			if (v->v_buf[n] == '\n' || v->v_buf[n] == '\r' ||
+			    v->v_buf[n] == '\t')
+				v->v_buf[n] = ' ';
+		lf_setstr(v, v->v_buf);
+		break;
+	case LFC_DURATION:
+		v->v_int = lf_duration_ms(r);
+		break;
+	case LFC_CLIENT_ADDR:
+	case LFC_LOCAL_ADDR:
+		if (lf_addr(t->lt_code == LFC_CLIENT_ADDR ? &r->lr_client :
+		    &r->lr_local, v->v_buf, sizeof(v->v_buf), NULL) == -1)
+			v->v_kind = LFV_ABSENT;
+		else
+			lf_setstr(v, v->v_buf);
+		break;
+	case LFC_CLIENT_PORT:
+	case LFC_LOCAL_PORT:
+		if (lf_addr(t->lt_code == LFC_CLIENT_PORT ? &r->lr_client :
+		    &r->lr_local, v->v_buf, sizeof(v->v_buf), &port) == -1)
+			v->v_kind = LFV_ABSENT;
+		else
+			v->v_int = (uint64_t)port;
+		break;
+	case LFC_SERVER_ADDR:
+		if (!r->lr_has_server || lf_addr(&r->lr_server, v->v_buf,
+		    sizeof(v->v_buf), NULL) == -1)
+			v->v_kind = LFV_ABSENT;
+		else
+			lf_setstr(v, v->v_buf);
+		break;
+	case LFC_SERVER_PORT:
+		if (!r->lr_has_server || lf_addr(&r->lr_server, v->v_buf,
+		    sizeof(v->v_buf), &port) == -1)
+			v->v_kind = LFV_ABSENT;
+		else
+			v->v_int = (uint64_t)port;
+		break;
+	case LFC_URI:
+		lf_setstr(v, r->lr_authority);
+		break;
+	case LFC_METHOD:
+		lf_setstr(v, r->lr_method);
+		break;
+	case LFC_SIZE_IN:
+		v->v_int = r->lr_head_in + r->lr_bytes_up;
+		break;
+	case LFC_SIZE_OUT:
+		v->v_int = r->lr_reply_out + r->lr_bytes_down;
+		break;
+	case LFC_SIZE_TOTAL:
+		v->v_int = r->lr_head_in + r->lr_bytes_up + r->lr_reply_out +
+		    r->lr_bytes_down;
+		break;
+	case LFC_HEAD_IN:
+		v->v_int = r->lr_head_in;
+		break;
+	case LFC_HEAD_OUT:
+		v->v_int = r->lr_reply_out;
+		break;
+	case LFC_STATUS:
+		/* Squid prints 0 (000 with %03>Hs) when nothing was sent */
+		v->v_int = r->lr_status > 0 ? (uint64_t)r->lr_status : 0;
+		v->v_nullzero = 1;
+		break;
+	case LFC_SQUID_STATUS:
+		/* as Squid 5.7 logs CONNECT outcomes */
+		lf_setstr(v, r->lr_status == 200 ? "TCP_TUNNEL" :
+		    r->lr_status == 403 ? "TCP_DENIED" : "NONE_NONE");
+		break;
+	case LFC_HIERARCHY:
+		lf_setstr(v, r->lr_has_server ? "HIER_DIRECT" : "HIER_NONE");
+		break;
+	case LFC_EXT_LOG:
+		lf_setstr(v, r->lr_pod);
+		break;
+	case LFC_USER_AGENT:
+		lf_setstr(v, r->lr_user_agent);
+		break;
+	case LFC_DASH:
+		v->v_kind = LFV_ABSENT;
+		break;
+	}
+}
+
+/* ------------------------------------------------------------ escapers */
+
+static const char lf_hex[] = "0123456789ABCDEF";
+
+static int
+lf_add_pct(struct jbuf *jb, unsigned char c)
+{
+	char	 e[3];
+
+	e[0] = '%';
+	e[1] = lf_hex[c >> 4];
+	e[2] = lf_hex[c & 0xf];
+	return (jbuf_add(jb, e, 3));
+}
+
+/* Squid's rfc1738_escape(); keeppct: rfc1738_escape_unescaped() */
+static int
+lf_esc_url(struct jbuf *jb, const char *s, size_t len, int keeppct)
+{
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 i, run;
+
+	for (i = run = 0; i < len; i++) {
+		if (u[i] > 0x20 && u[i] < 0x7f &&
+		    strchr("<>\"#{}|\\^~[]`'", u[i]) == NULL &&
+		    (u[i] != '%' || keeppct))
+			continue;
+		if (jbuf_add(jb, s + run, i - run) == -1 ||
+		    lf_add_pct(jb, u[i]) == -1)
+			return (-1);
+		run = i + 1;
+	}
+	return (jbuf_add(jb, s + run, len - run));
+}
+
+/* Squid's log_quoted_string(): backslash before " and \, CR LF TAB named */
+static int
+lf_esc_quotes(struct jbuf *jb, const char *s, size_t len)
+{
+	size_t	 i, run;
+	char	 e[2];
+
+	for (i = run = 0; i < len; i++) {
+		e[0] = '\\';
+		switch (s[i]) {
+		case '"':
+		case '\\':
+			e[1] = s[i];
+			break;
+		case '\r':
+			e[1] = 'r';
+			break;
+		case '\n':
+			e[1] = 'n';
+			break;
+		case '\t':
+			e[1] = 't';
+			break;
+		default:
+			continue;
+		}
+		if (jbuf_add(jb, s + run, i - run) == -1 ||
+		    jbuf_add(jb, e, 2) == -1)
+			return (-1);
+		run = i + 1;
+	}
+	return (jbuf_add(jb, s + run, len - run));
+}
+
+/* Squid's QuoteMimeBlob() */
+static int
+lf_esc_mimeblob(struct jbuf *jb, const char *s, size_t len)
+{
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 i, run;
+	int			 rv;
+
+	for (i = run = 0; i < len; i++) {
+		if (u[i] >= 0x20 && u[i] < 0x7f &&
+		    strchr("%\"#/;[]", u[i]) == NULL)
+			continue;
+		if (jbuf_add(jb, s + run, i - run) == -1)
+			return (-1);
+		if (u[i] == '\r')
+			rv = jbuf_add(jb, "\\r", 2);
+		else if (u[i] == '\n')
+			rv = jbuf_add(jb, "\\n", 2);
+		else
+			rv = lf_add_pct(jb, u[i]);
+		if (rv == -1)
+			return (-1);
+		run = i + 1;
+	}
+	return (jbuf_add(jb, s + run, len - run));
+}
+
+/*
+ * Raw, except that CR and LF are written as \r and \n: a client must not
+ * be able to start a log line of its own.
+ */
+static int
+lf_esc_raw(struct jbuf *jb, const char *s, size_t len)
+{
+	size_t	 i, run;
+
+	for (i = run = 0; i < len; i++) {
+		if (s[i] != '\r' && s[i] != '\n')
+			continue;
+		if (jbuf_add(jb, s + run, i - run) == -1 ||
+		    jbuf_add(jb, s[i] == '\r' ? "\\r" : "\\n", 2) == -1)
+			return (-1);
+		run = i + 1;
+	}
+	return (jbuf_add(jb, s + run, len - run));
+}
+
+static int
+lf_escape(struct jbuf *jb, enum lf_quote q, const char *s, size_t len)
+{
+	switch (q) {
+	case LFQ_NONE:
+		return (lf_esc_url(jb, s, len, 1));
+	case LFQ_URL:
+		return (lf_esc_url(jb, s, len, 0));
+	case LFQ_QUOTES:
+		return (lf_esc_quotes(jb, s, len));
+	case LFQ_MIMEBLOB:
+		return (lf_esc_mimeblob(jb, s, len));
+	case LFQ_RAW:
+		break;
+	}
+	return (lf_esc_raw(jb, s, len));
+}
+
+/*
+ * s (len bytes) truncated to the precision and padded to the width, with
+ * leading zeros if zero is set (Squid's %0Nx on numbers).
+ */
+static int
+lf_add_padded(struct jbuf *jb, const struct lf_token *t, const char *s,
+    size_t len, int json, int zero)
+{
+	static const char	 sp[] = "                                ";
+	static const char	 zs[] = "00000000000000000000000000000000";
+	const char		*fill = zero ? zs : sp;
+	size_t			 pad = 0, n;
+	int			 left = (t->lt_flags & LT_LEFT) && !zero;
+
+	if (t->lt_prec >= 0 && len > (size_t)t->lt_prec &&
+	    t->lt_code != LFC_TIME_SUB)
+		len = (size_t)t->lt_prec;
+	if (t->lt_width > 0 && len < (size_t)t->lt_width)
+		pad = (size_t)t->lt_width - len;
+	if (!left)
+		for (; pad > 0; pad -= n)
+			if (jbuf_add(jb, fill, (n = pad < sizeof(sp) - 1 ?
+			    pad : sizeof(sp) - 1)) == -1)
+				return (-1);
+	if ((json ? jbuf_add_jsonesc(jb, s, len) : jbuf_add(jb, s, len)) == -1)
+		return (-1);
+	for (; pad > 0; pad -= n)
+		if (jbuf_add(jb, sp, (n = pad < sizeof(sp) - 1 ?
+		    pad : sizeof(sp) - 1)) == -1)
+			return (-1);
+	return (0);
+}
+
+/*
+ * A strict JSON validator that allocates nothing, for helper output on
+ * every line.  It is stricter than jansson (what log readers often use):
+ * no \u0000, no lone surrogates, no invalid UTF-8, integers within
+ * int64, reals that do not overflow, nesting up to LF_JSON_DEPTH.
+ */
+#define LF_JSON_DEPTH	32
+
+struct lf_jscan {
+	const unsigned char	*js_p;
+	const unsigned char	*js_end;
+};
+
+static int	lf_js_value(struct lf_jscan *, int);
+
+static void
+lf_js_ws(struct lf_jscan *js)
+{
+	while (js->js_p < js->js_end && (*js->js_p == ' ' ||
+	    *js->js_p == '\t' || *js->js_p == '\n' || *js->js_p == '\r'))
+		js->js_p++;
+}
+
+static int
+lf_js_hex4(struct lf_jscan *js, unsigned int *cp)
+{
+	int	 i, c;
+
+	if (js->js_end - js->js_p < 4)
+		return (-1);
+	for (*cp = 0, i = 0; i < 4; i++) {
+		c = *js->js_p++;
+		if (c >= '0' && c <= '9')
+			c -= '0';
+		else if (c >= 'a' && c <= 'f')
+			c -= 'a' - 10;
+		else if (c >= 'A' && c <= 'F')
+			c -= 'A' - 10;
+		else
+			return (-1);
+		*cp = *cp << 4 | (unsigned int)c;
+	}
+	return (0);
+}
+
+static int
+lf_js_string(struct lf_jscan *js)
+{
+	unsigned int	 c, cp, lo;
+	size_t		 n, i;
+
+	js->js_p++;			/* the opening quote */
+	while (js->js_p < js->js_end) {
+		c = *js->js_p++;
+		if (c == '"')
+			return (0);
+		if (c < 0x20)
+			return (-1);
+		if (c == '\\') {
+			if (js->js_p >= js->js_end)
+				return (-1);
+			c = *js->js_p++;
+			if (strchr("\"\\/bfnrt", (int)c) != NULL && c != '\0')
+				continue;
+			if (c != 'u' || lf_js_hex4(js, &cp) == -1 || cp == 0 ||
+			    (cp >= 0xdc00 && cp <= 0xdfff))
+				return (-1);
+			if (cp >= 0xd800 && cp <= 0xdbff) {
+				if (js->js_end - js->js_p < 6 ||
+				    js->js_p[0] != '\\' || js->js_p[1] != 'u')
+					return (-1);
+				js->js_p += 2;
+				if (lf_js_hex4(js, &lo) == -1 || lo < 0xdc00 ||
+				    lo > 0xdfff)
+					return (-1);
+			}
+			continue;
+		}
+		if (c < 0x80)
+			continue;
+		/* UTF-8: shortest form, no surrogates, up to U+10FFFF */
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return (-1);
+		if ((size_t)(js->js_end - js->js_p) < n)
+			return (-1);
+		for (i = 0; i < n; i++) {
+			if ((js->js_p[i] & 0xc0) != 0x80)
+				return (-1);
+			cp = cp << 6 | (js->js_p[i] & 0x3f);
+		}
+		js->js_p += n;
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return (-1);
+	}
+	return (-1);
+}
+
+static int
+lf_js_number(struct lf_jscan *js)
+{
+	const unsigned char	*start = js->js_p, *digits;
+	char			 buf[64], *ep;
+	size_t			 len;
+	int			 real = 0;
+	double			 d;
+
+	if (*js->js_p == '-')
+		js->js_p++;
+	digits = js->js_p;
+	if (js->js_p >= js->js_end || !(*js->js_p >= '0' && *js->js_p <= '9'))
+		return (-1);
+	if (*js->js_p == '0')
+		js->js_p++;
+	else
+		while (js->js_p < js->js_end && *js->js_p >= '0' &&
+		    *js->js_p <= '9')
+			js->js_p++;
+	if (js->js_p < js->js_end && *js->js_p == '.') {
+		real = 1;
+		if (++js->js_p >= js->js_end || !(*js->js_p >= '0' &&
+		    *js->js_p <= '9'))
+			return (-1);
+		while (js->js_p < js->js_end && *js->js_p >= '0' &&
+		    *js->js_p <= '9')
+			js->js_p++;
+	}
+	if (js->js_p < js->js_end && (*js->js_p == 'e' || *js->js_p == 'E')) {
+		real = 1;
+		if (++js->js_p < js->js_end && (*js->js_p == '+' ||
+		    *js->js_p == '-'))
+			js->js_p++;
+		if (js->js_p >= js->js_end || !(*js->js_p >= '0' &&
+		    *js->js_p <= '9'))
+			return (-1);
+		while (js->js_p < js->js_end && *js->js_p >= '0' &&
+		    *js->js_p <= '9')
+			js->js_p++;
+	}
+	len = (size_t)(js->js_p - start);
+	if (!real) {
+		/* within int64: at most 19 digits, compared as text */
+		len = (size_t)(js->js_p - digits);
+		if (len < 19)
+			return (0);
+		if (len > 19)
+			return (-1);
+		return (memcmp(digits, *start == '-' ? "9223372036854775808" :
+		    "9223372036854775807", 19) <= 0 ? 0 : -1);
+	}
+	if (len >= sizeof(buf))
+		return (-1);
+	memcpy(buf, start, len);
+	buf[len] = '\0';
+	errno = 0;
+	d = strtod(buf, &ep);
+	if (errno == ERANGE || *ep != '\0' || d != d)
+		return (-1);
+	return (0);
+}
+
+static int
+lf_js_literal(struct lf_jscan *js, const char *lit)
+{
+	size_t	 n = strlen(lit);
+
+	if ((size_t)(js->js_end - js->js_p) < n || memcmp(js->js_p, lit, n))
+		return (-1);
+	js->js_p += n;
+	return (0);
+}
+
+static int
+lf_js_value(struct lf_jscan *js, int depth)
+{
+	int	 close;
+
+	lf_js_ws(js);
+	if (js->js_p >= js->js_end)
+		return (-1);
+	switch (*js->js_p) {
+	case '"':
+		return (lf_js_string(js));
+	case 't':
+		return (lf_js_literal(js, "true"));
+	case 'f':
+		return (lf_js_literal(js, "false"));
+	case 'n':
+		return (lf_js_literal(js, "null"));
+	case '{':
+	case '[':
+		break;
+	default:
+		return (lf_js_number(js));
+	}
+	if (depth >= LF_JSON_DEPTH)
+		return (-1);
+	close = *js->js_p++ == '{' ? '}' : ']';
+	lf_js_ws(js);
+	if (js->js_p < js->js_end && *js->js_p == close) {
+		js->js_p++;
+		return (0);
+	}
+	for (;;) {
+		if (close == '}') {
+			lf_js_ws(js);
+			if (js->js_p >= js->js_end || *js->js_p != '"' ||
+			    lf_js_string(js) == -1)
+				return (-1);
+			lf_js_ws(js);
+			if (js->js_p >= js->js_end || *js->js_p++ != ':')
+				return (-1);
+		}
+		if (lf_js_value(js, depth + 1) == -1)
+			return (-1);
+		lf_js_ws(js);
+		if (js->js_p >= js->js_end)
+			return (-1);
+		if (*js->js_p == close) {
+			js->js_p++;
+			return (0);
+		}
+		if (*js->js_p++ != ',')
+			return (-1);
+	}
+}
+
+static int
+lf_is_json(const char *s, size_t len)
+{
+	struct lf_jscan	 js;
+
+	js.js_p = (const unsigned char *)s;
+	js.js_end = js.js_p + len;
+	if (lf_js_value(&js, 0) == -1)
+		return (0);
+	lf_js_ws(&js);
+	return (js.js_p == js.js_end);
+}
+
+/* s as it is if it is one complete JSON value, on one line; else 1 */
+static int
+lf_add_if_json(struct jbuf *jb, const char *s, size_t len)
+{
+	size_t	 i, run;
+
+	if (!lf_is_json(s, len))
+		return (1);
+	/* raw CR, LF, TAB can only be whitespace between tokens here */
+	for (i = run = 0; i < len; i++) {
+		if (s[i] != '\r' && s[i] != '\n' && s[i] != '\t')
+			continue;
+		if (jbuf_add(jb, s + run, i - run) == -1 ||
+		    jbuf_addc(jb, ' ') == -1)
+			return (-1);
+		run = i + 1;
+	}
+	return (jbuf_add(jb, s + run, len - run));
+}
+
+static int
+lf_add_jsonstr(struct jbuf *jb, const char *s, size_t len)
+{
+	if (jbuf_addc(jb, '"') == -1 || jbuf_add_jsonesc(jb, s, len) == -1 ||
+	    jbuf_addc(jb, '"') == -1)
+		return (-1);
+	return (0);
+}
+
+/*
+ * Renders a template.  With skel set, rec is unused and every code
+ * becomes its placeholder (see lf_check_json()).
+ */
+static int
+lf_render_template(const struct logformat *lf, const struct logrec *rec,
+    struct jbuf *jb, int skel)
+{
+	const struct lf_token	*t;
+	struct lf_value		 v;
+	struct jbuf		 tmp;
+	char			 num[32];
+	const char		*s;
+	size_t			 i, len;
+	int			 json = lf->lf_kind == LFK_JSONTPL, instr, rv;
+	int			 zero;
+
+	memset(&tmp, 0, sizeof(tmp));
+	for (i = 0; i < lf->lf_ntokens; i++) {
+		t = &lf->lf_tokens[i];
+		if (t->lt_code == LFC_TEXT) {
+			if (jbuf_add(jb, t->lt_text, t->lt_len) == -1)
+				goto fail;
+			continue;
+		}
+		instr = json && (t->lt_flags & LT_INSTR);
+		if (skel) {
+			if (jbuf_add(jb, instr ? "x" : "null",
+			    instr ? 1 : 4) == -1)
+				goto fail;
+			continue;
+		}
+		lf_value(t, rec, &v);
+
+		if (json && !instr) {
+			/* a complete JSON value */
+			if (v.v_kind == LFV_INT && v.v_int == 0 &&
+			    v.v_nullzero)
+				v.v_kind = LFV_ABSENT;
+			switch (v.v_kind) {
+			case LFV_ABSENT:
+				rv = jbuf_add(jb, "null", 4);
+				break;
+			case LFV_INT:
+				len = (size_t)snprintf(num, sizeof(num),
+				    "%" PRIu64, v.v_int);
+				rv = jbuf_add(jb, num, len);
+				break;
+			case LFV_NUMTEXT:
+				rv = jbuf_add(jb, v.v_str, v.v_len);
+				break;
+			case LFV_STR:
+			default:
+				if (t->lt_quote == LFQ_RAW && t->lt_explicit &&
+				    (rv = lf_add_if_json(jb, v.v_str,
+				    v.v_len)) != 1)
+					break;
+				if (t->lt_explicit && (t->lt_quote == LFQ_URL ||
+				    t->lt_quote == LFQ_MIMEBLOB)) {
+					tmp.jb_len = 0;
+					if (lf_escape(&tmp, t->lt_quote,
+					    v.v_str, v.v_len) == -1)
+						goto fail;
+					rv = lf_add_jsonstr(jb, tmp.jb_data,
+					    tmp.jb_len);
+				} else
+					rv = lf_add_jsonstr(jb, v.v_str,
+					    v.v_len);
+				break;
+			}
+			if (rv == -1)
+				goto fail;
+			continue;
+		}
+
+		/* Squid rules, or inside a JSON string */
+		zero = 0;
+		switch (v.v_kind) {
+		case LFV_ABSENT:
+			if (jbuf_addc(jb, '-') == -1)
+				goto fail;
+			continue;
+		case LFV_INT:
+			len = (size_t)snprintf(num, sizeof(num), "%" PRIu64,
+			    v.v_int);
+			s = num;
+			zero = (t->lt_flags & LT_ZERO) != 0;
+			break;
+		case LFV_NUMTEXT:
+			s = v.v_str;
+			len = v.v_len;
+			break;
+		case LFV_STR:
+		default:
+			s = v.v_str;
+			len = v.v_len;
+			if (json) {
+				if (!t->lt_explicit || (t->lt_quote != LFQ_URL &&
+				    t->lt_quote != LFQ_MIMEBLOB))
+					break;
+			} else if (!(t->lt_flags & LT_SQUIDQ) &&
+			    t->lt_quote == LFQ_NONE)
+				break;
+			tmp.jb_len = 0;
+			if (lf_escape(&tmp, t->lt_quote, s, len) == -1)
+				goto fail;
+			s = tmp.jb_data != NULL ? tmp.jb_data : "";
+			len = tmp.jb_len;
+			break;
+		}
+		if (len == 0) {
+			if (jbuf_addc(jb, '-') == -1)
+				goto fail;
+			continue;
+		}
+		if (lf_add_padded(jb, t, s, len, json, zero) == -1)
+			goto fail;
+	}
+	jbuf_free(&tmp);
+	return (0);
+ fail:
+	jbuf_free(&tmp);
+	return (-1);
+}
+
+/* ---------------------------------------------------------------- json */
+
+static int
+lf_json_key(struct jbuf *jb, const char *key)
+{
+	return (jbuf_add(jb, key, strlen(key)));
+}
+
+static int
+lf_json_u64(struct jbuf *jb, const char *key, uint64_t v)
+{
+	char	 num[32];
+	int	 n;
+
+	n = snprintf(num, sizeof(num), "%" PRIu64, v);
+	if (lf_json_key(jb, key) == -1 || jbuf_add(jb, num, (size_t)n) == -1)
+		return (-1);
+	return (0);
+}
+
+static int
+lf_json_str(struct jbuf *jb, const char *key, const char *s)
+{
+	if (lf_json_key(jb, key) == -1)
+		return (-1);
+	if (s == NULL)
+		return (jbuf_add(jb, "null", 4));
+	return (lf_add_jsonstr(jb, s, strlen(s)));
+}
+
+static int
+lf_json_addr(struct jbuf *jb, const char *ipkey, const char *portkey,
+    const struct sockaddr_storage *ss, int have)
+{
+	char	 buf[INET6_ADDRSTRLEN];
+	int	 port;
+
+	if (!have || lf_addr(ss, buf, sizeof(buf), &port) == -1)
+		return (lf_json_str(jb, ipkey, NULL) == -1 ||
+		    lf_json_str(jb, portkey, NULL) == -1 ? -1 : 0);
+	if (lf_json_str(jb, ipkey, buf) == -1 ||
+	    lf_json_u64(jb, portkey, (uint64_t)port) == -1)
+		return (-1);
+	return (0);
+}
+
+static int
+lf_render_json(const struct logrec *r, struct jbuf *jb)
+{
+	char	 ts[TIMEFMT_RFC3339_LEN];
+	int	 rv;
+
+	if (timefmt_rfc3339(ts, sizeof(ts), r->lr_end) == 0)
+		ts[0] = '\0';
+	if (lf_json_str(jb, "{\"ts\":", ts) == -1)
+		return (-1);
+	if (timefmt_rfc3339(ts, sizeof(ts), r->lr_start) == 0)
+		ts[0] = '\0';
+	if (lf_json_str(jb, ",\"start\":", ts) == -1 ||
+	    lf_json_u64(jb, ",\"duration_ms\":", lf_duration_ms(r)) == -1 ||
+	    lf_json_u64(jb, ",\"id\":", r->lr_id) == -1 ||
+	    lf_json_addr(jb, ",\"client_ip\":", ",\"client_port\":",
+	    &r->lr_client, 1) == -1 ||
+	    lf_json_str(jb, ",\"method\":", r->lr_method) == -1 ||
+	    lf_json_str(jb, ",\"authority\":", r->lr_authority) == -1 ||
+	    lf_json_str(jb, ",\"host\":", r->lr_host) == -1)
+		return (-1);
+	if (r->lr_port > 0 && r->lr_port <= 65535)
+		rv = lf_json_u64(jb, ",\"port\":", (uint64_t)r->lr_port);
+	else
+		rv = lf_json_str(jb, ",\"port\":", NULL);
+	if (rv == -1 ||
+	    lf_json_str(jb, ",\"user_agent\":", r->lr_user_agent) == -1 ||
+	    lf_json_addr(jb, ",\"server_ip\":", ",\"server_port\":",
+	    &r->lr_server, r->lr_has_server) == -1)
+		return (-1);
+	if (r->lr_status > 0)
+		rv = lf_json_u64(jb, ",\"status\":", (uint64_t)r->lr_status);
+	else
+		rv = lf_json_str(jb, ",\"status\":", NULL);
+	if (rv == -1 ||
+	    lf_json_u64(jb, ",\"bytes_up\":", r->lr_bytes_up) == -1 ||
+	    lf_json_u64(jb, ",\"bytes_down\":", r->lr_bytes_down) == -1 ||
+	    lf_json_str(jb, ",\"close\":", r->lr_close) == -1)
+		return (-1);
+	if (r->lr_detail != NULL &&
+	    lf_json_str(jb, ",\"detail\":", r->lr_detail) == -1)
+		return (-1);
+	if (r->lr_pod_error != NULL &&
+	    lf_json_str(jb, ",\"pod_error\":", r->lr_pod_error) == -1)
+		return (-1);
+	if (r->lr_rule != NULL &&
+	    lf_json_str(jb, ",\"rule\":", r->lr_rule) == -1)
+		return (-1);
+	if (lf_json_key(jb, ",\"pod\":") == -1)
+		return (-1);
+	if (r->lr_pod == NULL)
+		rv = jbuf_add(jb, "null", 4);
+	else if ((rv = lf_add_if_json(jb, r->lr_pod, strlen(r->lr_pod))) == 1)
+		rv = lf_add_jsonstr(jb, r->lr_pod, strlen(r->lr_pod));
+	if (rv == -1 || jbuf_addc(jb, '}') == -1)
+		return (-1);
+	return (0);
+}

@@ -22,6 +22,9 @@ struct resolve_sock {
 
 struct resolver {
 	ares_channel		 r_channel;
+	int			 r_ai_flags;
+	char			*r_servers;	/* as configured, for reload */
+	char			*r_hosts;
 	struct ev_loop		*r_loop;
 	ev_timer		 r_timer;
 	TAILQ_HEAD(, resolve_sock) r_socks;
@@ -111,8 +114,32 @@ resolve_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 	ev_io_start(r->r_loop, &rs->rs_io);
 }
 
+static int
+resolve_same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * dns_nameservers and hosts_file apply to the resolver made at startup;
+ * a reload that changes them is told so.
+ */
+void
+resolve_reconfigure(struct worker *w, const struct conf *conf)
+{
+	struct resolver	*r = w->w_resolver;
+
+	if (!resolve_same(r->r_servers, conf->c_dns_nameservers) ||
+	    !resolve_same(r->r_hosts, conf->c_hosts_file))
+		log_warnx("dns_nameservers and hosts_file changes take effect "
+		    "at the next start");
+}
+
 int
-resolve_init(struct worker *w, char *err, size_t errlen)
+resolve_init(struct worker *w, const struct conf *conf, char *err,
+    size_t errlen)
 {
 	struct resolver		*r;
 	struct ares_options	 opts;
@@ -136,6 +163,28 @@ resolve_init(struct worker *w, char *err, size_t errlen)
 		free(r);
 		return -1;
 	}
+	if (conf->c_dns_nameservers != NULL) {
+		if ((rc = ares_set_servers_ports_csv(r->r_channel,
+		    conf->c_dns_nameservers)) != ARES_SUCCESS) {
+			snprintf(err, errlen, "dns_nameservers: %s",
+			    ares_strerror(rc));
+			ares_destroy(r->r_channel);
+			free(r);
+			return -1;
+		}
+		r->r_servers = strdup(conf->c_dns_nameservers);
+	}
+	if (conf->c_hosts_file != NULL) {
+		/* c-ares reads the hosts file named by CARES_HOSTS */
+		if (setenv("CARES_HOSTS", conf->c_hosts_file, 1) == -1) {
+			snprintf(err, errlen, "hosts_file: %s", strerror(errno));
+			ares_destroy(r->r_channel);
+			free(r);
+			return -1;
+		}
+		r->r_ai_flags |= ARES_AI_ENVHOSTS;
+		r->r_hosts = strdup(conf->c_hosts_file);
+	}
 	w->w_resolver = r;
 	return 0;
 }
@@ -150,6 +199,8 @@ resolve_free(struct worker *w)
 	/* runs the callbacks of pending queries with ARES_EDESTRUCTION */
 	ares_destroy(r->r_channel);
 	ev_timer_stop(r->r_loop, &r->r_timer);
+	free(r->r_servers);
+	free(r->r_hosts);
 	free(r);
 	w->w_resolver = NULL;
 }
@@ -219,6 +270,7 @@ resolve_start(struct worker *w, const char *host, uint16_t port,
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = r->r_ai_flags;
 	/* the callback may run right here, for /etc/hosts or a literal */
 	q->q_starting = 1;
 	ares_getaddrinfo(r->r_channel, host, NULL, &hints, resolve_done_cb, q);

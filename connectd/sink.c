@@ -1,2 +1,557 @@
-/* sink.c: (stub) */
+/* sink.c: log outputs that never block the event loop: a bounded queue and a writer thread each */
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "connectd.h"
+
+#define SINK_BATCH		64	/* lines per writev() */
+#define SINK_QUEUE_INIT		64	/* initial ring slots */
+#define SINK_BUFMAX_DEFAULT	(4 * 1024 * 1024)
+#define SINK_REPORT_INTERVAL	10	/* seconds between drop/error reports */
+#define SINK_ABORT_GRACE	0.2	/* seconds for a thread told to give up */
+#define SINK_OPEN_FLAGS		(O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
+
+struct sink {
+	char			*s_path;
+	int			 s_refcnt;	/* loop thread only */
+	int			 s_std;		/* stdout/stderr: never reopened */
+	int			 s_is_stderr;	/* same file as our diagnostics */
+	int			 s_fd;		/* the writer thread's, once started */
+	pthread_t		 s_thread;
+	int			 s_joined;
+	TAILQ_ENTRY(sink)	 s_entry;	/* loop thread only */
+
+	/* shared with the writer thread, under s_mtx */
+	pthread_mutex_t		 s_mtx;
+	pthread_cond_t		 s_wake;	/* work for the writer */
+	pthread_cond_t		 s_idle;	/* queue drained, or exited */
+	struct iovec		*s_q;		/* ring of owned lines */
+	size_t			 s_qcap;
+	size_t			 s_qhead;
+	size_t			 s_qlen;
+	size_t			 s_bytes;	/* queued or being written */
+	size_t			 s_bufmax;
+	int			 s_reopen;
+	int			 s_stop;	/* drain, close, exit */
+	int			 s_abort;	/* exit now, dropping the rest */
+	int			 s_exited;
+	uint64_t		 s_written;
+	uint64_t		 s_dropped;
+	uint64_t		 s_errors;	/* lines lost to write errors */
+	int			 s_errno;	/* the last write error */
+	uint64_t		 s_rep_dropped;	/* counts already reported */
+	uint64_t		 s_rep_errors;
+	time_t			 s_rep_time;
+};
+
+TAILQ_HEAD(sink_list, sink);
+static struct sink_list	sink_live = TAILQ_HEAD_INITIALIZER(sink_live);
+static struct sink_list	sink_dying = TAILQ_HEAD_INITIALIZER(sink_dying);
+
+static void	*sink_main(void *);
+static int	 sink_report_locked(struct sink *, int, char *, size_t);
+static void	 sink_reap(void);
+static void	 sink_free(struct sink *);
+
+struct sink *
+sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
+{
+	struct sink	*s;
+	struct stat	 st, st2;
+	sigset_t	 all, old;
+	int		 rv;
+
+	if (bufmax == 0)
+		bufmax = SINK_BUFMAX_DEFAULT;
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		if (strcmp(s->s_path, path) != 0)
+			continue;
+		s->s_refcnt++;
+		pthread_mutex_lock(&s->s_mtx);
+		if (bufmax > s->s_bufmax)
+			s->s_bufmax = bufmax;
+		pthread_mutex_unlock(&s->s_mtx);
+		return (s);
+	}
+	sink_reap();
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->s_path = strdup(path)) == NULL ||
+	    (s->s_q = calloc(SINK_QUEUE_INIT, sizeof(*s->s_q))) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
+		if (s != NULL)
+			free(s->s_path);
+		free(s);
+		return (NULL);
+	}
+	s->s_qcap = SINK_QUEUE_INIT;
+	s->s_bufmax = bufmax;
+	s->s_refcnt = 1;
+	if (strcmp(path, "/dev/stdout") == 0) {
+		s->s_std = 1;
+		s->s_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+	} else if (strcmp(path, "/dev/stderr") == 0) {
+		s->s_std = 1;
+		s->s_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+	} else
+		s->s_fd = open(path, SINK_OPEN_FLAGS, 0640);
+	if (s->s_fd == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(s->s_fd, &st) == 0 && fstat(STDERR_FILENO, &st2) == 0 &&
+	    st.st_dev == st2.st_dev && st.st_ino == st2.st_ino)
+		s->s_is_stderr = 1;
+	pthread_mutex_init(&s->s_mtx, NULL);
+	pthread_cond_init(&s->s_wake, NULL);
+	pthread_cond_init(&s->s_idle, NULL);
+
+	/* signals stay with the event loop */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rv = pthread_create(&s->s_thread, NULL, sink_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv != 0) {
+		snprintf(err, errlen, "%s: cannot start a writer thread: %s",
+		    path, strerror(rv));
+		pthread_cond_destroy(&s->s_idle);
+		pthread_cond_destroy(&s->s_wake);
+		pthread_mutex_destroy(&s->s_mtx);
+		close(s->s_fd);
+		goto fail;
+	}
+	TAILQ_INSERT_TAIL(&sink_live, s, s_entry);
+	return (s);
+ fail:
+	free(s->s_q);
+	free(s->s_path);
+	free(s);
+	return (NULL);
+}
+
+/* Room for one more line in the ring; -1 if out of memory. */
+static int
+sink_grow_locked(struct sink *s)
+{
+	struct iovec	*q;
+	size_t		 i, cap;
+
+	if (s->s_qlen < s->s_qcap)
+		return (0);
+	cap = s->s_qcap * 2;
+	if ((q = calloc(cap, sizeof(*q))) == NULL)
+		return (-1);
+	for (i = 0; i < s->s_qlen; i++)
+		q[i] = s->s_q[(s->s_qhead + i) % s->s_qcap];
+	free(s->s_q);
+	s->s_q = q;
+	s->s_qcap = cap;
+	s->s_qhead = 0;
+	return (0);
+}
+
+void
+sink_push(struct sink *s, char *line, size_t len)
+{
+	char	 msg[512];
+	int	 drop = 0, report = 0;
+
+	if (s == NULL) {
+		free(line);
+		return;
+	}
+	pthread_mutex_lock(&s->s_mtx);
+	if (s->s_stop || s->s_bytes > s->s_bufmax ||
+	    len > s->s_bufmax - s->s_bytes || sink_grow_locked(s) == -1) {
+		s->s_dropped++;
+		drop = 1;
+		/* a writer stuck on a full pipe cannot say so itself */
+		if (!s->s_is_stderr)
+			report = sink_report_locked(s, 0, msg, sizeof(msg));
+	} else {
+		s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_base = line;
+		s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_len = len;
+		s->s_qlen++;
+		s->s_bytes += len;
+		pthread_cond_signal(&s->s_wake);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+	if (drop)
+		free(line);
+	if (report)
+		log_warnx("%s", msg);
+}
+
+/*
+ * New drops and write errors since the last report, if the last report
+ * is SINK_REPORT_INTERVAL old (or final is set).  The caller logs msg
+ * once the lock is released.
+ */
+static int
+sink_report_locked(struct sink *s, int final, char *msg, size_t msglen)
+{
+	uint64_t	 dropped, errors;
+	time_t		 now;
+	int		 n = 0;
+
+	dropped = s->s_dropped - s->s_rep_dropped;
+	errors = s->s_errors - s->s_rep_errors;
+	if (dropped == 0 && errors == 0)
+		return (0);
+	now = time(NULL);
+	if (!final && now < s->s_rep_time + SINK_REPORT_INTERVAL)
+		return (0);
+	s->s_rep_time = now;
+	s->s_rep_dropped = s->s_dropped;
+	s->s_rep_errors = s->s_errors;
+	msg[0] = '\0';
+	if (dropped > 0)
+		n = snprintf(msg, msglen, "access log %s: %llu lines dropped "
+		    "(queue full)", s->s_path, (unsigned long long)dropped);
+	if (errors > 0 && n >= 0 && (size_t)n < msglen)
+		snprintf(msg + n, msglen - (size_t)n, "%saccess log %s: %llu "
+		    "lines lost to write errors (%s)", n > 0 ? "; " : "",
+		    s->s_path, (unsigned long long)errors,
+		    strerror(s->s_errno));
+	return (1);
+}
+
+/* The writer thread: reopen the file if asked, else close it. */
+static void
+sink_reopen_fd(struct sink *s)
+{
+	int	 fd;
+
+	if (s->s_std)
+		return;
+	if ((fd = open(s->s_path, SINK_OPEN_FLAGS, 0640)) == -1) {
+		log_warn("access log %s: reopen failed, still writing to "
+		    "the old file", s->s_path);
+		return;
+	}
+	if (s->s_fd != -1)
+		close(s->s_fd);
+	s->s_fd = fd;
+}
+
+/*
+ * Writes iov[0..n) completely.  Returns 0, or an errno with *done set to
+ * the lines written in full before the error.
+ */
+static int
+sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
+{
+	struct pollfd	 pfd;
+	struct iovec	*v = iov;
+	ssize_t		 w;
+	int		 cnt = n, abort;
+
+	*done = 0;
+	while (cnt > 0) {
+		if ((w = writev(s->s_fd, v, cnt)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return (errno);
+			/* an inherited non-blocking stdout */
+			pfd.fd = s->s_fd;
+			pfd.events = POLLOUT;
+			(void)poll(&pfd, 1, 500);
+			pthread_mutex_lock(&s->s_mtx);
+			abort = s->s_abort;
+			pthread_mutex_unlock(&s->s_mtx);
+			if (abort)
+				return (ECANCELED);
+			continue;
+		}
+		while (cnt > 0 && (size_t)w >= v->iov_len) {
+			w -= (ssize_t)v->iov_len;
+			v++;
+			cnt--;
+			(*done)++;
+		}
+		if (cnt > 0) {
+			v->iov_base = (char *)v->iov_base + w;
+			v->iov_len -= (size_t)w;
+		}
+	}
+	return (0);
+}
+
+static void *
+sink_main(void *arg)
+{
+	struct sink	*s = arg;
+	struct iovec	 iov[SINK_BATCH];
+	char		*lines[SINK_BATCH], msg[512];
+	struct timespec	 deadline;
+	size_t		 bytes;
+	int		 i, n, done, error, reopen;
+
+	pthread_mutex_lock(&s->s_mtx);
+	for (;;) {
+		while (s->s_qlen == 0 && !s->s_reopen && !s->s_stop &&
+		    !s->s_abort) {
+			if (s->s_dropped == s->s_rep_dropped &&
+			    s->s_errors == s->s_rep_errors) {
+				pthread_cond_wait(&s->s_wake, &s->s_mtx);
+				continue;
+			}
+			/* unreported drops: wake up in time to report them */
+			if (sink_report_locked(s, 0, msg, sizeof(msg))) {
+				pthread_mutex_unlock(&s->s_mtx);
+				log_warnx("%s", msg);
+				pthread_mutex_lock(&s->s_mtx);
+				continue;
+			}
+			deadline.tv_sec = s->s_rep_time + SINK_REPORT_INTERVAL;
+			deadline.tv_nsec = 0;
+			pthread_cond_timedwait(&s->s_wake, &s->s_mtx,
+			    &deadline);
+		}
+		if (s->s_abort) {
+			while (s->s_qlen > 0) {
+				free(s->s_q[s->s_qhead].iov_base);
+				s->s_bytes -= s->s_q[s->s_qhead].iov_len;
+				s->s_qhead = (s->s_qhead + 1) % s->s_qcap;
+				s->s_qlen--;
+				s->s_dropped++;
+			}
+			break;
+		}
+		if (s->s_qlen == 0 && !s->s_reopen && s->s_stop)
+			break;
+		reopen = s->s_reopen;
+		s->s_reopen = 0;
+		for (n = 0, bytes = 0; n < SINK_BATCH && s->s_qlen > 0; n++) {
+			iov[n] = s->s_q[s->s_qhead];
+			lines[n] = iov[n].iov_base;
+			bytes += iov[n].iov_len;
+			s->s_qhead = (s->s_qhead + 1) % s->s_qcap;
+			s->s_qlen--;
+		}
+		pthread_mutex_unlock(&s->s_mtx);
+
+		if (reopen)
+			sink_reopen_fd(s);
+		error = done = 0;
+		if (n > 0)
+			error = sink_writev(s, iov, n, &done);
+		for (i = 0; i < n; i++)
+			free(lines[i]);
+
+		pthread_mutex_lock(&s->s_mtx);
+		s->s_bytes -= bytes;
+		s->s_written += (uint64_t)done;
+		if (error) {
+			s->s_errors += (uint64_t)(n - done);
+			s->s_errno = error;
+		}
+		if (s->s_qlen == 0)
+			pthread_cond_broadcast(&s->s_idle);
+		if (sink_report_locked(s, 0, msg, sizeof(msg))) {
+			pthread_mutex_unlock(&s->s_mtx);
+			log_warnx("%s", msg);
+			pthread_mutex_lock(&s->s_mtx);
+		}
+	}
+	if (s->s_fd != -1)
+		close(s->s_fd);
+	s->s_fd = -1;
+	/* whatever is left unreported goes out now, rate or not */
+	if (sink_report_locked(s, 1, msg, sizeof(msg))) {
+		pthread_mutex_unlock(&s->s_mtx);
+		log_warnx("%s", msg);
+		pthread_mutex_lock(&s->s_mtx);
+	}
+	s->s_exited = 1;
+	pthread_cond_broadcast(&s->s_idle);
+	pthread_mutex_unlock(&s->s_mtx);
+	return (NULL);
+}
+
+void
+sink_reopen_all(void)
+{
+	struct sink	*s;
+
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		if (s->s_std)
+			continue;
+		pthread_mutex_lock(&s->s_mtx);
+		s->s_reopen = 1;
+		pthread_cond_signal(&s->s_wake);
+		pthread_mutex_unlock(&s->s_mtx);
+	}
+}
+
+static void
+sink_stop(struct sink *s)
+{
+	TAILQ_REMOVE(&sink_live, s, s_entry);
+	pthread_mutex_lock(&s->s_mtx);
+	s->s_stop = 1;
+	pthread_cond_signal(&s->s_wake);
+	pthread_mutex_unlock(&s->s_mtx);
+	TAILQ_INSERT_TAIL(&sink_dying, s, s_entry);
+}
+
+/* The last reference drains in the background; sink_flush_all() waits. */
+void
+sink_release(struct sink *s)
+{
+	if (s == NULL || --s->s_refcnt > 0)
+		return;
+	sink_stop(s);
+	sink_reap();
+}
+
+static void
+sink_free(struct sink *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < s->s_qlen; i++)
+		free(s->s_q[(s->s_qhead + i) % s->s_qcap].iov_base);
+	pthread_cond_destroy(&s->s_idle);
+	pthread_cond_destroy(&s->s_wake);
+	pthread_mutex_destroy(&s->s_mtx);
+	free(s->s_q);
+	free(s->s_path);
+	free(s);
+}
+
+/* Joins the stopped sinks whose threads are done. */
+static void
+sink_reap(void)
+{
+	struct sink	*s, *next;
+	int		 exited;
+
+	for (s = TAILQ_FIRST(&sink_dying); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, s_entry);
+		pthread_mutex_lock(&s->s_mtx);
+		exited = s->s_exited;
+		pthread_mutex_unlock(&s->s_mtx);
+		if (!exited)
+			continue;
+		if (!s->s_joined)
+			pthread_join(s->s_thread, NULL);
+		TAILQ_REMOVE(&sink_dying, s, s_entry);
+		sink_free(s);
+	}
+}
+
+static void
+sink_deadline(struct timespec *ts, double secs)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	if (secs < 0)
+		secs = 0;
+	ts->tv_sec += (time_t)secs;
+	ts->tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Waits for the thread until the deadline; 1 if it has exited. */
+static int
+sink_wait(struct sink *s, const struct timespec *deadline, int abort,
+    size_t *qlen)
+{
+	int	 exited;
+
+	pthread_mutex_lock(&s->s_mtx);
+	while (!s->s_exited && pthread_cond_timedwait(&s->s_idle,
+	    &s->s_mtx, deadline) != ETIMEDOUT)
+		;
+	if (!s->s_exited && abort) {
+		s->s_abort = 1;
+		pthread_cond_signal(&s->s_wake);
+	}
+	exited = s->s_exited;
+	if (qlen != NULL)
+		*qlen = s->s_qlen;
+	pthread_mutex_unlock(&s->s_mtx);
+	return (exited);
+}
+
+/*
+ * At exit: every queue gets up to timeout seconds to drain, then the
+ * threads are told to give up.  A thread blocked in write(2) on a pipe
+ * nobody reads cannot be interrupted; it is left behind for exit(3).
+ * Sinks still referenced stay allocated, stopped: pushes to them drop.
+ */
+void
+sink_flush_all(double timeout)
+{
+	struct sink	*s;
+	struct timespec	 deadline;
+	size_t		 qlen;
+
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		pthread_mutex_lock(&s->s_mtx);
+		s->s_stop = 1;
+		pthread_cond_signal(&s->s_wake);
+		pthread_mutex_unlock(&s->s_mtx);
+	}
+	sink_deadline(&deadline, timeout);
+	TAILQ_FOREACH(s, &sink_live, s_entry)
+		(void)sink_wait(s, &deadline, 1, NULL);
+	TAILQ_FOREACH(s, &sink_dying, s_entry)
+		(void)sink_wait(s, &deadline, 1, NULL);
+	sink_deadline(&deadline, SINK_ABORT_GRACE);
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		if (!sink_wait(s, &deadline, 0, &qlen)) {
+			log_warnx("access log %s: writer blocked, %zu lines "
+			    "not written at exit", s->s_path, qlen);
+			continue;
+		}
+		if (!s->s_joined) {
+			pthread_join(s->s_thread, NULL);
+			s->s_joined = 1;
+		}
+	}
+	TAILQ_FOREACH(s, &sink_dying, s_entry)
+		if (!sink_wait(s, &deadline, 0, &qlen))
+			log_warnx("access log %s: writer blocked, %zu lines "
+			    "not written at exit", s->s_path, qlen);
+	sink_reap();
+}
+
+void
+sink_stats_log(void)
+{
+	struct sink	*s;
+	uint64_t	 written, dropped, errors;
+	size_t		 qlen, bytes;
+
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		pthread_mutex_lock(&s->s_mtx);
+		written = s->s_written;
+		dropped = s->s_dropped;
+		errors = s->s_errors;
+		qlen = s->s_qlen;
+		bytes = s->s_bytes;
+		pthread_mutex_unlock(&s->s_mtx);
+		log_info("access log %s: %llu lines written, %llu dropped, "
+		    "%llu write errors, %zu queued (%zu bytes)", s->s_path,
+		    (unsigned long long)written, (unsigned long long)dropped,
+		    (unsigned long long)errors, qlen, bytes);
+	}
+}
