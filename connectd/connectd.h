@@ -276,6 +276,13 @@ int	 acl_check(struct conn *, const char **);
 /* helper.c */
 void	 helper_conn_start(struct conn *);
 int	 helper_conn_finish(struct conn *);
+/*
+ * For an `external` acl: the answer of external_acl_type name for this
+ * connection, with the acl's arguments as %DATA (NULL: "-").  Returns
+ * 1 (OK), 0 (ERR, BH, or no answer in time) or -1 while it is on its way;
+ * conn_policy_wakeup() is called when it arrives.
+ */
+int	 helper_conn_answer(struct conn *, const char *, const char *);
 
 /* http.c */
 enum http_parse http_parse_request(const char *, size_t, size_t,

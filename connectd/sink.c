@@ -66,6 +66,25 @@ static int	 sink_report_locked(struct sink *, int, char *, size_t);
 static void	 sink_reap(void);
 static void	 sink_free(struct sink *);
 
+/*
+ * O_NONBLOCK only for open(2) itself: a FIFO with no reader must fail
+ * (ENXIO) rather than hang the event loop.  Writes block, in the thread.
+ */
+static int
+sink_open_file(const char *path)
+{
+	int	 fd, fl;
+
+	if ((fd = open(path, SINK_OPEN_FLAGS | O_NONBLOCK, 0640)) == -1)
+		return (-1);
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
+
 struct sink *
 sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 {
@@ -107,9 +126,10 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 		s->s_std = 1;
 		s->s_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
 	} else
-		s->s_fd = open(path, SINK_OPEN_FLAGS, 0640);
+		s->s_fd = sink_open_file(path);
 	if (s->s_fd == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, errno == ENXIO ?
+		    "a FIFO with no reader" : strerror(errno));
 		goto fail;
 	}
 	if (fstat(s->s_fd, &st) == 0 && fstat(STDERR_FILENO, &st2) == 0 &&
@@ -237,7 +257,7 @@ sink_reopen_fd(struct sink *s)
 
 	if (s->s_std)
 		return;
-	if ((fd = open(s->s_path, SINK_OPEN_FLAGS, 0640)) == -1) {
+	if ((fd = sink_open_file(s->s_path)) == -1) {
 		log_warn("access log %s: reopen failed, still writing to "
 		    "the old file", s->s_path);
 		return;
