@@ -3,4 +3,10 @@ podmeta_podmeta_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CURL_CFLAGS) $(PCRE2_C
 podmeta_podmeta_LDADD = lib/libshared.a $(JANSSON_LIBS) $(CURL_LIBS) $(PCRE2_LIBS) $(EV_LIBS)
 podmeta_podmeta_SOURCES = \
 	podmeta/podmeta.h \
-	podmeta/podmeta.c
+	podmeta/podmeta.c \
+	podmeta/proto.c \
+	podmeta/index.c \
+	podmeta/render.c \
+	podmeta/kube.c \
+	podmeta/watch.c \
+	podmeta/source.c
