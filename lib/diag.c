@@ -22,6 +22,9 @@ diag_init(const char *progname, int verbose)
 	diag_verbose = verbose;
 }
 
+static void	diag_vlog(const char *, int, const char *, va_list)
+		    __attribute__((format(printf, 3, 0)));
+
 static void
 diag_vlog(const char *level, int with_errno, const char *fmt, va_list ap)
 {

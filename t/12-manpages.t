@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""12-manpages.t: the manual pages render cleanly and are complete.
+
+- `groff -ww -z -man` gives no warning for each page, and `man -l` renders
+  it (exit 0, text out, nothing on stderr).
+- every directive in conf/connectd.conf (active, or commented out as
+  `#directive ...`) and every directive of the core issue is documented
+  in connectd.conf(5);
+- every command-line flag in connectd's usage line is documented in
+  connectd(8).
+podmeta.8 belongs to the podmeta issue: while it is empty it is skipped."""
+import os
+import re
+import sys
+sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
+import harness as h
+from tap import ok, is_, like, diag, done
+
+TOP = h.topdir()
+PAGES = [
+    # page, required now
+    ("man/connectd.8", True),
+    ("man/connectd.conf.5", True),
+    ("man/podmeta.8", False),
+]
+CORE_DIRECTIVES = ["http_port", "connect_timeout", "read_timeout", "request_header_timeout",
+                   "access_log", "logformat"]
+CORE_FLAGS = ["f", "t", "V"]
+ENV = dict(os.environ, LC_ALL="C", LANG="C", MANWIDTH="80", MANPAGER="cat", PAGER="cat",
+           MAN_KEEP_FORMATTING="")
+
+if not h.have("groff", "man"):
+    h.tap.skip_all("groff and man are needed")
+h.watchdog(60)
+
+
+def plain(text):
+    text = re.sub(r".\x08", "", text)             # overstrike bold/underline
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)     # SGR
+
+
+rendered = {}
+for page, required in PAGES:
+    path = os.path.join(TOP, page)
+    size = os.path.getsize(path) if os.path.exists(path) else -1
+    if size <= 0 and not required:
+        ok(True, "%s # SKIP not written yet" % page)
+        continue
+    ok(size > 0, "%s exists and is not empty" % page)
+    if size <= 0:
+        continue
+    rc, out, err = h.run(["groff", "-ww", "-z", "-man", path], timeout=30, env=ENV)
+    ok(rc == 0 and err.strip() == "", "groff -ww -z: %s renders without warnings" % page)
+    if err.strip():
+        diag(err[-2000:])
+    rc, out, err = h.run(["man", "-l", path], timeout=30, env=ENV)
+    ok(rc == 0 and len(out) > 200 and err.strip() == "", "man -l %s renders (%d bytes)" % (page, len(out)))
+    if err.strip():
+        diag(err[-2000:])
+    # join words that the renderer hyphenated across lines
+    rendered[page] = plain(out) + "\n" + re.sub(r"[-\u2010]\n\s*", "", plain(out))
+
+# directives
+conf5 = rendered.get("man/connectd.conf.5", "")
+directives = []
+with open(os.path.join(TOP, "conf", "connectd.conf")) as f:
+    for ln in f:
+        m = re.match(r"^#?([a-z][a-z0-9_]*)\s", ln)   # "# prose" has a space after '#'
+        if m and m.group(1) not in directives:
+            directives.append(m.group(1))
+ok(directives, "conf/connectd.conf has directives (%s)" % " ".join(directives))
+for d in CORE_DIRECTIVES:
+    if d not in directives:
+        directives.append(d)
+for d in directives:
+    ok(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(d), conf5),
+       "connectd.conf(5) documents %s" % d)
+
+# flags
+flags = list(CORE_FLAGS)
+if os.access(h.connectd_bin(), os.X_OK):
+    rc, out, err = h.run([h.connectd_bin(), "-h"], timeout=10)
+    m = re.search(r"usage:.*", out + err)
+    ok(m, "connectd -h prints a usage line")
+    if m:
+        for grp in re.findall(r"\[-(\w+)\]|\[-(\w) ", m.group(0)):
+            for ch in "".join(grp):
+                if ch not in flags:
+                    flags.append(ch)
+else:
+    diag("connectd not built: checking the issue's flags only")
+man8 = rendered.get("man/connectd.8", "")
+for fl in flags:
+    ok(re.search(r"(?<![\w-])-%s\b" % fl, man8), "connectd(8) documents -%s" % fl)
+done()
