@@ -1,4 +1,4 @@
-/* accesslog.c: the access_log lines of a configuration: open, render, push, close */
+/* accesslog.c: a configuration's access_log lines: open, render, push, close */
 #include <stdlib.h>
 #include <string.h>
 

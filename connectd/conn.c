@@ -49,6 +49,29 @@ conn_strndup(const char *s, size_t len)
 	return p;
 }
 
+/*
+ * The second word of a request line the parser gave up on, as sent (up
+ * to a NUL), so that the log shows what the client asked for.
+ */
+static char *
+conn_raw_target(struct conn *c)
+{
+	const char	*s, *end, *sp;
+	size_t		 len;
+
+	end = c->c_head + c->c_head_len;
+	if ((sp = memchr(c->c_head, ' ', c->c_head_len)) == NULL)
+		return NULL;
+	for (s = ++sp; s < end && *s != ' ' && *s != '\r' && *s != '\n';
+	    s++)
+		;
+	len = (size_t)(s - sp);
+	if (len == 0)
+		return NULL;
+	return conn_strndup(sp, len > AUTHORITY_MAX_LEN ? AUTHORITY_MAX_LEN :
+	    len);
+}
+
 static void
 conn_set_detail(struct conn *c, const char *detail)
 {
@@ -185,7 +208,8 @@ conn_close(struct conn *c, const char *reason)
 		close(c->c_sfd);
 	c->c_cfd = c->c_sfd = -1;
 
-	c->c_rec.lr_end = ev_now(w->w_loop);
+	if (c->c_rec.lr_end == 0)
+		c->c_rec.lr_end = ev_now(w->w_loop);
 	c->c_rec.lr_close = reason;
 	w->w_stats.st_bytes_up += c->c_rec.lr_bytes_up;
 	w->w_stats.st_bytes_down += c->c_rec.lr_bytes_down;
@@ -280,6 +304,8 @@ conn_reply_cb(EV_P_ ev_io *io, int revents)
 	ev_io_stop(EV_A, &c->c_cwrite);
 	free(c->c_down);
 	c->c_down = NULL;
+	/* the request ends here; lingering for the client's FIN is not timed */
+	c->c_rec.lr_end = ev_now(EV_A);
 	if (shutdown(c->c_cfd, SHUT_WR) == -1) {
 		conn_close(c, c->c_reason);
 		return;
@@ -427,6 +453,8 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 		if (req.hr_target != NULL)
 			r->lr_authority = conn_strndup(req.hr_target,
 			    req.hr_target_len);
+		else
+			r->lr_authority = conn_raw_target(c);
 		if (req.hr_user_agent != NULL)
 			r->lr_user_agent = conn_strndup(req.hr_user_agent,
 			    req.hr_user_agent_len);

@@ -1,4 +1,4 @@
-/* logformat.c: log templates (Squid logformat codes, built-in json) compiled once, rendered per tunnel */
+/* logformat.c: log templates (Squid codes, JSON mode, built-in json), compiled once */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>

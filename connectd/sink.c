@@ -1,4 +1,4 @@
-/* sink.c: log outputs that never block the event loop: a bounded queue and a writer thread each */
+/* sink.c: log outputs that never block the loop: a bounded queue, a writer thread */
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/stat.h>

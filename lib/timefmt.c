@@ -1,4 +1,5 @@
 /* timefmt.c: wall-clock time as RFC 3339 UTC with milliseconds */
+#include <math.h>
 #include <stdio.h>
 #include <sys/time.h>
 #include <time.h>
@@ -11,14 +12,15 @@ timefmt_rfc3339(char *buf, size_t len, double t)
 	struct tm	 tm;
 	time_t		 sec;
 	long		 ms;
+	long long	 msall;
 	int		 n;
 
 	if (t < 0)
 		t = 0;
-	sec = (time_t)t;
-	ms = (long)((t - (double)sec) * 1000.0);
-	if (ms > 999)
-		ms = 999;
+	/* round to the millisecond: 0.123 is stored as 0.12299999... */
+	msall = llround(t * 1000.0);
+	sec = (time_t)(msall / 1000);
+	ms = (long)(msall % 1000);
 	if (gmtime_r(&sec, &tm) == NULL)
 		return 0;
 	n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",

@@ -21,7 +21,7 @@ from tap import ok, is_, like, diag, done
 CODES = ["%ts", "%tu", "%tl", "%tr", "%>a", "%>p", "%<a", "%<p", "%ru", "%rm", "%>st", "%<st",
          "%>Hs", "%Ss", "%ea", "%'ea", "%\"ea", "%#ea", "%'ru", "%\"ru", "%#ru"]
 TEMPLATE = "|".join(CODES)
-SHAPES = {"%ts": r"^\d{10}$", "%tu": r"^\d{3}$",
+SHAPES = {"%ts": r"^\d{10}$", "%tu": r"^\d{1,3}$",
           "%tl": r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$", "%tr": r"^\d+$"}
 EQUAL_ON_ERROR = ["%>a", "%ru", "%rm", "%>st", "%>Hs", "%Ss"]
 

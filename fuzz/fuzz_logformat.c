@@ -1,0 +1,220 @@
+/* fuzz_logformat.c: libFuzzer harness for logformat.c: templates and the json format */
+/* fuzz-sources: connectd/logformat.c lib/jsonutil.c lib/timefmt.c lib/diag.c */
+/* fuzz-libs: jansson */
+/* fuzz-options: -max_len=4096 */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "connectd.h"
+
+/*
+ * Input: one selector byte, then NUL-separated fields:
+ *	template, method, authority, host, user_agent, pod, numbers
+ * The selector picks a fixed template, or (if out of range) the
+ * template field.  A missing field leaves its logrec string NULL.  Numbers
+ * stay below 2^63: jansson, the checker, cannot parse larger integers.
+ */
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static const char *const fuzz_templates[] = {
+	"{\"ts\":\"%ts\",\"client_ip\":\"%>a\",\"authority\":\"%ru\","
+	    "\"bytes_up\":\"%>st\",\"bytes_down\":\"%<st\",\"podmeta\":%'ea}",
+	"%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt",
+	"{\"a\":%ru,\"b\":%'ru,\"c\":%#ru,\"d\":\"%'ru\",\"e\":[%>Hs,%<p,%tS],"
+	    "\"f\":%'{User-Agent}>h,\"g\":\"%-20.5rm\",\"h\":%'rm,\"i\":%[ea}",
+	"A=%ru B=%'ru C=%\"ru D=%#ru E=\"%ru\" F=%ea G=%'ea H=%[ea "
+	    "I=%{User-Agent}>h J=%{%n%t%Y}tl K=%010tr L=%-8.3ru|",
+};
+#define FUZZ_NTEMPLATES	(sizeof(fuzz_templates) / sizeof(fuzz_templates[0]))
+
+static char *
+fuzz_field(const uint8_t **p, const uint8_t *end, int *present)
+{
+	const uint8_t	*nul;
+	char		*s;
+	size_t		 len;
+
+	*present = *p < end;
+	if (!*present)
+		return (NULL);
+	nul = memchr(*p, '\0', (size_t)(end - *p));
+	len = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
+	if ((s = malloc(len + 1)) == NULL)
+		abort();
+	memcpy(s, *p, len);
+	s[len] = '\0';
+	*p += len + (nul != NULL ? 1 : 0);
+	return (s);
+}
+
+static void
+fuzz_addr(struct sockaddr_storage *ss, const uint8_t *b, size_t n)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (n < 1)
+		return;
+	switch (b[0] % 4) {
+	case 0:
+		sin->sin_family = AF_INET;
+		if (n >= 7) {
+			memcpy(&sin->sin_addr, b + 1, 4);
+			memcpy(&sin->sin_port, b + 5, 2);
+		}
+		break;
+	case 1:
+		sin6->sin6_family = AF_INET6;
+		if (n >= 19) {
+			memcpy(&sin6->sin6_addr, b + 1, 16);
+			memcpy(&sin6->sin6_port, b + 17, 2);
+		}
+		break;
+	case 2:
+		/* IPv4-mapped */
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr.s6_addr[10] = 0xff;
+		sin6->sin6_addr.s6_addr[11] = 0xff;
+		if (n >= 5)
+			memcpy(&sin6->sin6_addr.s6_addr[12], b + 1, 4);
+		break;
+	default:
+		ss->ss_family = AF_UNIX;
+		break;
+	}
+}
+
+/* One line: ends in the only newline, no CR, length right. */
+static void
+fuzz_check_line(const char *line, size_t len)
+{
+	if (line == NULL)
+		return;		/* out of memory */
+	if (len == 0 || strlen(line) != len || line[len - 1] != '\n' ||
+	    memchr(line, '\n', len - 1) != NULL ||
+	    memchr(line, '\r', len) != NULL)
+		__builtin_trap();
+}
+
+static void
+fuzz_check_json(const char *line, size_t len)
+{
+	json_t		*j;
+	json_error_t	 jerr;
+
+	if (line == NULL)
+		return;
+	if ((j = json_loadb(line, len, 0, &jerr)) == NULL)
+		__builtin_trap();
+	json_decref(j);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const uint8_t		*p, *end = data + size;
+	const struct logformat	*json;
+	struct logformat	*lf = NULL;
+	struct logrec		 r;
+	const char		*tpl, *t;
+	char			*field, *line, err[256];
+	size_t			 len, n;
+	int			 present, jsonmode;
+	uint8_t			 num[64];
+
+	if (size < 1)
+		return (0);
+	p = data + 1;
+	field = fuzz_field(&p, end, &present);
+	tpl = data[0] < FUZZ_NTEMPLATES ? fuzz_templates[data[0]] :
+	    field != NULL ? field : "";
+
+	memset(&r, 0, sizeof(r));
+	r.lr_method = fuzz_field(&p, end, &present);
+	r.lr_authority = fuzz_field(&p, end, &present);
+	r.lr_host = fuzz_field(&p, end, &present);
+	r.lr_user_agent = fuzz_field(&p, end, &present);
+	r.lr_pod = fuzz_field(&p, end, &present);
+	memset(num, 0, sizeof(num));
+	n = (size_t)(end - p) < sizeof(num) ? (size_t)(end - p) : sizeof(num);
+	memcpy(num, p, n);
+
+	r.lr_id = (uint64_t)num[0] << 48 | num[1];
+	r.lr_start = 1.7e9 + num[2] * 1000.0 + num[3] / 256.0;
+	r.lr_end = num[4] & 1 ? r.lr_start - num[5] : r.lr_start +
+	    num[5] * 37.3 + num[6] / 7.0;
+	fuzz_addr(&r.lr_client, num + 7, 19);
+	fuzz_addr(&r.lr_local, num + 26, 19);
+	fuzz_addr(&r.lr_server, num + 45, 19);
+	r.lr_has_server = num[8] & 1;
+	r.lr_port = (int)(num[9] << 8 | num[10]) - 100;
+	r.lr_status = num[11] % 5 == 0 ? 0 : (int)num[11] * 3 - 100;
+	r.lr_bytes_up = (uint64_t)num[12] << 40 | num[13];
+	r.lr_bytes_down = num[14] == 255 ? UINT64_C(1) << 62 : num[14];
+	r.lr_head_in = num[15];
+	r.lr_reply_out = num[16];
+	r.lr_close = num[17] & 1 ? "client_eof" : NULL;
+	r.lr_pod_error = num[17] & 2 ? "timeout" : NULL;
+	if (num[17] & 4 && (r.lr_detail = strdup(r.lr_host != NULL ?
+	    r.lr_host : "x")) == NULL)
+		abort();
+	if (num[17] & 8 && (r.lr_rule = strdup(r.lr_method != NULL ?
+	    r.lr_method : "")) == NULL)
+		abort();
+
+	/* the built-in json format: always one valid JSON line */
+	if ((json = logformat_builtin("json")) == NULL)
+		__builtin_trap();
+	line = logformat_render(json, &r, &len);
+	fuzz_check_line(line, len);
+	fuzz_check_json(line, len);
+	free(line);
+
+	/* any template: compiles or fails cleanly */
+	if ((lf = logformat_compile("fuzz", tpl, err, sizeof(err))) != NULL) {
+		if (strcmp(logformat_name(lf), "fuzz") != 0)
+			__builtin_trap();
+		for (t = tpl; *t == ' ' || *t == '\t'; t++)
+			;
+		jsonmode = *t == '{';
+		line = logformat_render(lf, &r, &len);
+		fuzz_check_line(line, len);
+		if (jsonmode)
+			fuzz_check_json(line, len);
+		free(line);
+		logformat_free(lf);
+	} else if (err[0] == '\0' || memchr(err, '\0', sizeof(err)) == NULL)
+		__builtin_trap();
+
+	line = logformat_render(logformat_builtin("squid"), &r, &len);
+	fuzz_check_line(line, len);
+	free(line);
+
+	free(field);
+	logrec_clear(&r);
+	return (0);
+}
+
+/* logrec_clear() lives in accesslog.c, which would pull in the sinks. */
+void
+logrec_clear(struct logrec *rec)
+{
+	free(rec->lr_method);
+	free(rec->lr_authority);
+	free(rec->lr_host);
+	free(rec->lr_user_agent);
+	free(rec->lr_detail);
+	free(rec->lr_pod);
+	free(rec->lr_rule);
+	memset(rec, 0, sizeof(*rec));
+}
