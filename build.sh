@@ -12,8 +12,10 @@ top=$(pwd)
 BUILD_DEPS="build-essential autoconf automake libtool pkg-config clang
 	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev"
 RUN_DEPS="ca-certificates"
+# pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
-	skopeo docker-registry git kubernetes-client man-db groff-base"
+	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
+	util-linux"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -24,6 +26,10 @@ deps() {
 	[ "${1:-}" = test ] && pkgs="$pkgs $TEST_DEPS"
 	missing=""
 	for p in $pkgs; do
+		case $p in
+		*:*)	command -v "${p#*:}" >/dev/null 2>&1 && continue
+			p=${p%%:*} ;;
+		esac
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
 		    grep -q 'ok installed' || missing="$missing $p"
 	done

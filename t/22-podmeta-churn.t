@@ -14,7 +14,7 @@ import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-GRACE = 2.0
+GRACE = 3.0
 T0 = time.time() - 7200
 mk = k8sapi.make_pod
 

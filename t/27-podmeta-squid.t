@@ -4,7 +4,6 @@
 # (two pods) and 127.0.0.3 (no pod) to a local echo origin; Squid's access
 # log, written with "podmeta":%'ea, must be valid JSON carrying each pod's
 # JSON exactly as podmeta rendered it.
-import json
 import os
 import pwd
 import shutil
