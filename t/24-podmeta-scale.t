@@ -96,11 +96,13 @@ try:
     tap.ok(ok, "all 100 new pods answer")
     tap.is_(api.count("list"), len(lists), "no relist for churn")
 
-    hwm = rss_kb(pm.p.pid)
-    tap.diag("podmeta peak RSS %s kB for %d pods (list pages of %d full-size pods)" % (hwm, N, limit))
-    tap.ok(hwm is not None and hwm < 200 * 1024, "peak RSS under 200 MB (%s kB)" % hwm)
-    cur = rss_kb(pm.p.pid, "VmRSS")
-    tap.ok(cur is not None and cur < 120 * 1024, "RSS after sync under 120 MB: spec and managedFields dropped (%s kB)" % cur)
+    if tap.sanitized(pu.PODMETA):
+        tap.skip("memory figures are meaningless under ASan (it quarantines freed memory)", 2)
+    else:
+        hwm = rss_kb(pm.p.pid)
+        tap.ok(hwm is not None and hwm < 200 * 1024, "peak RSS under 200 MB (%s kB)" % hwm)
+        cur = rss_kb(pm.p.pid, "VmRSS")
+        tap.ok(cur is not None and cur < 120 * 1024, "RSS after sync under 120 MB: spec and managedFields dropped (%s kB)" % cur)
     pm.signal(10)
     tap.ok(api.wait_for(lambda: "SIGUSR1" in pm.stderr() or "stats" in pm.stderr(), 3), "SIGUSR1: stats printed")
     tap.like(pm.stderr(), r"pods\D{0,3}100\d\d", "SIGUSR1 stats count the pods")

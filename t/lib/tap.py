@@ -19,6 +19,23 @@ def ok(cond, name=""):
     return bool(cond)
 
 
+def skip(reason, count=1):
+    """Count tests as skipped ("ok N # skip reason")."""
+    global _count
+    for _ in range(count):
+        _count += 1
+        print("ok %d # skip %s" % (_count, reason), flush=True)
+
+
+def sanitized(binary):
+    """True if binary was built with AddressSanitizer (its memory figures mean little)."""
+    try:
+        with open(binary, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def diag(msg):
     for line in str(msg).splitlines() or [""]:
         print("# " + line, flush=True)

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""42-default-policy.t: the acl and http_access lines of the shipped
+conf/connectd.conf, against real attempts, inside a network namespace
+that this test creates (only lo up), so nothing can leave the machine even
+if a rule were wrong.  Origins really listen on every target, so a wrong
+allow would show up as a 200.
+
+Expectations (each denial: 403, logged close=denied with the rule):
+- CONNECT 127.0.0.1:22             -> http_access deny CONNECT !SSL_ports
+- CONNECT 127.0.0.1:443            -> http_access deny to_localhost
+- CONNECT [::1]:443                -> http_access deny to_localhost
+- CONNECT 0.0.0.0:443              -> http_access deny to_localhost
+- CONNECT 169.254.169.254:80       -> http_access deny CONNECT !SSL_ports
+- CONNECT 169.254.169.254:443      -> http_access deny to_linklocal
+- CONNECT [::ffff:169.254.169.254]:443 -> http_access deny to_linklocal
+- CONNECT [fe80::1]:443            -> http_access deny to_linklocal
+- CONNECT evil.test:443 (hosts_file: 127.0.0.1) -> deny to_localhost
+- CONNECT meta.test:443 (hosts_file: 169.254.169.254) -> deny to_linklocal
+- CONNECT 10.0.0.1:8443 (a port other than 443) -> deny CONNECT !SSL_ports
+- CONNECT 10.0.0.1:443 from localhost and from localnet 10.0.0.2: allowed
+- a client from 203.0.113.5 (not localnet)      -> http_access deny all"""
+import os
+import sys
+sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
+import harness as h
+import policy_util as pu
+from tap import ok, is_, diag, done
+
+h.need_connectd()
+pu.in_netns(addrs=("169.254.169.254/32", "10.0.0.1/32", "10.0.0.2/32",
+                   "203.0.113.5/32"))
+h.watchdog(90)
+
+policy = pu.shipped_policy()
+ok("http_access deny to_linklocal" in policy and "http_access deny all" in policy,
+   "the shipped conf has the default policy lines")
+diag(policy)
+
+origins = {}
+for host, port in (("127.0.0.1", 22), ("127.0.0.1", 443), ("::1", 443),
+                   ("169.254.169.254", 80), ("169.254.169.254", 443),
+                   ("10.0.0.1", 443), ("10.0.0.1", 8443)):
+    origins[(host, port)] = h.EchoServer(host=host, port=port)
+hosts = h.tmpfile("hosts", "127.0.0.1 evil.test\n169.254.169.254 meta.test\n"
+                  "10.0.0.1 fine.test\n")
+
+conf = ("http_port {port}\nhosts_file %s\ndns_nameservers 127.0.0.1\n" % hosts +
+        policy)
+PORTS = "http_access deny CONNECT !SSL_ports"
+LOCAL = "http_access deny to_localhost"
+LINK = "http_access deny to_linklocal"
+with h.Connectd(conf) as cd:
+    o = origins
+    pu.expect_denied(cd, "127.0.0.1:22", PORTS, origin=o[("127.0.0.1", 22)])
+    pu.expect_denied(cd, "127.0.0.1:443", LOCAL, origin=o[("127.0.0.1", 443)])
+    pu.expect_denied(cd, "[::1]:443", LOCAL, origin=o[("::1", 443)])
+    pu.expect_denied(cd, "0.0.0.0:443", LOCAL, origin=o[("127.0.0.1", 443)])
+    pu.expect_denied(cd, "169.254.169.254:80", PORTS, origin=o[("169.254.169.254", 80)])
+    pu.expect_denied(cd, "169.254.169.254:443", LINK, origin=o[("169.254.169.254", 443)])
+    pu.expect_denied(cd, "[::ffff:169.254.169.254]:443", LINK,
+                     origin=o[("169.254.169.254", 443)])
+    pu.expect_denied(cd, "[fe80::1]:443", LINK)
+    pu.expect_denied(cd, "evil.test:443", LOCAL, "a hosts_file name for 127.0.0.1",
+                     origin=o[("127.0.0.1", 443)])
+    pu.expect_denied(cd, "meta.test:443", LINK, "a hosts_file name for 169.254.169.254",
+                     origin=o[("169.254.169.254", 443)])
+    pu.expect_denied(cd, "10.0.0.1:8443", PORTS, "a port other than 443",
+                     origin=o[("10.0.0.1", 8443)])
+    pu.check(cd, "10.0.0.1:443", "allow", "443 on another host, from localhost")
+    pu.check(cd, "fine.test:443", "allow", "a name, from localnet 10.0.0.2",
+             host="10.0.0.1", source="10.0.0.2")
+    pu.check(cd, "10.0.0.1:443", "http_access deny all",
+             "a client outside localnet (203.0.113.5)", host="10.0.0.1",
+             source="203.0.113.5")
+    is_(len(o[("10.0.0.1", 443)].conns), 2, "only the two allowed tunnels reached an origin")
+    for k, v in o.items():
+        if k != ("10.0.0.1", 443):
+            is_(len(v.conns), 0, "origin %s:%d was never reached" % k)
+    recs = h.all_valid_json(cd.log)
+
+done()

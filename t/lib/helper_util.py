@@ -1,0 +1,147 @@
+"""helper_util.py: shared code for the external ACL helper tests (t/30..39).
+
+Clients from many loopback source addresses (127.0.1.x: all of 127/8 is on
+lo), pod lists for podmeta's --source file:, small helper scripts, and the
+children of a process.  Everything is bounded by timeouts; processes are
+killed by harness.py's cleanup.
+"""
+import json
+import os
+import socket
+import stat
+import sys
+import time
+
+import harness as h
+import k8sapi
+import podmeta_util as pu
+
+PODMETA = os.environ.get("PODMETA", "")
+
+
+def need_podmeta(tap):
+    if not (PODMETA and os.access(PODMETA, os.X_OK)):
+        tap.skip_all("podmeta not built (PODMETA=%r)" % PODMETA)
+    return PODMETA
+
+
+def pod_ip(i, base="127.0.1."):
+    return "%s%d" % (base, i)
+
+
+def make_pods(n, base="127.0.1.", prefix="pod", start=1):
+    """n pods, pod i owning base+i, in namespace ns-(i%5)."""
+    return [k8sapi.make_pod("%s-%d" % (prefix, i), ip=pod_ip(i, base),
+                            namespace="ns-%d" % (i % 5), node="node-%d" % (i % 3),
+                            labels={"app": prefix, "index": str(i)}, slim=True)
+            for i in range(start, start + n)]
+
+
+def write_pods(path, pods):
+    """A PodList as `kubectl get pods -A -o json` writes it (atomic replace)."""
+    doc = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+           "items": pods}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+    return path
+
+
+def expected(pod, ip):
+    return pu.expected_json(pod, ip)
+
+
+def script(name, text):
+    """An executable helper script in the test's temp dir."""
+    return h.tmpfile(name, text, mode=0o755)
+
+
+def base_conf(helper_line, extra=""):
+    """connectd.conf text: allow loopback clients, json lines on stdout."""
+    return ("%s\nhttp_access allow all\n%s" % (helper_line, extra))
+
+
+class Client:
+    """One tunnel from a chosen source address."""
+
+    def __init__(self, proxy_port, authority, src="127.0.0.1", timeout=10.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout * h.SLOW)
+        self.sock.bind((src, 0))
+        self.local_port = self.sock.getsockname()[1]
+        self.src = src
+        self.sock.connect(("127.0.0.1", proxy_port))
+        h.at_cleanup(self.close)
+        self.sock.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" %
+                           (authority, authority)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = self.sock.recv(4096)
+            if not d:
+                break
+            buf += d
+        self.head, _, self.rest = buf.partition(b"\r\n\r\n")
+        try:
+            self.status = int(self.head.split(b" ")[1])
+        except (IndexError, ValueError):
+            self.status = None
+
+    def echo(self, data):
+        self.sock.sendall(data)
+        got = self.rest
+        self.rest = b""
+        while len(got) < len(data):
+            d = self.sock.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def children(pid):
+    """Direct children of pid: {child_pid: argv0}."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+            ppid = int(st.rsplit(")", 1)[1].split()[1])
+            if ppid != pid:
+                continue
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+            if st.rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            out[int(d)] = " ".join(a.decode("utf-8", "replace") for a in argv if a)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def helper_children(cd, match):
+    return {p: a for p, a in children(cd.proc.pid).items() if match in a}
+
+
+def by_port(lines):
+    return {x.get("client_port"): x for x in lines}
+
+
+def perl_ok():
+    return h.have("perl")
+
+
+def diag_stderr(tap, cd, n=3000):
+    if tap._failed:
+        tap.diag("connectd stderr (tail):\n" + cd.stderr()[-n:])
+
+
+PY = sys.executable or "python3"

@@ -1,0 +1,222 @@
+"""policy_util.py: shared code for the access-policy tests t/40..49.
+
+    import policy_util as pu
+    pu.in_netns()                  # re-exec inside `unshare -n`, lo up
+    lines = pu.shipped_policy()    # acl/http_access lines of conf/connectd.conf
+    st, rec = pu.attempt(cd, "127.0.0.1:22")
+"""
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import harness as h
+import tap
+
+
+LOOPBACK_ALLOW = ("acl t_loopback src 127.0.0.0/8 ::1\n"
+                  "http_access allow t_loopback\n"
+                  "http_access deny all\n")
+
+
+def shipped_conf_path():
+    return os.path.join(h.topdir(), "conf", "connectd.conf")
+
+
+def shipped_policy():
+    """The acl and http_access lines of the shipped conf/connectd.conf, in
+    order, as text."""
+    out = []
+    with open(shipped_conf_path()) as f:
+        for ln in f:
+            w = ln.split()
+            if w and w[0] in ("acl", "http_access"):
+                out.append(ln.strip())
+    return "\n".join(out) + "\n"
+
+
+def in_netns(reason="needs a private network namespace (unshare -n)",
+             addrs=()):
+    """Re-exec this test inside a new network namespace with only lo up,
+    so no packet can leave the machine.  addrs ("169.254.169.254/32", ...)
+    are added to lo in there.  Skips the test when that is not allowed."""
+    if os.environ.get("T_NETNS") == "1":
+        return True
+    if not h.which("unshare") or not h.which("ip"):
+        tap.skip_all("%s: unshare or ip missing" % reason)
+    base = ["unshare", "-n"]
+    if os.geteuid() != 0:
+        base = ["unshare", "-r", "-n"]
+    rc, _, err = h.run(base + ["ip", "link", "set", "lo", "up"], timeout=10)
+    if rc != 0:
+        tap.skip_all("%s: not permitted here (%s)" % (reason, err.strip()[:100]))
+    script = ["ip link set lo up"]
+    for a in addrs:
+        script.append("ip addr add %s dev lo" % a)
+    script.append('exec "$@"')
+    env = dict(os.environ, T_NETNS="1")
+    argv = base + ["sh", "-ec", "; ".join(script), "sh", sys.executable,
+                   os.path.abspath(sys.argv[0])] + sys.argv[1:]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import signal
+    signal.alarm(0)
+    h.cleanup()
+    os.execvpe(argv[0], argv, env)
+
+
+def attempt(cd, authority, headers=(), host="127.0.0.1"):
+    """CONNECT authority through cd; returns (status, reply bytes,
+    log record of this connection or None)."""
+    c = h.ProxyClient(cd.port, host=host)
+    st, head = c.connect_tunnel(authority, headers=headers)
+    port = c.local_port
+    c.close()
+    rec = cd.wait_client(port)
+    return st, head, rec
+
+
+def expect_denied(cd, authority, rule, name=None, host="127.0.0.1", origin=None):
+    """Assert a 403 for authority, logged close=denied with this rule, and
+    (if given) that the origin saw no connection."""
+    name = name or authority
+    before = len(origin.conns) if origin is not None else 0
+    st, head, rec = attempt(cd, authority, host=host)
+    tap.is_(st, 403, "%s: 403" % name)
+    tap.ok(rec is not None, "%s: logged" % name)
+    rec = rec or {}
+    tap.is_(rec.get("close"), "denied", "%s: close denied" % name)
+    tap.is_(rec.get("status"), 403, "%s: status 403 in the log" % name)
+    tap.is_(rec.get("rule"), rule, "%s: rule %r" % (name, rule))
+    tap.is_(rec.get("server_ip"), None, "%s: no server connected" % name)
+    if origin is not None:
+        time.sleep(0.05)
+        tap.is_(len(origin.conns), before, "%s: the origin saw nothing" % name)
+    return rec
+
+
+def expect_allowed(cd, authority, name=None, host="127.0.0.1", rule=None):
+    """Assert a working tunnel (a byte echoed) and a log line without
+    close=denied.  The origin must echo."""
+    name = name or authority
+    c = h.ProxyClient(cd.port, host=host)
+    st, head = c.connect_tunnel(authority)
+    tap.is_(st, 200, "%s: 200" % name)
+    if st == 200:
+        c.sendall(b"x")
+        tap.is_(c.recv_exact(1), b"x", "%s: a byte goes through" % name)
+    port = c.local_port
+    c.close()
+    rec = cd.wait_client(port) or {}
+    tap.ok(rec.get("close") not in (None, "denied"),
+           "%s: logged, not denied (close %r)" % (name, rec.get("close")))
+    if rule is not None:
+        tap.is_(rec.get("rule"), rule, "%s: rule %r" % (name, rule))
+    return rec
+
+
+def raise_nofile(n):
+    """Raise our own soft RLIMIT_NOFILE to n (at most the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(n, hard) if hard != resource.RLIM_INFINITY else n
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return (int(parts[11]) + int(parts[12])) / float(tck)
+
+
+def fds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+def prlimit_nofile(pid, n):
+    """Set another process's soft RLIMIT_NOFILE to n (the hard limit stays,
+    so it can be raised again)."""
+    rc, out, err = h.run(["prlimit", "--pid", str(pid), "--nofile=%d:" % n],
+                         timeout=10)
+    return rc == 0
+
+
+class Client:
+    """A raw client socket to the proxy, optionally from a given source
+    address; every read has a deadline."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=h.DEFAULT_WAIT):
+        import socket
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout * h.SLOW)
+        if source:
+            self.sock.bind((source, 0))
+        self.sock.connect((host, port))
+        self.local_port = self.sock.getsockname()[1]
+        h.at_cleanup(self.close)
+
+    def connect(self, authority, headers=()):
+        """Send CONNECT; (status, reply head)."""
+        self.sock.sendall(h.make_connect(authority, headers))
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = self.sock.recv(65536)
+                if not d:
+                    break
+                buf += d
+        except OSError:
+            pass
+        return h.parse_status(buf), buf
+
+    def echo(self, data=b"x"):
+        try:
+            self.sock.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                d = self.sock.recv(65536)
+                if not d:
+                    break
+                got += d
+            return got
+        except OSError:
+            return b""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def check(cd, authority, want, name=None, host="127.0.0.1", source=None,
+          headers=()):
+    """want: "allow" (a byte is echoed, not denied) or the rule text of a
+    denial (403, logged close=denied with that rule)."""
+    name = name or authority
+    c = Client(cd.port, host=host, source=source)
+    st, head = c.connect(authority, headers)
+    if want == "allow":
+        ok = st == 200 and c.echo(b"x") == b"x"
+        c.close()
+        rec = cd.wait_client(c.local_port) or {}
+        tap.ok(ok and rec.get("close") != "denied",
+               "%s: allowed (status %r, close %r)" % (name, st, rec.get("close")))
+        return rec
+    c.close()
+    rec = cd.wait_client(c.local_port) or {}
+    good = st == 403 and rec.get("close") == "denied" and \
+        rec.get("status") == 403 and rec.get("rule") == want and \
+        rec.get("server_ip") is None
+    tap.ok(good, "%s: denied by %r" % (name, want))
+    if not good:
+        tap.diag("status %r, log %r" % (st, rec))
+    return rec
