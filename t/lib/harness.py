@@ -434,13 +434,26 @@ def conf_text(conf):
     return "\n".join(out) + "\n"
 
 
+# What every test config gets unless it says otherwise: loopback clients
+# may tunnel anywhere (the origins are on loopback too), and no DNS query
+# leaves the machine.
+TEST_POLICY = [
+    ("acl", "test_clients src 127.0.0.0/8 ::1"),
+    ("http_access", "allow test_clients"),
+    ("http_access", "deny all"),
+]
+TEST_DNS = ("dns_nameservers", "127.0.0.1")
+
+
 class Connectd:
     """connectd on a free 127.0.0.1 port.
 
     conf is a dict (directive -> value or list; None drops a default) or the
     whole text.  Unless it names one, `http_port 127.0.0.1:PORT` is added
-    first; the access log goes to stdout (the default), which is captured
-    in self.stdout_path; self.log is a JsonLog over it."""
+    first; unless it has http_access lines, TEST_POLICY is added last, and
+    unless it names dns_nameservers, TEST_DNS.  The access log goes to
+    stdout (the default), which is captured in self.stdout_path; self.log
+    is a JsonLog over it."""
 
     _n = 0
 
@@ -468,13 +481,24 @@ class Connectd:
             text = conf.replace("{port}", str(port))
             if not re.search(r"^\s*http_port\b", text, re.M):
                 text = "http_port 127.0.0.1:%d\n" % port + text
+            if not text.endswith("\n"):
+                text += "\n"
+            if not re.search(r"^\s*dns_nameservers\b", text, re.M):
+                text += "%s %s\n" % TEST_DNS
+            if not re.search(r"^\s*http_access\b", text, re.M):
+                text += "".join("%s %s\n" % kv for kv in TEST_POLICY)
             return text
         d = dict(conf or {})
         lines = {}
         if "http_port" not in d:
             lines["http_port"] = "127.0.0.1:%d" % port
         lines.update(d)
-        return conf_text(lines)
+        text = conf_text(lines)
+        if "dns_nameservers" not in d:
+            text += "%s %s\n" % TEST_DNS
+        if "http_access" not in d:
+            text += "".join("%s %s\n" % kv for kv in TEST_POLICY)
+        return text
 
     def write_conf(self, conf=None):
         if conf is not None:
