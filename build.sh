@@ -80,7 +80,9 @@ build)
 run)
 	deps
 	build "$top/build"
-	exec "$top/build/connectd/connectd" -f "$top/conf/connectd.conf"
+	# the shipped config finds podmeta in PATH and its pods file in conf/
+	PATH="$top/build/podmeta:$PATH" exec "$top/build/connectd/connectd" \
+	    -f "$top/conf/connectd.conf"
 	;;
 test)
 	deps test

@@ -1,1 +1,1 @@
-EXTRA_DIST += conf/connectd.conf conf/pods.example.json
+EXTRA_DIST += conf/connectd.conf conf/connectd-kubernetes.conf conf/pods.example.json

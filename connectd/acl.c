@@ -1,53 +1,1140 @@
-/* acl.c: (being written) */
+/* acl.c: Squid-style acl and http_access: parsing, checking, dumping */
+#include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "connectd.h"
+
+#define ACL_NAME_MAX		64
+#define ACL_FILE_MAX_VALUES	(1024 * 1024)
+#define ACL_FILE_MAX_SIZE	(64 * 1024 * 1024)
+
+enum acl_type {
+	ACL_SRC,
+	ACL_DST,
+	ACL_PORT,
+	ACL_DSTDOMAIN,
+	ACL_DSTDOM_REGEX,
+	ACL_EXTERNAL,
+	ACL_METHOD,
+	ACL_NEVER		/* Squid's manager: never a CONNECT */
+};
+
+/* what one acl says about one request */
+enum acl_match {
+	ACL_NO = 0,
+	ACL_YES = 1,
+	ACL_UNKNOWN = -1	/* no addresses yet, or a helper is asked */
+};
+
+/* addresses are kept as IPv6, IPv4 as ::ffff:a.b.c.d, as Squid does */
+struct acl_net {
+	uint8_t		 an_lo[16];
+	uint8_t		 an_hi[16];
+	uint8_t		 an_mask[16];
+};
+
+struct acl_range {
+	unsigned	 ar_lo;
+	unsigned	 ar_hi;
+};
+
+struct acl_regex {
+	pcre2_code	*rx_code;
+};
+
+struct acl {
+	char		*a_name;
+	enum acl_type	 a_type;
+	int		 a_predefined;
+	struct acl_net	*a_nets;
+	size_t		 a_nnets;
+	struct acl_range *a_ranges;
+	size_t		 a_nranges;
+	char		**a_strs;	/* dstdomain exact, method */
+	size_t		 a_nstrs;
+	char		**a_dots;	/* dstdomain ".x": "x" */
+	size_t		 a_ndots;
+	struct acl_regex *a_regexes;
+	size_t		 a_nregexes;
+	char		*a_helper;	/* external: external_acl_type name */
+	char		*a_data;	/* external: %DATA, NULL for "-" */
+	TAILQ_ENTRY(acl) a_entry;
+};
+
+struct acl_term {
+	struct acl	*at_acl;
+	int		 at_negate;
+};
+
+struct acl_rule {
+	int		 ru_allow;
+	struct acl_term	*ru_terms;
+	size_t		 ru_nterms;
+	char		*ru_text;	/* "http_access deny to_linklocal" */
+	TAILQ_ENTRY(acl_rule) ru_entry;
+};
+
+/* a line as given, for acl_conf_dump() */
+struct acl_line {
+	char		*al_text;
+	TAILQ_ENTRY(acl_line) al_entry;
+};
+
+struct acl_conf {
+	TAILQ_HEAD(, acl)	 ac_acls;
+	TAILQ_HEAD(, acl_rule)	 ac_rules;
+	TAILQ_HEAD(, acl_line)	 ac_lines;
+	pcre2_match_data	*ac_match;
+};
+
+static const struct {
+	const char	*at_name;
+	enum acl_type	 at_type;
+} acl_types[] = {
+	{ "src",		ACL_SRC },
+	{ "dst",		ACL_DST },
+	{ "port",		ACL_PORT },
+	{ "dstdomain",		ACL_DSTDOMAIN },
+	{ "dstdom_regex",	ACL_DSTDOM_REGEX },
+	{ "external",		ACL_EXTERNAL },
+	{ "method",		ACL_METHOD },
+};
+
+/* Squid 6's built-in acls (to_linklocal is new in 6; manager is inert) */
+static const struct {
+	const char	*pd_name;
+	enum acl_type	 pd_type;
+	const char	*pd_values;
+} acl_predefined[] = {
+	{ "all",		ACL_SRC,	"all" },
+	{ "localhost",		ACL_SRC,	"127.0.0.1/32 ::1" },
+	{ "to_localhost",	ACL_DST,	"127.0.0.0/8 0.0.0.0/32 ::1/128 "
+						"::/128" },
+	{ "to_linklocal",	ACL_DST,	"169.254.0.0/16 fe80::/10" },
+	{ "CONNECT",		ACL_METHOD,	"CONNECT" },
+	{ "manager",		ACL_NEVER,	"" },
+};
+
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+
+static void	 acl_conf_release(struct acl_conf *);
+
+static const char *const acl_implicit_none =
+    "implicit deny (no http_access lines)";
+static const char *const acl_implicit_allow =
+    "implicit allow (opposite of the last http_access line)";
+static const char *const acl_implicit_deny =
+    "implicit deny (opposite of the last http_access line)";
+
+static const char *
+acl_type_name(enum acl_type t)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(acl_types); i++)
+		if (acl_types[i].at_type == t)
+			return acl_types[i].at_name;
+	return "manager";
+}
+
+static int
+acl_grow(void *pp, size_t n, size_t size)
+{
+	void	**p = pp, *np;
+
+	/* grow in powers of two: n is the count before the append */
+	if (n != 0 && (n & (n - 1)) != 0)
+		return 0;
+	if ((np = reallocarray(*p, n == 0 ? 1 : n * 2, size)) == NULL)
+		return -1;
+	*p = np;
+	return 0;
+}
+
+/* ------------------------------------------------------------ addresses */
+
+static void
+acl_addr_v6(uint8_t *dst, int af, const void *src)
+{
+	if (af == AF_INET6) {
+		memcpy(dst, src, 16);
+		return;
+	}
+	memset(dst, 0, 10);
+	dst[10] = dst[11] = 0xff;
+	memcpy(dst + 12, src, 4);
+}
+
+static int
+acl_addr_parse(const char *s, uint8_t *dst, int *af)
+{
+	uint8_t	 b[16];
+
+	if (inet_pton(AF_INET, s, b) == 1)
+		*af = AF_INET;
+	else if (inet_pton(AF_INET6, s, b) == 1)
+		*af = AF_INET6;
+	else
+		return -1;
+	acl_addr_v6(dst, *af, b);
+	return 0;
+}
+
+static void
+acl_mask_bits(uint8_t *mask, unsigned bits)
+{
+	unsigned	 i;
+
+	memset(mask, 0, 16);
+	for (i = 0; i < 16 && bits > 0; i++) {
+		mask[i] = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
+		bits -= bits >= 8 ? 8 : bits;
+	}
+}
+
+/* "/24", or "/255.255.255.0" for IPv4 */
+static int
+acl_mask_parse(const char *s, int af, uint8_t *mask)
+{
+	uint8_t		 m[16];
+	unsigned long	 bits;
+	char		*end;
+	int		 maf, i, seen0 = 0;
+
+	if (isdigit((unsigned char)s[0]) && strspn(s, "0123456789") ==
+	    strlen(s)) {
+		errno = 0;
+		bits = strtoul(s, &end, 10);
+		if (errno != 0 || strlen(s) > 3 ||
+		    bits > (af == AF_INET ? 32UL : 128UL))
+			return -1;
+		acl_mask_bits(mask, (unsigned)bits + (af == AF_INET ? 96 : 0));
+		return 0;
+	}
+	if (af != AF_INET || acl_addr_parse(s, m, &maf) == -1 ||
+	    maf != AF_INET)
+		return -1;
+	/* a dotted mask must be contiguous ones */
+	for (i = 12; i < 16; i++) {
+		if (seen0 && m[i] != 0)
+			return -1;
+		if (m[i] != 0xff) {
+			if ((uint8_t)(~m[i] & (uint8_t)(~m[i] + 1)) != 0)
+				return -1;
+			seen0 = 1;
+		}
+	}
+	memset(mask, 0xff, 12);
+	memcpy(mask + 12, m + 12, 4);
+	return 0;
+}
+
+/* all, ADDR, ADDR/MASK, ADDR-ADDR or ADDR-ADDR/MASK, as Squid takes them */
+static int
+acl_net_parse(const char *value, struct acl_net *n, char *err,
+    size_t errlen)
+{
+	char	 buf[INET6_ADDRSTRLEN * 2 + 48], *slash, *dash;
+	int	 af, af2, i;
+
+	if (strcmp(value, "all") == 0) {
+		memset(n->an_lo, 0, 16);
+		memset(n->an_hi, 0xff, 16);
+		memset(n->an_mask, 0xff, 16);
+		return 0;
+	}
+	if (strlen(value) >= sizeof(buf))
+		goto bad;
+	snprintf(buf, sizeof(buf), "%s", value);
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if ((dash = strchr(buf, '-')) != NULL)
+		*dash++ = '\0';
+	if (acl_addr_parse(buf, n->an_lo, &af) == -1)
+		goto bad;
+	if (dash != NULL) {
+		if (acl_addr_parse(dash, n->an_hi, &af2) == -1)
+			goto bad;
+		if (af2 != af) {
+			snprintf(err, errlen, "'%s': both ends of a range must "
+			    "be IPv4 or both IPv6", value);
+			return -1;
+		}
+	}
+	if (slash != NULL) {
+		if (acl_mask_parse(slash, af, n->an_mask) == -1) {
+			snprintf(err, errlen, "bad netmask in '%s'", value);
+			return -1;
+		}
+	} else
+		memset(n->an_mask, 0xff, 16);
+	if (dash == NULL) {
+		/* a network: bits outside the mask are dropped, as Squid does */
+		for (i = 0; i < 16; i++) {
+			n->an_lo[i] &= n->an_mask[i];
+			n->an_hi[i] = n->an_lo[i] | (uint8_t)~n->an_mask[i];
+		}
+		memset(n->an_mask, 0xff, 16);
+	} else {
+		for (i = 0; i < 16; i++) {
+			n->an_lo[i] &= n->an_mask[i];
+			n->an_hi[i] &= n->an_mask[i];
+		}
+		if (memcmp(n->an_lo, n->an_hi, 16) > 0) {
+			snprintf(err, errlen, "'%s': the range ends before it "
+			    "starts", value);
+			return -1;
+		}
+	}
+	return 0;
+ bad:
+	snprintf(err, errlen, "'%s' is not an IP address, network or range "
+	    "(host names are not resolved)", value);
+	return -1;
+}
+
+static int
+acl_net_match(const struct acl *a, const uint8_t *addr)
+{
+	const struct acl_net	*n;
+	uint8_t			 x[16];
+	size_t			 i;
+	int			 j;
+
+	for (i = 0; i < a->a_nnets; i++) {
+		n = &a->a_nets[i];
+		for (j = 0; j < 16; j++)
+			x[j] = addr[j] & n->an_mask[j];
+		if (memcmp(x, n->an_lo, 16) >= 0 &&
+		    memcmp(x, n->an_hi, 16) <= 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int
+acl_sockaddr_v6(const struct sockaddr_storage *ss, uint8_t *dst)
+{
+	if (ss->ss_family == AF_INET)
+		acl_addr_v6(dst, AF_INET,
+		    &((const struct sockaddr_in *)ss)->sin_addr);
+	else if (ss->ss_family == AF_INET6)
+		acl_addr_v6(dst, AF_INET6,
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
+	else
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ dstdomain */
+
+/* Lower case, without trailing dots; 0 if nothing is left. */
+static size_t
+acl_host_norm(const char *s, char *dst, size_t dstlen)
+{
+	size_t	 len, i;
+
+	len = strlen(s);
+	while (len > 0 && s[len - 1] == '.')
+		len--;
+	if (len >= dstlen)
+		return 0;
+	for (i = 0; i < len; i++)
+		dst[i] = (char)tolower((unsigned char)s[i]);
+	dst[len] = '\0';
+	return len;
+}
+
+static int
+acl_strcmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+acl_in(char **set, size_t n, const char *s)
+{
+	return n > 0 && bsearch(&s, set, n, sizeof(*set), acl_strcmp) != NULL;
+}
+
+static int
+acl_domain_match(const struct acl *a, const char *host)
+{
+	char		 h[HOST_NAME_MAX_LEN + 2];
+	const char	*p;
+
+	if (acl_host_norm(host, h, sizeof(h)) == 0)
+		return 0;
+	if (acl_in(a->a_strs, a->a_nstrs, h) ||
+	    acl_in(a->a_dots, a->a_ndots, h))
+		return 1;
+	for (p = strchr(h, '.'); p != NULL; p = strchr(p + 1, '.'))
+		if (acl_in(a->a_dots, a->a_ndots, p + 1))
+			return 1;
+	return 0;
+}
+
+static int
+acl_regex_match(const struct acl_conf *ac, const struct acl *a,
+    const char *host)
+{
+	char	 h[HOST_NAME_MAX_LEN + 2];
+	size_t	 i, len;
+
+	len = strlen(host);
+	while (len > 0 && host[len - 1] == '.')
+		len--;
+	if (len >= sizeof(h))
+		return 0;
+	memcpy(h, host, len);
+	h[len] = '\0';
+	for (i = 0; i < a->a_nregexes; i++)
+		if (pcre2_match(a->a_regexes[i].rx_code, (PCRE2_SPTR)h, len, 0,
+		    0, ac->ac_match, NULL) >= 0)
+			return 1;
+	return 0;
+}
+
+/* --------------------------------------------------------------- values */
+
+static int
+acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
+    int caseless, char *err, size_t errlen)
+{
+	struct acl_net	 n;
+	unsigned long	 lo, hi;
+	char		*end, *s, h[HOST_NAME_MAX_LEN + 2];
+	const char	*base;
+	pcre2_code	*code;
+	PCRE2_SIZE	 off;
+	int		 rc;
+
+	switch (a->a_type) {
+	case ACL_SRC:
+	case ACL_DST:
+		if (acl_net_parse(v, &n, err, errlen) == -1)
+			return -1;
+		if (acl_grow(&a->a_nets, a->a_nnets, sizeof(n)) == -1)
+			goto nomem;
+		a->a_nets[a->a_nnets++] = n;
+		return 0;
+	case ACL_PORT:
+		if (!isdigit((unsigned char)v[0]))
+			goto badport;
+		errno = 0;
+		lo = hi = strtoul(v, &end, 10);
+		if (*end == '-') {
+			if (!isdigit((unsigned char)end[1]))
+				goto badport;
+			hi = strtoul(end + 1, &end, 10);
+		}
+		if (*end != '\0' || errno != 0 || lo > 65535 || hi > 65535)
+			goto badport;
+		if (lo > hi) {
+			snprintf(err, errlen, "port range '%s' ends before it "
+			    "starts", v);
+			return -1;
+		}
+		if (acl_grow(&a->a_ranges, a->a_nranges,
+		    sizeof(*a->a_ranges)) == -1)
+			goto nomem;
+		a->a_ranges[a->a_nranges].ar_lo = (unsigned)lo;
+		a->a_ranges[a->a_nranges++].ar_hi = (unsigned)hi;
+		return 0;
+	case ACL_DSTDOMAIN:
+		base = v[0] == '.' ? v + 1 : v;
+		if (v[0] == '[' && v[strlen(v) - 1] == ']') {
+			/* an IPv6 literal, compared as the host without [] */
+			if (strlen(v) < 3 || strlen(v) > sizeof(h))
+				goto baddomain;
+			memcpy(h, v + 1, strlen(v) - 2);
+			h[strlen(v) - 2] = '\0';
+		} else if (acl_host_norm(base, h, sizeof(h)) == 0)
+			goto baddomain;
+		if ((s = strdup(h)) == NULL)
+			goto nomem;
+		if (v[0] == '.') {
+			if (acl_grow(&a->a_dots, a->a_ndots,
+			    sizeof(*a->a_dots)) == -1) {
+				free(s);
+				goto nomem;
+			}
+			a->a_dots[a->a_ndots++] = s;
+		} else {
+			if (acl_grow(&a->a_strs, a->a_nstrs,
+			    sizeof(*a->a_strs)) == -1) {
+				free(s);
+				goto nomem;
+			}
+			a->a_strs[a->a_nstrs++] = s;
+		}
+		return 0;
+	case ACL_DSTDOM_REGEX:
+		code = pcre2_compile((PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED,
+		    caseless ? PCRE2_CASELESS : 0, &rc, &off, NULL);
+		if (code == NULL) {
+			pcre2_get_error_message(rc, (PCRE2_UCHAR *)h,
+			    sizeof(h));
+			snprintf(err, errlen, "bad regular expression '%s': %s "
+			    "at offset %zu", v, h, (size_t)off);
+			return -1;
+		}
+		/* without JIT (e.g. no executable memory) it still works */
+		(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+		if (acl_grow(&a->a_regexes, a->a_nregexes,
+		    sizeof(*a->a_regexes)) == -1) {
+			pcre2_code_free(code);
+			goto nomem;
+		}
+		a->a_regexes[a->a_nregexes++].rx_code = code;
+		if (ac->ac_match == NULL &&
+		    (ac->ac_match = pcre2_match_data_create(1, NULL)) == NULL)
+			goto nomem;
+		return 0;
+	case ACL_METHOD:
+		if ((s = strdup(v)) == NULL)
+			goto nomem;
+		if (acl_grow(&a->a_strs, a->a_nstrs, sizeof(*a->a_strs)) ==
+		    -1) {
+			free(s);
+			goto nomem;
+		}
+		a->a_strs[a->a_nstrs++] = s;
+		return 0;
+	case ACL_EXTERNAL:
+	case ACL_NEVER:
+		break;
+	}
+	snprintf(err, errlen, "acl type %s takes no values",
+	    acl_type_name(a->a_type));
+	return -1;
+ badport:
+	snprintf(err, errlen, "'%s' is not a port (0-65535) or a range like "
+	    "1-1024", v);
+	return -1;
+ baddomain:
+	snprintf(err, errlen, "'%s' is not a domain name", v);
+	return -1;
+ nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* "/path" or parameters("/path"): the path, else NULL */
+static char *
+acl_file_path(const char *v, char *buf, size_t buflen)
+{
+	size_t	 len = strlen(v);
+
+	if (len >= 3 && v[0] == '"' && v[len - 1] == '"') {
+		if (len - 1 > buflen)
+			return NULL;
+		memcpy(buf, v + 1, len - 2);
+		buf[len - 2] = '\0';
+		return buf;
+	}
+	if (strncmp(v, "parameters(\"", 12) == 0 && len >= 15 &&
+	    strcmp(v + len - 2, "\")") == 0) {
+		if (len - 13 > buflen)
+			return NULL;
+		memcpy(buf, v + 12, len - 14);
+		buf[len - 14] = '\0';
+		return buf;
+	}
+	return NULL;
+}
+
+/*
+ * One value per word, as Squid reads them; a line that starts with '#'
+ * is a comment.  -i and +i switch caselessness for the regexes after them.
+ */
+static int
+acl_add_file(struct acl_conf *ac, struct acl *a, const char *path,
+    int *caseless, char *err, size_t errlen)
+{
+	struct stat	 st;
+	FILE		*fp;
+	char		*line = NULL, *w, *last, msg[ERRBUF_LEN];
+	size_t		 cap = 0, lineno = 0, nvalues = 0;
+	ssize_t		 n;
+	int		 rv = -1;
+
+	if ((fp = fopen(path, "re")) == NULL) {
+		snprintf(err, errlen, "cannot read acl values from %s: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_size > ACL_FILE_MAX_SIZE) {
+		snprintf(err, errlen, "cannot read acl values from %s: not a "
+		    "regular file of at most 64 MB", path);
+		fclose(fp);
+		return -1;
+	}
+	while ((n = getline(&line, &cap, fp)) != -1) {
+		lineno++;
+		if (memchr(line, '\0', (size_t)n) != NULL) {
+			snprintf(err, errlen, "%s:%zu: NUL byte in line", path,
+			    lineno);
+			goto fail;
+		}
+		w = line + strspn(line, " \t\r\n\f\v");
+		if (*w == '#')
+			continue;
+		for (w = strtok_r(w, " \t\r\n\f\v", &last); w != NULL;
+		    w = strtok_r(NULL, " \t\r\n\f\v", &last)) {
+			if (a->a_type == ACL_DSTDOM_REGEX &&
+			    (strcmp(w, "-i") == 0 || strcmp(w, "+i") == 0)) {
+				*caseless = w[0] == '-';
+				continue;
+			}
+			if (++nvalues > ACL_FILE_MAX_VALUES) {
+				snprintf(err, errlen, "%s: more than %d values",
+				    path, ACL_FILE_MAX_VALUES);
+				goto fail;
+			}
+			if (acl_add_value(ac, a, w, *caseless, msg,
+			    sizeof(msg)) == -1) {
+				snprintf(err, errlen, "%s:%zu: %s", path,
+				    lineno, msg);
+				goto fail;
+			}
+		}
+	}
+	if (ferror(fp)) {
+		snprintf(err, errlen, "cannot read acl values from %s: %s",
+		    path, strerror(errno));
+		goto fail;
+	}
+	rv = 0;
+ fail:
+	free(line);
+	fclose(fp);
+	return rv;
+}
+
+/* ------------------------------------------------------------ the conf */
+
+static struct acl *
+acl_find(struct acl_conf *ac, const char *name)
+{
+	struct acl	*a;
+
+	/* Squid's acl names are case-insensitive */
+	TAILQ_FOREACH(a, &ac->ac_acls, a_entry)
+		if (strcasecmp(a->a_name, name) == 0)
+			return a;
+	return NULL;
+}
+
+static void
+acl_free(struct acl *a)
+{
+	size_t	 i;
+
+	for (i = 0; i < a->a_nstrs; i++)
+		free(a->a_strs[i]);
+	for (i = 0; i < a->a_ndots; i++)
+		free(a->a_dots[i]);
+	for (i = 0; i < a->a_nregexes; i++)
+		pcre2_code_free(a->a_regexes[i].rx_code);
+	free(a->a_strs);
+	free(a->a_dots);
+	free(a->a_regexes);
+	free(a->a_nets);
+	free(a->a_ranges);
+	free(a->a_helper);
+	free(a->a_data);
+	free(a->a_name);
+	free(a);
+}
+
+static struct acl *
+acl_new(struct acl_conf *ac, const char *name, enum acl_type type)
+{
+	struct acl	*a;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return NULL;
+	if ((a->a_name = strdup(name)) == NULL) {
+		free(a);
+		return NULL;
+	}
+	a->a_type = type;
+	TAILQ_INSERT_TAIL(&ac->ac_acls, a, a_entry);
+	return a;
+}
+
+static struct acl_conf *
+acl_conf_new(char *err, size_t errlen)
+{
+	struct acl_conf	*ac;
+	struct acl	*a;
+	char		 buf[128], *w, *last;
+	size_t		 i;
+
+	if ((ac = calloc(1, sizeof(*ac))) == NULL)
+		goto nomem;
+	TAILQ_INIT(&ac->ac_acls);
+	TAILQ_INIT(&ac->ac_rules);
+	TAILQ_INIT(&ac->ac_lines);
+	for (i = 0; i < nitems(acl_predefined); i++) {
+		if ((a = acl_new(ac, acl_predefined[i].pd_name,
+		    acl_predefined[i].pd_type)) == NULL)
+			goto nomem;
+		a->a_predefined = 1;
+		snprintf(buf, sizeof(buf), "%s", acl_predefined[i].pd_values);
+		for (w = strtok_r(buf, " ", &last); w != NULL;
+		    w = strtok_r(NULL, " ", &last))
+			if (acl_add_value(ac, a, w, 0, err, errlen) == -1)
+				goto fail;
+	}
+	return ac;
+ nomem:
+	snprintf(err, errlen, "out of memory");
+ fail:
+	acl_conf_release(ac);
+	return NULL;
+}
+
+static int
+acl_name_ok(const char *s)
+{
+	size_t	 len = strlen(s);
+
+	return len > 0 && len <= ACL_NAME_MAX && (isalnum((unsigned char)*s) ||
+	    *s == '_') && strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:") == len;
+}
+
+static char *
+acl_join(int argc, char **argv)
+{
+	size_t	 len = 0, n;
+	char	*s;
+	int	 i;
+
+	for (i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	if ((s = calloc(1, len + 1)) == NULL)
+		return NULL;
+	for (i = 0, len = 0; i < argc; i++) {
+		if (i > 0)
+			s[len++] = ' ';
+		n = strlen(argv[i]);
+		memcpy(s + len, argv[i], n);
+		len += n;
+	}
+	return s;
+}
+
+/* acl NAME TYPE [-i] [-n] VALUE ... */
+static int
+acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
+    size_t errlen)
+{
+	struct acl	*a;
+	enum acl_type	 type;
+	char		 path[1024];
+	size_t		 i;
+	int		 j, caseless = 0, nvalues = 0, fresh = 0;
+
+	if (argc < 3) {
+		snprintf(err, errlen, "usage: acl NAME TYPE [-i] VALUE ...");
+		return -1;
+	}
+	if (!acl_name_ok(argv[1])) {
+		snprintf(err, errlen, "bad acl name '%s' (letters, digits and "
+		    "_-.: only, at most %d)", argv[1], ACL_NAME_MAX);
+		return -1;
+	}
+	for (i = 0; i < nitems(acl_types); i++)
+		if (strcmp(acl_types[i].at_name, argv[2]) == 0)
+			break;
+	if (i == nitems(acl_types)) {
+		snprintf(err, errlen, "unknown acl type '%s' (supported: src, "
+		    "dst, port, dstdomain, dstdom_regex, external, method)",
+		    argv[2]);
+		return -1;
+	}
+	type = acl_types[i].at_type;
+	if ((a = acl_find(ac, argv[1])) != NULL) {
+		if (a->a_type != type) {
+			snprintf(err, errlen, "acl '%s' already exists with "
+			    "type %s", a->a_name, acl_type_name(a->a_type));
+			return -1;
+		}
+		if (type == ACL_EXTERNAL) {
+			snprintf(err, errlen, "external acl '%s' is already "
+			    "defined", a->a_name);
+			return -1;
+		}
+	} else {
+		if ((a = acl_new(ac, argv[1], type)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		fresh = 1;
+	}
+
+	if (type == ACL_EXTERNAL) {
+		if (argc < 4 || !acl_name_ok(argv[3])) {
+			snprintf(err, errlen, "usage: acl NAME external "
+			    "EXTERNAL_ACL_TYPE [ARGUMENT ...]");
+			goto fail;
+		}
+		if ((a->a_helper = strdup(argv[3])) == NULL ||
+		    (argc > 4 && (a->a_data = acl_join(argc - 4, argv + 4)) ==
+		    NULL)) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		return 0;
+	}
+
+	for (j = 3; j < argc; j++) {
+		if (strcmp(argv[j], "-i") == 0 || strcmp(argv[j], "+i") == 0) {
+			if (type != ACL_DSTDOM_REGEX && type != ACL_DSTDOMAIN)
+				goto badflag;
+			caseless = argv[j][0] == '-';
+			continue;
+		}
+		if (strcmp(argv[j], "-n") == 0) {
+			/* no reverse lookups: connectd never makes them */
+			if (type != ACL_DSTDOMAIN && type != ACL_DSTDOM_REGEX)
+				goto badflag;
+			continue;
+		}
+		if (strcmp(argv[j], "--") == 0)
+			continue;
+		if (argv[j][0] == '-' && type != ACL_PORT &&
+		    !isdigit((unsigned char)argv[j][1]))
+			goto badflag;
+		nvalues++;
+		if (acl_file_path(argv[j], path, sizeof(path)) != NULL) {
+			if (acl_add_file(ac, a, path, &caseless, err,
+			    errlen) == -1)
+				goto fail;
+		} else if (argv[j][0] == '"' ||
+		    strncmp(argv[j], "parameters(", 11) == 0) {
+			snprintf(err, errlen, "bad file reference %s (use "
+			    "\"/path\" or parameters(\"/path\"))", argv[j]);
+			goto fail;
+		} else if (acl_add_value(ac, a, argv[j], caseless, err,
+		    errlen) == -1)
+			goto fail;
+	}
+	if (nvalues == 0) {
+		snprintf(err, errlen, "acl '%s' has no values", argv[1]);
+		goto fail;
+	}
+	return 0;
+ badflag:
+	snprintf(err, errlen, "option '%s' is not supported for acl type %s",
+	    argv[j], argv[2]);
+ fail:
+	if (fresh) {
+		TAILQ_REMOVE(&ac->ac_acls, a, a_entry);
+		acl_free(a);
+	}
+	return -1;
+}
+
+/* http_access allow|deny [!]ACL ... */
+static int
+acl_parse_access(struct acl_conf *ac, int argc, char **argv, char *err,
+    size_t errlen)
+{
+	struct acl_rule	*ru;
+	struct acl	*a;
+	const char	*name;
+	int		 i;
+
+	if (argc < 3 || (strcmp(argv[1], "allow") != 0 &&
+	    strcmp(argv[1], "deny") != 0)) {
+		snprintf(err, errlen, "usage: http_access allow|deny [!]ACL "
+		    "...");
+		return -1;
+	}
+	if ((ru = calloc(1, sizeof(*ru))) == NULL ||
+	    (ru->ru_terms = calloc(argc - 2, sizeof(*ru->ru_terms))) == NULL)
+		goto nomem;
+	ru->ru_allow = strcmp(argv[1], "allow") == 0;
+	for (i = 2; i < argc; i++) {
+		name = argv[i][0] == '!' ? argv[i] + 1 : argv[i];
+		if ((a = acl_find(ac, name)) == NULL) {
+			snprintf(err, errlen, "acl '%s' is not defined (an acl "
+			    "must be defined above its first use)", name);
+			goto fail;
+		}
+		ru->ru_terms[ru->ru_nterms].at_acl = a;
+		ru->ru_terms[ru->ru_nterms++].at_negate = argv[i][0] == '!';
+	}
+	if ((ru->ru_text = acl_join(argc, argv)) == NULL)
+		goto nomem;
+	TAILQ_INSERT_TAIL(&ac->ac_rules, ru, ru_entry);
+	return 0;
+ nomem:
+	snprintf(err, errlen, "out of memory");
+ fail:
+	if (ru != NULL)
+		free(ru->ru_terms);
+	free(ru);
+	return -1;
+}
 
 int
 acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
     size_t errlen)
 {
-	snprintf(err, errlen, "%s is not supported yet", argv[0]);
-	return -1;
+	struct acl_line	*al;
+	int		 rv;
+
+	if (c->c_acl == NULL && (c->c_acl = acl_conf_new(err, errlen)) == NULL)
+		return -1;
+	if (strcasecmp(argv[0], "acl") == 0)
+		rv = acl_parse_acl(c->c_acl, argc, argv, err, errlen);
+	else if (strcasecmp(argv[0], "http_access") == 0)
+		rv = acl_parse_access(c->c_acl, argc, argv, err, errlen);
+	else {
+		snprintf(err, errlen, "%s is not an acl directive", argv[0]);
+		return -1;
+	}
+	if (rv == -1)
+		return -1;
+	if ((al = calloc(1, sizeof(*al))) == NULL ||
+	    (al->al_text = acl_join(argc, argv)) == NULL) {
+		free(al);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&c->c_acl->ac_lines, al, al_entry);
+	return 0;
 }
 
+/*
+ * Every external acl names an external_acl_type; the domain lists are
+ * sorted, and "x" beside ".x" is an error, as in Squid 5.
+ */
 int
 acl_conf_finish(struct conf *c, char *err, size_t errlen)
 {
+	struct acl	*a;
+	size_t		 i;
+
+	if (c->c_acl == NULL)
+		return 0;
+	TAILQ_FOREACH(a, &c->c_acl->ac_acls, a_entry) {
+		if (a->a_type == ACL_EXTERNAL &&
+		    !helper_conf_exists(c, a->a_helper)) {
+			snprintf(err, errlen, "acl %s: external_acl_type '%s' "
+			    "is not defined", a->a_name, a->a_helper);
+			return -1;
+		}
+		if (a->a_type != ACL_DSTDOMAIN)
+			continue;
+		if (a->a_nstrs > 0)
+			qsort(a->a_strs, a->a_nstrs, sizeof(*a->a_strs),
+			    acl_strcmp);
+		if (a->a_ndots > 0)
+			qsort(a->a_dots, a->a_ndots, sizeof(*a->a_dots),
+			    acl_strcmp);
+		for (i = 0; i < a->a_nstrs; i++)
+			if (acl_in(a->a_dots, a->a_ndots, a->a_strs[i])) {
+				snprintf(err, errlen, "acl %s: '%s' is already "
+				    "matched by '.%s'; remove one of them",
+				    a->a_name, a->a_strs[i], a->a_strs[i]);
+				return -1;
+			}
+	}
 	return 0;
 }
 
 void
 acl_conf_dump(const struct conf *c, FILE *fp)
 {
+	struct acl_line	*al;
+
+	if (c->c_acl == NULL)
+		return;
+	TAILQ_FOREACH(al, &c->c_acl->ac_lines, al_entry)
+		fprintf(fp, "%s\n", al->al_text);
 }
 
 void
 acl_conf_free(struct conf *c)
 {
+	acl_conf_release(c->c_acl);
+	c->c_acl = NULL;
 }
 
-/* Until access rules exist, only loopback clients are served. */
+static void
+acl_conf_release(struct acl_conf *ac)
+{
+	struct acl	*a;
+	struct acl_rule	*ru;
+	struct acl_line	*al;
+
+	if (ac == NULL)
+		return;
+	while ((a = TAILQ_FIRST(&ac->ac_acls)) != NULL) {
+		TAILQ_REMOVE(&ac->ac_acls, a, a_entry);
+		acl_free(a);
+	}
+	while ((ru = TAILQ_FIRST(&ac->ac_rules)) != NULL) {
+		TAILQ_REMOVE(&ac->ac_rules, ru, ru_entry);
+		free(ru->ru_terms);
+		free(ru->ru_text);
+		free(ru);
+	}
+	while ((al = TAILQ_FIRST(&ac->ac_lines)) != NULL) {
+		TAILQ_REMOVE(&ac->ac_lines, al, al_entry);
+		free(al->al_text);
+		free(al);
+	}
+	pcre2_match_data_free(ac->ac_match);
+	free(ac);
+}
+
+/* ---------------------------------------------------------------- check */
+
+static enum acl_match
+acl_dst_match(const struct acl *a, const struct conn *c)
+{
+	const char	*host = c->c_rec.lr_host;
+	uint8_t		 addr[16];
+	size_t		 i;
+	int		 af;
+
+	/* an address as host is its own address, known before any DNS */
+	if (host != NULL && acl_addr_parse(host, addr, &af) == 0)
+		return acl_net_match(a, addr) ? ACL_YES : ACL_NO;
+	if (c->c_addrs == NULL)
+		return ACL_UNKNOWN;
+	for (i = 0; i < c->c_naddrs; i++)
+		if (acl_sockaddr_v6(&c->c_addrs[i], addr) == 0 &&
+		    acl_net_match(a, addr))
+			return ACL_YES;
+	return ACL_NO;
+}
+
+static enum acl_match
+acl_match(const struct acl_conf *ac, const struct acl *a, struct conn *c)
+{
+	const struct logrec	*r = &c->c_rec;
+	uint8_t			 addr[16];
+	size_t			 i;
+
+	switch (a->a_type) {
+	case ACL_SRC:
+		if (acl_sockaddr_v6(&r->lr_client, addr) == -1)
+			return ACL_NO;
+		return acl_net_match(a, addr) ? ACL_YES : ACL_NO;
+	case ACL_DST:
+		return acl_dst_match(a, c);
+	case ACL_PORT:
+		for (i = 0; i < a->a_nranges; i++)
+			if ((unsigned)r->lr_port >= a->a_ranges[i].ar_lo &&
+			    (unsigned)r->lr_port <= a->a_ranges[i].ar_hi)
+				return ACL_YES;
+		return ACL_NO;
+	case ACL_DSTDOMAIN:
+		return r->lr_host != NULL && acl_domain_match(a, r->lr_host) ?
+		    ACL_YES : ACL_NO;
+	case ACL_DSTDOM_REGEX:
+		return r->lr_host != NULL && acl_regex_match(ac, a,
+		    r->lr_host) ? ACL_YES : ACL_NO;
+	case ACL_METHOD:
+		for (i = 0; r->lr_method != NULL && i < a->a_nstrs; i++)
+			if (strcmp(r->lr_method, a->a_strs[i]) == 0)
+				return ACL_YES;
+		return ACL_NO;
+	case ACL_EXTERNAL:
+		switch (helper_conn_answer(c, a->a_helper, a->a_data)) {
+		case 1:
+			return ACL_YES;
+		case -1:
+			return ACL_UNKNOWN;
+		default:
+			return ACL_NO;
+		}
+	case ACL_NEVER:
+		break;
+	}
+	return ACL_NO;
+}
+
+/* AND of the terms, left to right; a sure mismatch ends it early. */
+static enum acl_match
+acl_rule_match(const struct acl_conf *ac, const struct acl_rule *ru,
+    struct conn *c)
+{
+	enum acl_match	 m, res = ACL_YES;
+	size_t		 i;
+
+	for (i = 0; i < ru->ru_nterms; i++) {
+		m = acl_match(ac, ru->ru_terms[i].at_acl, c);
+		if (m != ACL_UNKNOWN && ru->ru_terms[i].at_negate)
+			m = m == ACL_YES ? ACL_NO : ACL_YES;
+		if (m == ACL_NO)
+			return ACL_NO;
+		if (m == ACL_UNKNOWN)
+			res = ACL_UNKNOWN;
+	}
+	return res;
+}
+
+/*
+ * First match wins.  A line that cannot be decided yet (a dst acl before
+ * DNS, a helper still on its way) holds up the lines after it, unless
+ * every undecided line above the first sure match has that line's action:
+ * then the answer cannot change, and a denial needs no DNS query.
+ */
 int
 acl_check(struct conn *c, const char **rule)
 {
-	const struct sockaddr_storage	*ss = &c->c_rec.lr_client;
-	const struct sockaddr_in6	*sin6;
+	const struct acl_conf	*ac = c->c_conf->c_acl;
+	const struct acl_rule	*ru, *last = NULL;
+	enum acl_match		 m;
+	int			 unknown_allow = 0, unknown_deny = 0, allow;
 
-	*rule = "default: loopback clients only";
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr)
-		    >> 24) == 127 ? ACL_ALLOW : ACL_DENY;
-	if (ss->ss_family == AF_INET6) {
-		sin6 = (const struct sockaddr_in6 *)ss;
-		if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
-			return ACL_ALLOW;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
-		    sin6->sin6_addr.s6_addr[12] == 127)
-			return ACL_ALLOW;
+	*rule = acl_implicit_none;
+	if (ac == NULL || TAILQ_EMPTY(&ac->ac_rules))
+		return ACL_DENY;
+	TAILQ_FOREACH(ru, &ac->ac_rules, ru_entry) {
+		last = ru;
+		m = acl_rule_match(ac, ru, c);
+		if (m == ACL_NO)
+			continue;
+		if (m == ACL_UNKNOWN) {
+			if (ru->ru_allow)
+				unknown_allow = 1;
+			else
+				unknown_deny = 1;
+			continue;
+		}
+		if ((ru->ru_allow && unknown_deny) ||
+		    (!ru->ru_allow && unknown_allow))
+			return ACL_WAIT;
+		*rule = ru->ru_text;
+		return ru->ru_allow ? ACL_ALLOW : ACL_DENY;
 	}
-	return ACL_DENY;
+	allow = !last->ru_allow;
+	if ((allow && unknown_deny) || (!allow && unknown_allow))
+		return ACL_WAIT;
+	*rule = allow ? acl_implicit_allow : acl_implicit_deny;
+	return allow ? ACL_ALLOW : ACL_DENY;
 }

@@ -96,6 +96,14 @@ static int	 conf_dns_nameservers(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_hosts_file(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
+static int	 conf_count(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_user(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static void	 conf_dump_count(const struct conf *,
+		    const struct conf_directive *, FILE *);
+static void	 conf_dump_user(const struct conf *,
+		    const struct conf_directive *, FILE *);
 static void	 conf_dump_dns(const struct conf *,
 		    const struct conf_directive *, FILE *);
 static void	 conf_dump_http_port(const struct conf *,
@@ -136,6 +144,14 @@ static const struct conf_directive conf_directives[] = {
 	{ "dns_nameservers", conf_dns_nameservers, conf_dump_dns, 0, NULL,
 	    0, 0, 0, NULL },
 	{ "hosts_file", conf_hosts_file, NULL, 0, NULL, 0, 0, 0, NULL },
+	CONF_TIME("client_lifetime", c_client_lifetime, CD_NONZERO),
+	{ "max_connections", conf_count, conf_dump_count, 0, NULL,
+	    offsetof(struct conf, c_max_connections), 0, 1000000, NULL },
+	{ "client_ip_max_connections", conf_count, conf_dump_count, 0, NULL,
+	    offsetof(struct conf, c_client_ip_max_connections), 0, 1000000,
+	    NULL },
+	{ "cache_effective_user", conf_user, conf_dump_user, 0, NULL, 0, 0, 0,
+	    NULL },
 	{ "external_acl_type", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
 	    helper_conf_directive },
 	{ "acl", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
@@ -873,6 +889,53 @@ conf_hosts_file(struct conf_parse *p, const struct conf_directive *d,
 	return (0);
 }
 
+/* A count; 0 is the default (none, or derived); -1 is Squid's "none" */
+static int
+conf_count(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	double	 v;
+
+	if (argc != 2)
+		return (conf_error(p, "usage: %s NUMBER", argv[0]));
+	if (strcmp(argv[1], "-1") == 0)
+		v = 0;
+	else if (conf_number(argv[1], strlen(argv[1]), &v) == -1 ||
+	    v != floor(v) || v < d->cd_min || v > d->cd_max)
+		return (conf_error(p, "%s must be a whole number from %.0f to "
+		    "%.0f", argv[0], d->cd_min, d->cd_max));
+	*(unsigned *)((char *)p->cp_conf + d->cd_offset) = (unsigned)v;
+	return (0);
+}
+
+static int
+conf_user(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	if (argc != 2)
+		return (conf_error(p, "usage: %s USER", argv[0]));
+	free(p->cp_conf->c_effective_user);
+	if ((p->cp_conf->c_effective_user = strdup(argv[1])) == NULL)
+		return (conf_error(p, "out of memory"));
+	return (0);
+}
+
+static void
+conf_dump_count(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	fprintf(fp, "%s %u\n", d->cd_name,
+	    *(const unsigned *)((const char *)c + d->cd_offset));
+}
+
+static void
+conf_dump_user(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	if (c->c_effective_user != NULL)
+		fprintf(fp, "%s %s\n", d->cd_name, c->c_effective_user);
+}
+
 static void
 conf_dump_dns(const struct conf *c, const struct conf_directive *d,
     FILE *fp)
@@ -1015,6 +1078,7 @@ conf_free(struct conf *c)
 	helper_conf_free(c);
 	free(c->c_dns_nameservers);
 	free(c->c_hosts_file);
+	free(c->c_effective_user);
 	free(c->c_path);
 	free(c);
 }
@@ -1040,6 +1104,7 @@ conf_new(const char *name)
 	c->c_half_closed_timeout = 2 * 60;
 	c->c_shutdown_lifetime = 0;
 	c->c_request_header_max_size = REQUEST_HEADER_MAX;
+	c->c_client_lifetime = 86400;
 	return (c);
 }
 

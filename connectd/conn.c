@@ -33,6 +33,7 @@ static void	conn_connect_next(struct conn *);
 static void	conn_connect_cb(EV_P_ ev_io *, int);
 static void	conn_reply_cb(EV_P_ ev_io *, int);
 static void	conn_linger_cb(EV_P_ ev_io *, int);
+static void	conn_fail(struct conn *, int, const char *);
 
 static char *
 conn_strndup(const char *s, size_t len)
@@ -81,7 +82,7 @@ conn_set_detail(struct conn *c, const char *detail)
 
 /* The deadline of the current state; the timer is re-armed lazily. */
 static ev_tstamp
-conn_deadline(struct conn *c)
+conn_state_deadline(struct conn *c)
 {
 	struct conf	*cf = c->c_conf;
 	ev_tstamp	 d;
@@ -104,6 +105,17 @@ conn_deadline(struct conn *c)
 		break;
 	}
 	return c->c_state_since;
+}
+
+/* client_lifetime bounds every state but the short linger of a reply */
+static ev_tstamp
+conn_deadline(struct conn *c)
+{
+	ev_tstamp	 d, life;
+
+	d = conn_state_deadline(c);
+	life = c->c_rec.lr_start + c->c_conf->c_client_lifetime;
+	return c->c_state != CONN_REPLY && life < d ? life : d;
 }
 
 void
@@ -136,7 +148,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
     const struct sockaddr_storage *local)
 {
 	struct conn	*c;
+	unsigned	 n, max;
 	int		 on = 1;
+	char		 detail[96];
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("conn: calloc");
@@ -169,8 +183,18 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
 	w->w_stats.st_accepted++;
 	w->w_stats.st_active++;
+	listener_limit(w);
+	n = limit_client_add(w, peer);
 
 	conn_set_state(c, CONN_HEAD);
+	max = c->c_conf->c_client_ip_max_connections;
+	if (max != 0 && n > max) {
+		snprintf(detail, sizeof(detail), "client_ip_max_connections %u "
+		    "reached", max);
+		conn_set_detail(c, detail);
+		conn_fail(c, 503, "limit");
+		return;
+	}
 	ev_io_start(w->w_loop, &c->c_cread);
 }
 
@@ -219,6 +243,8 @@ conn_close(struct conn *c, const char *reason)
 
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	w->w_stats.st_active--;
+	limit_client_del(w, &c->c_rec.lr_client);
+	listener_limit(w);
 	relay_free_buffers(c);
 	free(c->c_head);
 	free(c->c_addrs);
@@ -376,7 +402,7 @@ conn_head_done(struct conn *c, const struct http_request *req)
 	}
 	free(c->c_head);
 	c->c_head = NULL;
-	c->c_head_len = 0;
+	c->c_head_len = c->c_head_cap = 0;
 
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
@@ -407,20 +433,23 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 	struct logrec		*r = &c->c_rec;
 	struct http_request	 req;
 	size_t			 max = c->c_conf->c_request_header_max_size;
-	size_t			 want;
+	size_t			 want, cap;
 	ssize_t			 n;
 	char			*p;
 
-	if (c->c_head == NULL &&
-	    (c->c_head = malloc(max + 1)) == NULL) {
-		conn_close(c, "bad_request");
-		return;
+	/* the head buffer grows from 4 KiB up to the limit, as bytes come */
+	if (c->c_head_len == c->c_head_cap) {
+		cap = c->c_head_cap == 0 ? HEAD_READ_CHUNK : c->c_head_cap * 2;
+		if (cap > max)
+			cap = max;
+		if ((p = realloc(c->c_head, cap + 1)) == NULL) {
+			conn_close(c, "bad_request");
+			return;
+		}
+		c->c_head = p;
+		c->c_head_cap = cap;
 	}
-	want = max - c->c_head_len;
-	if (want == 0)
-		want = 1;	/* the parser reports 431 below */
-	else if (want > HEAD_READ_CHUNK && c->c_head_len == 0)
-		want = HEAD_READ_CHUNK;
+	want = c->c_head_cap - c->c_head_len;
 	n = read(c->c_cfd, c->c_head + c->c_head_len, want);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EINTR)
@@ -639,6 +668,12 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 
 	if (conn_deadline(c) > ev_now(EV_A) + 0.0005) {
 		conn_timer_arm(c);
+		return;
+	}
+	if (c->c_state != CONN_REPLY && ev_now(EV_A) + 0.0005 >=
+	    c->c_rec.lr_start + c->c_conf->c_client_lifetime) {
+		conn_set_detail(c, "client_lifetime reached");
+		conn_close(c, "lifetime");
 		return;
 	}
 	switch (c->c_state) {

@@ -43,6 +43,7 @@ stats_log(struct worker *w)
 	    (unsigned long long)st->st_accept_errors,
 	    (unsigned long long)st->st_bytes_up,
 	    (unsigned long long)st->st_bytes_down);
+	helper_stats_log();
 	sink_stats_log();
 }
 
@@ -69,8 +70,10 @@ reload(struct worker *w)
 		return;
 	}
 	resolve_reconfigure(w, conf);
+	helper_sync(w, conf);
 	w->w_conf = conf;
 	conf_unref(old);
+	listener_limit(w);
 	log_info("configuration reloaded from %s", conf->c_path);
 }
 
@@ -146,6 +149,7 @@ worker_create(struct conf *conf)
 	TAILQ_INIT(&w->w_conns);
 	TAILQ_INIT(&w->w_listeners);
 	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	w->w_auto_max = limit_auto_max();
 	if (resolve_init(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	return w;
@@ -155,6 +159,7 @@ static void
 worker_free(struct worker *w)
 {
 	listener_close_all(w);
+	limit_free(w);
 	resolve_free(w);
 	if (w->w_spare_fd != -1)
 		close(w->w_spare_fd);
@@ -219,6 +224,9 @@ main(int argc, char *argv[])
 		fatalx("%s", err);
 	if (listener_sync(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	if (limit_drop_privileges(conf, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	helper_sync(w, conf);
 
 	ev_signal_init(&sig_term, signal_cb, SIGTERM);
 	ev_signal_init(&sig_int, signal_cb, SIGINT);
@@ -235,6 +243,7 @@ main(int argc, char *argv[])
 	ev_run(w->w_loop, 0);
 
 	conn_shutdown_all(w);
+	helper_shutdown(w);
 	stats_log(w);
 	ev_timer_stop(w->w_loop, &shutdown_timer);
 	ev_signal_stop(w->w_loop, &sig_term);

@@ -99,6 +99,10 @@ struct conf {
 	char			*c_dns_nameservers;	/* "ip,ip" or NULL */
 	char			*c_hosts_file;		/* NULL: /etc/hosts */
 	struct acl_conf		*c_acl;		/* acl.c: acls, http_access */
+	double			 c_client_lifetime;
+	unsigned		 c_max_connections;	/* 0: from the fd limit */
+	unsigned		 c_client_ip_max_connections; /* 0: none */
+	char			*c_effective_user;	/* NULL: stay */
 	struct helper_conf	*c_helpers;	/* helper.c: external_acl_type */
 };
 
@@ -154,6 +158,7 @@ struct relay_buf {
 
 struct worker;
 struct resolve_query;
+struct limit_table;
 struct conn_helper;
 
 struct conn {
@@ -172,6 +177,7 @@ struct conn {
 	ev_tstamp		 c_state_since;
 	char			*c_head;	/* request head, freed once parsed */
 	size_t			 c_head_len;
+	size_t			 c_head_cap;
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
 	int			 c_flags;
@@ -229,6 +235,12 @@ struct worker {
 	TAILQ_HEAD(, listener)	 w_listeners;
 	int			 w_spare_fd;	/* for EMFILE shedding */
 	ev_tstamp		 w_accept_warned;
+	int			 w_accept_paused;
+#define LISTEN_PAUSE_LIMIT	0x01	/* max_connections reached */
+#define LISTEN_PAUSE_NOFD	0x02	/* EMFILE/ENFILE: a short rest */
+	ev_timer		 w_accept_timer;	/* ends LISTEN_PAUSE_NOFD */
+	unsigned		 w_auto_max;	/* max_connections from the fd limit */
+	struct limit_table	*w_clients;	/* limit.c: conns by client IP */
 	int			 w_stopping;
 	uint64_t		 w_next_id;
 	struct stats		 w_stats;
@@ -283,6 +295,12 @@ int	 helper_conn_finish(struct conn *);
  * conn_policy_wakeup() is called when it arrives.
  */
 int	 helper_conn_answer(struct conn *, const char *, const char *);
+/* for acl.c at configuration time: is external_acl_type name defined? */
+int	 helper_conf_exists(const struct conf *, const char *);
+/* connectd.c: start or keep pools for a configuration now in force */
+void	 helper_sync(struct worker *, struct conf *);
+void	 helper_shutdown(struct worker *);
+void	 helper_stats_log(void);
 
 /* http.c */
 enum http_parse http_parse_request(const char *, size_t, size_t,
@@ -292,6 +310,7 @@ const char *http_status_text(int);
 
 /* listener.c */
 int	 listener_sync(struct worker *, struct conf *, char *, size_t);
+void	 listener_limit(struct worker *);
 void	 listener_pause(struct worker *);
 void	 listener_resume(struct worker *);
 void	 listener_close_all(struct worker *);
@@ -305,6 +324,13 @@ int	 conn_policy(struct conn *);
 void	 conn_policy_wakeup(struct conn *);
 void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
+
+/* limit.c */
+unsigned limit_client_add(struct worker *, const struct sockaddr_storage *);
+void	 limit_client_del(struct worker *, const struct sockaddr_storage *);
+void	 limit_free(struct worker *);
+unsigned limit_auto_max(void);
+int	 limit_drop_privileges(const struct conf *, char *, size_t);
 
 /* relay.c */
 void	 relay_start(struct conn *);

@@ -15,6 +15,7 @@
 
 #define LISTEN_BACKLOG		4096
 #define ACCEPT_BURST		64
+#define ACCEPT_NOFD_REST	0.1	/* seconds without accept after EMFILE */
 
 static void
 listener_free(struct listener *l)
@@ -29,19 +30,70 @@ listener_free(struct listener *l)
 	free(l);
 }
 
-/* Out of descriptors: accept and drop one connection through the spare fd. */
+/* Out of descriptors: accept and drop a burst through the spare fd. */
 static void
 listener_shed(struct worker *w, int fd)
 {
-	int	 s;
+	int	 i, s;
 
 	if (w->w_spare_fd == -1)
 		return;
 	close(w->w_spare_fd);
 	w->w_spare_fd = -1;
-	if ((s = accept(fd, NULL, NULL)) != -1)
+	for (i = 0; i < ACCEPT_BURST; i++) {
+		if ((s = accept(fd, NULL, NULL)) == -1)
+			break;
 		close(s);
+	}
 	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Start or stop accepting as the pause reasons say. */
+static void
+listener_apply(struct worker *w)
+{
+	if (w->w_accept_paused)
+		listener_pause(w);
+	else if (!w->w_stopping)
+		listener_resume(w);
+}
+
+static void
+listener_rest_cb(EV_P_ ev_timer *t, int revents)
+{
+	struct worker	*w = t->data;
+
+	w->w_accept_paused &= ~LISTEN_PAUSE_NOFD;
+	listener_apply(w);
+}
+
+/*
+ * Called whenever the number of connections changes: at max_connections
+ * accepting stops, and new clients wait in the listen queue as they do
+ * when Squid runs short of descriptors.
+ */
+void
+listener_limit(struct worker *w)
+{
+	unsigned	 max;
+	int		 was = w->w_accept_paused;
+
+	max = w->w_conf->c_max_connections ? w->w_conf->c_max_connections :
+	    w->w_auto_max;
+	if (max == 0)
+		max = 1;
+	if (w->w_stats.st_active >= max) {
+		w->w_accept_paused |= LISTEN_PAUSE_LIMIT;
+		if (!(was & LISTEN_PAUSE_LIMIT) &&
+		    ev_now(w->w_loop) - w->w_accept_warned >= 10.) {
+			w->w_accept_warned = ev_now(w->w_loop);
+			log_warnx("max_connections %u reached: not accepting "
+			    "until a connection closes", max);
+		}
+	} else
+		w->w_accept_paused &= ~LISTEN_PAUSE_LIMIT;
+	if (was != w->w_accept_paused)
+		listener_apply(w);
 }
 
 static void
@@ -53,7 +105,7 @@ listener_accept_cb(EV_P_ ev_io *io, int revents)
 	socklen_t		 len;
 	int			 fd, i;
 
-	for (i = 0; i < ACCEPT_BURST; i++) {
+	for (i = 0; i < ACCEPT_BURST && !w->w_accept_paused; i++) {
 		len = sizeof(peer);
 		fd = accept4(l->l_fd, (struct sockaddr *)&peer, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -66,8 +118,17 @@ listener_accept_cb(EV_P_ ev_io *io, int revents)
 				w->w_accept_warned = ev_now(EV_A);
 				log_warn("accept on %s", l->l_text);
 			}
-			if (errno == EMFILE || errno == ENFILE)
-				listener_shed(w, l->l_fd);
+			if (errno != EMFILE && errno != ENFILE)
+				return;
+			/* drop one, then rest: the queue stays readable */
+			listener_shed(w, l->l_fd);
+			w->w_accept_paused |= LISTEN_PAUSE_NOFD;
+			listener_apply(w);
+			ev_timer_stop(EV_A, &w->w_accept_timer);
+			ev_timer_init(&w->w_accept_timer, listener_rest_cb,
+			    ACCEPT_NOFD_REST, 0.);
+			w->w_accept_timer.data = w;
+			ev_timer_start(EV_A, &w->w_accept_timer);
 			return;
 		}
 		len = sizeof(local);
@@ -114,7 +175,7 @@ listener_open(struct worker *w, const struct listen_conf *lc, char *err,
 	l->l_worker = w;
 	ev_io_init(&l->l_io, listener_accept_cb, l->l_fd, EV_READ);
 	l->l_io.data = l;
-	if (!w->w_stopping)
+	if (!w->w_stopping && !w->w_accept_paused)
 		ev_io_start(w->w_loop, &l->l_io);
 	return l;
 
@@ -212,6 +273,7 @@ listener_close_all(struct worker *w)
 {
 	struct listener	*l;
 
+	ev_timer_stop(w->w_loop, &w->w_accept_timer);
 	while ((l = TAILQ_FIRST(&w->w_listeners)) != NULL) {
 		TAILQ_REMOVE(&w->w_listeners, l, l_entry);
 		listener_free(l);

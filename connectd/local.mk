@@ -14,4 +14,7 @@ connectd_connectd_SOURCES = \
 	connectd/logformat.c \
 	connectd/sink.c \
 	connectd/acl.c \
-	connectd/helper.c
+	connectd/limit.c \
+	connectd/helper.h \
+	connectd/helper.c \
+	connectd/helper_pool.c

@@ -63,7 +63,7 @@ with h.Connectd(conf) as cd:
     mine = hu.by_port(lines)
     bad = []
     for c in clients:
-        x = mine.get(c.local_port)
+        x = mine.get((c.src, c.local_port))
         if x is None or x.get("client_ip") != c.src or x.get("pod") != want[c.src] \
                 or "pod_error" in x:
             bad.append((c.src, c.local_port, x and x.get("pod"), x and x.get("pod_error")))

@@ -36,7 +36,7 @@ hosts = h.tmpfile("hosts", "127.0.0.1 a.test b.a.test c.test www.rx.test\n")
 RESOLV = "hosts_file %s\ndns_nameservers 127.0.0.1\n" % hosts
 
 # --- no rules at all
-with h.Connectd(RESOLV + "acl x src all\n") as cd:
+with pu.RawConnectd(RESOLV + "acl x src all\n") as cd:
     pu.check(cd, e1.authority, "implicit deny (no http_access lines)", "no http_access lines")
 
 # --- implicit rules

@@ -132,7 +132,8 @@ def helper_children(cd, match):
 
 
 def by_port(lines):
-    return {x.get("client_port"): x for x in lines}
+    """Lines by (client_ip, client_port): ports repeat across addresses."""
+    return {(x.get("client_ip"), x.get("client_port")): x for x in lines}
 
 
 def perl_ok():
@@ -145,3 +146,38 @@ def diag_stderr(tap, cd, n=3000):
 
 
 PY = sys.executable or "python3"
+
+
+class Squid(h.Squid):
+    """harness.Squid, but the caller's http_access lines come first: the
+    `http_access deny podmeta !all` trick must be evaluated before the
+    harness's `http_access allow all`."""
+
+    def render(self):
+        text = h.Squid.render(self)
+        extra = self.extra.replace("{dir}", self.dir).replace("{port}", str(self.port))
+        base = text[:len(text) - len(extra) - 1] if text.endswith(extra + "\n") else text
+        base = base.replace("http_access allow all\n", "")
+        return base + extra + "\nhttp_access allow all\n"
+
+    def log_lines(self):
+        try:
+            with open(self.access_log) as f:
+                return [x for x in f.read().splitlines() if x.strip()]
+        except OSError:
+            return []
+
+
+def readable_for_squid(*paths):
+    """Squid runs helpers as `proxy` when started as root."""
+    for p in paths:
+        d = os.path.dirname(p)
+        while d and d != "/":
+            try:
+                os.chmod(d, os.stat(d).st_mode | 0o755)
+            except OSError:
+                pass
+            if d == h.tmpdir():
+                break
+            d = os.path.dirname(d)
+        os.chmod(p, os.stat(p).st_mode | stat.S_IROTH)

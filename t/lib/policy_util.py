@@ -220,3 +220,91 @@ def check(cd, authority, want, name=None, host="127.0.0.1", source=None,
     if not good:
         tap.diag("status %r, log %r" % (st, rec))
     return rec
+
+
+# An echo server for thousands of connections: one process, epoll, no
+# threads.  It prints its port on the first line of stdout.
+_EPOLL_ECHO = r'''
+import os, resource, select, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0)); ls.listen(4096); ls.setblocking(False)
+print(ls.getsockname()[1], flush=True)
+ep = select.epoll(); ep.register(ls.fileno(), select.EPOLLIN)
+conns = {}
+while True:
+    for fd, ev in ep.poll(1.0):
+        if fd == ls.fileno():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except (BlockingIOError, OSError):
+                    break
+                c.setblocking(False)
+                conns[c.fileno()] = c
+                ep.register(c.fileno(), select.EPOLLIN)
+            continue
+        c = conns.get(fd)
+        if c is None:
+            continue
+        try:
+            d = c.recv(65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            d = b""
+        if d:
+            try:
+                c.sendall(d)
+            except OSError:
+                d = b""
+        if not d:
+            ep.unregister(fd); del conns[fd]; c.close()
+'''
+
+
+def epoll_echo():
+    """Start the epoll echo server in its own process; returns (Proc, port)."""
+    path = os.path.join(h.tmpdir(), "epoll_echo.out")
+    p = h.Proc([sys.executable, "-c", _EPOLL_ECHO], stdout=path,
+               stderr=os.path.join(h.tmpdir(), "epoll_echo.err"))
+    port = h.wait_for(lambda: (lambda t: int(t.split()[0]) if t.strip() else None)(
+        h.read_text(path)), timeout=10)
+    if not port:
+        raise RuntimeError("epoll echo server did not start")
+    return p, port
+
+
+def nonblocking_client(port, source=None):
+    """A non-blocking socket connecting to 127.0.0.1:port from source, the
+    port picked at connect time (IP_BIND_ADDRESS_NO_PORT) so that several
+    source addresses multiply the ephemeral ports."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    if source:
+        try:
+            s.setsockopt(socket.IPPROTO_IP, 24, 1)   # IP_BIND_ADDRESS_NO_PORT
+        except OSError:
+            pass
+        s.bind((source, 0))
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    return s
+
+
+class RawConnectd(h.Connectd):
+    """A Connectd whose text is used as written: no test policy added (only
+    http_port, if missing, and {port})."""
+
+    def render(self, conf=None, port=None):
+        conf = self.conf if conf is None else conf
+        port = self.port if port is None else port
+        text = conf.replace("{port}", str(port))
+        if "http_port" not in text:
+            text = "http_port 127.0.0.1:%d\n" % port + text
+        return text

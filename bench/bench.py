@@ -1,0 +1,863 @@
+#!/usr/bin/env python3
+"""bench.py: connectd side by side with Squid and tinyproxy, on loopback.
+
+    python3 bench/bench.py --connectd /tmp/b-bench/connectd/connectd
+
+Builds bench/loadgen.c into bench/out/loadgen, then for each target
+(direct, connectd, connectd with its log to /dev/null, squid, tinyproxy):
+starts the proxy on a free 127.0.0.1 port and a fresh origin, and measures
+
+  idle   RSS per idle tunnel (all of the proxy's processes, after a warm-up)
+  bulk   one stream through a tunnel, MB/s, median of --bulk-runs
+  short  CONNECT + 1-byte echo + close, --concurrency in flight, tunnels/s
+
+plus the proxy's CPU time (user+sys, from /proc) during bulk and short.
+Prints a Markdown table and writes it to bench/out/results.md (and the raw
+figures to bench/out/results.json).  See bench/README.md.
+
+Python 3 stdlib only.  Every wait has a deadline; every process started
+here is killed at exit; all traffic stays on 127.0.0.0/8.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "out")
+SQUID = "/usr/sbin/squid"
+TINYPROXY = "/usr/bin/tinyproxy"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# ------------------------------------------------------------ processes
+
+_procs = []                  # Popen objects, each the leader of its session
+_tmpdirs = []
+
+
+def spawn(argv, log=None, stdin=subprocess.DEVNULL, stdout=None):
+    """Start argv in a session of its own (so it and its children can be
+    found and killed); stderr (and stdout unless given) go to log."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        p = subprocess.Popen(argv, stdin=stdin,
+                             stdout=stdout if stdout is not None else out,
+                             stderr=out, start_new_session=True)
+    finally:
+        if log:
+            out.close()
+    _procs.append(p)
+    return p
+
+
+def session_pids(sid):
+    """Every process whose session id is sid (the leader we started and
+    whatever it forked: squid's kids, for one)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[3]) == sid:          # field 6: session
+            pids.append(int(d))
+    return pids
+
+
+def stop(p, grace=3.0):
+    """SIGTERM the leader, wait up to grace, then SIGKILL its session."""
+    if p.poll() is None:
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        except OSError:
+            pass
+    for pid in [p.pid] + session_pids(p.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    if p in _procs:
+        _procs.remove(p)
+
+
+def cleanup():
+    while _procs:
+        stop(_procs[-1], grace=1.0)
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _tmpdirs.clear()
+
+
+class Abort(BaseException):
+    pass
+
+
+def on_signal(signum, frame):
+    raise Abort("signal %d" % signum)
+
+
+# ------------------------------------------------------------ /proc
+
+
+def cpu_seconds(sid):
+    """user+sys CPU of all processes in the session (threads included)."""
+    total = 0
+    for pid in session_pids(sid):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])    # utime, stime
+    return total / CLK_TCK
+
+
+def rss_kb(sid):
+    """Sum of VmRSS over all processes in the session, KiB."""
+    total = 0
+    for pid in session_pids(sid):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        total += int(ln.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def tcp_conns(port):
+    """Connections (not LISTEN, not TIME_WAIT) with local port == port."""
+    n = 0
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                next(f)
+                for ln in f:
+                    parts = ln.split()
+                    if parts[3] not in ("0A", "06") and \
+                            int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except (OSError, StopIteration):
+            pass
+    return n
+
+
+def listening(port):
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                next(f)
+                for ln in f:
+                    parts = ln.split()
+                    if parts[3] == "0A" and \
+                            int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except (OSError, StopIteration):
+            pass
+    return False
+
+
+def free_port():
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def wait_for(pred, timeout, interval=0.05):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(interval)
+
+
+def run(argv, timeout):
+    """Run to completion (killed at the deadline): (rc, stdout, stderr)."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    _procs.append(p)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(p, grace=0)
+        out, err = p.communicate()
+    if p in _procs:
+        _procs.remove(p)
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def read_line(p, timeout):
+    """One line from p.stdout within timeout, or ''."""
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    return p.stdout.readline().decode(errors="replace") if r else ""
+
+
+# ------------------------------------------------------------ load generator
+
+
+def build_loadgen():
+    src = os.path.join(HERE, "loadgen.c")
+    exe = os.path.join(OUT, "loadgen")
+    if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
+        return exe
+    cc = os.environ.get("CC", "cc")
+    rc, out, err = run([cc, "-O2", "-Wall", "-o", exe, src], timeout=60)
+    if rc != 0:
+        sys.exit("bench: building loadgen failed:\n%s%s" % (out, err))
+    return exe
+
+
+def loadgen_json(argv, timeout):
+    rc, out, err = run(argv, timeout)
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "loadgen %s: rc=%r %s" % (argv[1], rc, err.strip()[-300:])}
+
+
+class Origin:
+    """loadgen origin: an echo port and a source port (sends BYTES per
+    connection).  It exits when we close its stdin."""
+
+    def __init__(self, lg, nbytes, logdir):
+        self.p = spawn([lg, "origin", str(nbytes)], log=os.path.join(logdir, "origin.err"),
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = read_line(self.p, 10)
+        if not line:
+            raise RuntimeError("origin did not start")
+        ports = json.loads(line)
+        self.echo, self.source = ports["echo"], ports["source"]
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        stop(self.p, grace=2)
+
+
+# ------------------------------------------------------------ proxies
+
+
+class Proxy:
+    name = "?"
+    grace = 3.0
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, self.name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o777)
+        self.port = None
+        self.p = None
+
+    def argv(self):
+        raise NotImplementedError
+
+    def write_conf(self):
+        raise NotImplementedError
+
+    def start(self, tries=3):
+        for _ in range(tries):
+            self.port = free_port()
+            self.write_conf()
+            self.p = spawn(self.argv(), log=os.path.join(self.dir, "stderr"))
+            if wait_for(lambda: listening(self.port) or self.p.poll() is not None, 20) \
+                    and self.p.poll() is None:
+                # squid listens in its kid; give the rest of it a moment
+                time.sleep(0.3)
+                return
+            stop(self.p)
+        raise RuntimeError("%s did not start:\n%s" % (self.name, self.errors()))
+
+    def errors(self):
+        try:
+            with open(os.path.join(self.dir, "stderr"), errors="replace") as f:
+                return f.read()[-1500:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.p:
+            stop(self.p, grace=self.grace)
+            self.p = None
+
+
+class Connectd(Proxy):
+    """log: "file" (its real configuration), "devnull" or "none"."""
+
+    def __init__(self, workdir, binpath, log="file", name="connectd"):
+        self.name = name
+        self.bin = binpath
+        self.log = log
+        super().__init__(workdir)
+        self.conf_path = os.path.join(self.dir, "connectd.conf")
+        self.extra = self.probe_extra()
+
+    def probe(self, line):
+        """True if `connectd -t` accepts a config with this line in it."""
+        path = os.path.join(self.dir, "probe.conf")
+        with open(path, "w") as f:
+            f.write("http_port 127.0.0.1:%d\n%s\n" % (free_port(), line))
+        rc, _, _ = run([self.bin, "-t", "-f", path], timeout=10)
+        return rc == 0
+
+    def probe_extra(self):
+        # With ACL support, allow everything (as squid and tinyproxy are
+        # configured); without it, connectd lets loopback clients go
+        # anywhere when there is no http_access line.
+        extra = []
+        if self.probe("http_access allow all"):
+            extra.append("http_access allow all")
+        if os.geteuid() == 0 and self.probe("cache_effective_user nobody"):
+            extra.append("cache_effective_user nobody")
+        return extra
+
+    def write_conf(self):
+        log = {"file": "access_log stdio:%s json" % os.path.join(self.dir, "access.log"),
+               "devnull": "access_log stdio:/dev/null json",
+               "none": "access_log none"}[self.log]
+        lines = ["http_port 127.0.0.1:%d" % self.port, log] + self.extra
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def argv(self):
+        return [self.bin, "-f", self.conf_path]
+
+
+class Squid(Proxy):
+    name = "squid"
+
+    def write_conf(self):
+        # as t/lib/harness.py's Squid runner, plus the kid process model
+        # Debian's squid.service uses (squid --foreground)
+        d = self.dir
+        lines = [
+            "http_port 127.0.0.1:%d" % self.port,
+            "pid_filename %s/squid.pid" % d,
+            "cache_log %s/cache.log" % d,
+            "coredump_dir %s" % d,
+            "cache deny all",
+            "pinger_enable off",
+            "shutdown_lifetime 0 seconds",
+            "dns_nameservers 127.0.0.1",
+            "netdb_filename none",
+            "logfile_rotate 0",
+            # no "deny CONNECT !SSL_ports": CONNECT to any port is allowed
+            "http_access allow all",
+            "access_log stdio:%s/access.log squid" % d,
+        ]
+        if os.geteuid() == 0:
+            lines.append("cache_effective_user proxy")
+        self.conf_path = os.path.join(d, "squid.conf")
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def argv(self):
+        return [SQUID, "--foreground", "-YC", "-f", self.conf_path]
+
+    def errors(self):
+        txt = super().errors()
+        try:
+            with open(os.path.join(self.dir, "cache.log"), errors="replace") as f:
+                txt += f.read()[-1500:]
+        except OSError:
+            pass
+        return txt
+
+
+class Tinyproxy(Proxy):
+    name = "tinyproxy"
+
+    def write_conf(self):
+        d = self.dir
+        lines = [
+            "Port %d" % self.port,
+            "Listen 127.0.0.1",
+            "Timeout 600",
+            'LogFile "%s/tinyproxy.log"' % d,
+            # Connect: one line per connection and its request, the nearest
+            # thing tinyproxy has to an access log
+            "LogLevel Connect",
+            'PidFile "%s/tinyproxy.pid"' % d,
+            # the default (100) is below the idle-tunnel count
+            "MaxClients 8192",
+            "Allow 127.0.0.0/8",
+            # no ConnectPort line: CONNECT to any port is allowed
+        ]
+        if os.geteuid() == 0:
+            lines[:0] = ["User nobody", "Group nogroup"]
+        self.conf_path = os.path.join(d, "tinyproxy.conf")
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def argv(self):
+        return [TINYPROXY, "-d", "-c", self.conf_path]
+
+
+# ------------------------------------------------------------ CPU accounting
+
+
+def machine_busy():
+    """CPU-seconds the whole machine has been busy (and stolen), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def own_cpu():
+    """CPU-seconds used by this script and everything it started: reaped
+    children from getrusage, live ones (proxies, origins) from /proc."""
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = sum(cpu_seconds(p.pid) for p in list(_procs) if p.poll() is None)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime + live
+
+
+class Background:
+    """How busy the rest of the machine was between start() and stop():
+    percent of all CPUs used by processes this script did not start."""
+
+    def __init__(self):
+        self.t = time.monotonic()
+        self.busy, self.steal = machine_busy()
+        self.own = own_cpu()
+
+    def pct(self):
+        dt = time.monotonic() - self.t
+        busy, steal = machine_busy()
+        other = (busy - self.busy) - (own_cpu() - self.own)
+        cap = dt * (os.cpu_count() or 1)
+        return {"other_pct": round(max(0.0, other) / cap * 100, 1) if cap > 0 else None,
+                "steal_pct": round((steal - self.steal) / cap * 100, 1) if cap > 0 else None}
+
+
+# ------------------------------------------------------------ measurements
+
+
+class Target:
+    def __init__(self, name, proxy):
+        self.name = name
+        self.proxy = proxy
+        self.origin = None
+        self.res = {"name": name, "bulk": [], "short": []}
+
+    @property
+    def sid(self):
+        return self.proxy.p.pid if self.proxy and self.proxy.p else None
+
+    @property
+    def port(self):
+        return self.proxy.port if self.proxy else 0
+
+    def alive(self):
+        if "error" in self.res:
+            return False
+        if self.proxy and self.proxy.p.poll() is not None:
+            self.res["error"] = "%s exited with status %r during the bench; stderr: %s" % (
+                self.name, self.proxy.p.returncode, self.proxy.errors()[-400:].strip())
+            return False
+        return True
+
+    def drain(self, timeout=10):
+        if self.proxy:
+            wait_for(lambda: tcp_conns(self.proxy.port) == 0, timeout)
+
+
+def measure_idle(lg, t, a):
+    """RSS of all the proxy's processes before and with a.idle idle tunnels
+    open (after a warm-up of 200 short tunnels)."""
+    warm = loadgen_json([lg, "tunnels", str(t.port), str(t.origin.echo), "200",
+                         "16", str(a.sources), "20"], timeout=30)
+    t.drain()
+    time.sleep(0.5)
+    before = rss_kb(t.sid)
+    p = spawn([lg, "idle", str(t.port), str(t.origin.echo), str(a.idle),
+               "64", str(a.sources), "60"], log=os.path.join(t.proxy.dir, "idle.err"),
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        line = read_line(p, 60)
+        res = json.loads(line) if line else {"error": "idle: no result from loadgen"}
+        last = [-1]
+
+        def settled():          # two equal readings in a row, at most 5 s
+            v = rss_kb(t.sid)
+            same = v == last[0]
+            last[0] = v
+            return same
+        wait_for(settled, 5, interval=0.3)
+        during = rss_kb(t.sid)
+    finally:
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+        stop(p, grace=5)
+    t.drain(15)
+    n = res.get("ok", 0)
+    return {"warmup_errors": warm.get("errors"), "ok": n,
+            "errors": res.get("errors"), "first_error": res.get("first_error"),
+            "error": res.get("error"),
+            "rss_before_kb": before, "rss_idle_kb": during,
+            "bytes_per_tunnel": (during - before) * 1024 / n if n else None}
+
+
+def measure_bulk(lg, t, a):
+    bg = Background()
+    c0 = cpu_seconds(t.sid) if t.sid else 0
+    r = loadgen_json([lg, "bulk", str(t.port), str(t.origin.source),
+                      str(a.bulk_bytes), "60"], timeout=70)
+    if t.sid and r.get("bytes"):
+        r["cpu_s_per_gb"] = (cpu_seconds(t.sid) - c0) / (r["bytes"] / 1e9)
+    r.update(bg.pct())
+    t.drain(5)
+    return r
+
+
+def measure_short(lg, t, a):
+    bg = Background()
+    c0 = cpu_seconds(t.sid) if t.sid else 0
+    r = loadgen_json([lg, "tunnels", str(t.port), str(t.origin.echo), str(a.tunnels),
+                      str(a.concurrency), str(a.sources), "90"], timeout=100)
+    if t.sid and r.get("ok"):
+        r["cpu_us_per_tunnel"] = (cpu_seconds(t.sid) - c0) / r["ok"] * 1e6
+    r.update(bg.pct())
+    t.drain(10)
+    return r
+
+
+def summarize(t):
+    res = t.res
+    good = [r for r in res["bulk"] if r.get("mbps") and not r.get("error")]
+    if good:
+        res["mbps"] = statistics.median(r["mbps"] for r in good)
+        res["mbps_range"] = (min(r["mbps"] for r in good), max(r["mbps"] for r in good))
+        cg = [r["cpu_s_per_gb"] for r in good if "cpu_s_per_gb" in r]
+        res["cpu_s_per_gb"] = statistics.median(cg) if cg else None
+    good = [r for r in res["short"] if r.get("ok")]
+    if good:
+        res["rate"] = statistics.median(r["rate"] for r in good)
+        res["rate_range"] = (min(r["rate"] for r in good), max(r["rate"] for r in good))
+        res["p99_ms"] = statistics.median(r["p99_ms"] for r in good)
+        cu = [r["cpu_us_per_tunnel"] for r in good if "cpu_us_per_tunnel" in r]
+        res["cpu_us_per_tunnel"] = statistics.median(cu) if cu else None
+    bgs = [r["other_pct"] for r in res["bulk"] + res["short"] if r.get("other_pct") is not None]
+    res["other_pct_max"] = max(bgs) if bgs else None
+    res["bytes_per_idle_tunnel"] = get(res, "idle", "bytes_per_tunnel")
+    res["rss_before_kb"] = get(res, "idle", "rss_before_kb")
+
+
+# ------------------------------------------------------------ report
+
+
+def version_of(argv):
+    try:
+        rc, out, err = run(argv, timeout=10)
+    except OSError:
+        return "not installed"
+    txt = (out + err).strip().splitlines()
+    return txt[0].strip() if txt else "?"
+
+
+def machine_info(a):
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name"):
+                    model = ln.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "connectd": "%s (%s)" % (version_of([a.connectd, "-V"]), a.connectd),
+        "squid": version_of([SQUID, "-v"]),
+        "tinyproxy": version_of([TINYPROXY, "-v"]),
+    }
+
+
+def fmt(v, spec="%.0f"):
+    return "-" if v is None else spec % v
+
+
+def ratio(x, base):
+    if x is None or not base:
+        return "-"
+    return "%.2fx" % (x / base)
+
+
+def get(d, *path):
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def with_range(v, rng):
+    if v is None:
+        return "-"
+    if not rng or rng[0] == rng[1]:
+        return "%.0f" % v
+    return "%.0f (%.0f-%.0f)" % (v, rng[0], rng[1])
+
+
+def report(results, info, a, bg):
+    by = {r["name"]: r for r in results}
+    sq = by.get("squid", {})
+    L = []
+    L.append("# connectd vs Squid vs tinyproxy, loopback")
+    L.append("")
+    L.append("- %s; %s CPUs (%s); Linux %s" % (info["date"], info["nproc"], info["cpu"],
+                                               info["kernel"]))
+    L.append("- %s; %s; %s" % (info["connectd"], info["squid"], info["tinyproxy"]))
+    L.append("- bulk: %.2f GB origin -> client through one tunnel, 1 MB = 10^6 bytes; "
+             "short: %d x (CONNECT + 1-byte echo + close), %d in flight, from %d source "
+             "addresses; idle: %d tunnels; %d rounds, targets interleaved, "
+             "median (min-max) over rounds" % (
+                 a.bulk_bytes / 1e9, a.tunnels, a.concurrency, a.sources, a.idle,
+                 a.rounds))
+    L.append("- CPU = user+sys of all the proxy's processes (from /proc); RSS = sum of "
+             "VmRSS of all its processes")
+    L.append("- other load on the machine during the run: %s%% of all CPUs on average "
+             "(max %s%% during one measurement); steal %s%%" % (
+                 fmt(bg.get("other_pct"), "%.0f"),
+                 fmt(max([r.get("other_pct_max") or 0 for r in results] or [0]), "%.0f"),
+                 fmt(bg.get("steal_pct"), "%.0f")))
+    L.append("")
+    L.append("| target | bulk MB/s | /squid | CPU s/GB | /squid | tunnels/s | /squid "
+             "| p99 ms | CPU us/tunnel | /squid | RSS/idle tunnel | /squid | RSS at start |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        mem = r.get("bytes_per_idle_tunnel")
+        base = r.get("rss_before_kb")
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["name"],
+            with_range(r.get("mbps"), r.get("mbps_range")), ratio(r.get("mbps"), sq.get("mbps")),
+            fmt(r.get("cpu_s_per_gb"), "%.2f"),
+            ratio(r.get("cpu_s_per_gb"), sq.get("cpu_s_per_gb")),
+            with_range(r.get("rate"), r.get("rate_range")), ratio(r.get("rate"), sq.get("rate")),
+            fmt(r.get("p99_ms"), "%.1f"),
+            fmt(r.get("cpu_us_per_tunnel")),
+            ratio(r.get("cpu_us_per_tunnel"), sq.get("cpu_us_per_tunnel")),
+            "-" if mem is None else "%.1f KB" % (mem / 1024),
+            ratio(mem, sq.get("bytes_per_idle_tunnel")),
+            "-" if base is None else "%.1f MB" % (base / 1024)))
+    L.append("")
+    L.append("/squid: above 1x is better for MB/s and tunnels/s, below 1x for CPU and "
+             "memory. KB = 1024 bytes.")
+    L.append("")
+    cd = by.get("connectd", {})
+    if cd and sq:
+        L.append("connectd/squid: bulk %s, tunnels/s %s, CPU per GB %s, CPU per tunnel %s, "
+                 "memory per idle tunnel %s." % (
+                     ratio(cd.get("mbps"), sq.get("mbps")),
+                     ratio(cd.get("rate"), sq.get("rate")),
+                     ratio(cd.get("cpu_s_per_gb"), sq.get("cpu_s_per_gb")),
+                     ratio(cd.get("cpu_us_per_tunnel"), sq.get("cpu_us_per_tunnel")),
+                     ratio(cd.get("bytes_per_idle_tunnel"), sq.get("bytes_per_idle_tunnel"))))
+    for other, what in (("connectd-devnull", "to /dev/null"), ("connectd-nolog",
+                                                                "off (access_log none)")):
+        o = by.get(other, {})
+        if cd.get("rate") and o.get("rate"):
+            L.append("connectd access log to a file vs %s: tunnels/s %.0f vs %.0f, "
+                     "CPU per tunnel %s vs %s us." % (
+                         what, cd["rate"], o["rate"], fmt(cd.get("cpu_us_per_tunnel")),
+                         fmt(o.get("cpu_us_per_tunnel"))))
+    notes = []
+    for r in results:
+        if r.get("error"):
+            notes.append("%s: %s" % (r["name"], r["error"]))
+        for part in ("idle", "bulk", "short"):
+            runs = r.get(part)
+            runs = runs if isinstance(runs, list) else [runs or {}]
+            for x in runs:
+                if x.get("error"):
+                    notes.append("%s %s: %s" % (r["name"], part, x["error"]))
+                if x.get("errors"):
+                    notes.append("%s %s: %d errors (first: %s)" % (
+                        r["name"], part, x["errors"], x.get("first_error")))
+                if x.get("unfinished"):
+                    notes.append("%s %s: %d unfinished at the deadline" % (
+                        r["name"], part, x["unfinished"]))
+    if notes:
+        L.append("")
+        L.append("Notes:")
+        for n in notes[:30]:
+            L.append("- " + n)
+    return "\n".join(L) + "\n"
+
+
+# ------------------------------------------------------------ main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--connectd", default=os.environ.get("CONNECTD"),
+                    help="connectd binary (default: $CONNECTD)")
+    ap.add_argument("--bulk-bytes", type=int, default=1 << 30,
+                    help="bytes per bulk stream (default 1 GiB)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="bulk and short runs per target, interleaved (default 3)")
+    ap.add_argument("--tunnels", type=int, default=20000,
+                    help="short tunnels per round (default 20000)")
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--idle", type=int, default=2000)
+    ap.add_argument("--sources", type=int, default=8,
+                    help="client source addresses 127.0.0.1..127.0.0.N (default 8)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated subset of: " + ",".join(TARGETS))
+    ap.add_argument("--quick", action="store_true",
+                    help="small counts, for a smoke test (seconds)")
+    ap.add_argument("--time-limit", type=float, default=420,
+                    help="abort and report what was measured after this many s")
+    a = ap.parse_args()
+    if not a.connectd or not os.access(a.connectd, os.X_OK):
+        ap.error("give the connectd binary: --connectd PATH or CONNECTD=PATH")
+    a.connectd = os.path.abspath(a.connectd)
+    if a.quick:
+        a.bulk_bytes, a.rounds, a.tunnels, a.idle = 100 << 20, 1, 2000, 200
+    # bounds, whatever the arguments say
+    a.bulk_bytes = max(1 << 20, min(a.bulk_bytes, 8 << 30))
+    a.rounds = max(1, min(a.rounds, 9))
+    a.tunnels = max(1, min(a.tunnels, 100000))
+    a.concurrency = max(1, min(a.concurrency, 1024))
+    a.idle = max(1, min(a.idle, 8000))     # RLIMIT_NOFILE here is 20000
+    a.sources = max(1, min(a.sources, 250))
+    only = [x for x in a.only.split(",") if x]
+    for x in only:
+        if x not in TARGETS:
+            ap.error("unknown target %r" % x)
+
+    os.makedirs(OUT, exist_ok=True)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(s, on_signal)
+    signal.alarm(int(a.time_limit))
+
+    t0 = time.monotonic()
+    lg = build_loadgen()
+    workdir = tempfile.mkdtemp(prefix="connectd-bench-")
+    os.chmod(workdir, 0o755)
+    _tmpdirs.append(workdir)
+    info = machine_info(a)
+    makers = {
+        "direct": lambda: None,
+        "connectd": lambda: Connectd(workdir, a.connectd, "file"),
+        "connectd-devnull": lambda: Connectd(workdir, a.connectd, "devnull",
+                                             name="connectd-devnull"),
+        "connectd-nolog": lambda: Connectd(workdir, a.connectd, "none",
+                                           name="connectd-nolog"),
+        "squid": lambda: Squid(workdir),
+        "tinyproxy": lambda: Tinyproxy(workdir),
+    }
+    installed = {"squid": SQUID, "tinyproxy": TINYPROXY}
+    targets = []
+    bg_all = Background()
+    aborted = None
+    try:
+        # every proxy up at once, each with an origin of its own (its own
+        # ports, so TIME_WAIT of one cannot starve another)
+        for name in TARGETS:
+            if only and name not in only:
+                continue
+            t = Target(name, None)
+            targets.append(t)
+            if name in installed and not os.access(installed[name], os.X_OK):
+                t.res["error"] = "not installed (%s)" % installed[name]
+                continue
+            try:
+                t.proxy = makers[name]()
+                t.origin = Origin(lg, a.bulk_bytes, t.proxy.dir if t.proxy else workdir)
+                if t.proxy:
+                    t.proxy.start()
+            except Exception as e:
+                t.res["error"] = "start: %s" % e
+        log = lambda m: sys.stderr.write("bench: %5.1fs %s\n" % (time.monotonic() - t0, m))
+        # memory first, on fresh proxies
+        for t in targets:
+            if t.proxy and t.alive():
+                log("%s: %d idle tunnels" % (t.name, a.idle))
+                t.res["idle"] = measure_idle(lg, t, a)
+        # then rounds; the order rotates so no target always goes first
+        for rnd in range(a.rounds):
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)] \
+                if targets else []
+            for t in order:
+                if not t.alive():
+                    continue
+                log("round %d: %s bulk" % (rnd + 1, t.name))
+                t.res["bulk"].append(measure_bulk(lg, t, a))
+                if not t.alive():
+                    continue
+                log("round %d: %s short tunnels" % (rnd + 1, t.name))
+                t.res["short"].append(measure_short(lg, t, a))
+                t.alive()
+    except Abort as e:
+        aborted = str(e)
+    finally:
+        signal.alarm(0)
+        bg = bg_all.pct()
+        for t in targets:
+            if t.proxy:
+                t.proxy.stop()
+            if t.origin:
+                t.origin.stop()
+        cleanup()
+
+    results = []
+    for t in targets:
+        summarize(t)
+        results.append(t.res)
+    if aborted:
+        results.append({"name": "(aborted)", "error": aborted})
+    text = report(results, info, a, bg)
+    sys.stdout.write(text)
+    with open(os.path.join(OUT, "results.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"machine": info, "args": vars(a), "background": bg,
+                   "results": results}, f, indent=1)
+    sys.stderr.write("bench: %.0f s; wrote %s\n" % (time.monotonic() - t0,
+                                                   os.path.join(OUT, "results.md")))
+    return 0 if not aborted else 1
+
+
+TARGETS = ["direct", "connectd", "connectd-devnull", "connectd-nolog", "squid", "tinyproxy"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,886 @@
+/* helper_pool.c: external ACL helper children: spawn, pipes, channel IDs, queue, restarts */
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connectd.h"
+#include "helper.h"
+
+#define HELPER_READ_CHUNK	4096
+#define HELPER_TICK		0.5	/* timeouts, backoff, retirement */
+
+extern char	**environ;
+
+static void	helper_child_read_cb(EV_P_ ev_io *, int);
+static void	helper_child_write_cb(EV_P_ ev_io *, int);
+static void	helper_child_err_cb(EV_P_ ev_io *, int);
+static void	helper_child_exit_cb(EV_P_ ev_child *, int);
+static void	helper_child_kill_cb(EV_P_ ev_timer *, int);
+static void	helper_pool_timer_cb(EV_P_ ev_timer *, int);
+static void	helper_pool_dispatch(struct helper_pool *);
+static void	helper_child_fail(struct helper_child *, const char *);
+static void	helper_child_close(struct helper_child *);
+
+static struct ev_loop *
+helper_loop(void)
+{
+	return worker_main->w_loop;
+}
+
+struct helper_def *
+helper_def_dup(const struct helper_def *hd)
+{
+	struct helper_def	*n;
+	size_t			 i, argc;
+
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return NULL;
+	*n = *hd;
+	n->hd_name = n->hd_text = NULL;
+	n->hd_argv = NULL;
+	for (argc = 0; hd->hd_argv[argc] != NULL; argc++)
+		;
+	if ((n->hd_name = strdup(hd->hd_name)) == NULL ||
+	    (n->hd_text = strdup(hd->hd_text)) == NULL ||
+	    (n->hd_argv = calloc(argc + 1, sizeof(char *))) == NULL)
+		goto fail;
+	for (i = 0; i < argc; i++)
+		if ((n->hd_argv[i] = strdup(hd->hd_argv[i])) == NULL)
+			goto fail;
+	return n;
+ fail:
+	helper_def_free(n);
+	return NULL;
+}
+
+void
+helper_def_free(struct helper_def *hd)
+{
+	size_t	i;
+
+	if (hd == NULL)
+		return;
+	if (hd->hd_argv != NULL)
+		for (i = 0; hd->hd_argv[i] != NULL; i++)
+			free(hd->hd_argv[i]);
+	free(hd->hd_argv);
+	free(hd->hd_name);
+	free(hd->hd_text);
+	free(hd);
+}
+
+struct helper_pool *
+helper_pool_new(const struct helper_def *hd)
+{
+	struct helper_pool	*hp;
+
+	if ((hp = calloc(1, sizeof(*hp))) == NULL)
+		return NULL;
+	if ((hp->hp_def = helper_def_dup(hd)) == NULL) {
+		free(hp);
+		return NULL;
+	}
+	hp->hp_active = 1;
+	TAILQ_INIT(&hp->hp_children);
+	TAILQ_INIT(&hp->hp_queue);
+	TAILQ_INIT(&hp->hp_lru);
+	ev_timer_init(&hp->hp_timer, helper_pool_timer_cb, HELPER_TICK,
+	    HELPER_TICK);
+	hp->hp_timer.data = hp;
+	ev_timer_start(helper_loop(), &hp->hp_timer);
+	helper_pool_dispatch(hp);
+	return hp;
+}
+
+static int
+helper_nonblock(int fd)
+{
+	int	fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+		return -1;
+	return 0;
+}
+
+static void
+helper_close(int *fd)
+{
+	if (*fd != -1) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* A child that failed fast makes the next start wait, doubling each time. */
+static void
+helper_pool_backoff(struct helper_pool *hp, ev_tstamp age)
+{
+	ev_tstamp	delay;
+
+	hp->hp_failed = 1;
+	if (age >= HELPER_QUICK_DEATH) {
+		hp->hp_deaths = 0;
+		return;
+	}
+	if (hp->hp_deaths < 16)
+		hp->hp_deaths++;
+	if (hp->hp_deaths <= 1)
+		return;
+	delay = 0.1 * (double)(1 << (hp->hp_deaths - 2));
+	if (delay > HELPER_BACKOFF_MAX)
+		delay = HELPER_BACKOFF_MAX;
+	hp->hp_spawn_after = ev_now(helper_loop()) + delay;
+}
+
+static struct helper_child *
+helper_child_spawn(struct helper_pool *hp)
+{
+	struct helper_def		*hd = hp->hp_def;
+	struct helper_child		*hc;
+	posix_spawn_file_actions_t	 fa;
+	posix_spawnattr_t		 sa;
+	sigset_t			 none, dfl;
+	int				 in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	int				 err[2] = { -1, -1 };
+	int				 fa_init = 0, sa_init = 0, rv;
+	size_t				 nslots;
+
+	if ((hc = calloc(1, sizeof(*hc))) == NULL) {
+		log_warn("helper %s: calloc", hd->hd_name);
+		return NULL;
+	}
+	hc->hc_in = hc->hc_out = hc->hc_err = -1;
+	nslots = hd->hd_concurrency > 0 ? (size_t)hd->hd_concurrency : 1;
+	if ((hc->hc_slots = calloc(nslots, sizeof(*hc->hc_slots))) == NULL) {
+		log_warn("helper %s: calloc", hd->hd_name);
+		goto fail;
+	}
+	hc->hc_nslots = nslots;
+	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
+	    pipe2(err, O_CLOEXEC) == -1) {
+		log_warn("helper %s: pipe", hd->hd_name);
+		goto fail;
+	}
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		goto fail;
+	fa_init = 1;
+	if (posix_spawnattr_init(&sa) != 0)
+		goto fail;
+	sa_init = 1;
+	/* libev blocks the signals it watches; the helper gets a clean slate */
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGHUP);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGUSR1);
+	sigaddset(&dfl, SIGUSR2);
+	sigaddset(&dfl, SIGCHLD);
+	sigaddset(&dfl, SIGALRM);
+	if (posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO) != 0 ||
+	    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO) != 0 ||
+	    posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO) != 0 ||
+	    posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)
+	    != 0 ||
+	    posix_spawnattr_setsigmask(&sa, &none) != 0 ||
+	    posix_spawnattr_setsigdefault(&sa, &dfl) != 0 ||
+	    posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF) != 0) {
+		log_warnx("helper %s: cannot set up the child", hd->hd_name);
+		goto fail;
+	}
+	/* a program name without a slash is looked up in PATH */
+	rv = posix_spawnp(&hc->hc_pid, hd->hd_argv[0], &fa, &sa,
+	    hd->hd_argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&sa);
+	fa_init = sa_init = 0;
+	if (rv != 0) {
+		log_warnx("helper %s: cannot start %s: %s", hd->hd_name,
+		    hd->hd_argv[0], strerror(rv));
+		goto fail;
+	}
+	helper_close(&in[0]);
+	helper_close(&out[1]);
+	helper_close(&err[1]);
+	hc->hc_in = in[1];
+	hc->hc_out = out[0];
+	hc->hc_err = err[0];
+	if (helper_nonblock(hc->hc_in) == -1 ||
+	    helper_nonblock(hc->hc_out) == -1 ||
+	    helper_nonblock(hc->hc_err) == -1)
+		log_warn("helper %s: fcntl", hd->hd_name);
+
+	hc->hc_pool = hp;
+	hc->hc_state = HC_RUNNING;
+	hc->hc_started = ev_now(helper_loop());
+	ev_io_init(&hc->hc_rio, helper_child_read_cb, hc->hc_out, EV_READ);
+	ev_io_init(&hc->hc_wio, helper_child_write_cb, hc->hc_in, EV_WRITE);
+	ev_io_init(&hc->hc_eio, helper_child_err_cb, hc->hc_err, EV_READ);
+	ev_child_init(&hc->hc_cw, helper_child_exit_cb, hc->hc_pid, 0);
+	ev_timer_init(&hc->hc_kill, helper_child_kill_cb, HELPER_KILL_WAIT, 0.);
+	hc->hc_rio.data = hc->hc_wio.data = hc->hc_eio.data = hc;
+	hc->hc_cw.data = hc->hc_kill.data = hc;
+	ev_io_start(helper_loop(), &hc->hc_rio);
+	ev_io_start(helper_loop(), &hc->hc_eio);
+	ev_child_start(helper_loop(), &hc->hc_cw);
+	TAILQ_INSERT_TAIL(&hp->hp_children, hc, hc_entry);
+	hp->hp_nrunning++;
+	hp->hp_st.hs_spawned++;
+	if (hp->hp_failed) {
+		hp->hp_st.hs_restarts++;
+		hp->hp_failed = 0;
+	}
+	log_info("helper %s[%ld]: started %s", hd->hd_name, (long)hc->hc_pid,
+	    hd->hd_argv[0]);
+	return hc;
+ fail:
+	if (fa_init)
+		posix_spawn_file_actions_destroy(&fa);
+	if (sa_init)
+		posix_spawnattr_destroy(&sa);
+	helper_close(&in[0]);
+	helper_close(&in[1]);
+	helper_close(&out[0]);
+	helper_close(&out[1]);
+	helper_close(&err[0]);
+	helper_close(&err[1]);
+	free(hc->hc_slots);
+	free(hc);
+	helper_pool_backoff(hp, 0.);
+	return NULL;
+}
+
+static void
+helper_child_free(struct helper_child *hc)
+{
+	struct ev_loop	*loop = helper_loop();
+
+	ev_io_stop(loop, &hc->hc_rio);
+	ev_io_stop(loop, &hc->hc_wio);
+	ev_io_stop(loop, &hc->hc_eio);
+	ev_child_stop(loop, &hc->hc_cw);
+	ev_timer_stop(loop, &hc->hc_kill);
+	helper_close(&hc->hc_in);
+	helper_close(&hc->hc_out);
+	helper_close(&hc->hc_err);
+	TAILQ_REMOVE(&hc->hc_pool->hp_children, hc, hc_entry);
+	free(hc->hc_slots);
+	free(hc->hc_wbuf);
+	free(hc->hc_rbuf);
+	free(hc);
+}
+
+static int
+helper_pool_can_spawn(struct helper_pool *hp)
+{
+	return hp->hp_active && !worker_main->w_stopping &&
+	    hp->hp_nrunning < hp->hp_def->hd_children_max &&
+	    ev_now(helper_loop()) >= hp->hp_spawn_after;
+}
+
+static int
+helper_child_free_slots(const struct helper_child *hc)
+{
+	return hc->hc_state == HC_RUNNING && hc->hc_inflight < hc->hc_nslots;
+}
+
+/* The least busy running child with room, or NULL. */
+static struct helper_child *
+helper_pool_pick(struct helper_pool *hp)
+{
+	struct helper_child	*hc, *best = NULL;
+
+	TAILQ_FOREACH(hc, &hp->hp_children, hc_entry) {
+		if (!helper_child_free_slots(hc))
+			continue;
+		if (best == NULL || hc->hc_inflight < best->hc_inflight)
+			best = hc;
+		if (hc->hc_inflight == 0)
+			break;
+	}
+	return best;
+}
+
+static void
+helper_child_flush(struct helper_child *hc)
+{
+	ssize_t	n;
+
+	while (hc->hc_wlen > 0) {
+		n = write(hc->hc_in, hc->hc_wbuf, hc->hc_wlen);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			ev_io_start(helper_loop(), &hc->hc_wio);
+			return;
+		}
+		if (n <= 0) {
+			/* the failure is handled from the loop, not from here */
+			hc->hc_werrno = n == -1 ? errno : EPIPE;
+			ev_feed_event(helper_loop(), &hc->hc_wio, EV_WRITE);
+			return;
+		}
+		memmove(hc->hc_wbuf, hc->hc_wbuf + n, hc->hc_wlen - (size_t)n);
+		hc->hc_wlen -= (size_t)n;
+	}
+	ev_io_stop(helper_loop(), &hc->hc_wio);
+}
+
+static int
+helper_child_send(struct helper_child *hc, struct helper_lookup *hl)
+{
+	struct helper_entry	*he = hl->hl_he;
+	char			 id[HELPER_ID_MAXLEN + 2];
+	size_t			 slot, need, idlen = 0;
+	char			*nb;
+
+	for (slot = hc->hc_hint; hc->hc_slots[slot] != NULL; ) {
+		if (++slot == hc->hc_nslots)
+			slot = 0;
+	}
+	if (hc->hc_pool->hp_def->hd_concurrency > 0)
+		idlen = (size_t)snprintf(id, sizeof(id), "%zu ", slot);
+	need = hc->hc_wlen + idlen + he->he_keylen + 1;
+	if (need > hc->hc_wcap) {
+		if ((nb = realloc(hc->hc_wbuf, need + 256)) == NULL)
+			return -1;
+		hc->hc_wbuf = nb;
+		hc->hc_wcap = need + 256;
+	}
+	memcpy(hc->hc_wbuf + hc->hc_wlen, id, idlen);
+	memcpy(hc->hc_wbuf + hc->hc_wlen + idlen, he->he_key, he->he_keylen);
+	hc->hc_wbuf[need - 1] = '\n';
+	hc->hc_wlen = need;
+	hc->hc_slots[slot] = hl;
+	hc->hc_inflight++;
+	hc->hc_hint = slot + 1 == hc->hc_nslots ? 0 : slot + 1;
+	hl->hl_child = hc;
+	hl->hl_slot = slot;
+	hl->hl_sends++;
+	hl->hl_sent = ev_time();
+	hc->hc_pool->hp_st.hs_requests++;
+	helper_child_flush(hc);
+	return 0;
+}
+
+static int
+helper_pool_idle_children(const struct helper_pool *hp)
+{
+	const struct helper_child	*hc;
+	int				 n = 0;
+
+	TAILQ_FOREACH(hc, &hp->hp_children, hc_entry)
+		if (hc->hc_state == HC_RUNNING && hc->hc_inflight == 0)
+			n++;
+	return n;
+}
+
+/*
+ * Hand a lookup to a child, start one if allowed, else queue it.  Returns
+ * NULL, or why it cannot be served: then the caller still owns it.
+ */
+const char *
+helper_pool_submit(struct helper_pool *hp, struct helper_lookup *hl)
+{
+	struct helper_child	*hc;
+
+	hl->hl_child = NULL;
+	hl->hl_pool = hp;
+	if ((hc = helper_pool_pick(hp)) == NULL && helper_pool_can_spawn(hp))
+		hc = helper_child_spawn(hp);
+	if (hc != NULL) {
+		if (helper_child_send(hc, hl) == -1)
+			return "helper_down";
+	} else if (hp->hp_nrunning == 0 && !helper_pool_can_spawn(hp)) {
+		hp->hp_st.hs_down++;
+		return "helper_down";
+	} else if (hp->hp_nqueued >= (size_t)hp->hp_def->hd_queue_size) {
+		hp->hp_st.hs_queue_full++;
+		return "queue_full";
+	} else {
+		TAILQ_INSERT_TAIL(&hp->hp_queue, hl, hl_entry);
+		hp->hp_nqueued++;
+	}
+	/* children-idle: keep some ahead of the load */
+	if (helper_pool_idle_children(hp) < hp->hp_def->hd_children_idle &&
+	    helper_pool_can_spawn(hp))
+		(void)helper_child_spawn(hp);
+	return NULL;
+}
+
+/* Queued lookups to free children; children up to children-startup. */
+static void
+helper_pool_dispatch(struct helper_pool *hp)
+{
+	struct helper_lookup	*hl;
+	struct helper_child	*hc;
+
+	while (hp->hp_active &&
+	    hp->hp_nrunning < hp->hp_def->hd_children_startup &&
+	    helper_pool_can_spawn(hp))
+		if (helper_child_spawn(hp) == NULL)
+			break;
+	while ((hl = TAILQ_FIRST(&hp->hp_queue)) != NULL) {
+		if ((hc = helper_pool_pick(hp)) == NULL &&
+		    helper_pool_can_spawn(hp))
+			hc = helper_child_spawn(hp);
+		if (hc == NULL)
+			break;
+		TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
+		hp->hp_nqueued--;
+		if (helper_child_send(hc, hl) == -1)
+			helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0,
+			    "helper_down");
+	}
+	/* nobody left to serve the queue */
+	if (hp->hp_nrunning == 0 && !helper_pool_can_spawn(hp)) {
+		while ((hl = TAILQ_FIRST(&hp->hp_queue)) != NULL) {
+			TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
+			hp->hp_nqueued--;
+			hp->hp_st.hs_down++;
+			helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0,
+			    "helper_down");
+		}
+	}
+	/* a retired pool's children go once their work is done */
+	if (!hp->hp_active && TAILQ_EMPTY(&hp->hp_queue))
+		TAILQ_FOREACH(hc, &hp->hp_children, hc_entry)
+			if (hc->hc_state == HC_RUNNING && hc->hc_inflight == 0)
+				helper_child_close(hc);
+}
+
+/* A lookup leaves its child (or the queue): send it elsewhere once, or fail. */
+static void
+helper_lookup_retry(struct helper_lookup *hl, const char *why)
+{
+	const char	*err;
+
+	hl->hl_child = NULL;
+	if (hl->hl_sends < 2 &&
+	    (err = helper_pool_submit(hl->hl_pool, hl)) == NULL)
+		return;
+	helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0, why);
+}
+
+/* Stop using a child: kill it, retry what it had, owe a restart. */
+static void
+helper_child_fail(struct helper_child *hc, const char *why)
+{
+	struct helper_pool	*hp = hc->hc_pool;
+	struct helper_lookup	*hl;
+	size_t			 i;
+
+	if (hc->hc_state == HC_DEAD)
+		return;
+	if (why != NULL)
+		log_warnx("helper %s[%ld]: %s; stopping it",
+		    hp->hp_def->hd_name, (long)hc->hc_pid, why);
+	if (hc->hc_state == HC_RUNNING)
+		hp->hp_nrunning--;
+	hc->hc_state = HC_DEAD;
+	ev_io_stop(helper_loop(), &hc->hc_rio);
+	ev_io_stop(helper_loop(), &hc->hc_wio);
+	helper_close(&hc->hc_in);
+	helper_close(&hc->hc_out);
+	if (!hc->hc_reaped)
+		(void)kill(hc->hc_pid, SIGKILL);
+	ev_timer_stop(helper_loop(), &hc->hc_kill);
+	helper_pool_backoff(hp, ev_now(helper_loop()) - hc->hc_started);
+	for (i = 0; i < hc->hc_nslots; i++) {
+		if ((hl = hc->hc_slots[i]) == NULL)
+			continue;
+		hc->hc_slots[i] = NULL;
+		hc->hc_inflight--;
+		helper_lookup_retry(hl, "helper_down");
+	}
+	helper_pool_dispatch(hp);
+}
+
+/* Close stdin: a helper exits on EOF.  It is killed if it does not. */
+static void
+helper_child_close(struct helper_child *hc)
+{
+	if (hc->hc_state != HC_RUNNING)
+		return;
+	hc->hc_state = HC_CLOSING;
+	hc->hc_pool->hp_nrunning--;
+	ev_io_stop(helper_loop(), &hc->hc_wio);
+	ev_io_stop(helper_loop(), &hc->hc_rio);
+	helper_close(&hc->hc_in);
+	helper_close(&hc->hc_out);
+	ev_timer_start(helper_loop(), &hc->hc_kill);
+}
+
+static void
+helper_child_kill_cb(EV_P_ ev_timer *t, int revents)
+{
+	struct helper_child	*hc = t->data;
+
+	log_warnx("helper %s[%ld]: still running %.0f s after EOF; killing it",
+	    hc->hc_pool->hp_def->hd_name, (long)hc->hc_pid, HELPER_KILL_WAIT);
+	(void)kill(hc->hc_pid, SIGKILL);
+}
+
+static void
+helper_child_malformed(struct helper_child *hc, const char *why,
+    const char *line, size_t len)
+{
+	char	buf[256], text[121];
+	size_t	i, n = len > 120 ? 120 : len;
+
+	/* the helper's bytes go into our log: printable ASCII only */
+	for (i = 0; i < n; i++)
+		text[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
+	text[n] = '\0';
+	hc->hc_pool->hp_st.hs_malformed++;
+	snprintf(buf, sizeof(buf), "malformed reply (%s): \"%s\"%s", why,
+	    text, len > 120 ? "..." : "");
+	helper_child_fail(hc, buf);
+}
+
+/* One reply line.  Returns -1 once the child has been stopped. */
+static int
+helper_child_line(struct helper_child *hc, char *line, size_t len)
+{
+	struct helper_pool	*hp = hc->hc_pool;
+	struct helper_reply	 rp;
+	struct helper_lookup	*hl;
+	const struct helper_kv	*kv;
+	char			 copy[128];
+	size_t			 slot = 0;
+	double			 wait;
+
+	/* the parser works in place; keep the start for the message */
+	snprintf(copy, sizeof(copy), "%.*s", (int)(len > 120 ? 120 : len),
+	    line);
+	if (helper_reply_parse(line, len, &rp) == -1) {
+		helper_child_malformed(hc, "empty line", copy, strlen(copy));
+		return -1;
+	}
+	if (rp.rp_result == HELPER_UNKNOWN) {
+		helper_child_malformed(hc, "not OK, ERR or BH", copy,
+		    strlen(copy));
+		return -1;
+	}
+	if (hp->hp_def->hd_concurrency > 0) {
+		if (rp.rp_id == NULL || rp.rp_idnum >= hc->hc_nslots ||
+		    hc->hc_slots[rp.rp_idnum] == NULL) {
+			helper_child_malformed(hc, "unknown channel ID", copy,
+			    strlen(copy));
+			return -1;
+		}
+		slot = (size_t)rp.rp_idnum;
+	} else if (rp.rp_id != NULL || hc->hc_slots[0] == NULL) {
+		helper_child_malformed(hc, rp.rp_id != NULL ?
+		    "channel ID without concurrency" : "nothing was asked",
+		    copy, strlen(copy));
+		return -1;
+	}
+	hl = hc->hc_slots[slot];
+	hc->hc_slots[slot] = NULL;
+	hc->hc_inflight--;
+	hl->hl_child = NULL;
+	wait = ev_time() - hl->hl_sent;
+	hp->hp_st.hs_wait_sum += wait;
+	if (wait > hp->hp_st.hs_wait_max)
+		hp->hp_st.hs_wait_max = wait;
+	switch (rp.rp_result) {
+	case HELPER_BH:
+		hp->hp_st.hs_bh++;
+		/* BH is retried once, then the answer is "undecided" */
+		if (hl->hl_bh++ == 0 && hl->hl_sends < 3 &&
+		    helper_pool_submit(hp, hl) == NULL)
+			break;
+		helper_lookup_done(hl, HELPER_BH, NULL, 0, "bh");
+		break;
+	default:
+		if (rp.rp_result == HELPER_OK)
+			hp->hp_st.hs_ok++;
+		else
+			hp->hp_st.hs_err++;
+		kv = helper_reply_get(&rp, "log");
+		helper_lookup_done(hl, rp.rp_result,
+		    kv != NULL ? kv->kv_value : NULL,
+		    kv != NULL ? kv->kv_valuelen : 0, NULL);
+		break;
+	}
+	return 0;
+}
+
+static void
+helper_child_read_cb(EV_P_ ev_io *io, int revents)
+{
+	struct helper_child	*hc = io->data;
+	struct helper_pool	*hp = hc->hc_pool;
+	char			*nl, *nb;
+	size_t			 off, len, cap;
+	ssize_t			 n;
+
+	for (;;) {
+		if (hc->hc_rcap - hc->hc_rlen < HELPER_READ_CHUNK) {
+			cap = hc->hc_rcap == 0 ? HELPER_READ_CHUNK * 2 :
+			    hc->hc_rcap * 2;
+			if (cap > HELPER_REPLY_MAX + HELPER_READ_CHUNK)
+				cap = HELPER_REPLY_MAX + HELPER_READ_CHUNK;
+			if (cap > hc->hc_rcap) {
+				if ((nb = realloc(hc->hc_rbuf, cap)) == NULL) {
+					helper_child_fail(hc, "out of memory");
+					goto out;
+				}
+				hc->hc_rbuf = nb;
+				hc->hc_rcap = cap;
+			}
+		}
+		n = read(hc->hc_out, hc->hc_rbuf + hc->hc_rlen,
+		    hc->hc_rcap - hc->hc_rlen - 1);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			helper_child_fail(hc, n == 0 ? "closed its stdout" :
+			    strerror(errno));
+			goto out;
+		}
+		hc->hc_rlen += (size_t)n;
+		off = 0;
+		while ((nl = memchr(hc->hc_rbuf + off, '\n',
+		    hc->hc_rlen - off)) != NULL) {
+			len = (size_t)(nl - (hc->hc_rbuf + off));
+			if (helper_child_line(hc, hc->hc_rbuf + off, len) == -1)
+				goto out;
+			off += len + 1;
+		}
+		memmove(hc->hc_rbuf, hc->hc_rbuf + off, hc->hc_rlen - off);
+		hc->hc_rlen -= off;
+		if (hc->hc_rlen > HELPER_REPLY_MAX) {
+			helper_child_malformed(hc, "line too long",
+			    hc->hc_rbuf, 64);
+			goto out;
+		}
+	}
+	helper_pool_dispatch(hp);
+ out:
+	helper_ready_run();
+}
+
+static void
+helper_child_write_cb(EV_P_ ev_io *io, int revents)
+{
+	struct helper_child	*hc = io->data;
+	char			 buf[128];
+
+	if (hc->hc_werrno == 0)
+		helper_child_flush(hc);
+	if (hc->hc_werrno != 0) {
+		snprintf(buf, sizeof(buf), "write: %s", strerror(hc->hc_werrno));
+		helper_child_fail(hc, buf);
+		helper_ready_run();
+	}
+}
+
+static void
+helper_child_err_line(struct helper_child *hc)
+{
+	if (hc->hc_elen == 0)
+		return;
+	log_warnx("helper %s[%ld]: %.*s", hc->hc_pool->hp_def->hd_name,
+	    (long)hc->hc_pid, (int)hc->hc_elen, hc->hc_ebuf);
+	hc->hc_elen = 0;
+}
+
+/* stderr, line by line; an over-long line is logged in pieces. */
+static void
+helper_child_err_drain(struct helper_child *hc)
+{
+	char	buf[HELPER_READ_CHUNK];
+	ssize_t	n, i;
+
+	while (hc->hc_err != -1) {
+		n = read(hc->hc_err, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			helper_child_err_line(hc);
+			ev_io_stop(helper_loop(), &hc->hc_eio);
+			helper_close(&hc->hc_err);
+			return;
+		}
+		for (i = 0; i < n; i++) {
+			if (buf[i] == '\n') {
+				helper_child_err_line(hc);
+				continue;
+			}
+			if (hc->hc_elen == sizeof(hc->hc_ebuf))
+				helper_child_err_line(hc);
+			hc->hc_ebuf[hc->hc_elen++] = buf[i];
+		}
+	}
+}
+
+static void
+helper_child_err_cb(EV_P_ ev_io *io, int revents)
+{
+	helper_child_err_drain(io->data);
+}
+
+static void
+helper_child_exit_cb(EV_P_ ev_child *cw, int revents)
+{
+	struct helper_child	*hc = cw->data;
+	struct helper_pool	*hp = hc->hc_pool;
+	char			 why[64];
+	int			 st = cw->rstatus;
+
+	ev_child_stop(EV_A, cw);
+	helper_child_err_drain(hc);
+	helper_child_err_line(hc);
+	if (WIFEXITED(st))
+		snprintf(why, sizeof(why), "exited with status %d",
+		    WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(why, sizeof(why), "killed by signal %d",
+		    WTERMSIG(st));
+	else
+		snprintf(why, sizeof(why), "gone (status %#x)", st);
+	hc->hc_reaped = 1;
+	if (hc->hc_state == HC_RUNNING) {
+		helper_child_fail(hc, why);
+	} else
+		log_info("helper %s[%ld]: %s", hp->hp_def->hd_name,
+		    (long)hc->hc_pid, why);
+	helper_child_free(hc);
+	helper_pool_dispatch(hp);
+	helper_ready_run();
+}
+
+void
+helper_pool_retire(struct helper_pool *hp)
+{
+	hp->hp_active = 0;
+	helper_pool_dispatch(hp);
+}
+
+void
+helper_pool_unref(struct helper_pool *hp)
+{
+	hp->hp_refs--;
+}
+
+int
+helper_pool_idle(const struct helper_pool *hp)
+{
+	return !hp->hp_active && hp->hp_refs == 0 && hp->hp_nlookups == 0 &&
+	    TAILQ_EMPTY(&hp->hp_children);
+}
+
+/* Requests that got no answer in time: their child is stuck. */
+static void
+helper_pool_timeouts(struct helper_pool *hp)
+{
+	struct helper_child	*hc, *next;
+	ev_tstamp		 now = ev_now(helper_loop());
+	char			 why[64];
+	size_t			 i;
+
+	for (hc = TAILQ_FIRST(&hp->hp_children); hc != NULL; hc = next) {
+		next = TAILQ_NEXT(hc, hc_entry);
+		if (hc->hc_state != HC_RUNNING || hc->hc_inflight == 0)
+			continue;
+		for (i = 0; i < hc->hc_nslots; i++) {
+			if (hc->hc_slots[i] == NULL ||
+			    now - hc->hc_slots[i]->hl_sent <
+			    hp->hp_def->hd_timeout)
+				continue;
+			snprintf(why, sizeof(why), "no answer in %.1f s",
+			    hp->hp_def->hd_timeout);
+			hp->hp_st.hs_timeouts++;
+			helper_child_fail(hc, why);
+			break;
+		}
+	}
+}
+
+static void
+helper_pool_timer_cb(EV_P_ ev_timer *t, int revents)
+{
+	struct helper_pool	*hp = t->data;
+
+	helper_pool_timeouts(hp);
+	helper_pool_dispatch(hp);
+	helper_ready_run();
+	if (helper_pool_idle(hp))
+		helper_pool_free(hp);
+}
+
+/*
+ * At exit: close every child's stdin, give them a moment, kill the rest.
+ * Blocking is fine here; the loop is over.
+ */
+void
+helper_pool_kill_all(struct helper_pool *hp)
+{
+	struct helper_child	*hc;
+	struct helper_lookup	*hl;
+	struct timespec		 ts = { 0, 20 * 1000 * 1000 };
+	int			 i, left, st;
+	size_t			 j;
+
+	ev_timer_stop(helper_loop(), &hp->hp_timer);
+	TAILQ_FOREACH(hc, &hp->hp_children, hc_entry) {
+		helper_close(&hc->hc_in);
+		ev_child_stop(helper_loop(), &hc->hc_cw);
+	}
+	for (i = 0; i < 50; i++) {
+		left = 0;
+		TAILQ_FOREACH(hc, &hp->hp_children, hc_entry) {
+			if (hc->hc_reaped)
+				continue;
+			if (waitpid(hc->hc_pid, &st, WNOHANG) == 0)
+				left++;
+			else
+				hc->hc_reaped = 1;
+		}
+		if (left == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	while ((hc = TAILQ_FIRST(&hp->hp_children)) != NULL) {
+		if (!hc->hc_reaped) {
+			(void)kill(hc->hc_pid, SIGKILL);
+			(void)waitpid(hc->hc_pid, &st, 0);
+			hc->hc_reaped = 1;
+		}
+		helper_child_err_drain(hc);
+		helper_child_err_line(hc);
+		for (j = 0; j < hc->hc_nslots; j++) {
+			if ((hl = hc->hc_slots[j]) == NULL)
+				continue;
+			hc->hc_slots[j] = NULL;
+			helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0,
+			    "helper_down");
+		}
+		if (hc->hc_state == HC_RUNNING)
+			hp->hp_nrunning--;
+		helper_child_free(hc);
+	}
+	while ((hl = TAILQ_FIRST(&hp->hp_queue)) != NULL) {
+		TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
+		hp->hp_nqueued--;
+		helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0, "helper_down");
+	}
+}
