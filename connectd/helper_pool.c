@@ -696,7 +696,8 @@ helper_child_err_line(struct helper_child *hc)
 {
 	if (hc->hc_elen == 0)
 		return;
-	log_warnx("helper %s[%ld]: %.*s", hc->hc_pool->hp_def->hd_name,
+	/* what a helper says on stderr is passed on, like Squid's cache.log */
+	log_info("helper %s[%ld]: %.*s", hc->hc_pool->hp_def->hd_name,
 	    (long)hc->hc_pid, (int)hc->hc_elen, hc->hc_ebuf);
 	hc->hc_elen = 0;
 }

@@ -18,7 +18,10 @@ Expectations (each denial: 403, logged close=denied with the rule):
 - CONNECT meta.test:443 (hosts_file: 169.254.169.254) -> deny to_linklocal
 - CONNECT 10.0.0.1:8443 (a port other than 443) -> deny CONNECT !SSL_ports
 - CONNECT 10.0.0.1:443 from localhost and from localnet 10.0.0.2: allowed
-- a client from 203.0.113.5 (not localnet)      -> http_access deny all"""
+- a client from 203.0.113.5 (not localnet)      -> http_access deny all
+- other spellings of loopback (2130706433, 127.1, 0x7f.0.0.1, 0177.0.0.1,
+  localhost) are never tunnelled: 403, or 503 when the resolver reads
+  them as something else or not at all"""
 import os
 import sys
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
@@ -66,6 +69,11 @@ with h.Connectd(conf) as cd:
                      origin=o[("169.254.169.254", 443)])
     pu.expect_denied(cd, "10.0.0.1:8443", PORTS, "a port other than 443",
                      origin=o[("10.0.0.1", 8443)])
+    for odd in ("2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", "localhost"):
+        st, head, rec = pu.attempt(cd, "%s:443" % odd)
+        ok(st in (403, 503) and (rec or {}).get("server_ip") is None,
+           "%s:443 (another spelling of loopback) is not tunnelled (%r, %r)" % (
+               odd, st, (rec or {}).get("rule") or (rec or {}).get("close")))
     pu.check(cd, "10.0.0.1:443", "allow", "443 on another host, from localhost")
     pu.check(cd, "fine.test:443", "allow", "a name, from localnet 10.0.0.2",
              host="10.0.0.1", source="10.0.0.2")
