@@ -1,1 +1,18 @@
 EXTRA_DIST += conf/connectd.conf conf/connectd-kubernetes.conf conf/pods.example.json
+
+# The shipped config names its example pods file relative to the source
+# tree; the installed copy names the installed file.  An existing config
+# is never overwritten.
+confdir = $(sysconfdir)/connectd
+conf_DATA = conf/pods.example.json
+doc_DATA = conf/connectd-kubernetes.conf README.md
+
+install-data-local:
+	$(MKDIR_P) $(DESTDIR)$(confdir)
+	if [ ! -f $(DESTDIR)$(confdir)/connectd.conf ]; then \
+	  sed 's|file:conf/pods.example.json|file:$(confdir)/pods.example.json|' \
+	    $(srcdir)/conf/connectd.conf > $(DESTDIR)$(confdir)/connectd.conf; \
+	fi
+
+uninstall-local:
+	rm -f $(DESTDIR)$(confdir)/connectd.conf

@@ -1,6 +1,7 @@
 /* http.c: CONNECT request head parser and canned error replies */
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -199,6 +200,42 @@ http_version(const char *p, size_t n, int complete, struct http_request *req)
 	return (0);
 }
 
+/*
+ * A name whose last label is a number is an IPv4 address, and only the
+ * dotted-quad form is unambiguous: resolvers read 0177.0.0.1, 127.1 or
+ * 2130706433 differently (RFC 1123 2.1; no top-level label is numeric).
+ */
+static int
+http_numeric_host(const char *p, size_t n)
+{
+	char		 addr[INET_ADDRSTRLEN];
+	struct in_addr	 in;
+	const char	*label;
+	size_t		 len, i;
+
+	if (n > 0 && p[n - 1] == '.')
+		n--;
+	for (label = p + n; label > p && label[-1] != '.'; label--)
+		;
+	len = (size_t)(p + n - label);
+	if (len == 0)
+		return (0);
+	i = 0;
+	if (len > 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X'))
+		for (i = 2; i < len && isxdigit((unsigned char)label[i]); i++)
+			;
+	else
+		for (; i < len && isdigit((unsigned char)label[i]); i++)
+			;
+	if (i < len)
+		return (0);
+	if (n >= sizeof(addr))
+		return (-1);
+	memcpy(addr, p, n);
+	addr[n] = '\0';
+	return (inet_pton(AF_INET, addr, &in) == 1 ? 0 : -1);
+}
+
 /* authority-form: host ":" port, or "[" IPv6 "]" ":" port */
 static int
 http_authority(const char *p, size_t n, struct http_request *req)
@@ -244,6 +281,8 @@ http_authority(const char *p, size_t n, struct http_request *req)
 		for (i = 0; i < req->hr_host_len; i++)
 			if (!http_hostchar(p[i]))
 				return (http_fail(req, 400, "bad host"));
+		if (http_numeric_host(p, req->hr_host_len) == -1)
+			return (http_fail(req, 400, "ambiguous numeric host"));
 	}
 	colon++;
 	return (http_port(colon, p + n - colon, req));

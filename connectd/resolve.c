@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ares.h>
 
@@ -248,6 +249,31 @@ resolve_done_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 }
 
 /*
+ * "localhost" is the loopback addresses (RFC 6761 6.3), answered here:
+ * c-ares 1.18 also leaks a copy of the name on every such lookup.
+ */
+static int
+resolve_localhost(const char *host, uint16_t port, resolve_cb cb, void *arg)
+{
+	struct sockaddr_storage	 addrs[2];
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&addrs[0];
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&addrs[1];
+
+	if (strcasecmp(host, "localhost") != 0 &&
+	    strcasecmp(host, "localhost.") != 0)
+		return -1;
+	memset(addrs, 0, sizeof(addrs));
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_addr = in6addr_loopback;
+	sin6->sin6_port = htons(port);
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin->sin_port = htons(port);
+	cb(arg, 0, addrs, 2, NULL);
+	return 0;
+}
+
+/*
  * Returns the query to cancel, or NULL when the callback has already run
  * (a literal, /etc/hosts, or an error).
  */
@@ -259,6 +285,8 @@ resolve_start(struct worker *w, const char *host, uint16_t port,
 	struct resolve_query		*q;
 	struct ares_addrinfo_hints	 hints;
 
+	if (resolve_localhost(host, port, cb, arg) == 0)
+		return NULL;
 	if ((q = calloc(1, sizeof(*q))) == NULL) {
 		cb(arg, -1, NULL, 0, "out of memory");
 		return NULL;

@@ -19,9 +19,9 @@ Expectations (each denial: 403, logged close=denied with the rule):
 - CONNECT 10.0.0.1:8443 (a port other than 443) -> deny CONNECT !SSL_ports
 - CONNECT 10.0.0.1:443 from localhost and from localnet 10.0.0.2: allowed
 - a client from 203.0.113.5 (not localnet)      -> http_access deny all
-- other spellings of loopback (2130706433, 127.1, 0x7f.0.0.1, 0177.0.0.1,
-  localhost) are never tunnelled: 403, or 503 when the resolver reads
-  them as something else or not at all"""
+- other numeric spellings of loopback (2130706433, 127.1, 0x7f.0.0.1,
+  0177.0.0.1): 400 "ambiguous numeric host", since resolvers read them
+  differently; localhost: 403 by to_localhost"""
 import os
 import sys
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
@@ -69,11 +69,17 @@ with h.Connectd(conf) as cd:
                      origin=o[("169.254.169.254", 443)])
     pu.expect_denied(cd, "10.0.0.1:8443", PORTS, "a port other than 443",
                      origin=o[("10.0.0.1", 8443)])
-    for odd in ("2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", "localhost"):
+    # resolvers disagree on these (0177.0.0.1 is 127.0.0.1 to inet_aton and
+    # 177.0.0.1 to c-ares): a numeric last label must be a dotted quad
+    for odd in ("2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1"):
         st, head, rec = pu.attempt(cd, "%s:443" % odd)
-        ok(st in (403, 503) and (rec or {}).get("server_ip") is None,
-           "%s:443 (another spelling of loopback) is not tunnelled (%r, %r)" % (
-               odd, st, (rec or {}).get("rule") or (rec or {}).get("close")))
+        ok(st == 400 and (rec or {}).get("detail") == "ambiguous numeric host"
+           and (rec or {}).get("server_ip") is None,
+           "%s:443 (another spelling of loopback) is refused as ambiguous (%r, %r)" % (
+               odd, st, (rec or {}).get("detail")))
+    st, head, rec = pu.attempt(cd, "localhost:443")
+    ok(st == 403 and (rec or {}).get("rule") == "http_access deny to_localhost",
+       "localhost:443 is denied by to_localhost (%r, %r)" % (st, (rec or {}).get("rule")))
     pu.check(cd, "10.0.0.1:443", "allow", "443 on another host, from localhost")
     pu.check(cd, "fine.test:443", "allow", "a name, from localnet 10.0.0.2",
              host="10.0.0.1", source="10.0.0.2")
