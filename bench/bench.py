@@ -3,17 +3,21 @@
 
     python3 bench/bench.py --connectd /tmp/b-bench/connectd/connectd
 
-Builds bench/loadgen.c into bench/out/loadgen, then for each target
-(direct, connectd, connectd with its log to /dev/null, squid, tinyproxy):
-starts the proxy on a free 127.0.0.1 port and a fresh origin, and measures
+Builds bench/loadgen.c into bench/out/loadgen, starts every target at once
+(direct, connectd with its access log to a file, to /dev/null and off,
+squid, tinyproxy), each on a free 127.0.0.1 port with an origin of its own,
+and measures
 
-  idle   RSS per idle tunnel (all of the proxy's processes, after a warm-up)
-  bulk   one stream through a tunnel, MB/s, median of --bulk-runs
+  idle   RSS per idle tunnel (all of the proxy's processes, after a warm-up),
+         once per proxy, first
+  bulk   one stream origin -> client through a tunnel, MB/s
   short  CONNECT + 1-byte echo + close, --concurrency in flight, tunnels/s
 
-plus the proxy's CPU time (user+sys, from /proc) during bulk and short.
-Prints a Markdown table and writes it to bench/out/results.md (and the raw
-figures to bench/out/results.json).  See bench/README.md.
+with bulk and short repeated for --rounds rounds, targets interleaved (the
+order rotates), reported as median (min-max); plus the proxy's CPU time
+(user+sys, from /proc) during bulk and short, and how busy the rest of the
+machine was.  Prints a Markdown table and writes it to bench/out/results.md
+(and the raw figures to bench/out/results.json).  See bench/README.md.
 
 Python 3 stdlib only.  Every wait has a deadline; every process started
 here is killed at exit; all traffic stays on 127.0.0.0/8.
@@ -116,7 +120,7 @@ class Abort(BaseException):
 
 
 def on_signal(signum, frame):
-    raise Abort("signal %d" % signum)
+    raise Abort(signum)
 
 
 # ------------------------------------------------------------ /proc
@@ -375,7 +379,17 @@ class Squid(Proxy):
             # no "deny CONNECT !SSL_ports": CONNECT to any port is allowed
             "http_access allow all",
             "access_log stdio:%s/access.log squid" % d,
+            # Squid looks up every client address in DNS (PTR); 127.0.0.1 is
+            # answered by /etc/hosts, the other source addresses would go to
+            # dns_nameservers, where nothing answers on this machine, and
+            # the pending queries pile up (CPU and ~8 KB each).  A resolver
+            # would answer at once: so does this hosts file.
+            "hosts_file %s/hosts" % d,
         ]
+        with open(os.path.join(d, "hosts"), "w") as f:
+            f.write("127.0.0.1 localhost\n")
+            f.write("".join("127.0.0.%d bench-src%d\n" % (i, i)
+                            for i in range(2, 251)))
         if os.geteuid() == 0:
             lines.append("cache_effective_user proxy")
         self.conf_path = os.path.join(d, "squid.conf")
@@ -730,8 +744,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connectd", default=os.environ.get("CONNECTD"),
                     help="connectd binary (default: $CONNECTD)")
-    ap.add_argument("--bulk-bytes", type=int, default=1 << 30,
-                    help="bytes per bulk stream (default 1 GiB)")
+    ap.add_argument("--bulk-bytes", type=int, default=2 << 30,
+                    help="bytes per bulk stream (default 2 GiB)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="bulk and short runs per target, interleaved (default 3)")
     ap.add_argument("--tunnels", type=int, default=20000,
@@ -744,7 +758,7 @@ def main():
                     help="comma-separated subset of: " + ",".join(TARGETS))
     ap.add_argument("--quick", action="store_true",
                     help="small counts, for a smoke test (seconds)")
-    ap.add_argument("--time-limit", type=float, default=420,
+    ap.add_argument("--time-limit", type=float, default=300,
                     help="abort and report what was measured after this many s")
     a = ap.parse_args()
     if not a.connectd or not os.access(a.connectd, os.X_OK):
@@ -805,6 +819,8 @@ def main():
                 t.origin = Origin(lg, a.bulk_bytes, t.proxy.dir if t.proxy else workdir)
                 if t.proxy:
                     t.proxy.start()
+                    with open(t.proxy.conf_path) as f:
+                        t.res["config"] = f.read()
             except Exception as e:
                 t.res["error"] = "start: %s" % e
         log = lambda m: sys.stderr.write("bench: %5.1fs %s\n" % (time.monotonic() - t0, m))
@@ -828,7 +844,8 @@ def main():
                 t.res["short"].append(measure_short(lg, t, a))
                 t.alive()
     except Abort as e:
-        aborted = str(e)
+        aborted = ("time limit (--time-limit %.0f s) reached" % a.time_limit
+                   if e.args[0] == signal.SIGALRM else "stopped by signal %d" % e.args[0])
     finally:
         signal.alarm(0)
         bg = bg_all.pct()
