@@ -21,6 +21,7 @@ struct worker		*worker_main;
 
 static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer		 shutdown_timer;
+static ev_prepare	 log_kick;
 
 static void
 usage(void)
@@ -75,6 +76,13 @@ reload(struct worker *w)
 	conf_unref(old);
 	listener_limit(w);
 	log_info("configuration reloaded from %s", conf->c_path);
+}
+
+/* Before the loop sleeps: hand this turn's log lines to the writers. */
+static void
+log_kick_cb(EV_P_ ev_prepare *p, int revents)
+{
+	sink_kick_all();
 }
 
 static void
@@ -238,6 +246,8 @@ main(int argc, char *argv[])
 	ev_signal_start(w->w_loop, &sig_hup);
 	ev_signal_start(w->w_loop, &sig_usr1);
 	ev_init(&shutdown_timer, shutdown_timer_cb);
+	ev_prepare_init(&log_kick, log_kick_cb);
+	ev_prepare_start(w->w_loop, &log_kick);
 	log_info("connectd %s started with %s", PACKAGE_VERSION, path);
 
 	ev_run(w->w_loop, 0);
@@ -246,6 +256,7 @@ main(int argc, char *argv[])
 	helper_shutdown(w);
 	stats_log(w);
 	ev_timer_stop(w->w_loop, &shutdown_timer);
+	ev_prepare_stop(w->w_loop, &log_kick);
 	ev_signal_stop(w->w_loop, &sig_term);
 	ev_signal_stop(w->w_loop, &sig_int);
 	ev_signal_stop(w->w_loop, &sig_hup);

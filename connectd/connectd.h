@@ -208,6 +208,7 @@ struct listener {
 	ev_io			 l_io;
 	struct worker		*l_worker;
 	int			 l_mark;	/* reload bookkeeping */
+	int			 l_wildcard;	/* bound to 0.0.0.0 or [::] */
 	TAILQ_ENTRY(listener)	 l_entry;
 };
 
@@ -365,6 +366,7 @@ char	*logformat_render(const struct logformat *, const struct logrec *,
 struct sink *sink_open(const char *, size_t, char *, size_t);
 void	 sink_release(struct sink *);
 void	 sink_push(struct sink *, char *, size_t);
+void	 sink_kick_all(void);
 void	 sink_reopen_all(void);
 void	 sink_flush_all(double);
 void	 sink_stats_log(void);

@@ -32,6 +32,7 @@ struct sink {
 	int			 s_fd;		/* the writer thread's, once started */
 	pthread_t		 s_thread;
 	int			 s_joined;
+	int			 s_kick;	/* lines pushed since sink_kick_all() */
 	TAILQ_ENTRY(sink)	 s_entry;	/* loop thread only */
 
 	/* shared with the writer thread, under s_mtx */
@@ -48,6 +49,7 @@ struct sink {
 	int			 s_stop;	/* drain, close, exit */
 	int			 s_abort;	/* exit now, dropping the rest */
 	int			 s_exited;
+	int			 s_sleeping;	/* the writer waits on s_wake */
 	uint64_t		 s_written;
 	uint64_t		 s_dropped;
 	uint64_t		 s_errors;	/* lines lost to write errors */
@@ -206,7 +208,8 @@ sink_push(struct sink *s, char *line, size_t len)
 		s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_len = len;
 		s->s_qlen++;
 		s->s_bytes += len;
-		pthread_cond_signal(&s->s_wake);
+		/* the writer is woken once per loop turn: sink_kick_all() */
+		s->s_kick = 1;
 	}
 	pthread_mutex_unlock(&s->s_mtx);
 	if (drop)
@@ -327,7 +330,9 @@ sink_main(void *arg)
 		    !s->s_abort) {
 			if (s->s_dropped == s->s_rep_dropped &&
 			    s->s_errors == s->s_rep_errors) {
+				s->s_sleeping = 1;
 				pthread_cond_wait(&s->s_wake, &s->s_mtx);
+				s->s_sleeping = 0;
 				continue;
 			}
 			/* unreported drops: wake up in time to report them */
@@ -339,8 +344,10 @@ sink_main(void *arg)
 			}
 			deadline.tv_sec = s->s_rep_time + SINK_REPORT_INTERVAL;
 			deadline.tv_nsec = 0;
+			s->s_sleeping = 1;
 			pthread_cond_timedwait(&s->s_wake, &s->s_mtx,
 			    &deadline);
+			s->s_sleeping = 0;
 		}
 		if (s->s_abort) {
 			while (s->s_qlen > 0) {
@@ -401,6 +408,27 @@ sink_main(void *arg)
 	pthread_cond_broadcast(&s->s_idle);
 	pthread_mutex_unlock(&s->s_mtx);
 	return (NULL);
+}
+
+/*
+ * Wake the writers that have new lines and are asleep.  Called once per
+ * event loop turn (ev_prepare), so that a busy loop hands over its lines
+ * in batches instead of waking a thread for each one.
+ */
+void
+sink_kick_all(void)
+{
+	struct sink	*s;
+
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		if (!s->s_kick)
+			continue;
+		s->s_kick = 0;
+		pthread_mutex_lock(&s->s_mtx);
+		if (s->s_sleeping)
+			pthread_cond_signal(&s->s_wake);
+		pthread_mutex_unlock(&s->s_mtx);
+	}
 }
 
 void
