@@ -3,8 +3,9 @@
 #   ./build.sh deps    install the Debian packages (needs root or sudo)
 #   ./build.sh build   configure and build in ./build (out of tree)
 #   ./build.sh run     deps + build, then connectd in the foreground on conf/connectd.conf
-#   ./build.sh test    deps + build with -Werror, the suite, the suite under ASan+UBSan,
-#                      and a short libFuzzer run of every harness
+#   ./build.sh test    deps + build with -Werror, make distcheck (which runs the
+#                      suite), the suite under ASan+UBSan, and a short libFuzzer
+#                      run of every harness
 set -eu
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -53,17 +54,20 @@ build() {
 PASSED=0
 FAILED=0
 suite() {
-	dir=$1; name=$2
+	dir=$1; name=$2; target=$3
 	echo "== $name"
 	log=$dir/prove.log
 	set +e
-	(cd "$dir" && make -s check) 2>&1 | tee "$log"
+	(cd "$dir" && make -s $target) >"$log" 2>&1
+	rc=$?
 	set -e
+	grep -v '^checking \|^config' "$log" | sed -n '/^[0-9][0-9]-.*\.t \.\./,$p'
 	p=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
 	f=$(grep -c '^not ok' "$log" || true)
-	if grep -q '^Result: PASS' "$log"; then
+	if [ "$rc" = 0 ] && grep -q '^Result: PASS' "$log"; then
 		PASSED=$((PASSED + ${p:-0}))
 	else
+		[ "$rc" = 0 ] || tail -30 "$log"
 		FAILED=$((FAILED + ${f:-0} + 1))
 		PASSED=$((PASSED + ${p:-0} - ${f:-0}))
 	fi
@@ -87,11 +91,13 @@ run)
 test)
 	deps test
 	build "$top/build" --enable-werror
-	suite "$top/build" "suite"
+	# distcheck: the tarball builds with -Werror and passes the suite
+	suite "$top/build" "make distcheck (the whole suite, -Werror)" \
+	    "distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror"
 	build "$top/build-asan" --enable-werror --enable-sanitizers CC=clang
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    suite "$top/build-asan" "suite under ASan+UBSan"
+	    suite "$top/build-asan" "the suite under ASan+UBSan" check
 	if [ -x "$top/fuzz/run.sh" ]; then
 		echo "== fuzz"
 		if "$top/fuzz/run.sh" "${FUZZ_SECONDS:-60}"; then
