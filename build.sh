@@ -61,7 +61,7 @@ suite() {
 	(cd "$dir" && make -s $target) >"$log" 2>&1
 	rc=$?
 	set -e
-	grep -v '^checking \|^config' "$log" | sed -n '/^[0-9][0-9]-.*\.t \.\./,$p'
+	sed -n '/^[0-9][0-9]-.*\.t \.\./,/^Result:/p' "$log"
 	p=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
 	f=$(grep -c '^not ok' "$log" || true)
 	if [ "$rc" = 0 ] && grep -q '^Result: PASS' "$log"; then

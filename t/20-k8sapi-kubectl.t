@@ -4,6 +4,7 @@
 # the way they fail against a real kube-apiserver.
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -153,8 +154,10 @@ try:
     tap.ok(txt is not None, "kubectl get pods -A -w prints the initial table")
     api.wait_for(lambda: api.open_watches() >= 1, 15)
     api.add_pod(k8sapi.make_pod("job-runner-xyz12", "10.244.1.8", namespace="ci", owner="Job"))
-    txt = w.read_until(lambda t: "job-runner-xyz12" in t, 15)
-    tap.like(txt, r"(?m)^ci\s+job-runner-xyz12\s+1/1\s+Running\s+0\s+\d+s", "... and a row for the added pod")
+    row = r"(?m)^ci\s+job-runner-xyz12\s+1/1\s+Running\s+0\s+\d+s"
+    # wait for the whole row, not just the name: kubectl may be mid-line
+    txt = w.read_until(lambda t: re.search(row, t) is not None, 15)
+    tap.like(txt or w.buf.decode(), row, "... and a row for the added pod")
     w.kill()
 
     # ---- watch protocol details kubectl does not show
