@@ -16,7 +16,7 @@ RUN_DEPS="ca-certificates"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
-	util-linux"
+	util-linux libclang-rt-dev"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
