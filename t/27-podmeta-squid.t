@@ -121,6 +121,11 @@ try:
             os.chmod(f, 0o644)
     port = free_port()
     args = " ".join(api.podmeta_args() + ["--annotations", "^team$", "--sync-wait", "10"])
+    # squid runs helpers as `proxy`, which may not reach the build (a 0700
+    # home): it gets a copy in its own directory
+    pm = os.path.join(d, "podmeta")
+    shutil.copy2(pu.PODMETA, pm)
+    os.chmod(pm, 0o755)
     conf = os.path.join(d, "squid.conf")
     with open(conf, "w") as f:
         f.write("""\
@@ -141,7 +146,7 @@ access_log stdio:{d}/access.log connect_bytes
 http_access deny podmeta !all
 http_access allow lo
 http_access deny all
-""".format(port=port, user=user_line, d=d, pm=pu.PODMETA, args=args))
+""".format(port=port, user=user_line, d=d, pm=pm, args=args))
     squid = pu.Proc([SQUID, "-N", "-f", conf], stdin=False)
 
     def up():  # no probe connection: it would be logged as a transaction error

@@ -35,7 +35,9 @@ ips = [hu.pod_ip(i) for i in range(1, 11)] + ["127.0.1.99"]
 want = {hu.pod_ip(i + 1): hu.expected(p, hu.pod_ip(i + 1)) for i, p in enumerate(pods)}
 want["127.0.1.99"] = pu.unknown_json("127.0.1.99")
 
-HELPER = "external_acl_type podmeta ttl=5 children-max=20 %%SRC %s --source file:%s" % (pm, src)
+# squid runs it as `proxy`: give it a copy it can reach
+HELPER = "external_acl_type podmeta ttl=5 children-max=20 %%SRC %s --source file:%s" % (
+    h.runnable_copy(pm), src)
 FORMAT = 'logformat pods {"src":"%>a","podmeta":%\'ea}'
 
 squid = hu.Squid(HELPER + "\nacl podmeta external podmeta\n" + FORMAT +

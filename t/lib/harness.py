@@ -100,6 +100,21 @@ def deadline(seconds):
     return time.monotonic() + seconds * SLOW
 
 
+def runnable_copy(path):
+    """A copy of the executable path that every user can run.  Squid
+    started as root runs its helpers as `proxy`, which cannot reach a
+    build under a 0700 home directory (Debian 12's default)."""
+    import shutil
+    d = os.path.join(tmpdir(), "bin")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    dst = os.path.join(d, os.path.basename(path))
+    if not os.path.exists(dst):
+        shutil.copy2(path, dst)
+    os.chmod(dst, 0o755)
+    return dst
+
+
 def wait_for(pred, timeout=DEFAULT_WAIT, interval=0.02):
     """Poll pred() until it returns a true value or the deadline passes."""
     end = deadline(timeout)
