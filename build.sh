@@ -84,8 +84,24 @@ build)
 run)
 	deps
 	build "$top/build"
-	# the shipped config finds podmeta in PATH and its pods file in conf/
-	PATH="$top/build/podmeta:$PATH" exec "$top/build/connectd/connectd" \
+	# The shipped config runs podmeta from PATH, with its pods file named
+	# relative to the working directory.  Started as root, connectd becomes
+	# `nobody` (cache_effective_user) before it starts podmeta, and a tree
+	# under a 0700 home is out of nobody's reach: then those two files are
+	# staged where nobody can read them.
+	run_dir=$top
+	if [ "$(id -u)" = 0 ] && ! setpriv --reuid=nobody --regid=nogroup \
+	    --clear-groups test -x "$top/build/podmeta/podmeta" -a \
+	    -r "$top/conf/pods.example.json" 2>/dev/null; then
+		run_dir=$(mktemp -d /tmp/connectd-run.XXXXXX)
+		mkdir -p "$run_dir/build/podmeta" "$run_dir/conf"
+		cp "$top/build/podmeta/podmeta" "$run_dir/build/podmeta/"
+		cp "$top/conf/pods.example.json" "$run_dir/conf/"
+		chmod -R a+rX "$run_dir"
+		echo "build.sh: nobody cannot read $top; podmeta runs from $run_dir"
+	fi
+	cd "$run_dir"
+	PATH="$run_dir/build/podmeta:$PATH" exec "$top/build/connectd/connectd" \
 	    -f "$top/conf/connectd.conf"
 	;;
 test)
