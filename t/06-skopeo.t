@@ -3,10 +3,10 @@
 Debian's docker-registry over TLS, with HTTPS_PROXY set.
 
 Go never proxies `localhost` or loopback literals, so the registry is
-called registry.connectd.test: the test re-runs itself in a private mount
-namespace whose /etc/hosts maps that name to 127.0.0.1 (the system file is
-not touched), and whose resolv.conf points at 127.0.0.1 so no query
-leaves the machine.
+called registry.connectd.test.  Only connectd resolves it (a proxied Go
+client sends the name in its CONNECT), through its own hosts_file, and
+the harness points connectd's DNS at 127.0.0.1 so no query leaves the
+machine; the system's /etc/hosts is not touched.
 
 A tiny OCI image (one incompressible 256 KiB layer) is built here in
 Python, pushed with `skopeo copy oci:... docker://...`, inspected, and
@@ -33,9 +33,7 @@ LAYER_FILE = ("hello.bin", h.pattern(256 * 1024, seed=b"skopeo-layer"))
 for prog in ("skopeo", "docker-registry", "openssl"):
     if not h.have(prog):
         h.tap.skip_all("%s is not installed" % prog)
-h.private_files({"/etc/hosts": h.hosts_file(("127.0.0.1", NAME)),
-                 "/etc/resolv.conf": h.LOOPBACK_RESOLV},
-                reason="a private /etc/hosts for %s" % NAME)
+HOSTS = h.tmpfile("hosts", "127.0.0.1 %s\n" % NAME)
 h.need_connectd()
 h.watchdog(150)
 D = h.tmpdir()
@@ -140,7 +138,7 @@ mdigest, ldigest, lsize = build_oci(oci)
 ref = "docker://%s:%d/%s:%s" % (NAME, reg.port, REPO, TAG)
 AUTH = "%s:%d" % (NAME, reg.port)
 
-with h.Connectd({}) as cd:
+with h.Connectd({"hosts_file": HOSTS}) as cd:
     # push
     rc, out, err = skopeo(cd.port, "copy", "--retry-times", "0", "--dest-cert-dir", reg.certdir,
                           "oci:%s:%s" % (oci, TAG), ref)
@@ -189,7 +187,7 @@ with h.Connectd({}) as cd:
     ok(all(x.get("method") == "CONNECT" and x.get("status") == 200 for x in lines),
        "every tunnel got 200")
     ok(all(x.get("host") == NAME and x.get("port") == reg.port for x in lines), "host and port")
-    ok(all(x.get("server_ip") == "127.0.0.1" for x in lines), "server_ip 127.0.0.1 (from the private /etc/hosts)")
+    ok(all(x.get("server_ip") == "127.0.0.1" for x in lines), "server_ip 127.0.0.1 (from connectd's hosts_file)")
     uas = sorted(set(str(x.get("user_agent")) for x in lines))
     ok(uas and all(u.startswith("Go-http-client/") for u in uas),
        "user_agent is Go's (%s)" % ", ".join(uas))
