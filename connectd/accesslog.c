@@ -92,16 +92,3 @@ accesslog_write(struct conf *conf, const struct logrec *rec)
 	}
 	free(cached);
 }
-
-void
-logrec_clear(struct logrec *rec)
-{
-	free(rec->lr_method);
-	free(rec->lr_authority);
-	free(rec->lr_host);
-	free(rec->lr_user_agent);
-	free(rec->lr_detail);
-	free(rec->lr_pod);
-	free(rec->lr_rule);
-	memset(rec, 0, sizeof(*rec));
-}

@@ -351,7 +351,6 @@ void	 resolve_cancel(struct resolve_query *);
 int	 accesslog_open(struct conf *, struct conf *, char *, size_t);
 void	 accesslog_close(struct conf *);
 void	 accesslog_write(struct conf *, const struct logrec *);
-void	 logrec_clear(struct logrec *);
 
 /* logformat.c */
 struct logformat *logformat_compile(const char *, const char *, char *,
@@ -361,6 +360,7 @@ void	 logformat_free(struct logformat *);
 const char *logformat_name(const struct logformat *);
 char	*logformat_render(const struct logformat *, const struct logrec *,
 	    size_t *);
+void	 logrec_clear(struct logrec *);
 
 /* sink.c */
 struct sink *sink_open(const char *, size_t, char *, size_t);

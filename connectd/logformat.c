@@ -1429,3 +1429,17 @@ lf_render_json(const struct logrec *r, struct jbuf *jb)
 		return (-1);
 	return (0);
 }
+
+/* Free what a record owns; it can then be filled again. */
+void
+logrec_clear(struct logrec *rec)
+{
+	free(rec->lr_method);
+	free(rec->lr_authority);
+	free(rec->lr_host);
+	free(rec->lr_user_agent);
+	free(rec->lr_detail);
+	free(rec->lr_pod);
+	free(rec->lr_rule);
+	memset(rec, 0, sizeof(*rec));
+}

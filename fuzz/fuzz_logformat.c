@@ -204,17 +204,3 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	logrec_clear(&r);
 	return (0);
 }
-
-/* logrec_clear() lives in accesslog.c, which would pull in the sinks. */
-void
-logrec_clear(struct logrec *rec)
-{
-	free(rec->lr_method);
-	free(rec->lr_authority);
-	free(rec->lr_host);
-	free(rec->lr_user_agent);
-	free(rec->lr_detail);
-	free(rec->lr_pod);
-	free(rec->lr_rule);
-	memset(rec, 0, sizeof(*rec));
-}
