@@ -162,9 +162,9 @@ static void	 lf_value(const struct lf_token *, const struct logrec *,
 		    struct lf_value *);
 static int	 lf_addr(const struct sockaddr_storage *, char *, size_t,
 		    int *);
-static int	 lf_render_json(const struct logrec *, struct jbuf *);
+static int	 lf_render_json(const struct logrec *, struct buf *);
 static int	 lf_render_template(const struct logformat *,
-		    const struct logrec *, struct jbuf *, int);
+		    const struct logrec *, struct buf *, int);
 
 /* ------------------------------------------------------------- compile */
 
@@ -446,25 +446,25 @@ lf_add_token(struct logformat *lf, struct lf_token *t)
 static int
 lf_check_json(struct logformat *lf, char *msg, size_t msglen)
 {
-	struct jbuf	 jb;
+	struct buf	 jb;
 	json_t		*j;
 	json_error_t	 jerr;
 
 	memset(&jb, 0, sizeof(jb));
 	if (lf_render_template(lf, NULL, &jb, 1) == -1) {
-		jbuf_free(&jb);
+		buf_free(&jb);
 		snprintf(msg, msglen, "out of memory");
 		return (-1);
 	}
-	if ((j = json_loadb(jb.jb_data, jb.jb_len, 0, &jerr)) == NULL) {
+	if ((j = json_loadb(jb.b_data, jb.b_len, 0, &jerr)) == NULL) {
 		snprintf(msg, msglen, "the template starts with '{' but is "
 		    "not valid JSON: %s (column %d)", jerr.text,
 		    jerr.column);
-		jbuf_free(&jb);
+		buf_free(&jb);
 		return (-1);
 	}
 	json_decref(j);
-	jbuf_free(&jb);
+	buf_free(&jb);
 	return (0);
 }
 
@@ -522,25 +522,22 @@ char *
 logformat_render(const struct logformat *lf, const struct logrec *rec,
     size_t *lenp)
 {
-	struct jbuf	 jb;
+	struct buf	 jb = BUF_INITIALIZER(0);
+	size_t		 avail;
 	int		 rv;
 
-	memset(&jb, 0, sizeof(jb));
-	if ((jb.jb_data = malloc(lf->lf_hint)) == NULL)
+	/* one allocation for a typical line */
+	if (buf_space(&jb, lf->lf_hint, &avail) == NULL)
 		return (NULL);
-	jb.jb_cap = lf->lf_hint;
-	jb.jb_data[0] = '\0';
 	if (lf->lf_kind == LFK_JSON)
 		rv = lf_render_json(rec, &jb);
 	else
 		rv = lf_render_template(lf, rec, &jb, 0);
-	if (rv == -1 || jbuf_addc(&jb, '\n') == -1) {
-		jbuf_free(&jb);
+	if (rv == -1 || buf_addc(&jb, '\n') == -1) {
+		buf_free(&jb);
 		return (NULL);
 	}
-	if (lenp != NULL)
-		*lenp = jb.jb_len;
-	return (jb.jb_data);
+	return (buf_take(&jb, lenp));
 }
 
 /* The address as text, IPv4-mapped IPv6 as plain IPv4; -1 if none. */
@@ -763,19 +760,19 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 static const char lf_hex[] = "0123456789ABCDEF";
 
 static int
-lf_add_pct(struct jbuf *jb, unsigned char c)
+lf_add_pct(struct buf *jb, unsigned char c)
 {
 	char	 e[3];
 
 	e[0] = '%';
 	e[1] = lf_hex[c >> 4];
 	e[2] = lf_hex[c & 0xf];
-	return (jbuf_add(jb, e, 3));
+	return (buf_add(jb, e, 3));
 }
 
 /* Squid's rfc1738_escape(); keeppct: rfc1738_escape_unescaped() */
 static int
-lf_esc_url(struct jbuf *jb, const char *s, size_t len, int keeppct)
+lf_esc_url(struct buf *jb, const char *s, size_t len, int keeppct)
 {
 	const unsigned char	*u = (const unsigned char *)s;
 	size_t			 i, run;
@@ -785,17 +782,17 @@ lf_esc_url(struct jbuf *jb, const char *s, size_t len, int keeppct)
 		    strchr("<>\"#{}|\\^~[]`'", u[i]) == NULL &&
 		    (u[i] != '%' || keeppct))
 			continue;
-		if (jbuf_add(jb, s + run, i - run) == -1 ||
+		if (buf_add(jb, s + run, i - run) == -1 ||
 		    lf_add_pct(jb, u[i]) == -1)
 			return (-1);
 		run = i + 1;
 	}
-	return (jbuf_add(jb, s + run, len - run));
+	return (buf_add(jb, s + run, len - run));
 }
 
 /* Squid's log_quoted_string(): backslash before " and \, CR LF TAB named */
 static int
-lf_esc_quotes(struct jbuf *jb, const char *s, size_t len)
+lf_esc_quotes(struct buf *jb, const char *s, size_t len)
 {
 	size_t	 i, run;
 	char	 e[2];
@@ -819,17 +816,17 @@ lf_esc_quotes(struct jbuf *jb, const char *s, size_t len)
 		default:
 			continue;
 		}
-		if (jbuf_add(jb, s + run, i - run) == -1 ||
-		    jbuf_add(jb, e, 2) == -1)
+		if (buf_add(jb, s + run, i - run) == -1 ||
+		    buf_add(jb, e, 2) == -1)
 			return (-1);
 		run = i + 1;
 	}
-	return (jbuf_add(jb, s + run, len - run));
+	return (buf_add(jb, s + run, len - run));
 }
 
 /* Squid's QuoteMimeBlob() */
 static int
-lf_esc_mimeblob(struct jbuf *jb, const char *s, size_t len)
+lf_esc_mimeblob(struct buf *jb, const char *s, size_t len)
 {
 	const unsigned char	*u = (const unsigned char *)s;
 	size_t			 i, run;
@@ -839,19 +836,19 @@ lf_esc_mimeblob(struct jbuf *jb, const char *s, size_t len)
 		if (u[i] >= 0x20 && u[i] < 0x7f &&
 		    strchr("%\"#/;[]", u[i]) == NULL)
 			continue;
-		if (jbuf_add(jb, s + run, i - run) == -1)
+		if (buf_add(jb, s + run, i - run) == -1)
 			return (-1);
 		if (u[i] == '\r')
-			rv = jbuf_add(jb, "\\r", 2);
+			rv = buf_add(jb, "\\r", 2);
 		else if (u[i] == '\n')
-			rv = jbuf_add(jb, "\\n", 2);
+			rv = buf_add(jb, "\\n", 2);
 		else
 			rv = lf_add_pct(jb, u[i]);
 		if (rv == -1)
 			return (-1);
 		run = i + 1;
 	}
-	return (jbuf_add(jb, s + run, len - run));
+	return (buf_add(jb, s + run, len - run));
 }
 
 /*
@@ -859,23 +856,23 @@ lf_esc_mimeblob(struct jbuf *jb, const char *s, size_t len)
  * be able to start a log line of its own.
  */
 static int
-lf_esc_raw(struct jbuf *jb, const char *s, size_t len)
+lf_esc_raw(struct buf *jb, const char *s, size_t len)
 {
 	size_t	 i, run;
 
 	for (i = run = 0; i < len; i++) {
 		if (s[i] != '\r' && s[i] != '\n')
 			continue;
-		if (jbuf_add(jb, s + run, i - run) == -1 ||
-		    jbuf_add(jb, s[i] == '\r' ? "\\r" : "\\n", 2) == -1)
+		if (buf_add(jb, s + run, i - run) == -1 ||
+		    buf_add(jb, s[i] == '\r' ? "\\r" : "\\n", 2) == -1)
 			return (-1);
 		run = i + 1;
 	}
-	return (jbuf_add(jb, s + run, len - run));
+	return (buf_add(jb, s + run, len - run));
 }
 
 static int
-lf_escape(struct jbuf *jb, enum lf_quote q, const char *s, size_t len)
+lf_escape(struct buf *jb, enum lf_quote q, const char *s, size_t len)
 {
 	switch (q) {
 	case LFQ_NONE:
@@ -897,7 +894,7 @@ lf_escape(struct jbuf *jb, enum lf_quote q, const char *s, size_t len)
  * leading zeros if zero is set (Squid's %0Nx on numbers).
  */
 static int
-lf_add_padded(struct jbuf *jb, const struct lf_token *t, const char *s,
+lf_add_padded(struct buf *jb, const struct lf_token *t, const char *s,
     size_t len, int json, int zero)
 {
 	static const char	 sp[] = "                                ";
@@ -913,13 +910,13 @@ lf_add_padded(struct jbuf *jb, const struct lf_token *t, const char *s,
 		pad = (size_t)t->lt_width - len;
 	if (!left)
 		for (; pad > 0; pad -= n)
-			if (jbuf_add(jb, fill, (n = pad < sizeof(sp) - 1 ?
+			if (buf_add(jb, fill, (n = pad < sizeof(sp) - 1 ?
 			    pad : sizeof(sp) - 1)) == -1)
 				return (-1);
-	if ((json ? jbuf_add_jsonesc(jb, s, len) : jbuf_add(jb, s, len)) == -1)
+	if ((json ? json_buf_escape(jb, s, len) : buf_add(jb, s, len)) == -1)
 		return (-1);
 	for (; pad > 0; pad -= n)
-		if (jbuf_add(jb, sp, (n = pad < sizeof(sp) - 1 ?
+		if (buf_add(jb, sp, (n = pad < sizeof(sp) - 1 ?
 		    pad : sizeof(sp) - 1)) == -1)
 			return (-1);
 	return (0);
@@ -1173,7 +1170,7 @@ lf_is_json(const char *s, size_t len)
 
 /* s as it is if it is one complete JSON value, on one line; else 1 */
 static int
-lf_add_if_json(struct jbuf *jb, const char *s, size_t len)
+lf_add_if_json(struct buf *jb, const char *s, size_t len)
 {
 	size_t	 i, run;
 
@@ -1183,19 +1180,19 @@ lf_add_if_json(struct jbuf *jb, const char *s, size_t len)
 	for (i = run = 0; i < len; i++) {
 		if (s[i] != '\r' && s[i] != '\n' && s[i] != '\t')
 			continue;
-		if (jbuf_add(jb, s + run, i - run) == -1 ||
-		    jbuf_addc(jb, ' ') == -1)
+		if (buf_add(jb, s + run, i - run) == -1 ||
+		    buf_addc(jb, ' ') == -1)
 			return (-1);
 		run = i + 1;
 	}
-	return (jbuf_add(jb, s + run, len - run));
+	return (buf_add(jb, s + run, len - run));
 }
 
 static int
-lf_add_jsonstr(struct jbuf *jb, const char *s, size_t len)
+lf_add_jsonstr(struct buf *jb, const char *s, size_t len)
 {
-	if (jbuf_addc(jb, '"') == -1 || jbuf_add_jsonesc(jb, s, len) == -1 ||
-	    jbuf_addc(jb, '"') == -1)
+	if (buf_addc(jb, '"') == -1 || json_buf_escape(jb, s, len) == -1 ||
+	    buf_addc(jb, '"') == -1)
 		return (-1);
 	return (0);
 }
@@ -1206,11 +1203,11 @@ lf_add_jsonstr(struct jbuf *jb, const char *s, size_t len)
  */
 static int
 lf_render_template(const struct logformat *lf, const struct logrec *rec,
-    struct jbuf *jb, int skel)
+    struct buf *jb, int skel)
 {
 	const struct lf_token	*t;
 	struct lf_value		 v;
-	struct jbuf		 tmp;
+	struct buf		 tmp;
 	char			 num[32];
 	const char		*s;
 	size_t			 i, len;
@@ -1221,13 +1218,13 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 	for (i = 0; i < lf->lf_ntokens; i++) {
 		t = &lf->lf_tokens[i];
 		if (t->lt_code == LFC_TEXT) {
-			if (jbuf_add(jb, t->lt_text, t->lt_len) == -1)
+			if (buf_add(jb, t->lt_text, t->lt_len) == -1)
 				goto fail;
 			continue;
 		}
 		instr = json && (t->lt_flags & LT_INSTR);
 		if (skel) {
-			if (jbuf_add(jb, instr ? "x" : "null",
+			if (buf_add(jb, instr ? "x" : "null",
 			    instr ? 1 : 4) == -1)
 				goto fail;
 			continue;
@@ -1241,15 +1238,15 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 				v.v_kind = LFV_ABSENT;
 			switch (v.v_kind) {
 			case LFV_ABSENT:
-				rv = jbuf_add(jb, "null", 4);
+				rv = buf_add(jb, "null", 4);
 				break;
 			case LFV_INT:
 				len = (size_t)snprintf(num, sizeof(num),
 				    "%" PRIu64, v.v_int);
-				rv = jbuf_add(jb, num, len);
+				rv = buf_add(jb, num, len);
 				break;
 			case LFV_NUMTEXT:
-				rv = jbuf_add(jb, v.v_str, v.v_len);
+				rv = buf_add(jb, v.v_str, v.v_len);
 				break;
 			case LFV_STR:
 			default:
@@ -1259,12 +1256,12 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 					break;
 				if (t->lt_explicit && (t->lt_quote == LFQ_URL ||
 				    t->lt_quote == LFQ_MIMEBLOB)) {
-					tmp.jb_len = 0;
+					tmp.b_len = 0;
 					if (lf_escape(&tmp, t->lt_quote,
 					    v.v_str, v.v_len) == -1)
 						goto fail;
-					rv = lf_add_jsonstr(jb, tmp.jb_data,
-					    tmp.jb_len);
+					rv = lf_add_jsonstr(jb, tmp.b_data,
+					    tmp.b_len);
 				} else
 					rv = lf_add_jsonstr(jb, v.v_str,
 					    v.v_len);
@@ -1279,7 +1276,7 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 		zero = 0;
 		switch (v.v_kind) {
 		case LFV_ABSENT:
-			if (jbuf_addc(jb, '-') == -1)
+			if (buf_addc(jb, '-') == -1)
 				goto fail;
 			continue;
 		case LFV_INT:
@@ -1303,60 +1300,60 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 			} else if (!(t->lt_flags & LT_SQUIDQ) &&
 			    t->lt_quote == LFQ_NONE)
 				break;
-			tmp.jb_len = 0;
+			tmp.b_len = 0;
 			if (lf_escape(&tmp, t->lt_quote, s, len) == -1)
 				goto fail;
-			s = tmp.jb_data != NULL ? tmp.jb_data : "";
-			len = tmp.jb_len;
+			s = tmp.b_data != NULL ? tmp.b_data : "";
+			len = tmp.b_len;
 			break;
 		}
 		if (len == 0) {
-			if (jbuf_addc(jb, '-') == -1)
+			if (buf_addc(jb, '-') == -1)
 				goto fail;
 			continue;
 		}
 		if (lf_add_padded(jb, t, s, len, json, zero) == -1)
 			goto fail;
 	}
-	jbuf_free(&tmp);
+	buf_free(&tmp);
 	return (0);
  fail:
-	jbuf_free(&tmp);
+	buf_free(&tmp);
 	return (-1);
 }
 
 /* ---------------------------------------------------------------- json */
 
 static int
-lf_json_key(struct jbuf *jb, const char *key)
+lf_json_key(struct buf *jb, const char *key)
 {
-	return (jbuf_add(jb, key, strlen(key)));
+	return (buf_add(jb, key, strlen(key)));
 }
 
 static int
-lf_json_u64(struct jbuf *jb, const char *key, uint64_t v)
+lf_json_u64(struct buf *jb, const char *key, uint64_t v)
 {
 	char	 num[32];
 	int	 n;
 
 	n = snprintf(num, sizeof(num), "%" PRIu64, v);
-	if (lf_json_key(jb, key) == -1 || jbuf_add(jb, num, (size_t)n) == -1)
+	if (lf_json_key(jb, key) == -1 || buf_add(jb, num, (size_t)n) == -1)
 		return (-1);
 	return (0);
 }
 
 static int
-lf_json_str(struct jbuf *jb, const char *key, const char *s)
+lf_json_str(struct buf *jb, const char *key, const char *s)
 {
 	if (lf_json_key(jb, key) == -1)
 		return (-1);
 	if (s == NULL)
-		return (jbuf_add(jb, "null", 4));
+		return (buf_add(jb, "null", 4));
 	return (lf_add_jsonstr(jb, s, strlen(s)));
 }
 
 static int
-lf_json_addr(struct jbuf *jb, const char *ipkey, const char *portkey,
+lf_json_addr(struct buf *jb, const char *ipkey, const char *portkey,
     const struct sockaddr_storage *ss, int have)
 {
 	char	 buf[INET6_ADDRSTRLEN];
@@ -1372,7 +1369,7 @@ lf_json_addr(struct jbuf *jb, const char *ipkey, const char *portkey,
 }
 
 static int
-lf_render_json(const struct logrec *r, struct jbuf *jb)
+lf_render_json(const struct logrec *r, struct buf *jb)
 {
 	char	 ts[TIMEFMT_RFC3339_LEN];
 	int	 rv;
@@ -1422,10 +1419,10 @@ lf_render_json(const struct logrec *r, struct jbuf *jb)
 	if (lf_json_key(jb, ",\"pod\":") == -1)
 		return (-1);
 	if (r->lr_pod == NULL)
-		rv = jbuf_add(jb, "null", 4);
+		rv = buf_add(jb, "null", 4);
 	else if ((rv = lf_add_if_json(jb, r->lr_pod, strlen(r->lr_pod))) == 1)
 		rv = lf_add_jsonstr(jb, r->lr_pod, strlen(r->lr_pod));
-	if (rv == -1 || jbuf_addc(jb, '}') == -1)
+	if (rv == -1 || buf_addc(jb, '}') == -1)
 		return (-1);
 	return (0);
 }

@@ -88,92 +88,53 @@ json_cstr(const char *s)
 }
 
 int
-jbuf_add(struct jbuf *b, const char *s, size_t len)
-{
-	char	*p;
-	size_t	 cap;
-
-	if (b->jb_len + len + 1 > b->jb_cap) {
-		cap = b->jb_cap ? b->jb_cap : 256;
-		while (cap < b->jb_len + len + 1)
-			cap *= 2;
-		if ((p = realloc(b->jb_data, cap)) == NULL)
-			return -1;
-		b->jb_data = p;
-		b->jb_cap = cap;
-	}
-	memcpy(b->jb_data + b->jb_len, s, len);
-	b->jb_len += len;
-	b->jb_data[b->jb_len] = '\0';
-	return 0;
-}
-
-int
-jbuf_addc(struct jbuf *b, char c)
-{
-	return jbuf_add(b, &c, 1);
-}
-
-int
-jbuf_add_jsonesc(struct jbuf *b, const char *src, size_t len)
+json_buf_escape(struct buf *b, const char *src, size_t len)
 {
 	static const char	 hex[] = "0123456789abcdef";
 	const unsigned char	*s = (const unsigned char *)src;
-	char			 esc[7];
-	size_t			 i, n;
+	const char		*e;
+	char			 u[7];
+	size_t			 i, n, run;
 
-	for (i = 0; i < len; i += n) {
-		n = utf8_seqlen(s + i, len - i);
+	/* runs that need no escape are copied whole */
+	for (i = run = 0; i < len; i += n) {
+		if ((n = utf8_seqlen(s + i, len - i)) > 1 || (n == 1 &&
+		    s[i] >= 0x20 && s[i] != 0x7f && s[i] != '"' &&
+		    s[i] != '\\'))
+			continue;
 		if (n == 0) {
-			if (jbuf_add(b, "\xef\xbf\xbd", 3) == -1)
-				return -1;
+			e = "\xef\xbf\xbd";	/* U+FFFD */
 			n = 1;
-			continue;
+		} else if (s[i] == '"')
+			e = "\\\"";
+		else if (s[i] == '\\')
+			e = "\\\\";
+		else if (s[i] == '\n')
+			e = "\\n";
+		else if (s[i] == '\r')
+			e = "\\r";
+		else if (s[i] == '\t')
+			e = "\\t";
+		else {
+			memcpy(u, "\\u00", 4);
+			u[4] = hex[s[i] >> 4];
+			u[5] = hex[s[i] & 0xf];
+			u[6] = '\0';
+			e = u;
 		}
-		if (n > 1) {
-			if (jbuf_add(b, (const char *)s + i, n) == -1)
-				return -1;
-			continue;
-		}
-		switch (s[i]) {
-		case '"':
-			if (jbuf_add(b, "\\\"", 2) == -1)
-				return -1;
-			break;
-		case '\\':
-			if (jbuf_add(b, "\\\\", 2) == -1)
-				return -1;
-			break;
-		case '\n':
-			if (jbuf_add(b, "\\n", 2) == -1)
-				return -1;
-			break;
-		case '\r':
-			if (jbuf_add(b, "\\r", 2) == -1)
-				return -1;
-			break;
-		case '\t':
-			if (jbuf_add(b, "\\t", 2) == -1)
-				return -1;
-			break;
-		default:
-			if (s[i] < 0x20 || s[i] == 0x7f) {
-				memcpy(esc, "\\u00", 4);
-				esc[4] = hex[s[i] >> 4];
-				esc[5] = hex[s[i] & 0xf];
-				if (jbuf_add(b, esc, 6) == -1)
-					return -1;
-			} else if (jbuf_addc(b, (char)s[i]) == -1)
-				return -1;
-		}
+		if (buf_add(b, s + run, i - run) == -1 ||
+		    buf_addstr(b, e) == -1)
+			return -1;
+		run = i + n;
 	}
-	return 0;
+	return buf_add(b, s + run, len - run);
 }
 
-void
-jbuf_free(struct jbuf *b)
+int
+json_buf_string(struct buf *b, const char *s, size_t len)
 {
-	free(b->jb_data);
-	b->jb_data = NULL;
-	b->jb_len = b->jb_cap = 0;
+	if (buf_addc(b, '"') == -1 || json_buf_escape(b, s, len) == -1 ||
+	    buf_addc(b, '"') == -1)
+		return -1;
+	return 0;
 }

@@ -1,6 +1,10 @@
 noinst_LIBRARIES += lib/libshared.a
 lib_libshared_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 lib_libshared_a_SOURCES = \
+	lib/util.h \
+	lib/addr.c lib/addr.h \
+	lib/buf.c lib/buf.h \
+	lib/hash.c lib/hash.h \
 	lib/diag.c lib/diag.h \
 	lib/timefmt.c lib/timefmt.h \
 	lib/helperproto.c lib/helperproto.h \

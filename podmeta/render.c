@@ -14,7 +14,7 @@
 #include "podmeta.h"
 #include "jsonutil.h"
 
-#define JBLIT(jb, s)	jbuf_add((jb), (s), sizeof(s) - 1)
+#define JBLIT(jb, s)	buf_add((jb), (s), sizeof(s) - 1)
 
 static pcre2_code		*render_labels_re;
 static pcre2_code		*render_annots_re;
@@ -119,19 +119,19 @@ render_time(const char *s)
 }
 
 static int
-render_jstr(struct jbuf *jb, const char *s)
+render_jstr(struct buf *jb, const char *s)
 {
 	if (s == NULL)
 		return JBLIT(jb, "null");
-	if (jbuf_addc(jb, '"') == -1 ||
-	    jbuf_add_jsonesc(jb, s, strlen(s)) == -1)
+	if (buf_addc(jb, '"') == -1 ||
+	    json_buf_escape(jb, s, strlen(s)) == -1)
 		return -1;
-	return jbuf_addc(jb, '"');
+	return buf_addc(jb, '"');
 }
 
 /* A label or annotation value, capped at --max-value on a UTF-8 boundary. */
 static int
-render_value(struct jbuf *jb, const char *s, size_t len)
+render_value(struct buf *jb, const char *s, size_t len)
 {
 	size_t	n = len;
 
@@ -140,12 +140,12 @@ render_value(struct jbuf *jb, const char *s, size_t len)
 		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
 			n--;
 	}
-	if (jbuf_addc(jb, '"') == -1 || jbuf_add_jsonesc(jb, s, n) == -1)
+	if (buf_addc(jb, '"') == -1 || json_buf_escape(jb, s, n) == -1)
 		return -1;
-	if (n < len && jbuf_add(jb, PODMETA_TRUNCATED,
+	if (n < len && buf_add(jb, PODMETA_TRUNCATED,
 	    sizeof(PODMETA_TRUNCATED) - 1) == -1)
 		return -1;
-	return jbuf_addc(jb, '"');
+	return buf_addc(jb, '"');
 }
 
 static int
@@ -155,14 +155,14 @@ render_keycmp(const void *a, const void *b)
 }
 
 static int
-render_map(struct jbuf *jb, json_t *map, pcre2_code *re, int all)
+render_map(struct buf *jb, json_t *map, pcre2_code *re, int all)
 {
 	const char	**keys = NULL, *key;
 	json_t		 *v;
 	size_t		  n = 0, i, klen;
 	int		  first = 1;
 
-	if (jbuf_addc(jb, '{') == -1)
+	if (buf_addc(jb, '{') == -1)
 		return -1;
 	if (json_is_object(map) && (all || re != NULL) &&
 	    json_object_size(map) > 0) {
@@ -181,9 +181,9 @@ render_map(struct jbuf *jb, json_t *map, pcre2_code *re, int all)
 		qsort(keys, n, sizeof(*keys), render_keycmp);
 		for (i = 0; i < n; i++) {
 			v = json_object_get(map, keys[i]);
-			if ((!first && jbuf_addc(jb, ',') == -1) ||
+			if ((!first && buf_addc(jb, ',') == -1) ||
 			    render_jstr(jb, keys[i]) == -1 ||
-			    jbuf_addc(jb, ':') == -1 ||
+			    buf_addc(jb, ':') == -1 ||
 			    render_value(jb, json_string_value(v),
 			    json_string_length(v)) == -1)
 				goto fail;
@@ -191,14 +191,14 @@ render_map(struct jbuf *jb, json_t *map, pcre2_code *re, int all)
 		}
 		free(keys);
 	}
-	return jbuf_addc(jb, '}');
+	return buf_addc(jb, '}');
  fail:
 	free(keys);
 	return -1;
 }
 
 static int
-render_owner(struct jbuf *jb, json_t *meta)
+render_owner(struct buf *jb, json_t *meta)
 {
 	json_t	*refs, *ref, *best = NULL;
 	size_t	 i;
@@ -224,7 +224,7 @@ render_owner(struct jbuf *jb, json_t *meta)
 	    JBLIT(jb, ",\"name\":") == -1 ||
 	    render_jstr(jb, render_str(best, "name")) == -1)
 		return -1;
-	return jbuf_addc(jb, '}');
+	return buf_addc(jb, '}');
 }
 
 static void
@@ -250,12 +250,12 @@ render_addip(struct pod *p, const char *s)
 
 /* The tail: quoted JSON from the end of the ip value on, then the notes. */
 static int
-render_tail(struct pod *p, const struct jbuf *json)
+render_tail(struct pod *p, const struct buf *json)
 {
 	char	*tail;
 	size_t	 qlen, nlen, ns, nn, off, size;
 
-	qlen = helper_quote(NULL, 0, json->jb_data, json->jb_len);
+	qlen = helper_quote(NULL, 0, json->b_data, json->b_len);
 	/* notes with empty values are left out: Squid stops at "key= " */
 	ns = nn = 0;
 	if (!p->p_hostnet) {
@@ -269,7 +269,7 @@ render_tail(struct pod *p, const struct jbuf *json)
 	if ((tail = malloc(size)) == NULL)
 		return -1;
 	/* the opening quote is already in the reply prefix */
-	helper_quote(tail, qlen + 1, json->jb_data, json->jb_len);
+	helper_quote(tail, qlen + 1, json->b_data, json->b_len);
 	memmove(tail, tail + 1, qlen - 1);
 	off = qlen - 1;
 	if (p->p_hostnet && ns > 0) {
@@ -306,7 +306,7 @@ render_dup(const char *s)
 struct pod *
 render_pod(json_t *obj)
 {
-	struct jbuf	 jb = { NULL, 0, 0 };
+	struct buf	 jb = BUF_INITIALIZER(0);
 	struct pod	*p;
 	json_t		*meta, *spec, *status, *ips, *ent;
 	const char	*uid, *phase, *t;
@@ -369,10 +369,10 @@ render_pod(json_t *obj)
 	}
 	if (render_tail(p, &jb) == -1)
 		goto fail;
-	jbuf_free(&jb);
+	buf_free(&jb);
 	return p;
  fail:
-	jbuf_free(&jb);
+	buf_free(&jb);
 	pod_free(p);
 	return NULL;
 }

@@ -1,0 +1,85 @@
+/* addr.c: IP addresses as text and as 16-byte keys (IPv4 as ::ffff:a.b.c.d) */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <string.h>
+
+#include "addr.h"
+
+void
+addr_key_raw(int af, const void *src, struct in6_addr *key)
+{
+	if (af == AF_INET6) {
+		memcpy(key, src, sizeof(*key));
+		return;
+	}
+	memset(key, 0, sizeof(*key));
+	key->s6_addr[10] = key->s6_addr[11] = 0xff;
+	memcpy(&key->s6_addr[12], src, 4);
+}
+
+int
+addr_key(const struct sockaddr_storage *ss, struct in6_addr *key)
+{
+	switch (ss->ss_family) {
+	case AF_INET:
+		addr_key_raw(AF_INET,
+		    &((const struct sockaddr_in *)ss)->sin_addr, key);
+		return 0;
+	case AF_INET6:
+		addr_key_raw(AF_INET6,
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr, key);
+		return 0;
+	}
+	memset(key, 0, sizeof(*key));
+	return -1;
+}
+
+int
+addr_key_parse(const char *s, struct in6_addr *key, int *af)
+{
+	unsigned char	 b[sizeof(struct in6_addr)];
+	int		 fam;
+
+	if (inet_pton(AF_INET, s, b) == 1)
+		fam = AF_INET;
+	else if (inet_pton(AF_INET6, s, b) == 1)
+		fam = AF_INET6;
+	else
+		return -1;
+	addr_key_raw(fam, b, key);
+	if (af != NULL)
+		*af = fam;
+	return 0;
+}
+
+void
+addr_key_ntop(const struct in6_addr *key, char *buf, size_t len)
+{
+	const char	*p;
+
+	if (IN6_IS_ADDR_V4MAPPED(key))
+		p = inet_ntop(AF_INET, &key->s6_addr[12], buf, len);
+	else
+		p = inet_ntop(AF_INET6, key, buf, len);
+	if (p == NULL && len > 0)
+		buf[0] = '\0';
+}
+
+int
+addr_ntop(const struct sockaddr_storage *ss, char *buf, size_t len,
+    int *port)
+{
+	struct in6_addr	 key;
+
+	if (addr_key(ss, &key) == -1)
+		return -1;
+	addr_key_ntop(&key, buf, len);
+	if (port != NULL)
+		*port = ntohs(ss->ss_family == AF_INET ?
+		    ((const struct sockaddr_in *)ss)->sin_port :
+		    ((const struct sockaddr_in6 *)ss)->sin6_port);
+	return 0;
+}
