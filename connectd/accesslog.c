@@ -23,10 +23,10 @@ accesslog_open(struct conf *newconf, struct conf *oldconf, char *err,
 		    alc->alc_buffer_size, err, errlen)) == NULL)
 			goto fail;
 	}
-	return (0);
+	return 0;
  fail:
 	accesslog_close(newconf);
-	return (-1);
+	return -1;
 }
 
 void
@@ -48,8 +48,8 @@ static const struct logformat *
 accesslog_format(const struct access_log_conf *alc)
 {
 	if (alc->alc_format != NULL)
-		return (alc->alc_format);
-	return (logformat_builtin("json"));
+		return alc->alc_format;
+	return logformat_builtin("json");
 }
 
 void

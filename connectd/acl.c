@@ -128,7 +128,6 @@ static const struct {
 	{ "manager",		ACL_NEVER,	"" },
 };
 
-#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
 static void	 acl_conf_release(struct acl_conf *);
 

@@ -183,7 +183,6 @@ static const struct conf_unit conf_size_units[] = {
 	{ "GB",			1024 * 1024 * 1024 },
 };
 
-#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
 /* Printable ASCII as is, anything else as \xNN; cut at max with "..." */
 static void
@@ -263,7 +262,7 @@ conf_error(struct conf_parse *p, const char *fmt, ...)
 	conf_verror(p->cp_err, p->cp_errlen, p->cp_file, p->cp_lineno,
 	    p->cp_line, fmt, ap);
 	va_end(ap);
-	return (-1);
+	return -1;
 }
 
 static int
@@ -280,7 +279,7 @@ conf_error_at(struct conf_parse *p, size_t lineno, const char *line,
 	conf_verror(p->cp_err, p->cp_errlen, p->cp_file, lineno, line, fmt,
 	    ap);
 	va_end(ap);
-	return (-1);
+	return -1;
 }
 
 /* A plain decimal number: no sign, no hex, no inf or nan. */
@@ -292,17 +291,17 @@ conf_number(const char *s, size_t len, double *v)
 
 	if (len == 0 || len >= sizeof(buf) ||
 	    !(isdigit((unsigned char)s[0]) || s[0] == '.'))
-		return (-1);
+		return -1;
 	for (i = 0; i < len; i++)
 		if (strchr("0123456789.eE+-", s[i]) == NULL)
-			return (-1);
+			return -1;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
 	errno = 0;
 	*v = strtod(buf, &end);
 	if (*end != '\0' || errno == ERANGE || !isfinite(*v))
-		return (-1);
-	return (0);
+		return -1;
+	return 0;
 }
 
 /* "30seconds" or "16KB": a number with the unit glued on */
@@ -312,7 +311,7 @@ conf_glued(const char *s, size_t len)
 	size_t	 n;
 
 	n = strspn(s, "0123456789.");
-	return (n > 0 && n < len && isalpha((unsigned char)s[n]));
+	return n > 0 && n < len && isalpha((unsigned char)s[n]);
 }
 
 static const struct conf_unit *
@@ -326,9 +325,9 @@ conf_unit_find(const struct conf_unit *units, size_t nunits, const char *s,
 		if (strncasecmp(s, units[i].cu_name, n) != 0)
 			continue;
 		if (s[n] == '\0' || (plural && s[n] == 's' && s[n + 1] == '\0'))
-			return (&units[i]);
+			return &units[i];
 	}
-	return (NULL);
+	return NULL;
 }
 
 static int
@@ -342,25 +341,25 @@ conf_time_value(const char *num, const char *unit, double *v, char *err,
 		snprintf(err, errlen, "bad time value '%.32s'%s", num,
 		    conf_glued(num, strlen(num)) ?
 		    " (put a space before the unit)" : "");
-		return (-1);
+		return -1;
 	}
 	if (unit == NULL) {
 		snprintf(err, errlen, "missing time unit "
 		    "(e.g. '%.32s seconds')", num);
-		return (-1);
+		return -1;
 	}
 	if ((u = conf_unit_find(conf_time_units, nitems(conf_time_units),
 	    unit, 1)) == NULL) {
 		snprintf(err, errlen, "unknown time unit '%.32s'", unit);
-		return (-1);
+		return -1;
 	}
 	n *= u->cu_scale;
 	if (!isfinite(n) || n > CONF_TIME_MAX) {
 		snprintf(err, errlen, "time value too large");
-		return (-1);
+		return -1;
 	}
 	*v = n;
-	return (0);
+	return 0;
 }
 
 /* "NUMBER UNIT" as in Squid; a bare number is bytes, as Squid assumes */
@@ -376,27 +375,27 @@ conf_size_value(const char *num, size_t numlen, const char *unit,
 		    (int)(numlen > 32 ? 32 : numlen), num,
 		    conf_glued(num, numlen) ? " (put a space before the unit)" :
 		    "");
-		return (-1);
+		return -1;
 	}
 	if (unit != NULL && *unit != '\0') {
 		if ((u = conf_unit_find(conf_size_units,
 		    nitems(conf_size_units), unit, 0)) == NULL) {
 			snprintf(err, errlen, "unknown size unit '%.32s' "
 			    "(bytes, KB, MB or GB)", unit);
-			return (-1);
+			return -1;
 		}
 		n *= u->cu_scale;
 	}
 	if (n != floor(n)) {
 		snprintf(err, errlen, "size is not a whole number of bytes");
-		return (-1);
+		return -1;
 	}
 	if (n > (double)CONF_BUFFER_MAX * 4) {
 		snprintf(err, errlen, "size too large");
-		return (-1);
+		return -1;
 	}
 	*v = (size_t)n;
-	return (0);
+	return 0;
 }
 
 int
@@ -407,15 +406,15 @@ conf_parse_time(const char *s, double *v)
 
 	len = strlen(s);
 	if (len >= sizeof(buf))
-		return (-1);
+		return -1;
 	memcpy(buf, s, len + 1);
 	if ((num = strtok_r(buf, CONF_WS, &last)) == NULL)
-		return (-1);
+		return -1;
 	unit = strtok_r(NULL, CONF_WS, &last);
 	extra = strtok_r(NULL, CONF_WS, &last);
 	if (extra != NULL)
-		return (-1);
-	return (conf_time_value(num, unit, v, err, sizeof(err)));
+		return -1;
+	return conf_time_value(num, unit, v, err, sizeof(err));
 }
 
 int
@@ -435,16 +434,16 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 	if (s[0] == '[') {
 		if ((close = strchr(s, ']')) == NULL) {
 			snprintf(err, errlen, "missing ']' after IPv6 address");
-			return (-1);
+			return -1;
 		}
 		if (close[1] != ':') {
 			snprintf(err, errlen, "missing ':PORT' after ']'");
-			return (-1);
+			return -1;
 		}
 		hostlen = close - (s + 1);
 		if (hostlen == 0 || hostlen >= sizeof(host)) {
 			snprintf(err, errlen, "bad IPv6 address");
-			return (-1);
+			return -1;
 		}
 		memcpy(host, s + 1, hostlen);
 		host[hostlen] = '\0';
@@ -452,7 +451,7 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 		sin6 = (struct sockaddr_in6 *)ss;
 		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
 			snprintf(err, errlen, "bad IPv6 address '%s'", host);
-			return (-1);
+			return -1;
 		}
 		sin6->sin6_family = AF_INET6;
 		*sslen = sizeof(*sin6);
@@ -461,11 +460,11 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 		if (memchr(s, ':', hostlen) != NULL) {
 			snprintf(err, errlen, "an IPv6 address needs brackets, "
 			    "e.g. [::1]:3128");
-			return (-1);
+			return -1;
 		}
 		if (hostlen == 0 || hostlen >= sizeof(host)) {
 			snprintf(err, errlen, "bad address before ':'");
-			return (-1);
+			return -1;
 		}
 		memcpy(host, s, hostlen);
 		host[hostlen] = '\0';
@@ -474,7 +473,7 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
 			snprintf(err, errlen, "'%s' is not a numeric IPv4 "
 			    "address", host);
-			return (-1);
+			return -1;
 		}
 		sin->sin_family = AF_INET;
 		*sslen = sizeof(*sin);
@@ -489,19 +488,19 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 
 	if (!isdigit((unsigned char)port[0])) {
 		snprintf(err, errlen, "missing or bad port");
-		return (-1);
+		return -1;
 	}
 	errno = 0;
 	n = strtoul(port, &end, 10);
 	if (*end != '\0' || errno != 0 || n < 1 || n > 65535) {
 		snprintf(err, errlen, "bad port '%.16s' (1..65535)", port);
-		return (-1);
+		return -1;
 	}
 	if (ss->ss_family == AF_INET)
 		((struct sockaddr_in *)ss)->sin_port = htons(n);
 	else
 		((struct sockaddr_in6 *)ss)->sin6_port = htons(n);
-	return (0);
+	return 0;
 }
 
 /* ------------------------------------------------------------ directives */
@@ -510,18 +509,18 @@ static uint16_t
 conf_ss_port(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
-		return (ntohs(((const struct sockaddr_in *)ss)->sin_port));
-	return (ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 static int
 conf_ss_any(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
-		return (((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
-		    htonl(INADDR_ANY));
-	return (IN6_IS_ADDR_UNSPECIFIED(
-	    &((const struct sockaddr_in6 *)ss)->sin6_addr));
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(
+	    &((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
 static int
@@ -529,13 +528,13 @@ conf_ss_same(const struct sockaddr_storage *a,
     const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
-		return (0);
+		return 0;
 	if (a->ss_family == AF_INET)
-		return (((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		    ((const struct sockaddr_in *)b)->sin_addr.s_addr);
-	return (memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
 	    &((const struct sockaddr_in6 *)b)->sin6_addr,
-	    sizeof(struct in6_addr)) == 0);
+	    sizeof(struct in6_addr)) == 0;
 }
 
 /*
@@ -547,14 +546,14 @@ conf_ss_clash(const struct sockaddr_storage *a,
     const struct sockaddr_storage *b)
 {
 	if (conf_ss_port(a) != conf_ss_port(b))
-		return (0);
+		return 0;
 	if (conf_ss_same(a, b))
-		return (1);
+		return 1;
 	if ((a->ss_family == AF_INET6 && conf_ss_any(a)) ||
 	    (b->ss_family == AF_INET6 && conf_ss_any(b)))
-		return (1);
-	return (a->ss_family == b->ss_family &&
-	    (conf_ss_any(a) || conf_ss_any(b)));
+		return 1;
+	return a->ss_family == b->ss_family &&
+	    (conf_ss_any(a) || conf_ss_any(b));
 }
 
 static int
@@ -568,26 +567,26 @@ conf_http_port(struct conf_parse *p, const struct conf_directive *d,
 	char			 msg[128];
 
 	if (argc < 2)
-		return (conf_error(p, "http_port needs [ADDRESS:]PORT"));
+		return conf_error(p, "http_port needs [ADDRESS:]PORT");
 	if (argc > 2)
-		return (conf_error(p, "http_port option '%s' is not supported",
-		    argv[2]));
+		return conf_error(p, "http_port option '%s' is not supported",
+		    argv[2]);
 	if (conf_parse_addrport(argv[1], &ss, &sslen, msg, sizeof(msg)) == -1)
-		return (conf_error(p, "http_port: %s", msg));
+		return conf_error(p, "http_port: %s", msg);
 	TAILQ_FOREACH(o, &c->c_listens, lc_entry)
 		if (conf_ss_clash(&ss, &o->lc_addr))
-			return (conf_error(p, "http_port %s clashes with "
-			    "http_port %s", argv[1], o->lc_text));
+			return conf_error(p, "http_port %s clashes with "
+			    "http_port %s", argv[1], o->lc_text);
 	if ((lc = calloc(1, sizeof(*lc))) == NULL)
-		return (conf_error(p, "out of memory"));
+		return conf_error(p, "out of memory");
 	if ((lc->lc_text = strdup(argv[1])) == NULL) {
 		free(lc);
-		return (conf_error(p, "out of memory"));
+		return conf_error(p, "out of memory");
 	}
 	lc->lc_addr = ss;
 	lc->lc_addrlen = sslen;
 	TAILQ_INSERT_TAIL(&c->c_listens, lc, lc_entry);
-	return (0);
+	return 0;
 }
 
 static int
@@ -598,19 +597,19 @@ conf_time(struct conf_parse *p, const struct conf_directive *d, int argc,
 	char	 msg[128];
 
 	if (argc < 2)
-		return (conf_error(p, "%s needs a time, e.g. '%s 30 seconds'",
-		    argv[0], argv[0]));
+		return conf_error(p, "%s needs a time, e.g. '%s 30 seconds'",
+		    argv[0], argv[0]);
 	if (argc > 3)
-		return (conf_error(p, "unexpected '%s'%s", argv[3],
+		return conf_error(p, "unexpected '%s'%s", argv[3],
 		    argv[3][0] == '#' ?
-		    " (comments must start their own line)" : ""));
+		    " (comments must start their own line)" : "");
 	if (conf_time_value(argv[1], argc > 2 ? argv[2] : NULL, &v, msg,
 	    sizeof(msg)) == -1)
-		return (conf_error(p, "%s", msg));
+		return conf_error(p, "%s", msg);
 	if ((d->cd_flags & CD_NONZERO) && v <= 0)
-		return (conf_error(p, "%s must be more than zero", argv[0]));
+		return conf_error(p, "%s must be more than zero", argv[0]);
 	*(double *)((char *)p->cp_conf + d->cd_offset) = v;
-	return (0);
+	return 0;
 }
 
 static int
@@ -621,20 +620,20 @@ conf_size(struct conf_parse *p, const struct conf_directive *d, int argc,
 	char	 msg[128];
 
 	if (argc < 2)
-		return (conf_error(p, "%s needs a size, e.g. '%s 16 KB'",
-		    argv[0], argv[0]));
+		return conf_error(p, "%s needs a size, e.g. '%s 16 KB'",
+		    argv[0], argv[0]);
 	if (argc > 3)
-		return (conf_error(p, "unexpected '%s'%s", argv[3],
+		return conf_error(p, "unexpected '%s'%s", argv[3],
 		    argv[3][0] == '#' ?
-		    " (comments must start their own line)" : ""));
+		    " (comments must start their own line)" : "");
 	if (conf_size_value(argv[1], strlen(argv[1]),
 	    argc > 2 ? argv[2] : NULL, &v, msg, sizeof(msg)) == -1)
-		return (conf_error(p, "%s", msg));
+		return conf_error(p, "%s", msg);
 	if (v < d->cd_min || v > d->cd_max)
-		return (conf_error(p, "%s must be between %.0f and %.0f bytes",
-		    argv[0], d->cd_min, d->cd_max));
+		return conf_error(p, "%s must be between %.0f and %.0f bytes",
+		    argv[0], d->cd_min, d->cd_max);
 	*(size_t *)((char *)p->cp_conf + d->cd_offset) = v;
-	return (0);
+	return 0;
 }
 
 /* The text after the first n words of s and the whitespace that follows. */
@@ -646,18 +645,18 @@ conf_skip_words(const char *s, int n)
 		s += strcspn(s, CONF_WS);
 		s += strspn(s, CONF_WS);
 	}
-	return (s);
+	return s;
 }
 
 static int
 conf_name_ok(const char *s)
 {
 	if (*s == '\0')
-		return (0);
+		return 0;
 	for (; *s != '\0'; s++)
 		if (!isalnum((unsigned char)*s) && strchr("_-.", *s) == NULL)
-			return (0);
-	return (1);
+			return 0;
+	return 1;
 }
 
 static struct logformat_conf *
@@ -667,8 +666,8 @@ conf_logformat_find(const struct conf *c, const char *name)
 
 	TAILQ_FOREACH(lfc, &c->c_logformats, lfc_entry)
 		if (strcmp(lfc->lfc_name, name) == 0)
-			return (lfc);
-	return (NULL);
+			return lfc;
+	return NULL;
 }
 
 static int
@@ -681,16 +680,16 @@ conf_logformat(struct conf_parse *p, const struct conf_directive *d,
 	char			 msg[256];
 
 	if (argc < 3)
-		return (conf_error(p, "logformat needs a NAME and a TEMPLATE"));
+		return conf_error(p, "logformat needs a NAME and a TEMPLATE");
 	if (!conf_name_ok(argv[1]))
-		return (conf_error(p, "bad logformat name '%s' (letters, "
-		    "digits, '_', '-' and '.')", argv[1]));
+		return conf_error(p, "bad logformat name '%s' (letters, "
+		    "digits, '_', '-' and '.')", argv[1]);
 	if (logformat_builtin(argv[1]) != NULL)
-		return (conf_error(p, "logformat '%s' is built in and cannot "
-		    "be redefined", argv[1]));
+		return conf_error(p, "logformat '%s' is built in and cannot "
+		    "be redefined", argv[1]);
 	if (conf_logformat_find(c, argv[1]) != NULL)
-		return (conf_error(p, "logformat '%s' is already defined",
-		    argv[1]));
+		return conf_error(p, "logformat '%s' is already defined",
+		    argv[1]);
 	template = conf_skip_words(p->cp_line, 2);
 
 	if ((lfc = calloc(1, sizeof(*lfc))) == NULL ||
@@ -707,14 +706,14 @@ conf_logformat(struct conf_parse *p, const struct conf_directive *d,
 		goto fail;
 	}
 	TAILQ_INSERT_TAIL(&c->c_logformats, lfc, lfc_entry);
-	return (0);
+	return 0;
  fail:
 	if (lfc != NULL) {
 		free(lfc->lfc_name);
 		free(lfc->lfc_template);
 		free(lfc);
 	}
-	return (conf_error(p, "%s", msg));
+	return conf_error(p, "%s", msg);
 }
 
 static int
@@ -728,22 +727,22 @@ conf_access_log_module(struct conf_parse *p, const char *where,
 	if (strncmp(where, "stdio:", 6) == 0) {
 		*path = where + 6;
 		if (**path == '\0')
-			return (conf_error(p, "access_log stdio: needs a "
-			    "path"));
-		return (0);
+			return conf_error(p, "access_log stdio: needs a "
+			    "path");
+		return 0;
 	}
 	for (i = 0; i < nitems(later); i++)
 		if (strncmp(where, later[i], strlen(later[i])) == 0)
-			return (conf_error(p, "access_log module '%.*s' is not "
+			return conf_error(p, "access_log module '%.*s' is not "
 			    "supported yet (only stdio:PATH)",
-			    (int)strcspn(later[i], ":"), later[i]));
+			    (int)strcspn(later[i], ":"), later[i]);
 	n = strspn(where, "abcdefghijklmnopqrstuvwxyz"
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
 	if (n > 0 && where[n] == ':' && isalpha((unsigned char)where[0]))
-		return (conf_error(p, "unknown access_log module '%.*s' "
-		    "(only stdio:PATH)", (int)n, where));
+		return conf_error(p, "unknown access_log module '%.*s' "
+		    "(only stdio:PATH)", (int)n, where);
 	*path = where;		/* a bare path is stdio, as in Squid */
-	return (0);
+	return 0;
 }
 
 static int
@@ -759,56 +758,56 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
 	int			 i;
 
 	if (argc < 2)
-		return (conf_error(p, "access_log needs stdio:PATH or none"));
+		return conf_error(p, "access_log needs stdio:PATH or none");
 	if (strcmp(argv[1], "none") == 0) {
 		if (argc > 2)
-			return (conf_error(p, "unexpected '%s' after "
-			    "access_log none", argv[2]));
+			return conf_error(p, "unexpected '%s' after "
+			    "access_log none", argv[2]);
 		if (p->cp_log_none == 0)
 			p->cp_log_none = p->cp_lineno;
-		return (0);
+		return 0;
 	}
 	if (p->cp_log_none != 0)
-		return (conf_error(p, "access_log after 'access_log none' "
-		    "(line %zu) is never used", p->cp_log_none));
+		return conf_error(p, "access_log after 'access_log none' "
+		    "(line %zu) is never used", p->cp_log_none);
 	if (conf_access_log_module(p, argv[1], &path) == -1)
-		return (-1);
+		return -1;
 
 	for (i = 2; i < argc; i++) {
 		if (strncmp(argv[i], "logformat=", 10) == 0) {
 			if (format != NULL)
-				return (conf_error(p, "access_log format "
-				    "given twice"));
+				return conf_error(p, "access_log format "
+				    "given twice");
 			format = argv[i] + 10;
 			if (*format == '\0')
-				return (conf_error(p, "logformat= needs a "
-				    "name"));
+				return conf_error(p, "logformat= needs a "
+				    "name");
 		} else if (strncmp(argv[i], "buffer-size=", 12) == 0) {
 			v = argv[i] + 12;
 			numlen = strspn(v, "0123456789.");
 			if (conf_size_value(v, numlen, v + numlen, &bufsz, msg,
 			    sizeof(msg)) == -1)
-				return (conf_error(p, "buffer-size: %s", msg));
+				return conf_error(p, "buffer-size: %s", msg);
 			if (bufsz < 1 || bufsz > CONF_BUFFER_MAX)
-				return (conf_error(p, "buffer-size must be "
-				    "between 1 byte and 1 GB"));
+				return conf_error(p, "buffer-size must be "
+				    "between 1 byte and 1 GB");
 		} else if (strcmp(argv[i], "on-error=drop") == 0) {
 			/* connectd always drops and counts; nothing to set */
 		} else if (strchr(argv[i], '=') != NULL) {
-			return (conf_error(p, "access_log option '%s' is not "
-			    "supported", argv[i]));
+			return conf_error(p, "access_log option '%s' is not "
+			    "supported", argv[i]);
 		} else if (format == NULL && i == 2) {
 			format = argv[i];
 		} else
-			return (conf_error(p, "unexpected '%s' (ACLs on "
-			    "access_log are not supported)", argv[i]));
+			return conf_error(p, "unexpected '%s' (ACLs on "
+			    "access_log are not supported)", argv[i]);
 	}
 	if (format == NULL)
 		format = CONF_FORMAT_DEFAULT;
 
 	if ((npf = reallocarray(p->cp_pending, p->cp_npending + 1,
 	    sizeof(*npf))) == NULL)
-		return (conf_error(p, "out of memory"));
+		return conf_error(p, "out of memory");
 	p->cp_pending = npf;
 	pf = &npf[p->cp_npending];
 	memset(pf, 0, sizeof(*pf));
@@ -822,14 +821,14 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
 	pf->pf_lineno = p->cp_lineno;
 	p->cp_npending++;
 	TAILQ_INSERT_TAIL(&c->c_access_logs, alc, alc_entry);
-	return (0);
+	return 0;
  fail:
 	free(pf->pf_name);
 	free(pf->pf_line);
 	if (alc != NULL)
 		free(alc->alc_path);
 	free(alc);
-	return (conf_error(p, "out of memory"));
+	return conf_error(p, "out of memory");
 }
 
 static int
@@ -840,8 +839,8 @@ conf_module(struct conf_parse *p, const struct conf_directive *d, int argc,
 
 	err[0] = '\0';
 	if (d->cd_module(p->cp_conf, argc, argv, err, sizeof(err)) == -1)
-		return (conf_error(p, "%s", err[0] ? err : "invalid line"));
-	return (0);
+		return conf_error(p, "%s", err[0] ? err : "invalid line");
+	return 0;
 }
 
 /* dns_nameservers IP ...: kept as the "ip,ip" list c-ares takes */
@@ -856,23 +855,23 @@ conf_dns_nameservers(struct conf_parse *p, const struct conf_directive *d,
 	int		 i;
 
 	if (argc < 2)
-		return (conf_error(p, "%s needs at least one address", argv[0]));
+		return conf_error(p, "%s needs at least one address", argv[0]);
 	for (i = 1; i < argc; i++) {
 		if (inet_pton(AF_INET, argv[i], &a4) != 1 &&
 		    inet_pton(AF_INET6, argv[i], &a6) != 1)
-			return (conf_error(p, "'%s' is not an IP address",
-			    argv[i]));
+			return conf_error(p, "'%s' is not an IP address",
+			    argv[i]);
 		len += strlen(argv[i]) + 3;
 	}
 	if ((list = calloc(1, len + 1)) == NULL)
-		return (conf_error(p, "out of memory"));
+		return conf_error(p, "out of memory");
 	for (i = 1, n = 0; i < argc; i++)
 		n += snprintf(list + n, len + 1 - n, "%s%s%s%s",
 		    i > 1 ? "," : "", strchr(argv[i], ':') ? "[" : "",
 		    argv[i], strchr(argv[i], ':') ? "]" : "");
 	free(p->cp_conf->c_dns_nameservers);
 	p->cp_conf->c_dns_nameservers = list;
-	return (0);
+	return 0;
 }
 
 static int
@@ -880,13 +879,13 @@ conf_hosts_file(struct conf_parse *p, const struct conf_directive *d,
     int argc, char **argv)
 {
 	if (argc != 2)
-		return (conf_error(p, "usage: hosts_file PATH"));
+		return conf_error(p, "usage: hosts_file PATH");
 	if (argv[1][0] != '/')
-		return (conf_error(p, "hosts_file needs an absolute path"));
+		return conf_error(p, "hosts_file needs an absolute path");
 	free(p->cp_conf->c_hosts_file);
 	if ((p->cp_conf->c_hosts_file = strdup(argv[1])) == NULL)
-		return (conf_error(p, "out of memory"));
-	return (0);
+		return conf_error(p, "out of memory");
+	return 0;
 }
 
 /* A count; 0 is the default (none, or derived); -1 is Squid's "none" */
@@ -897,15 +896,15 @@ conf_count(struct conf_parse *p, const struct conf_directive *d, int argc,
 	double	 v;
 
 	if (argc != 2)
-		return (conf_error(p, "usage: %s NUMBER", argv[0]));
+		return conf_error(p, "usage: %s NUMBER", argv[0]);
 	if (strcmp(argv[1], "-1") == 0)
 		v = 0;
 	else if (conf_number(argv[1], strlen(argv[1]), &v) == -1 ||
 	    v != floor(v) || v < d->cd_min || v > d->cd_max)
-		return (conf_error(p, "%s must be a whole number from %.0f to "
-		    "%.0f", argv[0], d->cd_min, d->cd_max));
+		return conf_error(p, "%s must be a whole number from %.0f to "
+		    "%.0f", argv[0], d->cd_min, d->cd_max);
 	*(unsigned *)((char *)p->cp_conf + d->cd_offset) = (unsigned)v;
-	return (0);
+	return 0;
 }
 
 static int
@@ -913,11 +912,11 @@ conf_user(struct conf_parse *p, const struct conf_directive *d, int argc,
     char **argv)
 {
 	if (argc != 2)
-		return (conf_error(p, "usage: %s USER", argv[0]));
+		return conf_error(p, "usage: %s USER", argv[0]);
 	free(p->cp_conf->c_effective_user);
 	if ((p->cp_conf->c_effective_user = strdup(argv[1])) == NULL)
-		return (conf_error(p, "out of memory"));
-	return (0);
+		return conf_error(p, "out of memory");
+	return 0;
 }
 
 static void
@@ -971,9 +970,9 @@ conf_directive_find(const char *name, size_t *slot)
 				if (strcmp(conf_directives[j].cd_name,
 				    d->cd_alias) == 0)
 					*slot = j;
-		return (d);
+		return d;
 	}
-	return (NULL);
+	return NULL;
 }
 
 /* One trimmed, non-empty, non-comment line. */
@@ -989,7 +988,7 @@ conf_line(struct conf_parse *p, char *words, char ***argvp, size_t *argcap)
 		if (argc + 1 >= *argcap) {
 			if ((nargv = reallocarray(argv, *argcap * 2 + 16,
 			    sizeof(*argv))) == NULL)
-				return (conf_error(p, "out of memory"));
+				return conf_error(p, "out of memory");
 			*argvp = argv = nargv;
 			*argcap = *argcap * 2 + 16;
 		}
@@ -998,13 +997,13 @@ conf_line(struct conf_parse *p, char *words, char ***argvp, size_t *argcap)
 	argv[argc] = NULL;
 
 	if ((d = conf_directive_find(argv[0], &slot)) == NULL)
-		return (conf_error(p, "unknown directive '%s'", argv[0]));
+		return conf_error(p, "unknown directive '%s'", argv[0]);
 	if (!(d->cd_flags & CD_REPEAT) && p->cp_seen[slot] != 0)
-		return (conf_error(p, "%s already set on line %zu", argv[0],
-		    p->cp_seen[slot]));
+		return conf_error(p, "%s already set on line %zu", argv[0],
+		    p->cp_seen[slot]);
 	if (p->cp_seen[slot] == 0)
 		p->cp_seen[slot] = p->cp_lineno;
-	return (d->cd_parse(p, d, (int)argc, argv));
+	return d->cd_parse(p, d, (int)argc, argv);
 }
 
 static int
@@ -1023,29 +1022,29 @@ conf_finish(struct conf_parse *p)
 			pf->pf_alc->alc_format = lfc->lfc_format;
 		else if ((pf->pf_alc->alc_format =
 		    logformat_builtin(pf->pf_name)) == NULL)
-			return (conf_error_at(p, pf->pf_lineno, pf->pf_line,
-			    "unknown logformat '%s'", pf->pf_name));
+			return conf_error_at(p, pf->pf_lineno, pf->pf_line,
+			    "unknown logformat '%s'", pf->pf_name);
 	}
 	if (TAILQ_EMPTY(&c->c_listens))
-		return (conf_error_at(p, 0, NULL, "no http_port line"));
+		return conf_error_at(p, 0, NULL, "no http_port line");
 	if (helper_conf_finish(c, err, sizeof(err)) == -1 ||
 	    acl_conf_finish(c, err, sizeof(err)) == -1)
-		return (conf_error_at(p, 0, NULL, "%s", err));
+		return conf_error_at(p, 0, NULL, "%s", err);
 	if (TAILQ_EMPTY(&c->c_access_logs) && p->cp_log_none == 0) {
 		if ((alc = calloc(1, sizeof(*alc))) == NULL)
-			return (conf_error_at(p, 0, NULL, "out of memory"));
+			return conf_error_at(p, 0, NULL, "out of memory");
 		if ((alc->alc_path = strdup(CONF_LOG_DEFAULT)) == NULL) {
 			free(alc);
-			return (conf_error_at(p, 0, NULL, "out of memory"));
+			return conf_error_at(p, 0, NULL, "out of memory");
 		}
 		alc->alc_buffer_size = CONF_BUFFER_DEFAULT;
 		TAILQ_INSERT_TAIL(&c->c_access_logs, alc, alc_entry);
 		if ((alc->alc_format =
 		    logformat_builtin(CONF_FORMAT_DEFAULT)) == NULL)
-			return (conf_error_at(p, 0, NULL, "built-in logformat "
-			    "'%s' is missing", CONF_FORMAT_DEFAULT));
+			return conf_error_at(p, 0, NULL, "built-in logformat "
+			    "'%s' is missing", CONF_FORMAT_DEFAULT);
 	}
-	return (0);
+	return 0;
 }
 
 static void
@@ -1089,10 +1088,10 @@ conf_new(const char *name)
 	struct conf	*c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return (NULL);
+		return NULL;
 	if ((c->c_path = strdup(name)) == NULL) {
 		free(c);
-		return (NULL);
+		return NULL;
 	}
 	c->c_refcnt = 1;
 	TAILQ_INIT(&c->c_listens);
@@ -1105,7 +1104,7 @@ conf_new(const char *name)
 	c->c_shutdown_lifetime = 0;
 	c->c_request_header_max_size = REQUEST_HEADER_MAX;
 	c->c_client_lifetime = 86400;
-	return (c);
+	return c;
 }
 
 int
@@ -1185,7 +1184,7 @@ conf_load_buffer(const char *name, const char *buf, size_t len,
 	free(words);
 	free(line);
 	conf_free(p.cp_conf);
-	return (rv);
+	return rv;
 }
 
 int
@@ -1229,20 +1228,20 @@ conf_load(const char *path, struct conf **confp, char *err, size_t errlen)
 	close(fd);
 	rv = conf_load_buffer(path, buf, len, confp, err, errlen);
 	free(buf);
-	return (rv);
+	return rv;
  fail:
 	snprintf(err, errlen, "%s: %s", path, strerror(errno));
 	if (fd != -1)
 		close(fd);
 	free(buf);
-	return (-1);
+	return -1;
 }
 
 struct conf *
 conf_ref(struct conf *c)
 {
 	c->c_refcnt++;
-	return (c);
+	return c;
 }
 
 void

@@ -15,6 +15,7 @@
 
 #include "diag.h"
 #include "timefmt.h"
+#include "util.h"
 
 #define CONNECTD_CONF		SYSCONFDIR "/connectd/connectd.conf"
 #define HOST_NAME_MAX_LEN	255

@@ -59,7 +59,7 @@ http_fail(struct http_request *req, int status, const char *error)
 {
 	req->hr_status = status;
 	req->hr_error = error;
-	return (-1);
+	return -1;
 }
 
 /* RFC 9110 5.6.2 */
@@ -68,15 +68,15 @@ http_tchar(unsigned char c)
 {
 	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 	    (c >= '0' && c <= '9'))
-		return (1);
-	return (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+		return 1;
+	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 static int
 http_hostchar(unsigned char c)
 {
-	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_');
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
 }
 
 /*
@@ -88,10 +88,10 @@ static int
 http_badbyte(unsigned char c, struct http_request *req)
 {
 	if (c == '\0')
-		return (http_fail(req, 400, "nul byte"));
+		return http_fail(req, 400, "nul byte");
 	if (c == '\r')
-		return (http_fail(req, 400, "bare cr"));
-	return (0);
+		return http_fail(req, 400, "bare cr");
+	return 0;
 }
 
 /*
@@ -109,16 +109,16 @@ http_request_line(const char *p, size_t n, int complete,
 	/* the method first, so that a TLS ClientHello says "bad method" */
 	for (i = 0; i < n && p[i] != ' '; i++) {
 		if (p[i] == '\0')
-			return (http_fail(req, 400, "nul byte"));
+			return http_fail(req, 400, "nul byte");
 		if (!http_tchar(p[i]) || i >= HTTP_METHOD_MAX)
-			return (http_fail(req, 400, "bad method"));
+			return http_fail(req, 400, "bad method");
 	}
 	if (i == 0 && n > 0)
-		return (http_fail(req, 400, "bad method"));
+		return http_fail(req, 400, "bad method");
 	if (i == n) {
 		if (complete)
-			return (http_fail(req, 400, "bad request line"));
-		return (0);
+			return http_fail(req, 400, "bad request line");
+		return 0;
 	}
 	req->hr_method = p;
 	req->hr_method_len = m = i;
@@ -127,20 +127,20 @@ http_request_line(const char *p, size_t n, int complete,
 	for (t = ++i; i < n && p[i] != ' '; i++) {
 		c = p[i];
 		if (http_badbyte(c, req) == -1)
-			return (-1);
+			return -1;
 		if (c <= 0x20 || c == 0x7f)
-			return (http_fail(req, 400, "bad request line"));
+			return http_fail(req, 400, "bad request line");
 		if (is_connect && i - t >= AUTHORITY_MAX_LEN)
-			return (http_fail(req, 400, "target too long"));
+			return http_fail(req, 400, "target too long");
 	}
 	if (i == t && i < n)
-		return (http_fail(req, 400, "bad request line"));
+		return http_fail(req, 400, "bad request line");
 	if (i == n) {
 		if (!complete)
-			return (0);
+			return 0;
 		if (i == t)
-			return (http_fail(req, 400, "bad request line"));
-		return (http_fail(req, 400, "missing version"));
+			return http_fail(req, 400, "bad request line");
+		return http_fail(req, 400, "missing version");
 	}
 	/* a target with userinfo may hold a password: keep it from the log */
 	userinfo = memchr(p + t, '@', i - t) != NULL;
@@ -151,17 +151,17 @@ http_request_line(const char *p, size_t n, int complete,
 
 	i++;
 	if (http_version(p + i, n - i, complete, req) == -1)
-		return (-1);
+		return -1;
 	if (!complete)
-		return (0);
+		return 0;
 
 	if (req->hr_version == 0)
-		return (http_fail(req, 505, "version not supported"));
+		return http_fail(req, 505, "version not supported");
 	if (!is_connect)
-		return (http_fail(req, 405, "method not allowed"));
+		return http_fail(req, 405, "method not allowed");
 	if (userinfo)
-		return (http_fail(req, 400, "userinfo in target"));
-	return (http_authority(req->hr_target, req->hr_target_len, req));
+		return http_fail(req, 400, "userinfo in target");
+	return http_authority(req->hr_target, req->hr_target_len, req);
 }
 
 /* "HTTP/" 1*DIGIT "." 1*DIGIT; sets hr_version to 10, 11 or 0 (other). */
@@ -173,12 +173,12 @@ http_version(const char *p, size_t n, int complete, struct http_request *req)
 
 	for (i = 0; i < n; i++) {
 		if (http_badbyte(p[i], req) == -1)
-			return (-1);
+			return -1;
 		if (i >= HTTP_VERSION_MAX)
-			return (http_fail(req, 400, "bad version"));
+			return http_fail(req, 400, "bad version");
 		if (i < 5) {
 			if (p[i] != "HTTP/"[i])
-				return (http_fail(req, 400, "bad version"));
+				return http_fail(req, 400, "bad version");
 		} else if (p[i] >= '0' && p[i] <= '9') {
 			if (dot)
 				minor++;
@@ -187,17 +187,17 @@ http_version(const char *p, size_t n, int complete, struct http_request *req)
 		} else if (p[i] == '.' && !dot && major > 0)
 			dot = 1;
 		else
-			return (http_fail(req, 400, "bad version"));
+			return http_fail(req, 400, "bad version");
 	}
 	if (!complete)
-		return (0);
+		return 0;
 	if (minor == 0)
-		return (http_fail(req, 400, "bad version"));
+		return http_fail(req, 400, "bad version");
 	if (n == 8 && memcmp(p, "HTTP/1.0", 8) == 0)
 		req->hr_version = 10;
 	else if (n == 8 && memcmp(p, "HTTP/1.1", 8) == 0)
 		req->hr_version = 11;
-	return (0);
+	return 0;
 }
 
 /*
@@ -219,7 +219,7 @@ http_numeric_host(const char *p, size_t n)
 		;
 	len = (size_t)(p + n - label);
 	if (len == 0)
-		return (0);
+		return 0;
 	i = 0;
 	if (len > 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X'))
 		for (i = 2; i < len && isxdigit((unsigned char)label[i]); i++)
@@ -228,12 +228,12 @@ http_numeric_host(const char *p, size_t n)
 		for (; i < len && isdigit((unsigned char)label[i]); i++)
 			;
 	if (i < len)
-		return (0);
+		return 0;
 	if (n >= sizeof(addr))
-		return (-1);
+		return -1;
 	memcpy(addr, p, n);
 	addr[n] = '\0';
-	return (inet_pton(AF_INET, addr, &in) == 1 ? 0 : -1);
+	return inet_pton(AF_INET, addr, &in) == 1 ? 0 : -1;
 }
 
 /* authority-form: host ":" port, or "[" IPv6 "]" ":" port */
@@ -247,45 +247,45 @@ http_authority(const char *p, size_t n, struct http_request *req)
 
 	for (i = 0; i + 3 <= n; i++)
 		if (memcmp(p + i, "://", 3) == 0)
-			return (http_fail(req, 400, "absolute-form target"));
+			return http_fail(req, 400, "absolute-form target");
 	if (n > 0 && p[0] == '/')
-		return (http_fail(req, 400, "origin-form target"));
+		return http_fail(req, 400, "origin-form target");
 
 	if (n > 0 && p[0] == '[') {
 		if ((end = memchr(p, ']', n)) == NULL)
-			return (http_fail(req, 400, "bad ipv6 address"));
+			return http_fail(req, 400, "bad ipv6 address");
 		req->hr_host = p + 1;
 		req->hr_host_len = end - (p + 1);
 		if (req->hr_host_len == 0)
-			return (http_fail(req, 400, "empty host"));
+			return http_fail(req, 400, "empty host");
 		if (req->hr_host_len >= sizeof(addr))
-			return (http_fail(req, 400, "bad ipv6 address"));
+			return http_fail(req, 400, "bad ipv6 address");
 		memcpy(addr, req->hr_host, req->hr_host_len);
 		addr[req->hr_host_len] = '\0';
 		if (inet_pton(AF_INET6, addr, &in6) != 1)
-			return (http_fail(req, 400, "bad ipv6 address"));
+			return http_fail(req, 400, "bad ipv6 address");
 		colon = end + 1;
 		if (colon == p + n)
-			return (http_fail(req, 400, "missing port"));
+			return http_fail(req, 400, "missing port");
 		if (*colon != ':')
-			return (http_fail(req, 400, "bad port"));
+			return http_fail(req, 400, "bad port");
 	} else {
 		if ((colon = memchr(p, ':', n)) == NULL)
-			return (http_fail(req, 400, "missing port"));
+			return http_fail(req, 400, "missing port");
 		req->hr_host = p;
 		req->hr_host_len = colon - p;
 		if (req->hr_host_len == 0)
-			return (http_fail(req, 400, "empty host"));
+			return http_fail(req, 400, "empty host");
 		if (req->hr_host_len > HOST_NAME_MAX_LEN)
-			return (http_fail(req, 400, "host too long"));
+			return http_fail(req, 400, "host too long");
 		for (i = 0; i < req->hr_host_len; i++)
 			if (!http_hostchar(p[i]))
-				return (http_fail(req, 400, "bad host"));
+				return http_fail(req, 400, "bad host");
 		if (http_numeric_host(p, req->hr_host_len) == -1)
-			return (http_fail(req, 400, "ambiguous numeric host"));
+			return http_fail(req, 400, "ambiguous numeric host");
 	}
 	colon++;
-	return (http_port(colon, p + n - colon, req));
+	return http_port(colon, p + n - colon, req);
 }
 
 /* 1*5DIGIT, 1..65535 */
@@ -296,18 +296,18 @@ http_port(const char *p, size_t n, struct http_request *req)
 	size_t		 i;
 
 	if (n == 0)
-		return (http_fail(req, 400, "missing port"));
+		return http_fail(req, 400, "missing port");
 	if (n > 5)
-		return (http_fail(req, 400, "bad port"));
+		return http_fail(req, 400, "bad port");
 	for (i = 0; i < n; i++) {
 		if (p[i] < '0' || p[i] > '9')
-			return (http_fail(req, 400, "bad port"));
+			return http_fail(req, 400, "bad port");
 		port = port * 10 + (p[i] - '0');
 	}
 	if (port < 1 || port > 65535)
-		return (http_fail(req, 400, "bad port"));
+		return http_fail(req, 400, "bad port");
 	req->hr_port = (uint16_t)port;
-	return (0);
+	return 0;
 }
 
 /* One field line p[0..n), n > 0, without its line end. */
@@ -318,41 +318,41 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 	unsigned char	 c;
 
 	if (p[0] == ' ' || p[0] == '\t')
-		return (http_fail(req, 400, "obs-fold"));
+		return http_fail(req, 400, "obs-fold");
 	for (i = 0; i < n && p[i] != ':'; i++) {
 		if (http_badbyte(p[i], req) == -1)
-			return (-1);
+			return -1;
 		if (p[i] == ' ' || p[i] == '\t') {
 			/* which error it is depends on a colon to come */
 			if (memchr(p + i, ':', n - i) != NULL)
-				return (http_fail(req, 400,
-				    "space before colon"));
+				return http_fail(req, 400,
+				    "space before colon");
 			if (complete)
-				return (http_fail(req, 400,
-				    "header without colon"));
-			return (0);
+				return http_fail(req, 400,
+				    "header without colon");
+			return 0;
 		}
 		if (!http_tchar(p[i]))
-			return (http_fail(req, 400, "bad header name"));
+			return http_fail(req, 400, "bad header name");
 	}
 	if (i == 0)
-		return (http_fail(req, 400, "empty header name"));
+		return http_fail(req, 400, "empty header name");
 	if (i == n) {
 		if (complete)
-			return (http_fail(req, 400, "header without colon"));
-		return (0);
+			return http_fail(req, 400, "header without colon");
+		return 0;
 	}
 	name = i;
 	for (i++; i < n; i++) {
 		c = p[i];
 		if (http_badbyte(c, req) == -1)
-			return (-1);
+			return -1;
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return (http_fail(req, 400, "bad header value"));
+			return http_fail(req, 400, "bad header value");
 	}
 	if (!complete || req->hr_user_agent != NULL || name != 10 ||
 	    strncasecmp(p, "User-Agent", 10) != 0)
-		return (0);
+		return 0;
 
 	/* the value without OWS, cut to what the log keeps */
 	for (v = name + 1; v < n && (p[v] == ' ' || p[v] == '\t'); v++)
@@ -363,7 +363,7 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 	req->hr_user_agent_len = e - v;
 	if (req->hr_user_agent_len > USER_AGENT_MAX_LEN)
 		req->hr_user_agent_len = USER_AGENT_MAX_LEN;
-	return (0);
+	return 0;
 }
 
 /*
@@ -392,7 +392,7 @@ http_parse_request(const char *buf, size_t len, size_t max,
 			pos += 2;
 		else {
 			http_fail(req, 400, "bare cr");
-			return (HTTP_PARSE_ERROR);
+			return HTTP_PARSE_ERROR;
 		}
 	}
 
@@ -406,18 +406,18 @@ http_parse_request(const char *buf, size_t len, size_t max,
 
 		if (first) {
 			if (http_request_line(buf + pos, n, complete, req) == -1)
-				return (HTTP_PARSE_ERROR);
+				return HTTP_PARSE_ERROR;
 			first = 0;
 		} else if (n == 0) {
 			if (complete) {
 				req->hr_head_len = lf - buf + 1;
-				return (HTTP_PARSE_DONE);
+				return HTTP_PARSE_DONE;
 			}
 		} else if (nheaders++ >= HTTP_HEADERS_MAX) {
 			http_fail(req, 431, "too many headers");
-			return (HTTP_PARSE_ERROR);
+			return HTTP_PARSE_ERROR;
 		} else if (http_header(buf + pos, n, complete, req) == -1)
-			return (HTTP_PARSE_ERROR);
+			return HTTP_PARSE_ERROR;
 
 		if (!complete)
 			break;
@@ -426,9 +426,9 @@ http_parse_request(const char *buf, size_t len, size_t max,
 
 	if (len >= max) {
 		http_fail(req, 431, "header too large");
-		return (HTTP_PARSE_ERROR);
+		return HTTP_PARSE_ERROR;
 	}
-	return (HTTP_PARSE_INCOMPLETE);
+	return HTTP_PARSE_INCOMPLETE;
 }
 
 const char *
@@ -436,29 +436,29 @@ http_status_text(int status)
 {
 	switch (status) {
 	case 200:
-		return ("Connection established");
+		return "Connection established";
 	case 400:
-		return ("Bad Request");
+		return "Bad Request";
 	case 403:
-		return ("Forbidden");
+		return "Forbidden";
 	case 405:
-		return ("Method Not Allowed");
+		return "Method Not Allowed";
 	case 408:
-		return ("Request Timeout");
+		return "Request Timeout";
 	case 431:
-		return ("Request Header Fields Too Large");
+		return "Request Header Fields Too Large";
 	case 500:
-		return ("Internal Server Error");
+		return "Internal Server Error";
 	case 502:
-		return ("Bad Gateway");
+		return "Bad Gateway";
 	case 503:
-		return ("Service Unavailable");
+		return "Service Unavailable";
 	case 504:
-		return ("Gateway Timeout");
+		return "Gateway Timeout";
 	case 505:
-		return ("HTTP Version Not Supported");
+		return "HTTP Version Not Supported";
 	}
-	return (NULL);
+	return NULL;
 }
 
 /*
@@ -473,7 +473,7 @@ http_reply_error(int status, char *buf, size_t len)
 	int		 n;
 
 	if (status < 400 || (text = http_status_text(status)) == NULL)
-		return (-1);
+		return -1;
 	n = snprintf(buf, len, "HTTP/1.1 %d %s\r\n"
 	    "Server: connectd\r\n"
 	    "%s"
@@ -485,6 +485,6 @@ http_reply_error(int status, char *buf, size_t len)
 	    status, text, status == 405 ? "Allow: CONNECT\r\n" : "",
 	    strlen(text) + 1, text);
 	if (n < 0 || (size_t)n >= len)
-		return (-1);
-	return (n);
+		return -1;
+	return n;
 }

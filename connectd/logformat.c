@@ -250,13 +250,13 @@ logformat_compile(const char *name, const char *template, char *err,
 	if (lf->lf_kind == LFK_JSONTPL && lf_check_json(lf, msg,
 	    sizeof(msg)) == -1)
 		goto fail;
-	return (lf);
+	return lf;
  fail:
 	if (err != NULL && errlen > 0)
 		snprintf(err, errlen, "logformat %s: %s", name != NULL ?
 		    name : "", msg);
 	logformat_free(lf);
-	return (NULL);
+	return NULL;
 }
 
 /*
@@ -294,7 +294,7 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 	case '/':
 		snprintf(msg, msglen, "the / (shell) modifier is not "
 		    "supported");
-		return (-1);
+		return -1;
 	default:
 		t->lt_quote = inherited;
 		t->lt_explicit = 0;
@@ -313,7 +313,7 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 			if ((v = v * 10 + (*p - '0')) > LF_WIDTH_MAX) {
 				snprintf(msg, msglen, "width too large in "
 				    "%.*s", (int)(p - start + 1), start);
-				return (-1);
+				return -1;
 			}
 		t->lt_width = (int)v;
 	}
@@ -322,7 +322,7 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 			if ((v = v * 10 + (*p - '0')) > LF_WIDTH_MAX) {
 				snprintf(msg, msglen, "precision too large in "
 				    "%.*s", (int)(p - start + 1), start);
-				return (-1);
+				return -1;
 			}
 		t->lt_prec = (int)v;
 	}
@@ -330,7 +330,7 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 		arg = ++p;
 		if ((p = strchr(p, '}')) == NULL) {
 			snprintf(msg, msglen, "unterminated { in %.20s", start);
-			return (-1);
+			return -1;
 		}
 		arglen = (size_t)(p - arg);
 		p++;
@@ -353,14 +353,14 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 			snprintf(msg, msglen, "unknown code %%%.*s",
 			    (int)(p + (n ? n : 1) - (start + 1)), start + 1);
 		}
-		return (-1);
+		return -1;
 	}
 	p += bestlen;
 	if (arg == NULL && *p == '{') {
 		arg = ++p;
 		if ((p = strchr(p, '}')) == NULL) {
 			snprintf(msg, msglen, "unterminated { in %.20s", start);
-			return (-1);
+			return -1;
 		}
 		arglen = (size_t)(p - arg);
 		p++;
@@ -373,18 +373,18 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 		    strncasecmp(arg, "User-Agent", arglen) != 0) {
 			snprintf(msg, msglen, "%.*s: only %%{User-Agent}>h is "
 			    "logged", (int)(p - start), start);
-			return (-1);
+			return -1;
 		}
 		arg = NULL;
 	} else if (arg != NULL && !(best->lcd_flags & LCD_ARG_TIME)) {
 		snprintf(msg, msglen, "%.*s: %%%s takes no {argument}",
 		    (int)(p - start), start, best->lcd_name);
-		return (-1);
+		return -1;
 	}
 	if (arg != NULL && arglen > 0) {
 		if ((t->lt_text = strndup(arg, arglen)) == NULL) {
 			snprintf(msg, msglen, "out of memory");
-			return (-1);
+			return -1;
 		}
 		t->lt_len = arglen;
 	}
@@ -398,7 +398,7 @@ lf_parse_code(struct lf_token *t, const char **pp, enum lf_quote inherited,
 		}
 	}
 	*pp = p;
-	return (0);
+	return 0;
 }
 
 static int
@@ -414,15 +414,15 @@ lf_add_token(struct logformat *lf, struct lf_token *t)
 		if (last != NULL && last->lt_code == LFC_TEXT) {
 			if ((s = realloc(last->lt_text, last->lt_len +
 			    t->lt_len + 1)) == NULL)
-				return (-1);
+				return -1;
 			memcpy(s + last->lt_len, t->lt_text, t->lt_len);
 			last->lt_len += t->lt_len;
 			s[last->lt_len] = '\0';
 			last->lt_text = s;
-			return (0);
+			return 0;
 		}
 		if ((s = strndup(t->lt_text, t->lt_len)) == NULL)
-			return (-1);
+			return -1;
 		t->lt_text = s;
 	}
 	if ((nt = reallocarray(lf->lf_tokens, lf->lf_ntokens + 1,
@@ -430,11 +430,11 @@ lf_add_token(struct logformat *lf, struct lf_token *t)
 		if (t->lt_code == LFC_TEXT)
 			free(t->lt_text);
 		t->lt_text = NULL;
-		return (-1);
+		return -1;
 	}
 	lf->lf_tokens = nt;
 	lf->lf_tokens[lf->lf_ntokens++] = *t;
-	return (0);
+	return 0;
 }
 
 /*
@@ -454,46 +454,46 @@ lf_check_json(struct logformat *lf, char *msg, size_t msglen)
 	if (lf_render_template(lf, NULL, &jb, 1) == -1) {
 		buf_free(&jb);
 		snprintf(msg, msglen, "out of memory");
-		return (-1);
+		return -1;
 	}
 	if ((j = json_loadb(jb.b_data, jb.b_len, 0, &jerr)) == NULL) {
 		snprintf(msg, msglen, "the template starts with '{' but is "
 		    "not valid JSON: %s (column %d)", jerr.text,
 		    jerr.column);
 		buf_free(&jb);
-		return (-1);
+		return -1;
 	}
 	json_decref(j);
 	buf_free(&jb);
-	return (0);
+	return 0;
 }
 
 const struct logformat *
 logformat_builtin(const char *name)
 {
 	if (name == NULL)
-		return (NULL);
+		return NULL;
 	if (strcmp(name, "json") == 0) {
 		if (lf_json == NULL &&
 		    (lf_json = calloc(1, sizeof(*lf_json))) != NULL) {
 			if ((lf_json->lf_name = strdup("json")) == NULL) {
 				free(lf_json);
 				lf_json = NULL;
-				return (NULL);
+				return NULL;
 			}
 			lf_json->lf_kind = LFK_JSON;
 			lf_json->lf_builtin = 1;
 			lf_json->lf_hint = 512;
 		}
-		return (lf_json);
+		return lf_json;
 	}
 	if (strcmp(name, "squid") == 0) {
 		if (lf_squid == NULL && (lf_squid = logformat_compile("squid",
 		    LF_SQUID_TEMPLATE, NULL, 0)) != NULL)
 			lf_squid->lf_builtin = 1;
-		return (lf_squid);
+		return lf_squid;
 	}
-	return (NULL);
+	return NULL;
 }
 
 void
@@ -513,7 +513,7 @@ logformat_free(struct logformat *lf)
 const char *
 logformat_name(const struct logformat *lf)
 {
-	return (lf != NULL ? lf->lf_name : NULL);
+	return lf != NULL ? lf->lf_name : NULL;
 }
 
 /* -------------------------------------------------------------- render */
@@ -528,16 +528,16 @@ logformat_render(const struct logformat *lf, const struct logrec *rec,
 
 	/* one allocation for a typical line */
 	if (buf_space(&jb, lf->lf_hint, &avail) == NULL)
-		return (NULL);
+		return NULL;
 	if (lf->lf_kind == LFK_JSON)
 		rv = lf_render_json(rec, &jb);
 	else
 		rv = lf_render_template(lf, rec, &jb, 0);
 	if (rv == -1 || buf_addc(&jb, '\n') == -1) {
 		buf_free(&jb);
-		return (NULL);
+		return NULL;
 	}
-	return (buf_take(&jb, lenp));
+	return buf_take(&jb, lenp);
 }
 
 /* The address as text, IPv4-mapped IPv6 as plain IPv4; -1 if none. */
@@ -551,24 +551,24 @@ lf_addr(const struct sockaddr_storage *ss, char *buf, size_t len, int *port)
 	case AF_INET:
 		sin = (const struct sockaddr_in *)ss;
 		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) == NULL)
-			return (-1);
+			return -1;
 		if (port != NULL)
 			*port = ntohs(sin->sin_port);
-		return (0);
+		return 0;
 	case AF_INET6:
 		sin6 = (const struct sockaddr_in6 *)ss;
 		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
 			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
 			    buf, len) == NULL)
-				return (-1);
+				return -1;
 		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
 		    len) == NULL)
-			return (-1);
+			return -1;
 		if (port != NULL)
 			*port = ntohs(sin6->sin6_port);
-		return (0);
+		return 0;
 	default:
-		return (-1);
+		return -1;
 	}
 }
 
@@ -593,10 +593,10 @@ lf_duration_ms(const struct logrec *rec)
 	double	 d = (rec->lr_end - rec->lr_start) * 1000.0;
 
 	if (!(d > 0))
-		return (0);
+		return 0;
 	if (d > 1e15)
-		return (UINT64_C(1000000000000000));
-	return ((uint64_t)(d + 0.5));
+		return UINT64_C(1000000000000000);
+	return (uint64_t)(d + 0.5);
 }
 
 static void
@@ -617,7 +617,7 @@ lf_setstr(struct lf_value *v, const char *s)
 static size_t
 lf_strftime(char *buf, size_t len, const char *fmt, const struct tm *tm)
 {
-	return (strftime(buf, len, fmt, tm));
+	return strftime(buf, len, fmt, tm);
 }
 #pragma GCC diagnostic pop
 
@@ -767,7 +767,7 @@ lf_add_pct(struct buf *jb, unsigned char c)
 	e[0] = '%';
 	e[1] = lf_hex[c >> 4];
 	e[2] = lf_hex[c & 0xf];
-	return (buf_add(jb, e, 3));
+	return buf_add(jb, e, 3);
 }
 
 /* Squid's rfc1738_escape(); keeppct: rfc1738_escape_unescaped() */
@@ -784,10 +784,10 @@ lf_esc_url(struct buf *jb, const char *s, size_t len, int keeppct)
 			continue;
 		if (buf_add(jb, s + run, i - run) == -1 ||
 		    lf_add_pct(jb, u[i]) == -1)
-			return (-1);
+			return -1;
 		run = i + 1;
 	}
-	return (buf_add(jb, s + run, len - run));
+	return buf_add(jb, s + run, len - run);
 }
 
 /* Squid's log_quoted_string(): backslash before " and \, CR LF TAB named */
@@ -818,10 +818,10 @@ lf_esc_quotes(struct buf *jb, const char *s, size_t len)
 		}
 		if (buf_add(jb, s + run, i - run) == -1 ||
 		    buf_add(jb, e, 2) == -1)
-			return (-1);
+			return -1;
 		run = i + 1;
 	}
-	return (buf_add(jb, s + run, len - run));
+	return buf_add(jb, s + run, len - run);
 }
 
 /* Squid's QuoteMimeBlob() */
@@ -837,7 +837,7 @@ lf_esc_mimeblob(struct buf *jb, const char *s, size_t len)
 		    strchr("%\"#/;[]", u[i]) == NULL)
 			continue;
 		if (buf_add(jb, s + run, i - run) == -1)
-			return (-1);
+			return -1;
 		if (u[i] == '\r')
 			rv = buf_add(jb, "\\r", 2);
 		else if (u[i] == '\n')
@@ -845,10 +845,10 @@ lf_esc_mimeblob(struct buf *jb, const char *s, size_t len)
 		else
 			rv = lf_add_pct(jb, u[i]);
 		if (rv == -1)
-			return (-1);
+			return -1;
 		run = i + 1;
 	}
-	return (buf_add(jb, s + run, len - run));
+	return buf_add(jb, s + run, len - run);
 }
 
 /*
@@ -865,10 +865,10 @@ lf_esc_raw(struct buf *jb, const char *s, size_t len)
 			continue;
 		if (buf_add(jb, s + run, i - run) == -1 ||
 		    buf_add(jb, s[i] == '\r' ? "\\r" : "\\n", 2) == -1)
-			return (-1);
+			return -1;
 		run = i + 1;
 	}
-	return (buf_add(jb, s + run, len - run));
+	return buf_add(jb, s + run, len - run);
 }
 
 static int
@@ -876,17 +876,17 @@ lf_escape(struct buf *jb, enum lf_quote q, const char *s, size_t len)
 {
 	switch (q) {
 	case LFQ_NONE:
-		return (lf_esc_url(jb, s, len, 1));
+		return lf_esc_url(jb, s, len, 1);
 	case LFQ_URL:
-		return (lf_esc_url(jb, s, len, 0));
+		return lf_esc_url(jb, s, len, 0);
 	case LFQ_QUOTES:
-		return (lf_esc_quotes(jb, s, len));
+		return lf_esc_quotes(jb, s, len);
 	case LFQ_MIMEBLOB:
-		return (lf_esc_mimeblob(jb, s, len));
+		return lf_esc_mimeblob(jb, s, len);
 	case LFQ_RAW:
 		break;
 	}
-	return (lf_esc_raw(jb, s, len));
+	return lf_esc_raw(jb, s, len);
 }
 
 /*
@@ -912,14 +912,14 @@ lf_add_padded(struct buf *jb, const struct lf_token *t, const char *s,
 		for (; pad > 0; pad -= n)
 			if (buf_add(jb, fill, (n = pad < sizeof(sp) - 1 ?
 			    pad : sizeof(sp) - 1)) == -1)
-				return (-1);
+				return -1;
 	if ((json ? json_buf_escape(jb, s, len) : buf_add(jb, s, len)) == -1)
-		return (-1);
+		return -1;
 	for (; pad > 0; pad -= n)
 		if (buf_add(jb, sp, (n = pad < sizeof(sp) - 1 ?
 		    pad : sizeof(sp) - 1)) == -1)
-			return (-1);
-	return (0);
+			return -1;
+	return 0;
 }
 
 /*
@@ -951,7 +951,7 @@ lf_js_hex4(struct lf_jscan *js, unsigned int *cp)
 	int	 i, c;
 
 	if (js->js_end - js->js_p < 4)
-		return (-1);
+		return -1;
 	for (*cp = 0, i = 0; i < 4; i++) {
 		c = *js->js_p++;
 		if (c >= '0' && c <= '9')
@@ -961,10 +961,10 @@ lf_js_hex4(struct lf_jscan *js, unsigned int *cp)
 		else if (c >= 'A' && c <= 'F')
 			c -= 'A' - 10;
 		else
-			return (-1);
+			return -1;
 		*cp = *cp << 4 | (unsigned int)c;
 	}
-	return (0);
+	return 0;
 }
 
 static int
@@ -977,26 +977,26 @@ lf_js_string(struct lf_jscan *js)
 	while (js->js_p < js->js_end) {
 		c = *js->js_p++;
 		if (c == '"')
-			return (0);
+			return 0;
 		if (c < 0x20)
-			return (-1);
+			return -1;
 		if (c == '\\') {
 			if (js->js_p >= js->js_end)
-				return (-1);
+				return -1;
 			c = *js->js_p++;
 			if (strchr("\"\\/bfnrt", (int)c) != NULL && c != '\0')
 				continue;
 			if (c != 'u' || lf_js_hex4(js, &cp) == -1 || cp == 0 ||
 			    (cp >= 0xdc00 && cp <= 0xdfff))
-				return (-1);
+				return -1;
 			if (cp >= 0xd800 && cp <= 0xdbff) {
 				if (js->js_end - js->js_p < 6 ||
 				    js->js_p[0] != '\\' || js->js_p[1] != 'u')
-					return (-1);
+					return -1;
 				js->js_p += 2;
 				if (lf_js_hex4(js, &lo) == -1 || lo < 0xdc00 ||
 				    lo > 0xdfff)
-					return (-1);
+					return -1;
 			}
 			continue;
 		}
@@ -1010,20 +1010,20 @@ lf_js_string(struct lf_jscan *js)
 		else if (c >= 0xf0 && c <= 0xf4)
 			n = 3, cp = c & 0x07;
 		else
-			return (-1);
+			return -1;
 		if ((size_t)(js->js_end - js->js_p) < n)
-			return (-1);
+			return -1;
 		for (i = 0; i < n; i++) {
 			if ((js->js_p[i] & 0xc0) != 0x80)
-				return (-1);
+				return -1;
 			cp = cp << 6 | (js->js_p[i] & 0x3f);
 		}
 		js->js_p += n;
 		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
 		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return (-1);
+			return -1;
 	}
-	return (-1);
+	return -1;
 }
 
 static int
@@ -1039,7 +1039,7 @@ lf_js_number(struct lf_jscan *js)
 		js->js_p++;
 	digits = js->js_p;
 	if (js->js_p >= js->js_end || !(*js->js_p >= '0' && *js->js_p <= '9'))
-		return (-1);
+		return -1;
 	if (*js->js_p == '0')
 		js->js_p++;
 	else
@@ -1050,7 +1050,7 @@ lf_js_number(struct lf_jscan *js)
 		real = 1;
 		if (++js->js_p >= js->js_end || !(*js->js_p >= '0' &&
 		    *js->js_p <= '9'))
-			return (-1);
+			return -1;
 		while (js->js_p < js->js_end && *js->js_p >= '0' &&
 		    *js->js_p <= '9')
 			js->js_p++;
@@ -1062,7 +1062,7 @@ lf_js_number(struct lf_jscan *js)
 			js->js_p++;
 		if (js->js_p >= js->js_end || !(*js->js_p >= '0' &&
 		    *js->js_p <= '9'))
-			return (-1);
+			return -1;
 		while (js->js_p < js->js_end && *js->js_p >= '0' &&
 		    *js->js_p <= '9')
 			js->js_p++;
@@ -1072,21 +1072,21 @@ lf_js_number(struct lf_jscan *js)
 		/* within int64: at most 19 digits, compared as text */
 		len = (size_t)(js->js_p - digits);
 		if (len < 19)
-			return (0);
+			return 0;
 		if (len > 19)
-			return (-1);
-		return (memcmp(digits, *start == '-' ? "9223372036854775808" :
-		    "9223372036854775807", 19) <= 0 ? 0 : -1);
+			return -1;
+		return memcmp(digits, *start == '-' ? "9223372036854775808" :
+		    "9223372036854775807", 19) <= 0 ? 0 : -1;
 	}
 	if (len >= sizeof(buf))
-		return (-1);
+		return -1;
 	memcpy(buf, start, len);
 	buf[len] = '\0';
 	errno = 0;
 	d = strtod(buf, &ep);
 	if (errno == ERANGE || *ep != '\0' || d != d)
-		return (-1);
-	return (0);
+		return -1;
+	return 0;
 }
 
 static int
@@ -1095,9 +1095,9 @@ lf_js_literal(struct lf_jscan *js, const char *lit)
 	size_t	 n = strlen(lit);
 
 	if ((size_t)(js->js_end - js->js_p) < n || memcmp(js->js_p, lit, n))
-		return (-1);
+		return -1;
 	js->js_p += n;
-	return (0);
+	return 0;
 }
 
 static int
@@ -1107,51 +1107,51 @@ lf_js_value(struct lf_jscan *js, int depth)
 
 	lf_js_ws(js);
 	if (js->js_p >= js->js_end)
-		return (-1);
+		return -1;
 	switch (*js->js_p) {
 	case '"':
-		return (lf_js_string(js));
+		return lf_js_string(js);
 	case 't':
-		return (lf_js_literal(js, "true"));
+		return lf_js_literal(js, "true");
 	case 'f':
-		return (lf_js_literal(js, "false"));
+		return lf_js_literal(js, "false");
 	case 'n':
-		return (lf_js_literal(js, "null"));
+		return lf_js_literal(js, "null");
 	case '{':
 	case '[':
 		break;
 	default:
-		return (lf_js_number(js));
+		return lf_js_number(js);
 	}
 	if (depth >= LF_JSON_DEPTH)
-		return (-1);
+		return -1;
 	close = *js->js_p++ == '{' ? '}' : ']';
 	lf_js_ws(js);
 	if (js->js_p < js->js_end && *js->js_p == close) {
 		js->js_p++;
-		return (0);
+		return 0;
 	}
 	for (;;) {
 		if (close == '}') {
 			lf_js_ws(js);
 			if (js->js_p >= js->js_end || *js->js_p != '"' ||
 			    lf_js_string(js) == -1)
-				return (-1);
+				return -1;
 			lf_js_ws(js);
 			if (js->js_p >= js->js_end || *js->js_p++ != ':')
-				return (-1);
+				return -1;
 		}
 		if (lf_js_value(js, depth + 1) == -1)
-			return (-1);
+			return -1;
 		lf_js_ws(js);
 		if (js->js_p >= js->js_end)
-			return (-1);
+			return -1;
 		if (*js->js_p == close) {
 			js->js_p++;
-			return (0);
+			return 0;
 		}
 		if (*js->js_p++ != ',')
-			return (-1);
+			return -1;
 	}
 }
 
@@ -1163,9 +1163,9 @@ lf_is_json(const char *s, size_t len)
 	js.js_p = (const unsigned char *)s;
 	js.js_end = js.js_p + len;
 	if (lf_js_value(&js, 0) == -1)
-		return (0);
+		return 0;
 	lf_js_ws(&js);
-	return (js.js_p == js.js_end);
+	return js.js_p == js.js_end;
 }
 
 /* s as it is if it is one complete JSON value, on one line; else 1 */
@@ -1175,17 +1175,17 @@ lf_add_if_json(struct buf *jb, const char *s, size_t len)
 	size_t	 i, run;
 
 	if (!lf_is_json(s, len))
-		return (1);
+		return 1;
 	/* raw CR, LF, TAB can only be whitespace between tokens here */
 	for (i = run = 0; i < len; i++) {
 		if (s[i] != '\r' && s[i] != '\n' && s[i] != '\t')
 			continue;
 		if (buf_add(jb, s + run, i - run) == -1 ||
 		    buf_addc(jb, ' ') == -1)
-			return (-1);
+			return -1;
 		run = i + 1;
 	}
-	return (buf_add(jb, s + run, len - run));
+	return buf_add(jb, s + run, len - run);
 }
 
 static int
@@ -1193,8 +1193,8 @@ lf_add_jsonstr(struct buf *jb, const char *s, size_t len)
 {
 	if (buf_addc(jb, '"') == -1 || json_buf_escape(jb, s, len) == -1 ||
 	    buf_addc(jb, '"') == -1)
-		return (-1);
-	return (0);
+		return -1;
+	return 0;
 }
 
 /*
@@ -1316,10 +1316,10 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 			goto fail;
 	}
 	buf_free(&tmp);
-	return (0);
+	return 0;
  fail:
 	buf_free(&tmp);
-	return (-1);
+	return -1;
 }
 
 /* ---------------------------------------------------------------- json */
@@ -1327,7 +1327,7 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 static int
 lf_json_key(struct buf *jb, const char *key)
 {
-	return (buf_add(jb, key, strlen(key)));
+	return buf_add(jb, key, strlen(key));
 }
 
 static int
@@ -1338,18 +1338,18 @@ lf_json_u64(struct buf *jb, const char *key, uint64_t v)
 
 	n = snprintf(num, sizeof(num), "%" PRIu64, v);
 	if (lf_json_key(jb, key) == -1 || buf_add(jb, num, (size_t)n) == -1)
-		return (-1);
-	return (0);
+		return -1;
+	return 0;
 }
 
 static int
 lf_json_str(struct buf *jb, const char *key, const char *s)
 {
 	if (lf_json_key(jb, key) == -1)
-		return (-1);
+		return -1;
 	if (s == NULL)
-		return (buf_add(jb, "null", 4));
-	return (lf_add_jsonstr(jb, s, strlen(s)));
+		return buf_add(jb, "null", 4);
+	return lf_add_jsonstr(jb, s, strlen(s));
 }
 
 static int
@@ -1360,12 +1360,12 @@ lf_json_addr(struct buf *jb, const char *ipkey, const char *portkey,
 	int	 port;
 
 	if (!have || lf_addr(ss, buf, sizeof(buf), &port) == -1)
-		return (lf_json_str(jb, ipkey, NULL) == -1 ||
-		    lf_json_str(jb, portkey, NULL) == -1 ? -1 : 0);
+		return lf_json_str(jb, ipkey, NULL) == -1 ||
+		    lf_json_str(jb, portkey, NULL) == -1 ? -1 : 0;
 	if (lf_json_str(jb, ipkey, buf) == -1 ||
 	    lf_json_u64(jb, portkey, (uint64_t)port) == -1)
-		return (-1);
-	return (0);
+		return -1;
+	return 0;
 }
 
 static int
@@ -1377,7 +1377,7 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	if (timefmt_rfc3339(ts, sizeof(ts), r->lr_end) == 0)
 		ts[0] = '\0';
 	if (lf_json_str(jb, "{\"ts\":", ts) == -1)
-		return (-1);
+		return -1;
 	if (timefmt_rfc3339(ts, sizeof(ts), r->lr_start) == 0)
 		ts[0] = '\0';
 	if (lf_json_str(jb, ",\"start\":", ts) == -1 ||
@@ -1388,7 +1388,7 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_str(jb, ",\"method\":", r->lr_method) == -1 ||
 	    lf_json_str(jb, ",\"authority\":", r->lr_authority) == -1 ||
 	    lf_json_str(jb, ",\"host\":", r->lr_host) == -1)
-		return (-1);
+		return -1;
 	if (r->lr_port > 0 && r->lr_port <= 65535)
 		rv = lf_json_u64(jb, ",\"port\":", (uint64_t)r->lr_port);
 	else
@@ -1397,7 +1397,7 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_str(jb, ",\"user_agent\":", r->lr_user_agent) == -1 ||
 	    lf_json_addr(jb, ",\"server_ip\":", ",\"server_port\":",
 	    &r->lr_server, r->lr_has_server) == -1)
-		return (-1);
+		return -1;
 	if (r->lr_status > 0)
 		rv = lf_json_u64(jb, ",\"status\":", (uint64_t)r->lr_status);
 	else
@@ -1406,25 +1406,25 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_u64(jb, ",\"bytes_up\":", r->lr_bytes_up) == -1 ||
 	    lf_json_u64(jb, ",\"bytes_down\":", r->lr_bytes_down) == -1 ||
 	    lf_json_str(jb, ",\"close\":", r->lr_close) == -1)
-		return (-1);
+		return -1;
 	if (r->lr_detail != NULL &&
 	    lf_json_str(jb, ",\"detail\":", r->lr_detail) == -1)
-		return (-1);
+		return -1;
 	if (r->lr_pod_error != NULL &&
 	    lf_json_str(jb, ",\"pod_error\":", r->lr_pod_error) == -1)
-		return (-1);
+		return -1;
 	if (r->lr_rule != NULL &&
 	    lf_json_str(jb, ",\"rule\":", r->lr_rule) == -1)
-		return (-1);
+		return -1;
 	if (lf_json_key(jb, ",\"pod\":") == -1)
-		return (-1);
+		return -1;
 	if (r->lr_pod == NULL)
 		rv = buf_add(jb, "null", 4);
 	else if ((rv = lf_add_if_json(jb, r->lr_pod, strlen(r->lr_pod))) == 1)
 		rv = lf_add_jsonstr(jb, r->lr_pod, strlen(r->lr_pod));
 	if (rv == -1 || buf_addc(jb, '}') == -1)
-		return (-1);
-	return (0);
+		return -1;
+	return 0;
 }
 
 /* Free what a record owns; it can then be filled again. */

@@ -78,13 +78,13 @@ sink_open_file(const char *path)
 	int	 fd, fl;
 
 	if ((fd = open(path, SINK_OPEN_FLAGS | O_NONBLOCK, 0640)) == -1)
-		return (-1);
+		return -1;
 	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
 		close(fd);
-		return (-1);
+		return -1;
 	}
-	return (fd);
+	return fd;
 }
 
 struct sink *
@@ -105,7 +105,7 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 		if (bufmax > s->s_bufmax)
 			s->s_bufmax = bufmax;
 		pthread_mutex_unlock(&s->s_mtx);
-		return (s);
+		return s;
 	}
 	sink_reap();
 
@@ -116,7 +116,7 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 		if (s != NULL)
 			free(s->s_path);
 		free(s);
-		return (NULL);
+		return NULL;
 	}
 	s->s_qcap = SINK_QUEUE_INIT;
 	s->s_bufmax = bufmax;
@@ -156,12 +156,12 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 		goto fail;
 	}
 	TAILQ_INSERT_TAIL(&sink_live, s, s_entry);
-	return (s);
+	return s;
  fail:
 	free(s->s_q);
 	free(s->s_path);
 	free(s);
-	return (NULL);
+	return NULL;
 }
 
 /* Room for one more line in the ring; -1 if out of memory. */
@@ -172,17 +172,17 @@ sink_grow_locked(struct sink *s)
 	size_t		 i, cap;
 
 	if (s->s_qlen < s->s_qcap)
-		return (0);
+		return 0;
 	cap = s->s_qcap * 2;
 	if ((q = calloc(cap, sizeof(*q))) == NULL)
-		return (-1);
+		return -1;
 	for (i = 0; i < s->s_qlen; i++)
 		q[i] = s->s_q[(s->s_qhead + i) % s->s_qcap];
 	free(s->s_q);
 	s->s_q = q;
 	s->s_qcap = cap;
 	s->s_qhead = 0;
-	return (0);
+	return 0;
 }
 
 void
@@ -233,10 +233,10 @@ sink_report_locked(struct sink *s, int final, char *msg, size_t msglen)
 	dropped = s->s_dropped - s->s_rep_dropped;
 	errors = s->s_errors - s->s_rep_errors;
 	if (dropped == 0 && errors == 0)
-		return (0);
+		return 0;
 	now = time(NULL);
 	if (!final && now < s->s_rep_time + SINK_REPORT_INTERVAL)
-		return (0);
+		return 0;
 	s->s_rep_time = now;
 	s->s_rep_dropped = s->s_dropped;
 	s->s_rep_errors = s->s_errors;
@@ -249,7 +249,7 @@ sink_report_locked(struct sink *s, int final, char *msg, size_t msglen)
 		    "lines lost to write errors (%s)", n > 0 ? "; " : "",
 		    s->s_path, (unsigned long long)errors,
 		    strerror(s->s_errno));
-	return (1);
+	return 1;
 }
 
 /* The writer thread: reopen the file if asked, else close it. */
@@ -288,7 +288,7 @@ sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return (errno);
+				return errno;
 			/* an inherited non-blocking stdout */
 			pfd.fd = s->s_fd;
 			pfd.events = POLLOUT;
@@ -297,7 +297,7 @@ sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
 			abort = s->s_abort;
 			pthread_mutex_unlock(&s->s_mtx);
 			if (abort)
-				return (ECANCELED);
+				return ECANCELED;
 			continue;
 		}
 		while (cnt > 0 && (size_t)w >= v->iov_len) {
@@ -311,7 +311,7 @@ sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
 			v->iov_len -= (size_t)w;
 		}
 	}
-	return (0);
+	return 0;
 }
 
 static void *
@@ -407,7 +407,7 @@ sink_main(void *arg)
 	s->s_exited = 1;
 	pthread_cond_broadcast(&s->s_idle);
 	pthread_mutex_unlock(&s->s_mtx);
-	return (NULL);
+	return NULL;
 }
 
 /*
@@ -536,7 +536,7 @@ sink_wait(struct sink *s, const struct timespec *deadline, int abort,
 	if (qlen != NULL)
 		*qlen = s->s_qlen;
 	pthread_mutex_unlock(&s->s_mtx);
-	return (exited);
+	return exited;
 }
 
 /*

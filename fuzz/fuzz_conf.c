@@ -55,7 +55,7 @@ fuzz_dump(const struct conf *c, size_t *len)
 	conf_dump(c, fp);
 	if (fclose(fp) != 0)
 		__builtin_trap();
-	return (buf);
+	return buf;
 }
 
 /* A loaded file is dumped, the dump loads, and dumps the same again. */
@@ -72,7 +72,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    sizeof(err)) == -1) {
 		if (err[0] == '\0')
 			__builtin_trap();	/* every failure says why */
-		return (0);
+		return 0;
 	}
 	d1 = fuzz_dump(c, &l1);
 	if (conf_load_buffer("fuzz.conf", d1, l1, &c2, err, sizeof(err)) == -1)
@@ -86,5 +86,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	conf_ref(c);
 	conf_unref(c);
 	conf_unref(c);
-	return (0);
+	return 0;
 }

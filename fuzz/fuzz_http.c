@@ -18,7 +18,7 @@ static const int http_statuses[] = {
 static int
 fuzz_inside(const char *buf, size_t len, const char *p, size_t n)
 {
-	return (p >= buf && p <= buf + len && n <= (size_t)(buf + len - p));
+	return p >= buf && p <= buf + len && n <= (size_t)(buf + len - p);
 }
 
 static int
@@ -94,7 +94,7 @@ fuzz_parse(const char *data, size_t len, size_t max, struct http_request *req)
 	REBASE(hr_user_agent);
 #undef REBASE
 	free(buf);
-	return (rv);
+	return rv;
 }
 
 /*
@@ -170,5 +170,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_prefix(p, size, 64, cut);
 
 	fuzz_replies(size % 256);
-	return (0);
+	return 0;
 }

@@ -45,7 +45,7 @@ fuzz_field(const uint8_t **p, const uint8_t *end, int *present)
 
 	*present = *p < end;
 	if (!*present)
-		return (NULL);
+		return NULL;
 	nul = memchr(*p, '\0', (size_t)(end - *p));
 	len = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
 	if ((s = malloc(len + 1)) == NULL)
@@ -53,7 +53,7 @@ fuzz_field(const uint8_t **p, const uint8_t *end, int *present)
 	memcpy(s, *p, len);
 	s[len] = '\0';
 	*p += len + (nul != NULL ? 1 : 0);
-	return (s);
+	return s;
 }
 
 static void
@@ -133,7 +133,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t			 num[64];
 
 	if (size < 1)
-		return (0);
+		return 0;
 	p = data + 1;
 	field = fuzz_field(&p, end, &present);
 	tpl = data[0] < FUZZ_NTEMPLATES ? fuzz_templates[data[0]] :
@@ -202,5 +202,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	free(field);
 	logrec_clear(&r);
-	return (0);
+	return 0;
 }
