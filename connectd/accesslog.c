@@ -1,8 +1,23 @@
-/* accesslog.c: a configuration's access_log lines: open, render, push, close */
+/* accesslog.c: the one place a log line is written: render, push to each access_log, or wait for helpers */
 #include <stdlib.h>
 #include <string.h>
 
 #include "connectd.h"
+
+#define ACCESSLOG_PARK_MAX	8192	/* lines waiting for helper answers */
+
+/*
+ * A finished line whose pod field waits for a helper: it keeps its
+ * configuration alive until it is written.
+ */
+struct logpark {
+	struct worker		*lp_worker;
+	struct conf		*lp_conf;	/* reference held */
+	struct logrec		*lp_rec;
+	struct helper_log	*lp_lookups;
+	ev_timer		 lp_timer;	/* log-wait */
+	TAILQ_ENTRY(logpark)	 lp_entry;
+};
 
 /*
  * Sinks are shared by path and refcounted, so opening the new
@@ -10,23 +25,20 @@
  * both name open across a reload.
  */
 int
-accesslog_open(struct conf *newconf, struct conf *oldconf, char *err,
-    size_t errlen)
+accesslog_open(struct conf *conf, char *err, size_t errlen)
 {
 	struct access_log_conf	*alc;
 
-	(void)oldconf;
-	TAILQ_FOREACH(alc, &newconf->c_access_logs, alc_entry) {
+	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
 		if (alc->alc_sink != NULL)
 			continue;
 		if ((alc->alc_sink = sink_open(alc->alc_path,
-		    alc->alc_buffer_size, err, errlen)) == NULL)
-			goto fail;
+		    alc->alc_buffer_size, err, errlen)) == NULL) {
+			accesslog_close(conf);
+			return -1;
+		}
 	}
 	return 0;
- fail:
-	accesslog_close(newconf);
-	return -1;
 }
 
 void
@@ -52,16 +64,15 @@ accesslog_format(const struct access_log_conf *alc)
 	return logformat_builtin("json");
 }
 
-void
-accesslog_write(struct conf *conf, const struct logrec *rec)
+/* Render rec once per format and push the lines to conf's sinks. */
+static void
+accesslog_write(const struct conf *conf, const struct logrec *rec)
 {
 	struct access_log_conf	*alc, *next;
 	const struct logformat	*fmt, *cfmt = NULL;
 	char			*line, *cached = NULL;
 	size_t			 clen = 0;
 
-	if (conf == NULL)
-		return;
 	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
 		if (alc->alc_sink == NULL ||
 		    (fmt = accesslog_format(alc)) == NULL)
@@ -91,4 +102,77 @@ accesslog_write(struct conf *conf, const struct logrec *rec)
 		sink_push(alc->alc_sink, line, clen);
 	}
 	free(cached);
+}
+
+/* Write a parked line as it is now and forget it. */
+static void
+accesslog_unpark(struct logpark *lp, int expired)
+{
+	struct worker	*w = lp->lp_worker;
+
+	ev_timer_stop(w->w_loop, &lp->lp_timer);
+	TAILQ_REMOVE(&w->w_parked, lp, lp_entry);
+	w->w_nparked--;
+	helper_log_fill(lp->lp_lookups, lp->lp_rec, expired);
+	accesslog_write(lp->lp_conf, lp->lp_rec);
+	helper_log_free(lp->lp_lookups);
+	logrec_free(lp->lp_rec);
+	conf_unref(lp->lp_conf);
+	free(lp);
+}
+
+/* An answer arrived (at the end of a loop turn): is the line complete? */
+static void
+accesslog_answer_cb(void *arg)
+{
+	struct logpark	*lp = arg;
+
+	if (helper_log_settled(lp->lp_lookups))
+		accesslog_unpark(lp, 0);
+}
+
+static void
+accesslog_timer_cb(EV_P_ ev_timer *t, int revents)
+{
+	accesslog_unpark(t->data, 1);
+}
+
+void
+accesslog_submit(struct worker *w, struct conf *cf, struct logrec *rec,
+    struct helper_log *hl)
+{
+	struct logpark	*lp;
+	double		 wait;
+
+	if (hl != NULL && !w->w_stopping && w->w_nparked < ACCESSLOG_PARK_MAX &&
+	    (lp = calloc(1, sizeof(*lp))) != NULL) {
+		if ((wait = helper_log_park(hl, accesslog_answer_cb, lp)) > 0.) {
+			lp->lp_worker = w;
+			lp->lp_conf = conf_ref(cf);
+			lp->lp_rec = rec;
+			lp->lp_lookups = hl;
+			ev_timer_init(&lp->lp_timer, accesslog_timer_cb, wait,
+			    0.);
+			lp->lp_timer.data = lp;
+			ev_timer_start(w->w_loop, &lp->lp_timer);
+			TAILQ_INSERT_TAIL(&w->w_parked, lp, lp_entry);
+			w->w_nparked++;
+			return;
+		}
+		free(lp);
+	}
+	if (hl != NULL)
+		helper_log_fill(hl, rec, 0);
+	accesslog_write(cf, rec);
+	helper_log_free(hl);
+	logrec_free(rec);
+}
+
+void
+accesslog_shutdown(struct worker *w)
+{
+	struct logpark	*lp;
+
+	while ((lp = TAILQ_FIRST(&w->w_parked)) != NULL)
+		accesslog_unpark(lp, 1);
 }

@@ -165,30 +165,15 @@ acl_grow(void *pp, size_t n, size_t size)
 
 /* ------------------------------------------------------------ addresses */
 
-static void
-acl_addr_v6(uint8_t *dst, int af, const void *src)
-{
-	if (af == AF_INET6) {
-		memcpy(dst, src, 16);
-		return;
-	}
-	memset(dst, 0, 10);
-	dst[10] = dst[11] = 0xff;
-	memcpy(dst + 12, src, 4);
-}
-
+/* IPv4 or IPv6 text as a 16-byte key (IPv4 as ::ffff:a.b.c.d) */
 static int
 acl_addr_parse(const char *s, uint8_t *dst, int *af)
 {
-	uint8_t	 b[16];
+	struct in6_addr	 key;
 
-	if (inet_pton(AF_INET, s, b) == 1)
-		*af = AF_INET;
-	else if (inet_pton(AF_INET6, s, b) == 1)
-		*af = AF_INET6;
-	else
+	if (addr_key_parse(s, &key, af) == -1)
 		return -1;
-	acl_addr_v6(dst, *af, b);
+	memcpy(dst, key.s6_addr, 16);
 	return 0;
 }
 
@@ -321,20 +306,6 @@ acl_net_match(const struct acl *a, const uint8_t *addr)
 		    memcmp(x, n->an_hi, 16) <= 0)
 			return 1;
 	}
-	return 0;
-}
-
-static int
-acl_sockaddr_v6(const struct sockaddr_storage *ss, uint8_t *dst)
-{
-	if (ss->ss_family == AF_INET)
-		acl_addr_v6(dst, AF_INET,
-		    &((const struct sockaddr_in *)ss)->sin_addr);
-	else if (ss->ss_family == AF_INET6)
-		acl_addr_v6(dst, AF_INET6,
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-	else
-		return -1;
 	return 0;
 }
 
@@ -1011,58 +982,65 @@ acl_conf_release(struct acl_conf *ac)
 /* ---------------------------------------------------------------- check */
 
 static enum acl_match
-acl_dst_match(const struct acl *a, const struct conn *c)
+acl_addr_match(const struct acl *a, const struct sockaddr_storage *ss)
 {
-	const char	*host = c->c_rec.lr_host;
+	struct in6_addr	 key;
+
+	if (addr_key(ss, &key) == -1)
+		return ACL_NO;
+	return acl_net_match(a, key.s6_addr) ? ACL_YES : ACL_NO;
+}
+
+static enum acl_match
+acl_dst_match(const struct acl *a, const struct acl_request *ar)
+{
 	uint8_t		 addr[16];
 	size_t		 i;
 	int		 af;
 
 	/* an address as host is its own address, known before any DNS */
-	if (host != NULL && acl_addr_parse(host, addr, &af) == 0)
+	if (ar->ar_host != NULL && acl_addr_parse(ar->ar_host, addr, &af) == 0)
 		return acl_net_match(a, addr) ? ACL_YES : ACL_NO;
-	if (c->c_addrs == NULL)
+	if (ar->ar_addrs == NULL)
 		return ACL_UNKNOWN;
-	for (i = 0; i < c->c_naddrs; i++)
-		if (acl_sockaddr_v6(&c->c_addrs[i], addr) == 0 &&
-		    acl_net_match(a, addr))
+	for (i = 0; i < ar->ar_naddrs; i++)
+		if (acl_addr_match(a, &ar->ar_addrs[i]) == ACL_YES)
 			return ACL_YES;
 	return ACL_NO;
 }
 
 static enum acl_match
-acl_match(const struct acl_conf *ac, const struct acl *a, struct conn *c)
+acl_match(const struct acl_conf *ac, const struct acl *a,
+    const struct acl_request *ar)
 {
-	const struct logrec	*r = &c->c_rec;
-	uint8_t			 addr[16];
-	size_t			 i;
+	size_t		 i;
 
 	switch (a->a_type) {
 	case ACL_SRC:
-		if (acl_sockaddr_v6(&r->lr_client, addr) == -1)
-			return ACL_NO;
-		return acl_net_match(a, addr) ? ACL_YES : ACL_NO;
+		return acl_addr_match(a, ar->ar_client);
 	case ACL_DST:
-		return acl_dst_match(a, c);
+		return acl_dst_match(a, ar);
 	case ACL_PORT:
 		for (i = 0; i < a->a_nranges; i++)
-			if ((unsigned)r->lr_port >= a->a_ranges[i].ar_lo &&
-			    (unsigned)r->lr_port <= a->a_ranges[i].ar_hi)
+			if ((unsigned)ar->ar_port >= a->a_ranges[i].ar_lo &&
+			    (unsigned)ar->ar_port <= a->a_ranges[i].ar_hi)
 				return ACL_YES;
 		return ACL_NO;
 	case ACL_DSTDOMAIN:
-		return r->lr_host != NULL && acl_domain_match(a, r->lr_host) ?
-		    ACL_YES : ACL_NO;
+		return ar->ar_host != NULL && acl_domain_match(a,
+		    ar->ar_host) ? ACL_YES : ACL_NO;
 	case ACL_DSTDOM_REGEX:
-		return r->lr_host != NULL && acl_regex_match(ac, a,
-		    r->lr_host) ? ACL_YES : ACL_NO;
+		return ar->ar_host != NULL && acl_regex_match(ac, a,
+		    ar->ar_host) ? ACL_YES : ACL_NO;
 	case ACL_METHOD:
-		for (i = 0; r->lr_method != NULL && i < a->a_nstrs; i++)
-			if (strcmp(r->lr_method, a->a_strs[i]) == 0)
+		for (i = 0; ar->ar_method != NULL && i < a->a_nstrs; i++)
+			if (strcmp(ar->ar_method, a->a_strs[i]) == 0)
 				return ACL_YES;
 		return ACL_NO;
 	case ACL_EXTERNAL:
-		switch (helper_conn_answer(c, a->a_helper, a->a_data)) {
+		if (ar->ar_external == NULL)
+			return ACL_NO;
+		switch (ar->ar_external(ar->ar_arg, a->a_helper, a->a_data)) {
 		case 1:
 			return ACL_YES;
 		case -1:
@@ -1079,13 +1057,13 @@ acl_match(const struct acl_conf *ac, const struct acl *a, struct conn *c)
 /* AND of the terms, left to right; a sure mismatch ends it early. */
 static enum acl_match
 acl_rule_match(const struct acl_conf *ac, const struct acl_rule *ru,
-    struct conn *c)
+    const struct acl_request *ar)
 {
 	enum acl_match	 m, res = ACL_YES;
 	size_t		 i;
 
 	for (i = 0; i < ru->ru_nterms; i++) {
-		m = acl_match(ac, ru->ru_terms[i].at_acl, c);
+		m = acl_match(ac, ru->ru_terms[i].at_acl, ar);
 		if (m != ACL_UNKNOWN && ru->ru_terms[i].at_negate)
 			m = m == ACL_YES ? ACL_NO : ACL_YES;
 		if (m == ACL_NO)
@@ -1102,10 +1080,10 @@ acl_rule_match(const struct acl_conf *ac, const struct acl_rule *ru,
  * every undecided line above the first sure match has that line's action:
  * then the answer cannot change, and a denial needs no DNS query.
  */
-int
-acl_check(struct conn *c, const char **rule)
+enum acl_verdict
+acl_check(const struct acl_conf *ac, const struct acl_request *ar,
+    const char **rule)
 {
-	const struct acl_conf	*ac = c->c_conf->c_acl;
 	const struct acl_rule	*ru, *last = NULL;
 	enum acl_match		 m;
 	int			 unknown_allow = 0, unknown_deny = 0, allow;
@@ -1115,7 +1093,7 @@ acl_check(struct conn *c, const char **rule)
 		return ACL_DENY;
 	TAILQ_FOREACH(ru, &ac->ac_rules, ru_entry) {
 		last = ru;
-		m = acl_rule_match(ac, ru, c);
+		m = acl_rule_match(ac, ru, ar);
 		if (m == ACL_NO)
 			continue;
 		if (m == ACL_UNKNOWN) {

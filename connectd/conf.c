@@ -1190,10 +1190,11 @@ conf_load_buffer(const char *name, const char *buf, size_t len,
 int
 conf_load(const char *path, struct conf **confp, char *err, size_t errlen)
 {
+	struct buf	 b = BUF_INITIALIZER(CONF_FILE_MAX);
 	struct stat	 st;
-	char		*buf = NULL, *nbuf;
-	size_t		 len = 0, cap = 0;
+	size_t		 avail;
 	ssize_t		 n;
+	char		*p;
 	int		 fd, rv;
 
 	*confp = NULL;
@@ -1206,34 +1207,30 @@ conf_load(const char *path, struct conf **confp, char *err, size_t errlen)
 		goto fail;
 	}
 	for (;;) {
-		if (len == cap) {
-			if (cap >= CONF_FILE_MAX) {
+		if ((p = buf_space(&b, 8192, &avail)) == NULL) {
+			if (b.b_len == CONF_FILE_MAX)
 				errno = EFBIG;
-				goto fail;
-			}
-			cap = cap == 0 ? 8192 : cap * 2;
-			if ((nbuf = realloc(buf, cap)) == NULL)
-				goto fail;
-			buf = nbuf;
+			goto fail;
 		}
-		if ((n = read(fd, buf + len, cap - len)) == -1) {
+		if ((n = read(fd, p, avail)) == -1) {
 			if (errno == EINTR)
 				continue;
 			goto fail;
 		}
 		if (n == 0)
 			break;
-		len += n;
+		buf_commit(&b, (size_t)n);
 	}
 	close(fd);
-	rv = conf_load_buffer(path, buf, len, confp, err, errlen);
-	free(buf);
+	rv = conf_load_buffer(path, b.b_data != NULL ? b.b_data : "", b.b_len,
+	    confp, err, errlen);
+	buf_free(&b);
 	return rv;
  fail:
 	snprintf(err, errlen, "%s: %s", path, strerror(errno));
 	if (fd != -1)
 		close(fd);
-	free(buf);
+	buf_free(&b);
 	return -1;
 }
 

@@ -1,9 +1,8 @@
-/* conn.c: one client connection from accept to log line: states, timers, close */
+/* conn.c: one client connection from accept to log line: states, timers, the one close path */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,11 +12,36 @@
 
 #include "connectd.h"
 
+/*
+ * The route of one connection (HACKING.md tells it in prose):
+ *
+ *   conn_accept ─ HEAD ─ conn_head_cb ─┬─ conn_advance ─ DECIDE ─┐
+ *        │                             │        ▲   (helper,      │
+ *        │ over a limit                │        │    addresses)   │
+ *        ▼                             │        └── conn_wake ────┤
+ *      REPLY ◀── conn_fail ◀───────────┤            conn_resolved │
+ *        │    (bad head, 403, DNS,     │                          │
+ *        │     connect, timeouts)      └─ RESOLVE ─ CONNECT ─ RELAY
+ *        ▼                                                        │
+ *   conn_close ──────────────────────────────────────────────────┘
+ *        │ the record goes to accesslog_submit(): the line is written
+ *        ▼ there, at once or when the helpers have answered
+ *     CLOSED, freed by conn_reap() at the end of the loop turn
+ *
+ * Between the head and connect() a connection waits for two things: the
+ * access decision and the addresses.  conn_advance() is the only place
+ * it moves on from either; callbacks only record what arrived and call
+ * it.  conn_go() is the only place the state changes, and it runs the
+ * new state's entry actions.
+ */
+
 #define HEAD_READ_CHUNK		4096
 #define LINGER_TIMEOUT		2.0	/* discard client input after an error */
+#define TIMER_SLACK		0.0005	/* a timer a little early still counts */
 
 static const char *const conn_state_names[] = {
 	[CONN_HEAD] = "head",
+	[CONN_DECIDE] = "decide",
 	[CONN_RESOLVE] = "resolve",
 	[CONN_CONNECT] = "connect",
 	[CONN_RELAY] = "relay",
@@ -25,23 +49,31 @@ static const char *const conn_state_names[] = {
 	[CONN_CLOSED] = "closed",
 };
 
+static void	conn_go(struct conn *, enum conn_state);
+static void	conn_advance(struct conn *);
+static void	conn_fail(struct conn *, int, enum close_reason, const char *);
 static void	conn_head_cb(EV_P_ ev_io *, int);
 static void	conn_timer_cb(EV_P_ ev_timer *, int);
 static void	conn_resolved(void *, int, const struct sockaddr_storage *,
 		    size_t, const char *);
 static void	conn_connect_next(struct conn *);
+static void	conn_connect_failed(struct conn *, int);
 static void	conn_connect_cb(EV_P_ ev_io *, int);
 static void	conn_reply_cb(EV_P_ ev_io *, int);
 static void	conn_linger_cb(EV_P_ ev_io *, int);
-static void	conn_fail(struct conn *, int, const char *);
 
+/* ------------------------------------------------------------- helpers */
+
+/* A C string of s[0..len), cut at max; NULL for s NULL or out of memory. */
 static char *
-conn_strndup(const char *s, size_t len)
+conn_strndup(const char *s, size_t len, size_t max)
 {
 	char	*p;
 
 	if (s == NULL)
 		return NULL;
+	if (len > max)
+		len = max;
 	if ((p = malloc(len + 1)) == NULL)
 		return NULL;
 	memcpy(p, s, len);
@@ -57,40 +89,44 @@ conn_strndup(const char *s, size_t len)
 static char *
 conn_raw_target(struct conn *c)
 {
-	const char	*s, *end, *sp;
-	size_t		 len;
+	const char	*head = c->c_head.b_data, *s, *end, *sp;
 
-	end = c->c_head + c->c_head_len;
-	if ((sp = memchr(c->c_head, ' ', c->c_head_len)) == NULL)
+	end = head + c->c_head.b_len;
+	if ((sp = memchr(head, ' ', c->c_head.b_len)) == NULL)
 		return NULL;
 	for (s = ++sp; s < end && *s != ' ' && *s != '\r' && *s != '\n';
 	    s++)
 		;
-	len = (size_t)(s - sp);
-	if (len == 0)
+	if (s == sp)
 		return NULL;
-	return conn_strndup(sp, len > AUTHORITY_MAX_LEN ? AUTHORITY_MAX_LEN :
-	    len);
+	return conn_strndup(sp, (size_t)(s - sp), AUTHORITY_MAX_LEN);
 }
 
 static void
 conn_set_detail(struct conn *c, const char *detail)
 {
-	free(c->c_rec.lr_detail);
-	c->c_rec.lr_detail = strdup(detail);
+	free(c->c_rec->lr_detail);
+	c->c_rec->lr_detail = detail != NULL ? strdup(detail) : NULL;
 }
+
+/* ---------------------------------------------------------------- timer */
 
 /* The deadline of the current state; the timer is re-armed lazily. */
 static ev_tstamp
 conn_state_deadline(struct conn *c)
 {
 	struct conf	*cf = c->c_conf;
-	ev_tstamp	 d;
+	ev_tstamp	 d, acl;
 
 	switch (c->c_state) {
 	case CONN_HEAD:
 		return c->c_state_since + cf->c_request_header_timeout;
+	case CONN_DECIDE:
+		d = c->c_wait_since + cf->c_connect_timeout;
+		acl = helper_acl_deadline(c);
+		return acl != 0. && acl < d ? acl : d;
 	case CONN_RESOLVE:
+		return c->c_wait_since + cf->c_connect_timeout;
 	case CONN_CONNECT:
 		return c->c_state_since + cf->c_connect_timeout;
 	case CONN_RELAY:
@@ -114,7 +150,7 @@ conn_deadline(struct conn *c)
 	ev_tstamp	 d, life;
 
 	d = conn_state_deadline(c);
-	life = c->c_rec.lr_start + c->c_conf->c_client_lifetime;
+	life = c->c_rec->lr_start + c->c_conf->c_client_lifetime;
 	return c->c_state != CONN_REPLY && life < d ? life : d;
 }
 
@@ -132,98 +168,132 @@ conn_timer_arm(struct conn *c)
 	ev_timer_start(loop, &c->c_timer);
 }
 
-void
-conn_set_state(struct conn *c, enum conn_state state)
+static void
+conn_timer_cb(EV_P_ ev_timer *t, int revents)
 {
-	log_debug("conn %llu: %s -> %s", (unsigned long long)c->c_id,
-	    conn_state_names[c->c_state], conn_state_names[state]);
-	c->c_state = state;
-	c->c_state_since = ev_now(c->c_worker->w_loop);
-	if (state != CONN_CLOSED)
+	struct conn	*c = t->data;
+	ev_tstamp	 now = ev_now(EV_A) + TIMER_SLACK;
+
+	if (conn_deadline(c) > now) {
 		conn_timer_arm(c);
+		return;
+	}
+	if (c->c_state != CONN_REPLY &&
+	    now >= c->c_rec->lr_start + c->c_conf->c_client_lifetime) {
+		conn_set_detail(c, "client_lifetime reached");
+		conn_close(c, CLOSE_LIFETIME);
+		return;
+	}
+	switch (c->c_state) {
+	case CONN_HEAD:
+		conn_fail(c, 408, CLOSE_HEADER_TIMEOUT,
+		    "no complete request head in time");
+		break;
+	case CONN_DECIDE:
+		if (now < c->c_wait_since + c->c_conf->c_connect_timeout) {
+			/* some helper did not answer in its timeout= */
+			helper_acl_expire(c, now, 0);
+			conn_advance(c);
+			break;
+		}
+		if (c->c_query == NULL) {
+			/* connect_timeout bounds the decision too */
+			helper_acl_expire(c, now, 1);
+			conn_advance(c);
+			break;
+		}
+		/* FALLTHROUGH */
+	case CONN_RESOLVE:
+		conn_fail(c, 503, CLOSE_DNS_FAILED,
+		    "name resolution timed out");
+		break;
+	case CONN_CONNECT:
+		conn_connect_failed(c, ETIMEDOUT);
+		break;
+	case CONN_RELAY:
+		conn_close(c, CLOSE_IDLE_TIMEOUT);
+		break;
+	case CONN_REPLY:
+		conn_close(c, c->c_reason);
+		break;
+	case CONN_CLOSED:
+		break;
+	}
 }
 
-void
-conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
-    const struct sockaddr_storage *local)
+/* ---------------------------------------------------------- transitions */
+
+/*
+ * The only place the state changes.  Each state's entry action sets up
+ * what that state waits on; the timer follows the new deadline.
+ */
+static void
+conn_go(struct conn *c, enum conn_state state)
 {
-	struct conn	*c;
-	unsigned	 n, max;
-	int		 on = 1;
-	char		 detail[96];
+	struct ev_loop	*loop = c->c_worker->w_loop;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		log_warn("conn: calloc");
-		close(fd);
+	if (c->c_state != state)
+		log_debug("conn %llu: %s -> %s", (unsigned long long)c->c_id,
+		    conn_state_names[c->c_state], conn_state_names[state]);
+	c->c_state = state;
+	c->c_state_since = ev_now(loop);
+	switch (state) {
+	case CONN_HEAD:
+		ev_io_start(loop, &c->c_cread);
+		break;
+	case CONN_DECIDE:
+	case CONN_RESOLVE:
+		/* the head is in; what follows it waits in the socket */
+		ev_io_stop(loop, &c->c_cread);
+		break;
+	case CONN_CONNECT:
+		ev_io_stop(loop, &c->c_cread);
+		ev_io_init(&c->c_swrite, conn_connect_cb, c->c_sfd, EV_WRITE);
+		ev_io_start(loop, &c->c_swrite);
+		break;
+	case CONN_RELAY:
+		relay_start(c);
+		break;
+	case CONN_REPLY:
+		ev_io_stop(loop, &c->c_cread);
+		ev_io_stop(loop, &c->c_cwrite);
+		ev_io_init(&c->c_cwrite, conn_reply_cb, c->c_cfd, EV_WRITE);
+		conn_timer_arm(c);
+		conn_reply_cb(loop, &c->c_cwrite, EV_WRITE);
+		return;
+	case CONN_CLOSED:
 		return;
 	}
-	c->c_cfd = fd;
-	c->c_sfd = -1;
-	c->c_worker = w;
-	c->c_conf = conf_ref(w->w_conf);
-	c->c_id = ++w->w_next_id;
-	c->c_rec.lr_id = c->c_id;
-	c->c_rec.lr_start = ev_now(w->w_loop);
-	c->c_rec.lr_client = *peer;
-	c->c_rec.lr_local = *local;
-	c->c_state = CONN_HEAD;
-	c->c_activity = ev_now(w->w_loop);
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-
-	ev_io_init(&c->c_cread, conn_head_cb, fd, EV_READ);
-	ev_io_init(&c->c_cwrite, conn_reply_cb, fd, EV_WRITE);
-	ev_init(&c->c_sread, NULL);
-	ev_init(&c->c_swrite, NULL);
-	c->c_sread.fd = c->c_swrite.fd = -1;
-	c->c_cread.data = c->c_cwrite.data = c;
-	c->c_sread.data = c->c_swrite.data = c;
-	ev_init(&c->c_timer, conn_timer_cb);
-	c->c_timer.data = c;
-
-	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
-	w->w_stats.st_accepted++;
-	w->w_stats.st_active++;
-	listener_limit(w);
-	n = limit_client_add(w, peer);
-
-	conn_set_state(c, CONN_HEAD);
-	max = c->c_conf->c_client_ip_max_connections;
-	if (max != 0 && n > max) {
-		snprintf(detail, sizeof(detail), "client_ip_max_connections %u "
-		    "reached", max);
-		conn_set_detail(c, detail);
-		conn_fail(c, 503, "limit");
-		return;
-	}
-	ev_io_start(w->w_loop, &c->c_cread);
+	conn_timer_arm(c);
 }
 
 /*
- * The one way out.  The reason becomes the log line's close field.  A
- * reset on one side is passed on to the other as a reset.
+ * The one way out.  The reason becomes the log line's close field; the
+ * record goes to the access log, which writes it.  A reset on one side
+ * is passed on to the other as a reset.  c stays allocated, CLOSED,
+ * until conn_reap() at the end of the loop turn, so that a caller up
+ * the stack can still look at its state.
  */
 void
-conn_close(struct conn *c, const char *reason)
+conn_close(struct conn *c, enum close_reason reason)
 {
 	struct worker	*w = c->c_worker;
 	struct linger	 lg = { 1, 0 };
 
 	if (c->c_state == CONN_CLOSED)
 		return;
-	conn_set_state(c, CONN_CLOSED);
+	conn_go(c, CONN_CLOSED);
 	ev_timer_stop(w->w_loop, &c->c_timer);
 	ev_io_stop(w->w_loop, &c->c_cread);
 	ev_io_stop(w->w_loop, &c->c_cwrite);
 	ev_io_stop(w->w_loop, &c->c_sread);
 	ev_io_stop(w->w_loop, &c->c_swrite);
-	if (c->c_query != NULL) {
-		resolve_cancel(c->c_query);
-		c->c_query = NULL;
-	}
-	if (strcmp(reason, "client_reset") == 0 && c->c_sfd != -1)
+	resolve_cancel(c->c_query);
+	c->c_query = NULL;
+	if (reason == CLOSE_CLIENT_RESET && c->c_sfd != -1)
 		(void)setsockopt(c->c_sfd, SOL_SOCKET, SO_LINGER, &lg,
 		    sizeof(lg));
-	if (strcmp(reason, "server_reset") == 0 && c->c_cfd != -1)
+	if (reason == CLOSE_SERVER_RESET && c->c_cfd != -1)
 		(void)setsockopt(c->c_cfd, SOL_SOCKET, SO_LINGER, &lg,
 		    sizeof(lg));
 	if (c->c_cfd != -1)
@@ -232,28 +302,41 @@ conn_close(struct conn *c, const char *reason)
 		close(c->c_sfd);
 	c->c_cfd = c->c_sfd = -1;
 
-	if (c->c_rec.lr_end == 0)
-		c->c_rec.lr_end = ev_now(w->w_loop);
-	c->c_rec.lr_close = reason;
-	w->w_stats.st_bytes_up += c->c_rec.lr_bytes_up;
-	w->w_stats.st_bytes_down += c->c_rec.lr_bytes_down;
-	/* a helper answer still on its way: helper.c writes the line later */
-	if (helper_conn_finish(c) == 0)
-		accesslog_write(w->w_conf, &c->c_rec);
+	if (c->c_rec->lr_end == 0)
+		c->c_rec->lr_end = ev_now(w->w_loop);
+	c->c_rec->lr_close = reason;
+	w->w_stats.st_bytes_up += c->c_rec->lr_bytes_up;
+	w->w_stats.st_bytes_down += c->c_rec->lr_bytes_down;
+	w->w_stats.st_active--;
+	limit_client_del(w, &c->c_rec->lr_client);
+	listener_limit(w);
+	helper_acl_free(c);
+	accesslog_submit(w, c->c_conf, c->c_rec, c->c_lookups);
+	c->c_rec = NULL;
+	c->c_lookups = NULL;
 
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
-	w->w_stats.st_active--;
-	limit_client_del(w, &c->c_rec.lr_client);
-	listener_limit(w);
+	TAILQ_INSERT_TAIL(&w->w_closed, c, c_entry);
 	relay_free_buffers(c);
-	free(c->c_head);
+	buf_free(&c->c_head);
 	free(c->c_addrs);
-	logrec_clear(&c->c_rec);
-	conf_unref(c->c_conf);
-	free(c);
+	c->c_addrs = NULL;
 
 	if (w->w_stopping && TAILQ_EMPTY(&w->w_conns))
 		ev_break(w->w_loop, EVBREAK_ALL);
+}
+
+/* Free the connections closed during this loop turn. */
+void
+conn_reap(struct worker *w)
+{
+	struct conn	*c;
+
+	while ((c = TAILQ_FIRST(&w->w_closed)) != NULL) {
+		TAILQ_REMOVE(&w->w_closed, c, c_entry);
+		conf_unref(c->c_conf);
+		free(c);
+	}
 }
 
 /*
@@ -262,46 +345,40 @@ conn_close(struct conn *c, const char *reason)
  * close() does not turn into a reset that destroys the reply.
  */
 static void
-conn_fail(struct conn *c, int status, const char *reason)
+conn_fail(struct conn *c, int status, enum close_reason reason,
+    const char *detail)
 {
 	struct worker	*w = c->c_worker;
+	struct logrec	*r = c->c_rec;
 	char		 buf[512];
 	int		 n;
 
-	ev_io_stop(w->w_loop, &c->c_cread);
+	if (detail != NULL)
+		conn_set_detail(c, detail);
 	ev_io_stop(w->w_loop, &c->c_sread);
 	ev_io_stop(w->w_loop, &c->c_swrite);
-	if (c->c_query != NULL) {
-		resolve_cancel(c->c_query);
-		c->c_query = NULL;
-	}
+	resolve_cancel(c->c_query);
+	c->c_query = NULL;
 	if (c->c_sfd != -1) {
 		close(c->c_sfd);
 		c->c_sfd = -1;
 	}
 	relay_free_buffers(c);
-	if (c->c_head != NULL && c->c_rec.lr_head_in == 0)
-		c->c_rec.lr_head_in = c->c_head_len;
-	c->c_rec.lr_status = status;
+	if (c->c_head.b_data != NULL && r->lr_head_in == 0)
+		r->lr_head_in = c->c_head.b_len;
+	r->lr_status = status;
 	c->c_reason = reason;
 	w->w_stats.st_refused++;
 
-	if ((n = http_reply_error(status, buf, sizeof(buf))) <= 0) {
-		conn_close(c, reason);
-		return;
-	}
-	if ((c->c_down = malloc(sizeof(*c->c_down) + (size_t)n)) == NULL) {
+	if ((n = http_reply_error(status, buf, sizeof(buf))) <= 0 ||
+	    (c->c_down = malloc(sizeof(*c->c_down) + (size_t)n)) == NULL) {
 		conn_close(c, reason);
 		return;
 	}
 	memcpy(c->c_down->rb_data, buf, (size_t)n);
 	c->c_down->rb_off = 0;
 	c->c_down->rb_len = c->c_down->rb_cap = (size_t)n;
-	conn_set_state(c, CONN_REPLY);
-	ev_io_stop(w->w_loop, &c->c_cwrite);
-	ev_io_init(&c->c_cwrite, conn_reply_cb, c->c_cfd, EV_WRITE);
-	c->c_cwrite.data = c;
-	conn_reply_cb(w->w_loop, &c->c_cwrite, EV_WRITE);
+	conn_go(c, CONN_REPLY);
 }
 
 static void
@@ -325,20 +402,18 @@ conn_reply_cb(EV_P_ ev_io *io, int revents)
 			return;
 		}
 		b->rb_off += (size_t)n;
-		c->c_rec.lr_reply_out += (uint64_t)n;
+		c->c_rec->lr_reply_out += (uint64_t)n;
 	}
 	ev_io_stop(EV_A, &c->c_cwrite);
 	free(c->c_down);
 	c->c_down = NULL;
 	/* the request ends here; lingering for the client's FIN is not timed */
-	c->c_rec.lr_end = ev_now(EV_A);
+	c->c_rec->lr_end = ev_now(EV_A);
 	if (shutdown(c->c_cfd, SHUT_WR) == -1) {
 		conn_close(c, c->c_reason);
 		return;
 	}
-	ev_io_stop(EV_A, &c->c_cread);
 	ev_io_init(&c->c_cread, conn_linger_cb, c->c_cfd, EV_READ);
-	c->c_cread.data = c;
 	ev_io_start(EV_A, &c->c_cread);
 }
 
@@ -362,148 +437,259 @@ conn_linger_cb(EV_P_ ev_io *io, int revents)
 	}
 }
 
-/* The request head is complete: record it, then resolve. */
+/* --------------------------------------------------------------- accept */
+
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
+    const struct sockaddr_storage *local)
+{
+	struct conn	*c;
+	unsigned	 n, max;
+	int		 on = 1;
+	char		 detail[96];
+
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->c_rec = logrec_new()) == NULL) {
+		log_warn("conn: calloc");
+		free(c);
+		close(fd);
+		return;
+	}
+	c->c_cfd = fd;
+	c->c_sfd = -1;
+	c->c_worker = w;
+	c->c_conf = conf_ref(w->w_conf);
+	c->c_id = ++w->w_next_id;
+	c->c_rec->lr_id = c->c_id;
+	c->c_rec->lr_start = ev_now(w->w_loop);
+	c->c_rec->lr_client = *peer;
+	c->c_rec->lr_local = *local;
+	c->c_activity = ev_now(w->w_loop);
+	buf_init(&c->c_head, c->c_conf->c_request_header_max_size);
+	TAILQ_INIT(&c->c_acl_waits);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+
+	ev_io_init(&c->c_cread, conn_head_cb, fd, EV_READ);
+	ev_init(&c->c_cwrite, NULL);
+	ev_init(&c->c_sread, NULL);
+	ev_init(&c->c_swrite, NULL);
+	c->c_cread.data = c->c_cwrite.data = c;
+	c->c_sread.data = c->c_swrite.data = c;
+	ev_init(&c->c_timer, conn_timer_cb);
+	c->c_timer.data = c;
+
+	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
+	w->w_stats.st_accepted++;
+	w->w_stats.st_active++;
+	listener_limit(w);
+	n = limit_client_add(w, peer);
+
+	max = c->c_conf->c_client_ip_max_connections;
+	if (max != 0 && n > max) {
+		snprintf(detail, sizeof(detail), "client_ip_max_connections %u "
+		    "reached", max);
+		conn_fail(c, 503, CLOSE_LIMIT, detail);
+		return;
+	}
+	conn_go(c, CONN_HEAD);
+}
+
+/* ----------------------------------------------------------------- head */
+
+/* A request head the parser refused: record what it saw, answer, close. */
+static void
+conn_head_error(struct conn *c, const struct http_request *req)
+{
+	struct logrec	*r = c->c_rec;
+
+	r->lr_head_in = c->c_head.b_len;
+	r->lr_method = conn_strndup(req->hr_method, req->hr_method_len,
+	    req->hr_method_len);
+	if (req->hr_target != NULL)
+		r->lr_authority = conn_strndup(req->hr_target,
+		    req->hr_target_len, req->hr_target_len);
+	else
+		r->lr_authority = conn_raw_target(c);
+	r->lr_user_agent = conn_strndup(req->hr_user_agent,
+	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
+	conn_fail(c, req->hr_status ? req->hr_status : 400, CLOSE_BAD_REQUEST,
+	    req->hr_error != NULL ? req->hr_error : "bad request");
+}
+
+/*
+ * The head is complete: record it, keep what the client sent after it
+ * (a pipelined ClientHello goes up first), start the lookups for the
+ * log line, and let conn_advance() take it from there.
+ */
 static void
 conn_head_done(struct conn *c, const struct http_request *req)
 {
-	struct logrec		*r = &c->c_rec;
-	struct sockaddr_storage	 ss;
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
-	struct resolve_query	*q;
-	size_t			 rest;
-	char			 host[HOST_NAME_MAX_LEN + 1];
+	struct logrec	*r = c->c_rec;
+	size_t		 rest;
 
-	ev_io_stop(c->c_worker->w_loop, &c->c_cread);
+	r->lr_method = conn_strndup(req->hr_method, req->hr_method_len,
+	    req->hr_method_len);
+	r->lr_authority = conn_strndup(req->hr_target, req->hr_target_len,
+	    req->hr_target_len);
+	r->lr_user_agent = conn_strndup(req->hr_user_agent,
+	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
+	r->lr_host = conn_strndup(req->hr_host, req->hr_host_len,
+	    req->hr_host_len);
 	r->lr_head_in = req->hr_head_len;
 	r->lr_port = req->hr_port;
-	memcpy(host, req->hr_host, req->hr_host_len);
-	host[req->hr_host_len] = '\0';
-	if ((r->lr_host = strdup(host)) == NULL) {
-		conn_fail(c, 500, "bad_request");
+	if (r->lr_method == NULL || r->lr_authority == NULL ||
+	    r->lr_host == NULL) {
+		conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
 		return;
 	}
-	/* metadata lookups run beside DNS and connect */
-	helper_conn_start(c);
-	if (conn_policy(c) == ACL_DENY)
-		return;		/* c may be gone */
-
-	/* bytes sent after the head (a pipelined ClientHello) go up first */
-	rest = c->c_head_len - req->hr_head_len;
+	rest = c->c_head.b_len - req->hr_head_len;
 	if (rest > 0) {
-		c->c_up = malloc(sizeof(*c->c_up) + rest);
-		if (c->c_up == NULL) {
-			conn_fail(c, 500, "bad_request");
+		if ((c->c_up = malloc(sizeof(*c->c_up) + rest)) == NULL) {
+			conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
 			return;
 		}
-		memcpy(c->c_up->rb_data, c->c_head + req->hr_head_len, rest);
+		memcpy(c->c_up->rb_data, c->c_head.b_data + req->hr_head_len,
+		    rest);
 		c->c_up->rb_off = 0;
 		c->c_up->rb_len = c->c_up->rb_cap = rest;
 	}
-	free(c->c_head);
-	c->c_head = NULL;
-	c->c_head_len = c->c_head_cap = 0;
+	buf_free(&c->c_head);
 
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(req->hr_port);
-		conn_set_state(c, CONN_RESOLVE);
-		conn_resolved(c, 0, &ss, 1, NULL);
-		return;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(req->hr_port);
-		conn_set_state(c, CONN_RESOLVE);
-		conn_resolved(c, 0, &ss, 1, NULL);
-		return;
-	}
-	conn_set_state(c, CONN_RESOLVE);
-	/* NULL: the callback already ran and c may be gone */
-	q = resolve_start(c->c_worker, host, req->hr_port, conn_resolved, c);
-	if (q != NULL)
-		c->c_query = q;
+	/* metadata lookups run beside the decision, DNS and connect */
+	c->c_lookups = helper_log_start(c->c_worker, r);
+	c->c_wait_since = ev_now(c->c_worker->w_loop);
+	c->c_verdict = ACL_WAIT;
+	conn_advance(c);
 }
 
 static void
 conn_head_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn		*c = io->data;
-	struct logrec		*r = &c->c_rec;
 	struct http_request	 req;
 	size_t			 max = c->c_conf->c_request_header_max_size;
-	size_t			 want, cap;
+	size_t			 avail;
 	ssize_t			 n;
 	char			*p;
 
-	/* the head buffer grows from 4 KiB up to the limit, as bytes come */
-	if (c->c_head_len == c->c_head_cap) {
-		cap = c->c_head_cap == 0 ? HEAD_READ_CHUNK : c->c_head_cap * 2;
-		if (cap > max)
-			cap = max;
-		if ((p = realloc(c->c_head, cap + 1)) == NULL) {
-			conn_close(c, "bad_request");
-			return;
-		}
-		c->c_head = p;
-		c->c_head_cap = cap;
+	/* the head buffer grows as bytes come, up to the limit */
+	if ((p = buf_space(&c->c_head, HEAD_READ_CHUNK, &avail)) == NULL) {
+		conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
+		return;
 	}
-	want = c->c_head_cap - c->c_head_len;
-	n = read(c->c_cfd, c->c_head + c->c_head_len, want);
-	if (n == -1) {
+	if ((n = read(c->c_cfd, p, avail)) == -1) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
-		conn_close(c, errno == ECONNRESET ? "client_reset" :
-		    "client_eof");
+		conn_close(c, errno == ECONNRESET ? CLOSE_CLIENT_RESET :
+		    CLOSE_CLIENT_EOF);
 		return;
 	}
 	if (n == 0) {
-		if (c->c_head_len > 0)
+		if (c->c_head.b_len > 0)
 			conn_set_detail(c, "incomplete request head");
-		conn_close(c, "client_eof");
+		conn_close(c, CLOSE_CLIENT_EOF);
 		return;
 	}
-	c->c_head_len += (size_t)n;
-	c->c_head[c->c_head_len] = '\0';
+	buf_commit(&c->c_head, (size_t)n);
 
-	switch (http_parse_request(c->c_head, c->c_head_len, max, &req)) {
+	switch (http_parse_request(c->c_head.b_data, c->c_head.b_len, max,
+	    &req)) {
 	case HTTP_PARSE_INCOMPLETE:
-		if (c->c_head_len < max)
+		if (c->c_head.b_len < max)
 			return;
 		req.hr_status = 431;
 		req.hr_error = "request header too large";
 		/* FALLTHROUGH */
 	case HTTP_PARSE_ERROR:
-		r->lr_head_in = c->c_head_len;
-		if (req.hr_method != NULL)
-			r->lr_method = conn_strndup(req.hr_method,
-			    req.hr_method_len);
-		if (req.hr_target != NULL)
-			r->lr_authority = conn_strndup(req.hr_target,
-			    req.hr_target_len);
-		else
-			r->lr_authority = conn_raw_target(c);
-		if (req.hr_user_agent != NULL)
-			r->lr_user_agent = conn_strndup(req.hr_user_agent,
-			    req.hr_user_agent_len);
-		conn_set_detail(c, req.hr_error != NULL ? req.hr_error :
-		    "bad request");
-		conn_fail(c, req.hr_status ? req.hr_status : 400,
-		    "bad_request");
+		conn_head_error(c, &req);
 		return;
 	case HTTP_PARSE_DONE:
-		break;
+		conn_head_done(c, &req);
+		return;
 	}
-	r->lr_method = conn_strndup(req.hr_method, req.hr_method_len);
-	r->lr_authority = conn_strndup(req.hr_target, req.hr_target_len);
-	if (req.hr_user_agent != NULL) {
-		p = conn_strndup(req.hr_user_agent,
-		    req.hr_user_agent_len > USER_AGENT_MAX_LEN ?
-		    USER_AGENT_MAX_LEN : req.hr_user_agent_len);
-		r->lr_user_agent = p;
+}
+
+/* ------------------------------------------------------------- decision */
+
+/* For acl.c: an external acl's answer, from helper_conn.c. */
+static int
+conn_external(void *arg, const char *helper, const char *data)
+{
+	return helper_acl_answer(arg, helper, data);
+}
+
+/* Ask the rules, unless they have decided; a denial is a 403. */
+static void
+conn_decide(struct conn *c)
+{
+	struct logrec		*r = c->c_rec;
+	struct acl_request	 ar;
+	const char		*rule = NULL;
+
+	if (c->c_verdict != ACL_WAIT)
+		return;
+	memset(&ar, 0, sizeof(ar));
+	ar.ar_client = &r->lr_client;
+	ar.ar_method = r->lr_method;
+	ar.ar_host = r->lr_host;
+	ar.ar_port = r->lr_port;
+	ar.ar_addrs = c->c_addrs;
+	ar.ar_naddrs = c->c_naddrs;
+	ar.ar_external = conn_external;
+	ar.ar_arg = c;
+	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
+	if (c->c_verdict != ACL_DENY)
+		return;
+	if (rule != NULL && (r->lr_rule = strdup(rule)) == NULL)
+		rule = NULL;
+	conn_fail(c, 403, CLOSE_DENIED, rule != NULL ? rule : "denied");
+}
+
+/*
+ * The only place a connection moves on between its head and connect():
+ * called when the head is complete, when the addresses arrive and when
+ * a helper answers.  The rules are asked first, so that a denial needs
+ * no DNS query; DNS starts once, beside a decision still pending.  The
+ * state it ends in names what the connection waits for.
+ */
+static void
+conn_advance(struct conn *c)
+{
+	if (c->c_flags & CONN_ADVANCING)
+		return;		/* a synchronous DNS answer: the caller goes on */
+	c->c_flags |= CONN_ADVANCING;
+	for (;;) {
+		conn_decide(c);
+		if (c->c_state >= CONN_REPLY || c->c_addrs != NULL ||
+		    c->c_query != NULL)
+			break;
+		/* an answer at once (a literal, localhost, hosts) comes back
+		 * through conn_resolved() before this returns */
+		c->c_query = resolve_start(c->c_worker, c->c_rec->lr_host,
+		    (uint16_t)c->c_rec->lr_port, conn_resolved, c);
+		if (c->c_state >= CONN_REPLY || c->c_addrs == NULL)
+			break;
+		/* the addresses are in: the rules may decide with them */
 	}
-	conn_head_done(c, &req);
+	c->c_flags &= ~CONN_ADVANCING;
+	if (c->c_state >= CONN_REPLY)
+		return;
+	if (c->c_verdict == ACL_WAIT)
+		conn_go(c, CONN_DECIDE);
+	else if (c->c_addrs == NULL)
+		conn_go(c, CONN_RESOLVE);
+	else
+		conn_connect_next(c);
+}
+
+/* A helper answered what the rules wait for (at the end of a loop turn). */
+void
+conn_wake(void *arg)
+{
+	struct conn	*c = arg;
+
+	if (c->c_state == CONN_DECIDE)
+		conn_advance(c);
 }
 
 static void
@@ -514,57 +700,21 @@ conn_resolved(void *arg, int error, const struct sockaddr_storage *addrs,
 
 	c->c_query = NULL;
 	if (error || naddrs == 0) {
-		conn_set_detail(c, errtext != NULL ? errtext :
+		conn_fail(c, 503, CLOSE_DNS_FAILED, errtext != NULL ? errtext :
 		    "no address");
-		conn_fail(c, 503, "dns_failed");
 		return;
 	}
 	if ((c->c_addrs = calloc(naddrs, sizeof(*addrs))) == NULL) {
-		conn_fail(c, 503, "connect_failed");
+		conn_fail(c, 503, CLOSE_CONNECT_FAILED, "out of memory");
 		return;
 	}
 	memcpy(c->c_addrs, addrs, naddrs * sizeof(*addrs));
 	c->c_naddrs = naddrs;
 	c->c_addri = 0;
-	if (conn_policy(c) == ACL_ALLOW)
-		conn_connect_next(c);
+	conn_advance(c);
 }
 
-/*
- * Ask the access rules.  They are asked right after the request head and
- * again when something they waited for arrives (addresses for a dst acl,
- * a helper's answer for an external acl).  Connecting starts only once
- * they allow it and the addresses are known; a denial is a 403.
- */
-int
-conn_policy(struct conn *c)
-{
-	const char	*rule = NULL;
-	int		 verdict;
-
-	if (c->c_flags & CONN_DENIED)
-		return ACL_DENY;
-	verdict = acl_check(c, &rule);
-	if (verdict == ACL_DENY) {
-		c->c_flags |= CONN_DENIED;
-		if (rule != NULL && c->c_rec.lr_rule == NULL)
-			c->c_rec.lr_rule = strdup(rule);
-		conn_set_detail(c, rule != NULL ? rule : "denied");
-		conn_fail(c, 403, "denied");
-	}
-	return verdict;
-}
-
-/* A helper answer arrived that the rules were waiting for. */
-void
-conn_policy_wakeup(struct conn *c)
-{
-	if (c->c_state != CONN_RESOLVE || c->c_naddrs == 0 ||
-	    c->c_sfd != -1)
-		return;
-	if (conn_policy(c) == ACL_ALLOW)
-		conn_connect_next(c);
-}
+/* -------------------------------------------------------------- connect */
 
 static socklen_t
 conn_sslen(const struct sockaddr_storage *ss)
@@ -577,9 +727,8 @@ conn_sslen(const struct sockaddr_storage *ss)
 static void
 conn_connect_next(struct conn *c)
 {
-	struct worker	*w = c->c_worker;
-	const struct sockaddr_storage *ss;
-	int		 fd;
+	const struct sockaddr_storage	*ss;
+	int				 fd;
 
 	for (; c->c_addri < c->c_naddrs; c->c_addri++) {
 		ss = &c->c_addrs[c->c_addri];
@@ -596,22 +745,18 @@ conn_connect_next(struct conn *c)
 			continue;
 		}
 		c->c_sfd = fd;
-		conn_set_state(c, CONN_CONNECT);
-		ev_io_init(&c->c_swrite, conn_connect_cb, fd, EV_WRITE);
-		c->c_swrite.data = c;
-		ev_io_start(w->w_loop, &c->c_swrite);
+		conn_go(c, CONN_CONNECT);
 		return;
 	}
-	if (c->c_connect_errno == ETIMEDOUT) {
-		conn_set_detail(c, "connect timed out");
-		conn_fail(c, 504, "connect_timeout");
-	} else {
-		conn_set_detail(c, strerror(c->c_connect_errno ?
-		    c->c_connect_errno : ECONNREFUSED));
-		conn_fail(c, 503, "connect_failed");
-	}
+	if (c->c_connect_errno == ETIMEDOUT)
+		conn_fail(c, 504, CLOSE_CONNECT_TIMEOUT, "connect timed out");
+	else
+		conn_fail(c, 503, CLOSE_CONNECT_FAILED,
+		    strerror(c->c_connect_errno ? c->c_connect_errno :
+		    ECONNREFUSED));
 }
 
+/* This address failed (error is its errno): on to the next. */
 static void
 conn_connect_failed(struct conn *c, int error)
 {
@@ -628,7 +773,7 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 {
 	static const char	 ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	struct conn		*c = io->data;
-	struct logrec		*r = &c->c_rec;
+	struct logrec		*r = c->c_rec;
 	socklen_t		 len = sizeof(int);
 	int			 error = 0;
 	ssize_t			 n;
@@ -650,54 +795,17 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 	c->c_worker->w_stats.st_tunnels++;
 	/* 39 bytes into an empty socket buffer: a short write is a dead client */
 	n = write(c->c_cfd, ok, sizeof(ok) - 1);
+	if (n > 0)
+		r->lr_reply_out = (uint64_t)n;
 	if (n != (ssize_t)(sizeof(ok) - 1)) {
-		if (n > 0)
-			r->lr_reply_out = (uint64_t)n;
-		conn_close(c, n == -1 && errno == ECONNRESET ? "client_reset" :
-		    "client_eof");
+		conn_close(c, n == -1 && errno == ECONNRESET ?
+		    CLOSE_CLIENT_RESET : CLOSE_CLIENT_EOF);
 		return;
 	}
-	r->lr_reply_out = (uint64_t)n;
-	relay_start(c);
+	conn_go(c, CONN_RELAY);
 }
 
-static void
-conn_timer_cb(EV_P_ ev_timer *t, int revents)
-{
-	struct conn	*c = t->data;
-
-	if (conn_deadline(c) > ev_now(EV_A) + 0.0005) {
-		conn_timer_arm(c);
-		return;
-	}
-	if (c->c_state != CONN_REPLY && ev_now(EV_A) + 0.0005 >=
-	    c->c_rec.lr_start + c->c_conf->c_client_lifetime) {
-		conn_set_detail(c, "client_lifetime reached");
-		conn_close(c, "lifetime");
-		return;
-	}
-	switch (c->c_state) {
-	case CONN_HEAD:
-		conn_set_detail(c, "no complete request head in time");
-		conn_fail(c, 408, "header_timeout");
-		break;
-	case CONN_RESOLVE:
-		conn_set_detail(c, "name resolution timed out");
-		conn_fail(c, 503, "dns_failed");
-		break;
-	case CONN_CONNECT:
-		conn_connect_failed(c, ETIMEDOUT);
-		break;
-	case CONN_RELAY:
-		conn_close(c, "idle_timeout");
-		break;
-	case CONN_REPLY:
-		conn_close(c, c->c_reason);
-		break;
-	case CONN_CLOSED:
-		break;
-	}
-}
+/* ---------------------------------------------------------------- stop */
 
 /* Stop: close every connection with reason "shutdown" (each is logged). */
 void
@@ -706,5 +814,5 @@ conn_shutdown_all(struct worker *w)
 	struct conn	*c;
 
 	while ((c = TAILQ_FIRST(&w->w_conns)) != NULL)
-		conn_close(c, "shutdown");
+		conn_close(c, CLOSE_SHUTDOWN);
 }

@@ -17,11 +17,8 @@
 #define SCRATCH_LEN		(256 * 1024)
 #define SINK_FLUSH_TIMEOUT	5.0
 
-struct worker		*worker_main;
-
 static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer		 shutdown_timer;
-static ev_prepare	 log_kick;
 
 static void
 usage(void)
@@ -44,7 +41,7 @@ stats_log(struct worker *w)
 	    (unsigned long long)st->st_accept_errors,
 	    (unsigned long long)st->st_bytes_up,
 	    (unsigned long long)st->st_bytes_down);
-	helper_stats_log();
+	helper_stats_log(w);
 	sink_stats_log();
 }
 
@@ -63,7 +60,7 @@ reload(struct worker *w)
 		    "%s", err);
 		return;
 	}
-	if (accesslog_open(conf, old, err, sizeof(err)) == -1 ||
+	if (accesslog_open(conf, err, sizeof(err)) == -1 ||
 	    listener_sync(w, conf, err, sizeof(err)) == -1) {
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
@@ -78,17 +75,26 @@ reload(struct worker *w)
 	log_info("configuration reloaded from %s", conf->c_path);
 }
 
-/* Before the loop sleeps: hand this turn's log lines to the writers. */
+/*
+ * The end of every loop turn, before the loop sleeps: the safe point for
+ * work that must not run inside another module's callback.  Helper
+ * answers wake connections and complete log lines; connections closed
+ * during the turn are freed; the turn's log lines go to the writers.
+ */
 static void
-log_kick_cb(EV_P_ ev_prepare *p, int revents)
+worker_turn_end_cb(EV_P_ ev_prepare *p, int revents)
 {
+	struct worker	*w = p->data;
+
+	helper_ready_run(w);
+	conn_reap(w);
 	sink_kick_all();
 }
 
 static void
 shutdown_timer_cb(EV_P_ ev_timer *t, int revents)
 {
-	conn_shutdown_all(worker_main);
+	conn_shutdown_all(t->data);
 	ev_break(EV_A, EVBREAK_ALL);
 }
 
@@ -155,7 +161,12 @@ worker_create(struct conf *conf)
 	if ((w->w_scratch = malloc(w->w_scratch_len)) == NULL)
 		fatal("malloc");
 	TAILQ_INIT(&w->w_conns);
+	TAILQ_INIT(&w->w_closed);
 	TAILQ_INIT(&w->w_listeners);
+	TAILQ_INIT(&w->w_parked);
+	ev_prepare_init(&w->w_turn_end, worker_turn_end_cb);
+	w->w_turn_end.data = w;
+	ev_prepare_start(w->w_loop, &w->w_turn_end);
 	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w->w_auto_max = limit_auto_max();
 	if (resolve_init(w, conf, err, sizeof(err)) == -1)
@@ -166,6 +177,7 @@ worker_create(struct conf *conf)
 static void
 worker_free(struct worker *w)
 {
+	ev_prepare_stop(w->w_loop, &w->w_turn_end);
 	listener_close_all(w);
 	limit_free(w);
 	resolve_free(w);
@@ -227,8 +239,8 @@ main(int argc, char *argv[])
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
 		fatalx("c-ares initialisation failed");
 
-	w = worker_main = worker_create(conf);
-	if (accesslog_open(conf, NULL, err, sizeof(err)) == -1)
+	w = worker_create(conf);
+	if (accesslog_open(conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	if (listener_sync(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
@@ -246,17 +258,18 @@ main(int argc, char *argv[])
 	ev_signal_start(w->w_loop, &sig_hup);
 	ev_signal_start(w->w_loop, &sig_usr1);
 	ev_init(&shutdown_timer, shutdown_timer_cb);
-	ev_prepare_init(&log_kick, log_kick_cb);
-	ev_prepare_start(w->w_loop, &log_kick);
+	shutdown_timer.data = w;
 	log_info("connectd %s started with %s", PACKAGE_VERSION, path);
 
 	ev_run(w->w_loop, 0);
 
+	/* every tunnel gets its line, then every line waiting for helpers */
 	conn_shutdown_all(w);
+	accesslog_shutdown(w);
+	conn_reap(w);
 	helper_shutdown(w);
 	stats_log(w);
 	ev_timer_stop(w->w_loop, &shutdown_timer);
-	ev_prepare_stop(w->w_loop, &log_kick);
 	ev_signal_stop(w->w_loop, &sig_term);
 	ev_signal_stop(w->w_loop, &sig_int);
 	ev_signal_stop(w->w_loop, &sig_hup);

@@ -14,6 +14,8 @@
 #include <ev.h>
 
 #include "diag.h"
+#include "addr.h"
+#include "buf.h"
 #include "timefmt.h"
 #include "util.h"
 
@@ -108,10 +110,33 @@ struct conf {
 };
 
 /*
- * One log record per tunnel or refused request.  conn.c fills it in as
- * the tunnel goes; accesslog.c renders it at close.  Owned strings are
- * NUL-terminated copies of what the client sent (may hold any byte but
- * NUL; renderers must escape).
+ * logrec.c: why a tunnel or request ended; the log line's "close" field.
+ * conn.c picks one, relay.c names the side, logformat.c prints the name.
+ */
+enum close_reason {
+	CLOSE_NONE,		/* still open */
+	CLOSE_CLIENT_EOF,
+	CLOSE_SERVER_EOF,
+	CLOSE_IDLE_TIMEOUT,
+	CLOSE_CLIENT_RESET,
+	CLOSE_SERVER_RESET,
+	CLOSE_DNS_FAILED,
+	CLOSE_CONNECT_FAILED,
+	CLOSE_CONNECT_TIMEOUT,
+	CLOSE_BAD_REQUEST,
+	CLOSE_HEADER_TIMEOUT,
+	CLOSE_DENIED,
+	CLOSE_LIMIT,
+	CLOSE_LIFETIME,
+	CLOSE_SHUTDOWN
+};
+
+/*
+ * One log record per tunnel or refused request: what its line says.
+ * conn.c fills it in as the tunnel goes and hands it to accesslog.c at
+ * close; logformat.c renders it.  Owned strings are NUL-terminated
+ * copies of what the client sent (may hold any byte but NUL; renderers
+ * must escape).
  */
 struct logrec {
 	uint64_t		 lr_id;
@@ -131,22 +156,49 @@ struct logrec {
 	uint64_t		 lr_bytes_down;	/* payload server -> client */
 	uint64_t		 lr_head_in;	/* request head bytes read */
 	uint64_t		 lr_reply_out;	/* 200 or error reply bytes written */
-	const char		*lr_close;	/* close reason, static */
+	enum close_reason	 lr_close;
 	char			*lr_detail;	/* optional human text, e.g. errno */
-	/* filled by later features; NULL/0 until then */
-	char			*lr_pod;	/* helper's log= value, raw */
-	const char		*lr_pod_error;
-	char			*lr_rule;
+	char			*lr_pod;	/* the helper's log= value */
+	int			 lr_pod_json;	/* lr_pod is one valid JSON value */
+	const char		*lr_pod_error;	/* no answer: why (static) */
+	char			*lr_rule;	/* the http_access line that denied */
+};
+
+/* acl.c: what the access rules decide */
+enum acl_verdict {
+	ACL_WAIT,	/* undecided: needs the addresses or a helper answer */
+	ACL_ALLOW,
+	ACL_DENY
+};
+
+/*
+ * acl.c: what the rules look at, filled in by the caller.  ar_addrs is
+ * NULL until the name is resolved.  ar_external asks external_acl_type
+ * helper for the acl's arguments (data NULL: none) and returns 1 (OK),
+ * 0 (ERR, BH or no answer) or -1 (on its way: the caller asks again
+ * when it arrives).
+ */
+struct acl_request {
+	const struct sockaddr_storage *ar_client;
+	const char		*ar_method;
+	const char		*ar_host;
+	int			 ar_port;
+	const struct sockaddr_storage *ar_addrs;
+	size_t			 ar_naddrs;
+	int			(*ar_external)(void *, const char *helper,
+				    const char *data);
+	void			*ar_arg;
 };
 
 /* conn.c */
 enum conn_state {
 	CONN_HEAD,		/* reading the request head */
-	CONN_RESOLVE,		/* waiting for DNS */
+	CONN_DECIDE,		/* the rules wait for a helper or the addresses */
+	CONN_RESOLVE,		/* allowed; waiting for the addresses */
 	CONN_CONNECT,		/* trying the resolved addresses in turn */
 	CONN_RELAY,		/* tunnel established, bytes flow */
-	CONN_REPLY,		/* writing an error reply, then close */
-	CONN_CLOSED
+	CONN_REPLY,		/* writing an error reply, then a short linger */
+	CONN_CLOSED		/* logged; freed at the end of the loop turn */
 };
 
 /* a pending write: only allocated while a peer cannot take more */
@@ -160,7 +212,10 @@ struct relay_buf {
 struct worker;
 struct resolve_query;
 struct limit_table;
-struct conn_helper;
+struct helper_log;
+struct helper_wait;
+struct helper_pools;
+TAILQ_HEAD(helper_waits, helper_wait);
 
 struct conn {
 	uint64_t		 c_id;
@@ -176,9 +231,8 @@ struct conn {
 	ev_timer		 c_timer;
 	ev_tstamp		 c_activity;	/* last byte moved (lazy timer) */
 	ev_tstamp		 c_state_since;
-	char			*c_head;	/* request head, freed once parsed */
-	size_t			 c_head_len;
-	size_t			 c_head_cap;
+	ev_tstamp		 c_wait_since;	/* the head was complete */
+	struct buf		 c_head;	/* request head, freed once parsed */
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
 	int			 c_flags;
@@ -186,18 +240,20 @@ struct conn {
 #define CONN_SERVER_EOF		0x02	/* read 0 from the server */
 #define CONN_SERVER_SHUT	0x04	/* shutdown(server, SHUT_WR) done */
 #define CONN_CLIENT_SHUT	0x08	/* shutdown(client, SHUT_WR) done */
-#define CONN_DENIED		0x10	/* the rules said no */
+#define CONN_ADVANCING		0x10	/* inside conn_advance() */
+	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
 	size_t			 c_naddrs;
 	size_t			 c_addri;
 	int			 c_connect_errno;
 	ev_tstamp		 c_half_since;	/* first EOF in the relay */
-	const char		*c_eof_reason;	/* the side that ended first */
-	const char		*c_reason;	/* close reason after an error reply */
-	struct logrec		 c_rec;
-	struct conn_helper	*c_helper;	/* helper.c: lookups of this conn */
-	TAILQ_ENTRY(conn)	 c_entry;
+	enum close_reason	 c_eof_reason;	/* the side that ended first */
+	enum close_reason	 c_reason;	/* close reason after an error reply */
+	struct logrec		*c_rec;		/* handed to accesslog.c at close */
+	struct helper_log	*c_lookups;	/* helper answers for the line */
+	struct helper_waits	 c_acl_waits;	/* helper answers for the rules */
+	TAILQ_ENTRY(conn)	 c_entry;	/* w_conns, then w_closed */
 };
 
 /* listener.c */
@@ -225,8 +281,10 @@ struct stats {
 
 /*
  * One event loop and everything that lives on it.  There is one worker
- * today; the type exists so that several loops can come later.
+ * today; the type exists so that several loops can come later, and
+ * every function that needs the loop's state is given the worker.
  */
+struct logpark;
 struct worker {
 	struct ev_loop		*w_loop;
 	struct conf		*w_conf;	/* current configuration */
@@ -234,6 +292,7 @@ struct worker {
 	size_t			 w_scratch_len;
 	void			*w_resolver;	/* resolve.c state */
 	TAILQ_HEAD(, conn)	 w_conns;
+	TAILQ_HEAD(, conn)	 w_closed;	/* freed at the end of the turn */
 	TAILQ_HEAD(, listener)	 w_listeners;
 	int			 w_spare_fd;	/* for EMFILE shedding */
 	ev_tstamp		 w_accept_warned;
@@ -243,15 +302,16 @@ struct worker {
 	ev_timer		 w_accept_timer;	/* ends LISTEN_PAUSE_NOFD */
 	unsigned		 w_auto_max;	/* max_connections from the fd limit */
 	struct limit_table	*w_clients;	/* limit.c: conns by client IP */
+	struct helper_pools	*w_helpers;	/* helper_pool.c: running pools */
+	TAILQ_HEAD(, logpark)	 w_parked;	/* accesslog.c: lines that wait */
+	size_t			 w_nparked;
+	ev_prepare		 w_turn_end;	/* work deferred to a safe point */
 	int			 w_stopping;
 	uint64_t		 w_next_id;
 	struct stats		 w_stats;
 };
 
 /* ----------------------------------------------------------- prototypes */
-
-/* connectd.c */
-extern struct worker	*worker_main;
 
 /* conf.c */
 int	 conf_load(const char *, struct conf **, char *, size_t);
@@ -278,31 +338,62 @@ int	 helper_conf_directive(struct conf *, int, char **, char *, size_t);
 int	 helper_conf_finish(struct conf *, char *, size_t);
 void	 helper_conf_dump(const struct conf *, FILE *);
 void	 helper_conf_free(struct conf *);
+/* is external_acl_type name defined in cf?  (for acl_conf_finish) */
+int	 helper_conf_exists(const struct conf *, const char *);
 
 /* acl.c */
-enum acl_verdict {
-	ACL_ALLOW,
-	ACL_DENY,
-	ACL_WAIT	/* needs the addresses or a helper answer first */
-};
-int	 acl_check(struct conn *, const char **);
-
-/* helper.c */
-void	 helper_conn_start(struct conn *);
-int	 helper_conn_finish(struct conn *);
 /*
- * For an `external` acl: the answer of external_acl_type name for this
- * connection, with the acl's arguments as %DATA (NULL: "-").  Returns
- * 1 (OK), 0 (ERR, BH, or no answer in time) or -1 while it is on its way;
- * conn_policy_wakeup() is called when it arrives.
+ * The first http_access line that matches decides; *rule gets its text
+ * (or the implicit rule's).  ACL_WAIT while a line above the deciding
+ * one cannot be decided yet: ask again when what it waits for arrives.
  */
-int	 helper_conn_answer(struct conn *, const char *, const char *);
-/* for acl.c at configuration time: is external_acl_type name defined? */
-int	 helper_conf_exists(const struct conf *, const char *);
-/* connectd.c: start or keep pools for a configuration now in force */
+enum acl_verdict acl_check(const struct acl_conf *,
+	    const struct acl_request *, const char **);
+
+/* helper_pool.c: the children of each external_acl_type, per worker */
+/* Start or keep pools for a configuration now in force. */
 void	 helper_sync(struct worker *, struct conf *);
+/* At exit: stop every child; waiters get "helper_down". */
 void	 helper_shutdown(struct worker *);
-void	 helper_stats_log(void);
+void	 helper_stats_log(struct worker *);
+
+/* helper_cache.c */
+/* Run the callbacks of lookups answered this turn (from w_turn_end). */
+void	 helper_ready_run(struct worker *);
+
+/* helper_conn.c: what connections and log lines ask of helpers */
+/*
+ * Start a lookup for the line (the pod field) in every running pool.
+ * Returns NULL when there are none, or when the cache answered them
+ * all: then rec is filled in already.  Else the caller owns the result
+ * and passes it to accesslog_submit() with the record.
+ */
+struct helper_log *helper_log_start(struct worker *, struct logrec *);
+/*
+ * The line is complete but answers are on their way: how long it may
+ * wait for them (0: write it now).  A line that waits is counted, and
+ * cb(arg) runs at the end of each loop turn in which one arrives.
+ */
+double	 helper_log_park(struct helper_log *, void (*)(void *), void *);
+/* 1 once the answer that gives the pod field (or every answer) is in. */
+int	 helper_log_settled(const struct helper_log *);
+/*
+ * lr_pod from the first answer with log=, else lr_pod_error.  With
+ * expired set, the answers still awaited are given up as timeouts.
+ */
+void	 helper_log_fill(struct helper_log *, struct logrec *, int);
+void	 helper_log_free(struct helper_log *);
+/*
+ * For an external acl: the answer of helper name for this connection,
+ * with data as %DATA (NULL: "-").  1 (OK), 0 (ERR, BH, none in time),
+ * or -1 while it is on its way: conn_wake(c) runs when it arrives.
+ */
+int	 helper_acl_answer(struct conn *, const char *, const char *);
+/* The earliest deadline of an acl answer still awaited, or 0. */
+ev_tstamp helper_acl_deadline(const struct conn *);
+/* Give up on the acl answers due by now (all of them if all is set). */
+void	 helper_acl_expire(struct conn *, ev_tstamp, int);
+void	 helper_acl_free(struct conn *);
 
 /* http.c */
 enum http_parse http_parse_request(const char *, size_t, size_t,
@@ -320,12 +411,11 @@ void	 listener_close_all(struct worker *);
 /* conn.c */
 void	 conn_accept(struct worker *, int, const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
-void	 conn_close(struct conn *, const char *);
-void	 conn_set_state(struct conn *, enum conn_state);
-int	 conn_policy(struct conn *);
-void	 conn_policy_wakeup(struct conn *);
+void	 conn_close(struct conn *, enum close_reason);
+void	 conn_wake(void *);
 void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
+void	 conn_reap(struct worker *);
 
 /* limit.c */
 unsigned limit_client_add(struct worker *, const struct sockaddr_storage *);
@@ -349,9 +439,24 @@ struct resolve_query *resolve_start(struct worker *, const char *, uint16_t,
 void	 resolve_cancel(struct resolve_query *);
 
 /* accesslog.c */
-int	 accesslog_open(struct conf *, struct conf *, char *, size_t);
+int	 accesslog_open(struct conf *, char *, size_t);
 void	 accesslog_close(struct conf *);
-void	 accesslog_write(struct conf *, const struct logrec *);
+/*
+ * The one way a line gets written.  Takes rec and hl (NULL: no helper
+ * answers awaited) and frees them; the line goes to cf's access logs,
+ * now or, while hl's answers are on their way, at most their log-wait
+ * later.
+ */
+void	 accesslog_submit(struct worker *, struct conf *, struct logrec *,
+	    struct helper_log *);
+/* At exit: write every waiting line as it is. */
+void	 accesslog_shutdown(struct worker *);
+
+/* logrec.c */
+struct logrec *logrec_new(void);
+/* Free the record and the strings it owns. */
+void	 logrec_free(struct logrec *);
+const char *logrec_close_name(enum close_reason);
 
 /* logformat.c */
 struct logformat *logformat_compile(const char *, const char *, char *,
@@ -359,9 +464,9 @@ struct logformat *logformat_compile(const char *, const char *, char *,
 const struct logformat *logformat_builtin(const char *);
 void	 logformat_free(struct logformat *);
 const char *logformat_name(const struct logformat *);
+/* The line for rec with its newline, malloc'd; NULL if out of memory. */
 char	*logformat_render(const struct logformat *, const struct logrec *,
 	    size_t *);
-void	 logrec_clear(struct logrec *);
 
 /* sink.c */
 struct sink *sink_open(const char *, size_t, char *, size_t);

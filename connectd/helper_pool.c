@@ -1,4 +1,4 @@
-/* helper_pool.c: external ACL helper children: spawn, pipes, channel IDs, queue, restarts */
+/* helper_pool.c: the children of each external_acl_type: spawn, pipes, channel IDs, queue, restarts, reloads */
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -29,76 +29,51 @@ static void	helper_pool_timer_cb(EV_P_ ev_timer *, int);
 static void	helper_pool_dispatch(struct helper_pool *);
 static void	helper_child_fail(struct helper_child *, const char *);
 static void	helper_child_close(struct helper_child *);
+static void	helper_pool_kill_all(struct helper_pool *);
 
-static struct ev_loop *
-helper_loop(void)
-{
-	return worker_main->w_loop;
-}
+#define POOL_LOOP(hp)	((hp)->hp_worker->w_loop)
 
-struct helper_def *
-helper_def_dup(const struct helper_def *hd)
-{
-	struct helper_def	*n;
-	size_t			 i, argc;
-
-	if ((n = calloc(1, sizeof(*n))) == NULL)
-		return NULL;
-	*n = *hd;
-	n->hd_name = n->hd_text = NULL;
-	n->hd_argv = NULL;
-	for (argc = 0; hd->hd_argv[argc] != NULL; argc++)
-		;
-	if ((n->hd_name = strdup(hd->hd_name)) == NULL ||
-	    (n->hd_text = strdup(hd->hd_text)) == NULL ||
-	    (n->hd_argv = calloc(argc + 1, sizeof(char *))) == NULL)
-		goto fail;
-	for (i = 0; i < argc; i++)
-		if ((n->hd_argv[i] = strdup(hd->hd_argv[i])) == NULL)
-			goto fail;
-	return n;
- fail:
-	helper_def_free(n);
-	return NULL;
-}
-
-void
-helper_def_free(struct helper_def *hd)
-{
-	size_t	i;
-
-	if (hd == NULL)
-		return;
-	if (hd->hd_argv != NULL)
-		for (i = 0; hd->hd_argv[i] != NULL; i++)
-			free(hd->hd_argv[i]);
-	free(hd->hd_argv);
-	free(hd->hd_name);
-	free(hd->hd_text);
-	free(hd);
-}
-
-struct helper_pool *
-helper_pool_new(const struct helper_def *hd)
+/* A pool for definition hd (copied), not yet in a registry; NULL if out of memory. */
+static struct helper_pool *
+helper_pool_new(struct worker *w, const struct helper_def *hd)
 {
 	struct helper_pool	*hp;
 
 	if ((hp = calloc(1, sizeof(*hp))) == NULL)
 		return NULL;
-	if ((hp->hp_def = helper_def_dup(hd)) == NULL) {
+	if ((hp->hp_def = helper_def_dup(hd)) == NULL ||
+	    helper_cache_init(&hp->hp_cache) == -1) {
+		helper_def_free(hp->hp_def);
 		free(hp);
 		return NULL;
 	}
+	hp->hp_worker = w;
 	hp->hp_active = 1;
 	TAILQ_INIT(&hp->hp_children);
 	TAILQ_INIT(&hp->hp_queue);
-	TAILQ_INIT(&hp->hp_lru);
 	ev_timer_init(&hp->hp_timer, helper_pool_timer_cb, HELPER_TICK,
 	    HELPER_TICK);
 	hp->hp_timer.data = hp;
-	ev_timer_start(helper_loop(), &hp->hp_timer);
+	ev_timer_start(POOL_LOOP(hp), &hp->hp_timer);
 	helper_pool_dispatch(hp);
 	return hp;
+}
+
+/* Unlink from the registry and free: nothing may refer to it any more. */
+static void
+helper_pool_free(struct helper_pool *hp)
+{
+	struct helper_pools	*hr = hp->hp_worker->w_helpers;
+
+	ev_timer_stop(POOL_LOOP(hp), &hp->hp_timer);
+	if (hp->hp_active)
+		TAILQ_REMOVE(&hr->hr_active, hp, hp_entry);
+	else
+		TAILQ_REMOVE(&hr->hr_retired, hp, hp_entry);
+	helper_cache_clear(hp);
+	log_debug("helper %s: pool freed", hp->hp_def->hd_name);
+	helper_def_free(hp->hp_def);
+	free(hp);
 }
 
 static int
@@ -139,7 +114,7 @@ helper_pool_backoff(struct helper_pool *hp, ev_tstamp age)
 	delay = 0.1 * (double)(1 << (hp->hp_deaths - 2));
 	if (delay > HELPER_BACKOFF_MAX)
 		delay = HELPER_BACKOFF_MAX;
-	hp->hp_spawn_after = ev_now(helper_loop()) + delay;
+	hp->hp_spawn_after = ev_now(POOL_LOOP(hp)) + delay;
 }
 
 static struct helper_child *
@@ -160,6 +135,7 @@ helper_child_spawn(struct helper_pool *hp)
 		return NULL;
 	}
 	hc->hc_in = hc->hc_out = hc->hc_err = -1;
+	buf_init(&hc->hc_rbuf, HELPER_REPLY_MAX + HELPER_READ_CHUNK);
 	nslots = hd->hd_concurrency > 0 ? (size_t)hd->hd_concurrency : 1;
 	if ((hc->hc_slots = calloc(nslots, sizeof(*hc->hc_slots))) == NULL) {
 		log_warn("helper %s: calloc", hd->hd_name);
@@ -224,7 +200,7 @@ helper_child_spawn(struct helper_pool *hp)
 
 	hc->hc_pool = hp;
 	hc->hc_state = HC_RUNNING;
-	hc->hc_started = ev_now(helper_loop());
+	hc->hc_started = ev_now(POOL_LOOP(hp));
 	ev_io_init(&hc->hc_rio, helper_child_read_cb, hc->hc_out, EV_READ);
 	ev_io_init(&hc->hc_wio, helper_child_write_cb, hc->hc_in, EV_WRITE);
 	ev_io_init(&hc->hc_eio, helper_child_err_cb, hc->hc_err, EV_READ);
@@ -232,9 +208,9 @@ helper_child_spawn(struct helper_pool *hp)
 	ev_timer_init(&hc->hc_kill, helper_child_kill_cb, HELPER_KILL_WAIT, 0.);
 	hc->hc_rio.data = hc->hc_wio.data = hc->hc_eio.data = hc;
 	hc->hc_cw.data = hc->hc_kill.data = hc;
-	ev_io_start(helper_loop(), &hc->hc_rio);
-	ev_io_start(helper_loop(), &hc->hc_eio);
-	ev_child_start(helper_loop(), &hc->hc_cw);
+	ev_io_start(POOL_LOOP(hp), &hc->hc_rio);
+	ev_io_start(POOL_LOOP(hp), &hc->hc_eio);
+	ev_child_start(POOL_LOOP(hp), &hc->hc_cw);
 	TAILQ_INSERT_TAIL(&hp->hp_children, hc, hc_entry);
 	hp->hp_nrunning++;
 	hp->hp_st.hs_spawned++;
@@ -265,7 +241,7 @@ helper_child_spawn(struct helper_pool *hp)
 static void
 helper_child_free(struct helper_child *hc)
 {
-	struct ev_loop	*loop = helper_loop();
+	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
 
 	ev_io_stop(loop, &hc->hc_rio);
 	ev_io_stop(loop, &hc->hc_wio);
@@ -277,17 +253,17 @@ helper_child_free(struct helper_child *hc)
 	helper_close(&hc->hc_err);
 	TAILQ_REMOVE(&hc->hc_pool->hp_children, hc, hc_entry);
 	free(hc->hc_slots);
-	free(hc->hc_wbuf);
-	free(hc->hc_rbuf);
+	buf_free(&hc->hc_wbuf);
+	buf_free(&hc->hc_rbuf);
 	free(hc);
 }
 
 static int
 helper_pool_can_spawn(struct helper_pool *hp)
 {
-	return hp->hp_active && !worker_main->w_stopping &&
+	return hp->hp_active && !hp->hp_worker->w_stopping &&
 	    hp->hp_nrunning < hp->hp_def->hd_children_max &&
-	    ev_now(helper_loop()) >= hp->hp_spawn_after;
+	    ev_now(POOL_LOOP(hp)) >= hp->hp_spawn_after;
 }
 
 static int
@@ -316,53 +292,48 @@ helper_pool_pick(struct helper_pool *hp)
 static void
 helper_child_flush(struct helper_child *hc)
 {
-	ssize_t	n;
+	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
+	ssize_t		 n;
 
-	while (hc->hc_wlen > 0) {
-		n = write(hc->hc_in, hc->hc_wbuf, hc->hc_wlen);
+	while (hc->hc_wbuf.b_len > 0) {
+		n = write(hc->hc_in, hc->hc_wbuf.b_data, hc->hc_wbuf.b_len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN) {
-			ev_io_start(helper_loop(), &hc->hc_wio);
+			ev_io_start(loop, &hc->hc_wio);
 			return;
 		}
 		if (n <= 0) {
 			/* the failure is handled from the loop, not from here */
 			hc->hc_werrno = n == -1 ? errno : EPIPE;
-			ev_feed_event(helper_loop(), &hc->hc_wio, EV_WRITE);
+			ev_feed_event(loop, &hc->hc_wio, EV_WRITE);
 			return;
 		}
-		memmove(hc->hc_wbuf, hc->hc_wbuf + n, hc->hc_wlen - (size_t)n);
-		hc->hc_wlen -= (size_t)n;
+		buf_drop(&hc->hc_wbuf, (size_t)n);
 	}
-	ev_io_stop(helper_loop(), &hc->hc_wio);
+	ev_io_stop(loop, &hc->hc_wio);
 }
 
+/* Queue "[ID ]LINE\n" for the child; -1 if out of memory. */
 static int
 helper_child_send(struct helper_child *hc, struct helper_lookup *hl)
 {
-	struct helper_entry	*he = hl->hl_he;
 	char			 id[HELPER_ID_MAXLEN + 2];
-	size_t			 slot, need, idlen = 0;
-	char			*nb;
+	size_t			 slot, len = hc->hc_wbuf.b_len;
 
 	for (slot = hc->hc_hint; hc->hc_slots[slot] != NULL; ) {
 		if (++slot == hc->hc_nslots)
 			slot = 0;
 	}
+	id[0] = '\0';
 	if (hc->hc_pool->hp_def->hd_concurrency > 0)
-		idlen = (size_t)snprintf(id, sizeof(id), "%zu ", slot);
-	need = hc->hc_wlen + idlen + he->he_keylen + 1;
-	if (need > hc->hc_wcap) {
-		if ((nb = realloc(hc->hc_wbuf, need + 256)) == NULL)
-			return -1;
-		hc->hc_wbuf = nb;
-		hc->hc_wcap = need + 256;
+		snprintf(id, sizeof(id), "%zu ", slot);
+	if (buf_addstr(&hc->hc_wbuf, id) == -1 ||
+	    buf_add(&hc->hc_wbuf, hl->hl_line, hl->hl_linelen) == -1 ||
+	    buf_addc(&hc->hc_wbuf, '\n') == -1) {
+		hc->hc_wbuf.b_len = len;	/* never half a line */
+		return -1;
 	}
-	memcpy(hc->hc_wbuf + hc->hc_wlen, id, idlen);
-	memcpy(hc->hc_wbuf + hc->hc_wlen + idlen, he->he_key, he->he_keylen);
-	hc->hc_wbuf[need - 1] = '\n';
-	hc->hc_wlen = need;
 	hc->hc_slots[slot] = hl;
 	hc->hc_inflight++;
 	hc->hc_hint = slot + 1 == hc->hc_nslots ? 0 : slot + 1;
@@ -387,12 +358,18 @@ helper_pool_idle_children(const struct helper_pool *hp)
 	return n;
 }
 
-/*
- * Hand a lookup to a child, start one if allowed, else queue it.  Returns
- * NULL, or why it cannot be served: then the caller still owns it.
- */
-const char *
-helper_pool_submit(struct helper_pool *hp, struct helper_lookup *hl)
+/* The answer to hl, or a failure: it leaves the pool for its owner. */
+static void
+helper_pool_done(struct helper_lookup *hl, enum helper_result result,
+    const char *log, size_t loglen, const char *error)
+{
+	hl->hl_pool->hp_nlookups--;
+	hl->hl_done(hl, result, log, loglen, error);
+}
+
+/* helper_pool_submit() for a lookup already counted in hp_nlookups. */
+static const char *
+helper_pool_route(struct helper_pool *hp, struct helper_lookup *hl)
 {
 	struct helper_child	*hc;
 
@@ -420,6 +397,16 @@ helper_pool_submit(struct helper_pool *hp, struct helper_lookup *hl)
 	return NULL;
 }
 
+const char *
+helper_pool_submit(struct helper_pool *hp, struct helper_lookup *hl)
+{
+	const char	*why;
+
+	if ((why = helper_pool_route(hp, hl)) == NULL)
+		hp->hp_nlookups++;
+	return why;
+}
+
 /* Queued lookups to free children; children up to children-startup. */
 static void
 helper_pool_dispatch(struct helper_pool *hp)
@@ -441,7 +428,7 @@ helper_pool_dispatch(struct helper_pool *hp)
 		TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
 		hp->hp_nqueued--;
 		if (helper_child_send(hc, hl) == -1)
-			helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0,
+			helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0,
 			    "helper_down");
 	}
 	/* nobody left to serve the queue */
@@ -450,7 +437,7 @@ helper_pool_dispatch(struct helper_pool *hp)
 			TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
 			hp->hp_nqueued--;
 			hp->hp_st.hs_down++;
-			helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0,
+			helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0,
 			    "helper_down");
 		}
 	}
@@ -469,9 +456,9 @@ helper_lookup_retry(struct helper_lookup *hl, const char *why)
 
 	hl->hl_child = NULL;
 	if (hl->hl_sends < 2 &&
-	    (err = helper_pool_submit(hl->hl_pool, hl)) == NULL)
+	    (err = helper_pool_route(hl->hl_pool, hl)) == NULL)
 		return;
-	helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0, why);
+	helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0, why);
 }
 
 /* Stop using a child: kill it, retry what it had, owe a restart. */
@@ -490,14 +477,14 @@ helper_child_fail(struct helper_child *hc, const char *why)
 	if (hc->hc_state == HC_RUNNING)
 		hp->hp_nrunning--;
 	hc->hc_state = HC_DEAD;
-	ev_io_stop(helper_loop(), &hc->hc_rio);
-	ev_io_stop(helper_loop(), &hc->hc_wio);
+	ev_io_stop(POOL_LOOP(hp), &hc->hc_rio);
+	ev_io_stop(POOL_LOOP(hp), &hc->hc_wio);
 	helper_close(&hc->hc_in);
 	helper_close(&hc->hc_out);
 	if (!hc->hc_reaped)
 		(void)kill(hc->hc_pid, SIGKILL);
-	ev_timer_stop(helper_loop(), &hc->hc_kill);
-	helper_pool_backoff(hp, ev_now(helper_loop()) - hc->hc_started);
+	ev_timer_stop(POOL_LOOP(hp), &hc->hc_kill);
+	helper_pool_backoff(hp, ev_now(POOL_LOOP(hp)) - hc->hc_started);
 	for (i = 0; i < hc->hc_nslots; i++) {
 		if ((hl = hc->hc_slots[i]) == NULL)
 			continue;
@@ -512,15 +499,17 @@ helper_child_fail(struct helper_child *hc, const char *why)
 static void
 helper_child_close(struct helper_child *hc)
 {
+	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
+
 	if (hc->hc_state != HC_RUNNING)
 		return;
 	hc->hc_state = HC_CLOSING;
 	hc->hc_pool->hp_nrunning--;
-	ev_io_stop(helper_loop(), &hc->hc_wio);
-	ev_io_stop(helper_loop(), &hc->hc_rio);
+	ev_io_stop(loop, &hc->hc_wio);
+	ev_io_stop(loop, &hc->hc_rio);
 	helper_close(&hc->hc_in);
 	helper_close(&hc->hc_out);
-	ev_timer_start(helper_loop(), &hc->hc_kill);
+	ev_timer_start(loop, &hc->hc_kill);
 }
 
 static void
@@ -601,9 +590,9 @@ helper_child_line(struct helper_child *hc, char *line, size_t len)
 		hp->hp_st.hs_bh++;
 		/* BH is retried once, then the answer is "undecided" */
 		if (hl->hl_bh++ == 0 && hl->hl_sends < 3 &&
-		    helper_pool_submit(hp, hl) == NULL)
+		    helper_pool_route(hp, hl) == NULL)
 			break;
-		helper_lookup_done(hl, HELPER_BH, NULL, 0, "bh");
+		helper_pool_done(hl, HELPER_BH, NULL, 0, "bh");
 		break;
 	default:
 		if (rp.rp_result == HELPER_OK)
@@ -611,7 +600,7 @@ helper_child_line(struct helper_child *hc, char *line, size_t len)
 		else
 			hp->hp_st.hs_err++;
 		kv = helper_reply_get(&rp, "log");
-		helper_lookup_done(hl, rp.rp_result,
+		helper_pool_done(hl, rp.rp_result,
 		    kv != NULL ? kv->kv_value : NULL,
 		    kv != NULL ? kv->kv_valuelen : 0, NULL);
 		break;
@@ -619,32 +608,23 @@ helper_child_line(struct helper_child *hc, char *line, size_t len)
 	return 0;
 }
 
+/* Reply lines; a line longer than HELPER_REPLY_MAX stops the child. */
 static void
 helper_child_read_cb(EV_P_ ev_io *io, int revents)
 {
 	struct helper_child	*hc = io->data;
 	struct helper_pool	*hp = hc->hc_pool;
-	char			*nl, *nb;
-	size_t			 off, len, cap;
+	struct buf		*rb = &hc->hc_rbuf;
+	char			*p, *nl;
+	size_t			 off, len, avail;
 	ssize_t			 n;
 
 	for (;;) {
-		if (hc->hc_rcap - hc->hc_rlen < HELPER_READ_CHUNK) {
-			cap = hc->hc_rcap == 0 ? HELPER_READ_CHUNK * 2 :
-			    hc->hc_rcap * 2;
-			if (cap > HELPER_REPLY_MAX + HELPER_READ_CHUNK)
-				cap = HELPER_REPLY_MAX + HELPER_READ_CHUNK;
-			if (cap > hc->hc_rcap) {
-				if ((nb = realloc(hc->hc_rbuf, cap)) == NULL) {
-					helper_child_fail(hc, "out of memory");
-					goto out;
-				}
-				hc->hc_rbuf = nb;
-				hc->hc_rcap = cap;
-			}
+		if ((p = buf_space(rb, HELPER_READ_CHUNK, &avail)) == NULL) {
+			helper_child_fail(hc, "out of memory");
+			return;
 		}
-		n = read(hc->hc_out, hc->hc_rbuf + hc->hc_rlen,
-		    hc->hc_rcap - hc->hc_rlen - 1);
+		n = read(hc->hc_out, p, avail);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)
@@ -652,28 +632,25 @@ helper_child_read_cb(EV_P_ ev_io *io, int revents)
 		if (n <= 0) {
 			helper_child_fail(hc, n == 0 ? "closed its stdout" :
 			    strerror(errno));
-			goto out;
+			return;
 		}
-		hc->hc_rlen += (size_t)n;
+		buf_commit(rb, (size_t)n);
 		off = 0;
-		while ((nl = memchr(hc->hc_rbuf + off, '\n',
-		    hc->hc_rlen - off)) != NULL) {
-			len = (size_t)(nl - (hc->hc_rbuf + off));
-			if (helper_child_line(hc, hc->hc_rbuf + off, len) == -1)
-				goto out;
+		while ((nl = memchr(rb->b_data + off, '\n', rb->b_len - off)) !=
+		    NULL) {
+			len = (size_t)(nl - (rb->b_data + off));
+			if (helper_child_line(hc, rb->b_data + off, len) == -1)
+				return;
 			off += len + 1;
 		}
-		memmove(hc->hc_rbuf, hc->hc_rbuf + off, hc->hc_rlen - off);
-		hc->hc_rlen -= off;
-		if (hc->hc_rlen > HELPER_REPLY_MAX) {
-			helper_child_malformed(hc, "line too long",
-			    hc->hc_rbuf, 64);
-			goto out;
+		buf_drop(rb, off);
+		if (rb->b_len > HELPER_REPLY_MAX) {
+			helper_child_malformed(hc, "line too long", rb->b_data,
+			    64);
+			return;
 		}
 	}
 	helper_pool_dispatch(hp);
- out:
-	helper_ready_run();
 }
 
 static void
@@ -687,7 +664,6 @@ helper_child_write_cb(EV_P_ ev_io *io, int revents)
 	if (hc->hc_werrno != 0) {
 		snprintf(buf, sizeof(buf), "write: %s", strerror(hc->hc_werrno));
 		helper_child_fail(hc, buf);
-		helper_ready_run();
 	}
 }
 
@@ -717,7 +693,7 @@ helper_child_err_drain(struct helper_child *hc)
 			return;
 		if (n <= 0) {
 			helper_child_err_line(hc);
-			ev_io_stop(helper_loop(), &hc->hc_eio);
+			ev_io_stop(POOL_LOOP(hc->hc_pool), &hc->hc_eio);
 			helper_close(&hc->hc_err);
 			return;
 		}
@@ -766,10 +742,10 @@ helper_child_exit_cb(EV_P_ ev_child *cw, int revents)
 		    (long)hc->hc_pid, why);
 	helper_child_free(hc);
 	helper_pool_dispatch(hp);
-	helper_ready_run();
 }
 
-void
+/* Out of the configuration: finish the work, then close the children. */
+static void
 helper_pool_retire(struct helper_pool *hp)
 {
 	hp->hp_active = 0;
@@ -777,12 +753,19 @@ helper_pool_retire(struct helper_pool *hp)
 }
 
 void
+helper_pool_ref(struct helper_pool *hp)
+{
+	hp->hp_refs++;
+}
+
+/* A retired pool is freed by its timer once nothing refers to it. */
+void
 helper_pool_unref(struct helper_pool *hp)
 {
 	hp->hp_refs--;
 }
 
-int
+static int
 helper_pool_idle(const struct helper_pool *hp)
 {
 	return !hp->hp_active && hp->hp_refs == 0 && hp->hp_nlookups == 0 &&
@@ -794,7 +777,7 @@ static void
 helper_pool_timeouts(struct helper_pool *hp)
 {
 	struct helper_child	*hc, *next;
-	ev_tstamp		 now = ev_now(helper_loop());
+	ev_tstamp		 now = ev_now(POOL_LOOP(hp));
 	char			 why[64];
 	size_t			 i;
 
@@ -823,7 +806,6 @@ helper_pool_timer_cb(EV_P_ ev_timer *t, int revents)
 
 	helper_pool_timeouts(hp);
 	helper_pool_dispatch(hp);
-	helper_ready_run();
 	if (helper_pool_idle(hp))
 		helper_pool_free(hp);
 }
@@ -832,7 +814,7 @@ helper_pool_timer_cb(EV_P_ ev_timer *t, int revents)
  * At exit: close every child's stdin, give them a moment, kill the rest.
  * Blocking is fine here; the loop is over.
  */
-void
+static void
 helper_pool_kill_all(struct helper_pool *hp)
 {
 	struct helper_child	*hc;
@@ -841,10 +823,10 @@ helper_pool_kill_all(struct helper_pool *hp)
 	int			 i, left, st;
 	size_t			 j;
 
-	ev_timer_stop(helper_loop(), &hp->hp_timer);
+	ev_timer_stop(POOL_LOOP(hp), &hp->hp_timer);
 	TAILQ_FOREACH(hc, &hp->hp_children, hc_entry) {
 		helper_close(&hc->hc_in);
-		ev_child_stop(helper_loop(), &hc->hc_cw);
+		ev_child_stop(POOL_LOOP(hp), &hc->hc_cw);
 	}
 	for (i = 0; i < 50; i++) {
 		left = 0;
@@ -872,7 +854,7 @@ helper_pool_kill_all(struct helper_pool *hp)
 			if ((hl = hc->hc_slots[j]) == NULL)
 				continue;
 			hc->hc_slots[j] = NULL;
-			helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0,
+			helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0,
 			    "helper_down");
 		}
 		if (hc->hc_state == HC_RUNNING)
@@ -882,6 +864,156 @@ helper_pool_kill_all(struct helper_pool *hp)
 	while ((hl = TAILQ_FIRST(&hp->hp_queue)) != NULL) {
 		TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
 		hp->hp_nqueued--;
-		helper_lookup_done(hl, HELPER_UNKNOWN, NULL, 0, "helper_down");
+		helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0, "helper_down");
 	}
+}
+
+/* ------------------------------------------------------------- registry */
+
+struct helper_pool *
+helper_pool_find(struct worker *w, const char *name)
+{
+	struct helper_pool	*hp;
+
+	if (w->w_helpers == NULL)
+		return NULL;
+	TAILQ_FOREACH(hp, &w->w_helpers->hr_active, hp_entry)
+		if (strcmp(hp->hp_def->hd_name, name) == 0)
+			return hp;
+	return NULL;
+}
+
+/*
+ * Make the pools match a configuration that is now in force.  A
+ * definition written exactly as before keeps its children and cache;
+ * any other is started fresh, and the pools no longer named finish
+ * what they have and close.
+ */
+void
+helper_sync(struct worker *w, struct conf *cf)
+{
+	TAILQ_HEAD(, helper_pool)	 keep = TAILQ_HEAD_INITIALIZER(keep);
+	struct helper_pools		*hr;
+	struct helper_def		*hd;
+	struct helper_pool		*hp;
+
+	if ((hr = w->w_helpers) == NULL) {
+		if ((hr = calloc(1, sizeof(*hr))) == NULL)
+			fatal("calloc");
+		TAILQ_INIT(&hr->hr_active);
+		TAILQ_INIT(&hr->hr_retired);
+		TAILQ_INIT(&hr->hr_ready);
+		buf_init(&hr->hr_line, HELPER_KEY_MAX);
+		w->w_helpers = hr;
+	}
+
+	if (cf->c_helpers != NULL)
+		TAILQ_FOREACH(hd, &cf->c_helpers->hc_defs, hd_entry) {
+			TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
+				if (strcmp(hp->hp_def->hd_name,
+				    hd->hd_name) == 0 &&
+				    strcmp(hp->hp_def->hd_text,
+				    hd->hd_text) == 0)
+					break;
+			if (hp != NULL) {
+				TAILQ_REMOVE(&hr->hr_active, hp, hp_entry);
+				TAILQ_INSERT_TAIL(&keep, hp, hp_entry);
+				log_debug("helper %s: unchanged", hd->hd_name);
+				continue;
+			}
+			if ((hp = helper_pool_new(w, hd)) == NULL) {
+				log_warnx("helper %s: out of memory",
+				    hd->hd_name);
+				continue;
+			}
+			TAILQ_INSERT_TAIL(&keep, hp, hp_entry);
+		}
+	while ((hp = TAILQ_FIRST(&hr->hr_active)) != NULL) {
+		TAILQ_REMOVE(&hr->hr_active, hp, hp_entry);
+		TAILQ_INSERT_TAIL(&hr->hr_retired, hp, hp_entry);
+		log_info("helper %s: definition changed or removed; its "
+		    "children finish their work and close",
+		    hp->hp_def->hd_name);
+		helper_pool_retire(hp);
+	}
+	while ((hp = TAILQ_FIRST(&keep)) != NULL) {
+		TAILQ_REMOVE(&keep, hp, hp_entry);
+		TAILQ_INSERT_TAIL(&hr->hr_active, hp, hp_entry);
+	}
+}
+
+/*
+ * At exit, once every connection is closed and every waiting line
+ * written: stop the children, then free the pools.
+ */
+void
+helper_shutdown(struct worker *w)
+{
+	struct helper_pools	*hr = w->w_helpers;
+	struct helper_pool	*hp;
+
+	if (hr == NULL)
+		return;
+	helper_stats_log(w);
+	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
+		helper_pool_kill_all(hp);
+	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry)
+		helper_pool_kill_all(hp);
+	helper_ready_run(w);
+	while ((hp = TAILQ_FIRST(&hr->hr_active)) != NULL)
+		helper_pool_free(hp);
+	while ((hp = TAILQ_FIRST(&hr->hr_retired)) != NULL)
+		helper_pool_free(hp);
+	buf_free(&hr->hr_line);
+	free(hr);
+	w->w_helpers = NULL;
+}
+
+static void
+helper_stats_pool(const struct helper_pool *hp, const char *state)
+{
+	const struct helper_pool_stats	*st = &hp->hp_st;
+
+	log_info("stats: helper %s%s: lookups %llu, cache hits %llu, "
+	    "shared %llu, requests %llu, ok %llu, err %llu, bh %llu, "
+	    "queue full %llu, helper down %llu, timeouts %llu, "
+	    "deferred lines %llu, started %llu, restarts %llu, "
+	    "malformed %llu, children %d, queued %zu, cached %zu, "
+	    "answer wait avg %.3f ms max %.3f ms",
+	    hp->hp_def->hd_name, state,
+	    (unsigned long long)st->hs_lookups,
+	    (unsigned long long)st->hs_hits,
+	    (unsigned long long)st->hs_shared,
+	    (unsigned long long)st->hs_requests,
+	    (unsigned long long)st->hs_ok,
+	    (unsigned long long)st->hs_err,
+	    (unsigned long long)st->hs_bh,
+	    (unsigned long long)st->hs_queue_full,
+	    (unsigned long long)st->hs_down,
+	    (unsigned long long)st->hs_timeouts,
+	    (unsigned long long)st->hs_deferred,
+	    (unsigned long long)st->hs_spawned,
+	    (unsigned long long)st->hs_restarts,
+	    (unsigned long long)st->hs_malformed,
+	    hp->hp_nrunning, hp->hp_nqueued, hp->hp_cache.hk_table.ht_count,
+	    st->hs_ok + st->hs_err + st->hs_bh > 0 ? 1000. * st->hs_wait_sum /
+	    (double)(st->hs_ok + st->hs_err + st->hs_bh) : 0.,
+	    1000. * st->hs_wait_max);
+}
+
+void
+helper_stats_log(struct worker *w)
+{
+	struct helper_pools	*hr = w->w_helpers;
+	struct helper_pool	*hp;
+
+	if (hr == NULL)
+		return;
+	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
+		helper_stats_pool(hp, "");
+	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry)
+		helper_stats_pool(hp, " (retired)");
+	if (w->w_nparked > 0)
+		log_info("stats: helper: %zu log lines waiting for answers",
+		    w->w_nparked);
 }

@@ -13,102 +13,97 @@
 #include <unistd.h>
 
 #include "connectd.h"
+#include "hash.h"
 
-#define LIMIT_BUCKETS		4096	/* a power of two */
 #define LIMIT_FD_RESERVE	64	/* logs, listeners, DNS, helpers */
 
+/* the connections of one client address; IPv4 as ::ffff:a.b.c.d */
 struct limit_client {
-	uint8_t			 lc_addr[16];
+	struct hnode		 lc_node;
+	struct in6_addr		 lc_addr;
 	unsigned		 lc_count;
-	struct limit_client	*lc_next;
 };
 
 struct limit_table {
-	struct limit_client	*lt_buckets[LIMIT_BUCKETS];
+	struct htab		 lt_table;
 };
 
-/* IPv4 as ::ffff:a.b.c.d, so a dual-stack listener counts it once */
-static void
-limit_key(const struct sockaddr_storage *ss, uint8_t *key)
+static int
+limit_match(const struct hnode *n, const void *key)
 {
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6)
-		memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	return memcmp(&container_of(n, struct limit_client, lc_node)->lc_addr,
+	    key, sizeof(struct in6_addr)) == 0;
 }
 
-static size_t
-limit_hash(const uint8_t *key)
+static struct limit_client *
+limit_find(struct limit_table *lt, const struct in6_addr *key, uint64_t hash)
 {
-	uint32_t	 h = 2166136261U;
-	int		 i;
+	struct hnode	*n;
 
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619U;
-	return h & (LIMIT_BUCKETS - 1);
+	if ((n = htab_find(&lt->lt_table, hash, limit_match, key)) == NULL)
+		return NULL;
+	return container_of(n, struct limit_client, lc_node);
 }
 
-/* The client's number of connections, this one included; 0 if unknown. */
+/*
+ * Count one more connection of ss's address.  Returns how many it has,
+ * this one included; 0 if that cannot be known (out of memory).
+ */
 unsigned
 limit_client_add(struct worker *w, const struct sockaddr_storage *ss)
 {
 	struct limit_client	*lc;
-	uint8_t			 key[16];
-	size_t			 b;
+	struct in6_addr		 key;
+	uint64_t		 hash;
 
-	if (w->w_clients == NULL &&
-	    (w->w_clients = calloc(1, sizeof(*w->w_clients))) == NULL)
-		return 0;
-	limit_key(ss, key);
-	b = limit_hash(key);
-	for (lc = w->w_clients->lt_buckets[b]; lc != NULL; lc = lc->lc_next)
-		if (memcmp(lc->lc_addr, key, 16) == 0)
-			return ++lc->lc_count;
+	if (w->w_clients == NULL) {
+		if ((w->w_clients = calloc(1, sizeof(*w->w_clients))) == NULL)
+			return 0;
+		if (htab_init(&w->w_clients->lt_table, 1024) == -1) {
+			free(w->w_clients);
+			w->w_clients = NULL;
+			return 0;
+		}
+	}
+	(void)addr_key(ss, &key);
+	hash = hash_bytes(&key, sizeof(key));
+	if ((lc = limit_find(w->w_clients, &key, hash)) != NULL)
+		return ++lc->lc_count;
 	if ((lc = calloc(1, sizeof(*lc))) == NULL)
 		return 0;
-	memcpy(lc->lc_addr, key, 16);
+	lc->lc_addr = key;
 	lc->lc_count = 1;
-	lc->lc_next = w->w_clients->lt_buckets[b];
-	w->w_clients->lt_buckets[b] = lc;
+	htab_insert(&w->w_clients->lt_table, &lc->lc_node, hash);
 	return 1;
 }
 
+/* One connection of ss's address fewer. */
 void
 limit_client_del(struct worker *w, const struct sockaddr_storage *ss)
 {
-	struct limit_client	*lc, **prev;
-	uint8_t			 key[16];
+	struct limit_client	*lc;
+	struct in6_addr		 key;
 
 	if (w->w_clients == NULL)
 		return;
-	limit_key(ss, key);
-	prev = &w->w_clients->lt_buckets[limit_hash(key)];
-	for (lc = *prev; lc != NULL; prev = &lc->lc_next, lc = lc->lc_next) {
-		if (memcmp(lc->lc_addr, key, 16) != 0)
-			continue;
-		if (--lc->lc_count == 0) {
-			*prev = lc->lc_next;
-			free(lc);
-		}
-		return;
+	(void)addr_key(ss, &key);
+	lc = limit_find(w->w_clients, &key, hash_bytes(&key, sizeof(key)));
+	if (lc != NULL && --lc->lc_count == 0) {
+		htab_remove(&w->w_clients->lt_table, &lc->lc_node);
+		free(lc);
 	}
 }
 
 void
 limit_free(struct worker *w)
 {
-	struct limit_client	*lc;
-	size_t			 i;
+	struct hnode	*n;
 
 	if (w->w_clients == NULL)
 		return;
-	for (i = 0; i < LIMIT_BUCKETS; i++)
-		while ((lc = w->w_clients->lt_buckets[i]) != NULL) {
-			w->w_clients->lt_buckets[i] = lc->lc_next;
-			free(lc);
-		}
+	while ((n = htab_pop(&w->w_clients->lt_table)) != NULL)
+		free(container_of(n, struct limit_client, lc_node));
+	htab_free(&w->w_clients->lt_table);
 	free(w->w_clients);
 	w->w_clients = NULL;
 }

@@ -10,11 +10,14 @@ connectd_connectd_SOURCES = \
 	connectd/conn.c \
 	connectd/relay.c \
 	connectd/resolve.c \
-	connectd/accesslog.c \
-	connectd/logformat.c \
-	connectd/sink.c \
 	connectd/acl.c \
 	connectd/limit.c \
 	connectd/helper.h \
-	connectd/helper.c \
-	connectd/helper_pool.c
+	connectd/helper_conf.c \
+	connectd/helper_pool.c \
+	connectd/helper_cache.c \
+	connectd/helper_conn.c \
+	connectd/logrec.c \
+	connectd/accesslog.c \
+	connectd/logformat.c \
+	connectd/sink.c

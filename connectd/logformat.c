@@ -146,6 +146,7 @@ struct lf_value {
 	enum lf_vkind	 v_kind;
 	uint64_t	 v_int;
 	int		 v_nullzero;	/* JSON: an LFV_INT of 0 means absent */
+	int		 v_json;	/* v_str is one checked JSON value */
 	const char	*v_str;
 	size_t		 v_len;
 	char		 v_buf[256];
@@ -160,8 +161,6 @@ static int	 lf_add_token(struct logformat *, struct lf_token *);
 static int	 lf_check_json(struct logformat *, char *, size_t);
 static void	 lf_value(const struct lf_token *, const struct logrec *,
 		    struct lf_value *);
-static int	 lf_addr(const struct sockaddr_storage *, char *, size_t,
-		    int *);
 static int	 lf_render_json(const struct logrec *, struct buf *);
 static int	 lf_render_template(const struct logformat *,
 		    const struct logrec *, struct buf *, int);
@@ -540,38 +539,6 @@ logformat_render(const struct logformat *lf, const struct logrec *rec,
 	return buf_take(&jb, lenp);
 }
 
-/* The address as text, IPv4-mapped IPv6 as plain IPv4; -1 if none. */
-static int
-lf_addr(const struct sockaddr_storage *ss, char *buf, size_t len, int *port)
-{
-	const struct sockaddr_in	*sin;
-	const struct sockaddr_in6	*sin6;
-
-	switch (ss->ss_family) {
-	case AF_INET:
-		sin = (const struct sockaddr_in *)ss;
-		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) == NULL)
-			return -1;
-		if (port != NULL)
-			*port = ntohs(sin->sin_port);
-		return 0;
-	case AF_INET6:
-		sin6 = (const struct sockaddr_in6 *)ss;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
-			    buf, len) == NULL)
-				return -1;
-		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
-		    len) == NULL)
-			return -1;
-		if (port != NULL)
-			*port = ntohs(sin6->sin6_port);
-		return 0;
-	default:
-		return -1;
-	}
-}
-
 static void
 lf_split_time(double t, time_t *sec, long *usec)
 {
@@ -633,6 +600,7 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 
 	v->v_kind = LFV_INT;
 	v->v_nullzero = 0;
+	v->v_json = 0;
 	v->v_str = NULL;
 	v->v_len = 0;
 	switch (t->lt_code) {
@@ -680,7 +648,7 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		break;
 	case LFC_CLIENT_ADDR:
 	case LFC_LOCAL_ADDR:
-		if (lf_addr(t->lt_code == LFC_CLIENT_ADDR ? &r->lr_client :
+		if (addr_ntop(t->lt_code == LFC_CLIENT_ADDR ? &r->lr_client :
 		    &r->lr_local, v->v_buf, sizeof(v->v_buf), NULL) == -1)
 			v->v_kind = LFV_ABSENT;
 		else
@@ -688,21 +656,21 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		break;
 	case LFC_CLIENT_PORT:
 	case LFC_LOCAL_PORT:
-		if (lf_addr(t->lt_code == LFC_CLIENT_PORT ? &r->lr_client :
+		if (addr_ntop(t->lt_code == LFC_CLIENT_PORT ? &r->lr_client :
 		    &r->lr_local, v->v_buf, sizeof(v->v_buf), &port) == -1)
 			v->v_kind = LFV_ABSENT;
 		else
 			v->v_int = (uint64_t)port;
 		break;
 	case LFC_SERVER_ADDR:
-		if (!r->lr_has_server || lf_addr(&r->lr_server, v->v_buf,
+		if (!r->lr_has_server || addr_ntop(&r->lr_server, v->v_buf,
 		    sizeof(v->v_buf), NULL) == -1)
 			v->v_kind = LFV_ABSENT;
 		else
 			lf_setstr(v, v->v_buf);
 		break;
 	case LFC_SERVER_PORT:
-		if (!r->lr_has_server || lf_addr(&r->lr_server, v->v_buf,
+		if (!r->lr_has_server || addr_ntop(&r->lr_server, v->v_buf,
 		    sizeof(v->v_buf), &port) == -1)
 			v->v_kind = LFV_ABSENT;
 		else
@@ -745,6 +713,7 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		break;
 	case LFC_EXT_LOG:
 		lf_setstr(v, r->lr_pod);
+		v->v_json = r->lr_pod_json;
 		break;
 	case LFC_USER_AGENT:
 		lf_setstr(v, r->lr_user_agent);
@@ -923,281 +892,6 @@ lf_add_padded(struct buf *jb, const struct lf_token *t, const char *s,
 }
 
 /*
- * A strict JSON validator that allocates nothing, for helper output on
- * every line.  It is stricter than jansson (what log readers often use):
- * no \u0000, no lone surrogates, no invalid UTF-8, integers within
- * int64, reals that do not overflow, nesting up to LF_JSON_DEPTH.
- */
-#define LF_JSON_DEPTH	32
-
-struct lf_jscan {
-	const unsigned char	*js_p;
-	const unsigned char	*js_end;
-};
-
-static int	lf_js_value(struct lf_jscan *, int);
-
-static void
-lf_js_ws(struct lf_jscan *js)
-{
-	while (js->js_p < js->js_end && (*js->js_p == ' ' ||
-	    *js->js_p == '\t' || *js->js_p == '\n' || *js->js_p == '\r'))
-		js->js_p++;
-}
-
-static int
-lf_js_hex4(struct lf_jscan *js, unsigned int *cp)
-{
-	int	 i, c;
-
-	if (js->js_end - js->js_p < 4)
-		return -1;
-	for (*cp = 0, i = 0; i < 4; i++) {
-		c = *js->js_p++;
-		if (c >= '0' && c <= '9')
-			c -= '0';
-		else if (c >= 'a' && c <= 'f')
-			c -= 'a' - 10;
-		else if (c >= 'A' && c <= 'F')
-			c -= 'A' - 10;
-		else
-			return -1;
-		*cp = *cp << 4 | (unsigned int)c;
-	}
-	return 0;
-}
-
-static int
-lf_js_string(struct lf_jscan *js)
-{
-	unsigned int	 c, cp, lo;
-	size_t		 n, i;
-
-	js->js_p++;			/* the opening quote */
-	while (js->js_p < js->js_end) {
-		c = *js->js_p++;
-		if (c == '"')
-			return 0;
-		if (c < 0x20)
-			return -1;
-		if (c == '\\') {
-			if (js->js_p >= js->js_end)
-				return -1;
-			c = *js->js_p++;
-			if (strchr("\"\\/bfnrt", (int)c) != NULL && c != '\0')
-				continue;
-			if (c != 'u' || lf_js_hex4(js, &cp) == -1 || cp == 0 ||
-			    (cp >= 0xdc00 && cp <= 0xdfff))
-				return -1;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (js->js_end - js->js_p < 6 ||
-				    js->js_p[0] != '\\' || js->js_p[1] != 'u')
-					return -1;
-				js->js_p += 2;
-				if (lf_js_hex4(js, &lo) == -1 || lo < 0xdc00 ||
-				    lo > 0xdfff)
-					return -1;
-			}
-			continue;
-		}
-		if (c < 0x80)
-			continue;
-		/* UTF-8: shortest form, no surrogates, up to U+10FFFF */
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
-			return -1;
-		if ((size_t)(js->js_end - js->js_p) < n)
-			return -1;
-		for (i = 0; i < n; i++) {
-			if ((js->js_p[i] & 0xc0) != 0x80)
-				return -1;
-			cp = cp << 6 | (js->js_p[i] & 0x3f);
-		}
-		js->js_p += n;
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return -1;
-	}
-	return -1;
-}
-
-static int
-lf_js_number(struct lf_jscan *js)
-{
-	const unsigned char	*start = js->js_p, *digits;
-	char			 buf[64], *ep;
-	size_t			 len;
-	int			 real = 0;
-	double			 d;
-
-	if (*js->js_p == '-')
-		js->js_p++;
-	digits = js->js_p;
-	if (js->js_p >= js->js_end || !(*js->js_p >= '0' && *js->js_p <= '9'))
-		return -1;
-	if (*js->js_p == '0')
-		js->js_p++;
-	else
-		while (js->js_p < js->js_end && *js->js_p >= '0' &&
-		    *js->js_p <= '9')
-			js->js_p++;
-	if (js->js_p < js->js_end && *js->js_p == '.') {
-		real = 1;
-		if (++js->js_p >= js->js_end || !(*js->js_p >= '0' &&
-		    *js->js_p <= '9'))
-			return -1;
-		while (js->js_p < js->js_end && *js->js_p >= '0' &&
-		    *js->js_p <= '9')
-			js->js_p++;
-	}
-	if (js->js_p < js->js_end && (*js->js_p == 'e' || *js->js_p == 'E')) {
-		real = 1;
-		if (++js->js_p < js->js_end && (*js->js_p == '+' ||
-		    *js->js_p == '-'))
-			js->js_p++;
-		if (js->js_p >= js->js_end || !(*js->js_p >= '0' &&
-		    *js->js_p <= '9'))
-			return -1;
-		while (js->js_p < js->js_end && *js->js_p >= '0' &&
-		    *js->js_p <= '9')
-			js->js_p++;
-	}
-	len = (size_t)(js->js_p - start);
-	if (!real) {
-		/* within int64: at most 19 digits, compared as text */
-		len = (size_t)(js->js_p - digits);
-		if (len < 19)
-			return 0;
-		if (len > 19)
-			return -1;
-		return memcmp(digits, *start == '-' ? "9223372036854775808" :
-		    "9223372036854775807", 19) <= 0 ? 0 : -1;
-	}
-	if (len >= sizeof(buf))
-		return -1;
-	memcpy(buf, start, len);
-	buf[len] = '\0';
-	errno = 0;
-	d = strtod(buf, &ep);
-	if (errno == ERANGE || *ep != '\0' || d != d)
-		return -1;
-	return 0;
-}
-
-static int
-lf_js_literal(struct lf_jscan *js, const char *lit)
-{
-	size_t	 n = strlen(lit);
-
-	if ((size_t)(js->js_end - js->js_p) < n || memcmp(js->js_p, lit, n))
-		return -1;
-	js->js_p += n;
-	return 0;
-}
-
-static int
-lf_js_value(struct lf_jscan *js, int depth)
-{
-	int	 close;
-
-	lf_js_ws(js);
-	if (js->js_p >= js->js_end)
-		return -1;
-	switch (*js->js_p) {
-	case '"':
-		return lf_js_string(js);
-	case 't':
-		return lf_js_literal(js, "true");
-	case 'f':
-		return lf_js_literal(js, "false");
-	case 'n':
-		return lf_js_literal(js, "null");
-	case '{':
-	case '[':
-		break;
-	default:
-		return lf_js_number(js);
-	}
-	if (depth >= LF_JSON_DEPTH)
-		return -1;
-	close = *js->js_p++ == '{' ? '}' : ']';
-	lf_js_ws(js);
-	if (js->js_p < js->js_end && *js->js_p == close) {
-		js->js_p++;
-		return 0;
-	}
-	for (;;) {
-		if (close == '}') {
-			lf_js_ws(js);
-			if (js->js_p >= js->js_end || *js->js_p != '"' ||
-			    lf_js_string(js) == -1)
-				return -1;
-			lf_js_ws(js);
-			if (js->js_p >= js->js_end || *js->js_p++ != ':')
-				return -1;
-		}
-		if (lf_js_value(js, depth + 1) == -1)
-			return -1;
-		lf_js_ws(js);
-		if (js->js_p >= js->js_end)
-			return -1;
-		if (*js->js_p == close) {
-			js->js_p++;
-			return 0;
-		}
-		if (*js->js_p++ != ',')
-			return -1;
-	}
-}
-
-static int
-lf_is_json(const char *s, size_t len)
-{
-	struct lf_jscan	 js;
-
-	js.js_p = (const unsigned char *)s;
-	js.js_end = js.js_p + len;
-	if (lf_js_value(&js, 0) == -1)
-		return 0;
-	lf_js_ws(&js);
-	return js.js_p == js.js_end;
-}
-
-/* s as it is if it is one complete JSON value, on one line; else 1 */
-static int
-lf_add_if_json(struct buf *jb, const char *s, size_t len)
-{
-	size_t	 i, run;
-
-	if (!lf_is_json(s, len))
-		return 1;
-	/* raw CR, LF, TAB can only be whitespace between tokens here */
-	for (i = run = 0; i < len; i++) {
-		if (s[i] != '\r' && s[i] != '\n' && s[i] != '\t')
-			continue;
-		if (buf_add(jb, s + run, i - run) == -1 ||
-		    buf_addc(jb, ' ') == -1)
-			return -1;
-		run = i + 1;
-	}
-	return buf_add(jb, s + run, len - run);
-}
-
-static int
-lf_add_jsonstr(struct buf *jb, const char *s, size_t len)
-{
-	if (buf_addc(jb, '"') == -1 || json_buf_escape(jb, s, len) == -1 ||
-	    buf_addc(jb, '"') == -1)
-		return -1;
-	return 0;
-}
-
-/*
  * Renders a template.  With skel set, rec is unused and every code
  * becomes its placeholder (see lf_check_json()).
  */
@@ -1250,20 +944,22 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 				break;
 			case LFV_STR:
 			default:
+				/* %'ea: a helper's JSON stays JSON */
 				if (t->lt_quote == LFQ_RAW && t->lt_explicit &&
-				    (rv = lf_add_if_json(jb, v.v_str,
-				    v.v_len)) != 1)
+				    v.v_json) {
+					rv = buf_add(jb, v.v_str, v.v_len);
 					break;
+				}
 				if (t->lt_explicit && (t->lt_quote == LFQ_URL ||
 				    t->lt_quote == LFQ_MIMEBLOB)) {
 					tmp.b_len = 0;
 					if (lf_escape(&tmp, t->lt_quote,
 					    v.v_str, v.v_len) == -1)
 						goto fail;
-					rv = lf_add_jsonstr(jb, tmp.b_data,
+					rv = json_buf_string(jb, tmp.b_data,
 					    tmp.b_len);
 				} else
-					rv = lf_add_jsonstr(jb, v.v_str,
+					rv = json_buf_string(jb, v.v_str,
 					    v.v_len);
 				break;
 			}
@@ -1349,7 +1045,7 @@ lf_json_str(struct buf *jb, const char *key, const char *s)
 		return -1;
 	if (s == NULL)
 		return buf_add(jb, "null", 4);
-	return lf_add_jsonstr(jb, s, strlen(s));
+	return json_buf_string(jb, s, strlen(s));
 }
 
 static int
@@ -1359,7 +1055,7 @@ lf_json_addr(struct buf *jb, const char *ipkey, const char *portkey,
 	char	 buf[INET6_ADDRSTRLEN];
 	int	 port;
 
-	if (!have || lf_addr(ss, buf, sizeof(buf), &port) == -1)
+	if (!have || addr_ntop(ss, buf, sizeof(buf), &port) == -1)
 		return lf_json_str(jb, ipkey, NULL) == -1 ||
 		    lf_json_str(jb, portkey, NULL) == -1 ? -1 : 0;
 	if (lf_json_str(jb, ipkey, buf) == -1 ||
@@ -1405,7 +1101,8 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	if (rv == -1 ||
 	    lf_json_u64(jb, ",\"bytes_up\":", r->lr_bytes_up) == -1 ||
 	    lf_json_u64(jb, ",\"bytes_down\":", r->lr_bytes_down) == -1 ||
-	    lf_json_str(jb, ",\"close\":", r->lr_close) == -1)
+	    lf_json_str(jb, ",\"close\":", logrec_close_name(r->lr_close)) ==
+	    -1)
 		return -1;
 	if (r->lr_detail != NULL &&
 	    lf_json_str(jb, ",\"detail\":", r->lr_detail) == -1)
@@ -1420,23 +1117,11 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 		return -1;
 	if (r->lr_pod == NULL)
 		rv = buf_add(jb, "null", 4);
-	else if ((rv = lf_add_if_json(jb, r->lr_pod, strlen(r->lr_pod))) == 1)
-		rv = lf_add_jsonstr(jb, r->lr_pod, strlen(r->lr_pod));
+	else if (r->lr_pod_json)
+		rv = buf_addstr(jb, r->lr_pod);
+	else
+		rv = json_buf_string(jb, r->lr_pod, strlen(r->lr_pod));
 	if (rv == -1 || buf_addc(jb, '}') == -1)
 		return -1;
 	return 0;
-}
-
-/* Free what a record owns; it can then be filled again. */
-void
-logrec_clear(struct logrec *rec)
-{
-	free(rec->lr_method);
-	free(rec->lr_authority);
-	free(rec->lr_host);
-	free(rec->lr_user_agent);
-	free(rec->lr_detail);
-	free(rec->lr_pod);
-	free(rec->lr_rule);
-	memset(rec, 0, sizeof(*rec));
 }

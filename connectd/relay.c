@@ -24,9 +24,9 @@ struct relay_dir {
 	uint64_t		 *rd_bytes;
 	int			  rd_eof;	/* CONN_*_EOF for rd_from */
 	int			  rd_shut;	/* CONN_*_SHUT for rd_to */
-	const char		 *rd_from_eof;
-	const char		 *rd_from_reset;
-	const char		 *rd_to_reset;
+	enum close_reason	  rd_from_eof;
+	enum close_reason	  rd_from_reset;
+	enum close_reason	  rd_to_reset;
 };
 
 static void	relay_client_read_cb(EV_P_ ev_io *, int);
@@ -39,8 +39,8 @@ relay_up(struct conn *c)
 {
 	struct relay_dir d = {
 		c->c_cfd, c->c_sfd, &c->c_cread, &c->c_swrite, &c->c_up,
-		&c->c_rec.lr_bytes_up, CONN_CLIENT_EOF, CONN_SERVER_SHUT,
-		"client_eof", "client_reset", "server_reset"
+		&c->c_rec->lr_bytes_up, CONN_CLIENT_EOF, CONN_SERVER_SHUT,
+		CLOSE_CLIENT_EOF, CLOSE_CLIENT_RESET, CLOSE_SERVER_RESET
 	};
 	return d;
 }
@@ -50,8 +50,8 @@ relay_down(struct conn *c)
 {
 	struct relay_dir d = {
 		c->c_sfd, c->c_cfd, &c->c_sread, &c->c_cwrite, &c->c_down,
-		&c->c_rec.lr_bytes_down, CONN_SERVER_EOF, CONN_CLIENT_SHUT,
-		"server_eof", "server_reset", "client_reset"
+		&c->c_rec->lr_bytes_down, CONN_SERVER_EOF, CONN_CLIENT_SHUT,
+		CLOSE_SERVER_EOF, CLOSE_SERVER_RESET, CLOSE_CLIENT_RESET
 	};
 	return d;
 }
@@ -152,7 +152,7 @@ relay_read(struct conn *c, struct relay_dir *d)
 	/* EOF: stop reading this side, pass the FIN on once flushed */
 	ev_io_stop(w->w_loop, d->rd_read);
 	c->c_flags |= d->rd_eof;
-	if (c->c_eof_reason == NULL) {
+	if (c->c_eof_reason == CLOSE_NONE) {
 		c->c_eof_reason = d->rd_from_eof;
 		c->c_half_since = ev_now(w->w_loop);
 		conn_timer_arm(c);
@@ -229,7 +229,10 @@ relay_server_write_cb(EV_P_ ev_io *io, int revents)
 	relay_flush(c, &d);
 }
 
-/* The 200 is out: start relaying, bytes pipelined after the head first. */
+/*
+ * The 200 is out (conn.c's entry action for CONN_RELAY): start relaying,
+ * bytes pipelined after the head first.
+ */
 void
 relay_start(struct conn *c)
 {
@@ -246,7 +249,6 @@ relay_start(struct conn *c)
 	c->c_cread.data = c->c_cwrite.data = c;
 	c->c_sread.data = c->c_swrite.data = c;
 	c->c_activity = ev_now(loop);
-	conn_set_state(c, CONN_RELAY);
 
 	ev_io_start(loop, &c->c_sread);
 	if (c->c_up != NULL)

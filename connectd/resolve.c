@@ -2,6 +2,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -248,6 +249,27 @@ resolve_done_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 		free(q);
 }
 
+/* An IPv4 or IPv6 literal is its own address: c-ares is not asked. */
+static int
+resolve_literal(const char *host, uint16_t port, resolve_cb cb, void *arg)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+	} else
+		return -1;
+	cb(arg, 0, &ss, 1, NULL);
+	return 0;
+}
+
 /*
  * "localhost" is the loopback addresses (RFC 6761 6.3), answered here:
  * c-ares 1.18 also leaks a copy of the name on every such lookup.
@@ -274,8 +296,9 @@ resolve_localhost(const char *host, uint16_t port, resolve_cb cb, void *arg)
 }
 
 /*
- * Returns the query to cancel, or NULL when the callback has already run
- * (a literal, /etc/hosts, or an error).
+ * Resolve host, then cb(arg, error, addrs, naddrs, errtext) with port in
+ * every address.  Returns the query to cancel, or NULL when the callback
+ * has already run (a literal, localhost, /etc/hosts, or an error).
  */
 struct resolve_query *
 resolve_start(struct worker *w, const char *host, uint16_t port,
@@ -285,7 +308,8 @@ resolve_start(struct worker *w, const char *host, uint16_t port,
 	struct resolve_query		*q;
 	struct ares_addrinfo_hints	 hints;
 
-	if (resolve_localhost(host, port, cb, arg) == 0)
+	if (resolve_literal(host, port, cb, arg) == 0 ||
+	    resolve_localhost(host, port, cb, arg) == 0)
 		return NULL;
 	if ((q = calloc(1, sizeof(*q))) == NULL) {
 		cb(arg, -1, NULL, 0, "out of memory");

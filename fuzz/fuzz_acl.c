@@ -1,5 +1,5 @@
 /* fuzz_acl.c: libFuzzer harness for acl values, dstdomain matching and http_access */
-/* fuzz-sources: connectd/conf.c connectd/logformat.c fuzz/stub_helper.c lib/jsonutil.c lib/timefmt.c lib/diag.c */
+/* fuzz-sources: connectd/conf.c connectd/logformat.c connectd/logrec.c connectd/helper_conf.c lib/jsonutil.c lib/buf.c lib/addr.c lib/timefmt.c lib/diag.c */
 /* fuzz-libs: jansson libpcre2-8 */
 /* fuzz-options: -max_len=4096 */
 #include <stddef.h>
@@ -51,10 +51,10 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char	 head[] = "http_port 127.0.0.1:3128\n";
-	struct sockaddr_storage	 addrs[4];
+	struct sockaddr_storage	 addrs[4], client;
 	struct sockaddr_in6	*sin6;
 	struct conf		*cf;
-	struct conn		 c;
+	struct acl_request	 ar;
 	struct acl		*a;
 	const char		*eol, *rule;
 	char			 first[512], *w, *last, *buf, err[ERRBUF_LEN];
@@ -81,22 +81,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(buf);
 
-	memset(&c, 0, sizeof(c));
-	c.c_conf = cf;
-	c.c_rec.lr_method = "CONNECT";
+	/* no helper runs here: an external acl is never decided, "no" */
+	memset(&ar, 0, sizeof(ar));
+	memset(&client, 0, sizeof(client));
+	ar.ar_client = &client;
+	ar.ar_method = "CONNECT";
 	host[0] = '\0';
 	if ((w = strtok_r(first, " ", &last)) != NULL &&
 	    acl_addr_parse(w, v6, &af) == 0) {
-		sin6 = (struct sockaddr_in6 *)&c.c_rec.lr_client;
+		sin6 = (struct sockaddr_in6 *)&client;
 		sin6->sin6_family = AF_INET6;
 		memcpy(&sin6->sin6_addr, v6, 16);
 	}
 	if ((w = strtok_r(NULL, " ", &last)) != NULL &&
 	    strlen(w) <= HOST_NAME_MAX_LEN)
 		snprintf(host, sizeof(host), "%s", w);
-	c.c_rec.lr_host = host;
+	ar.ar_host = host;
 	if ((w = strtok_r(NULL, " ", &last)) != NULL)
-		c.c_rec.lr_port = atoi(w) & 0xffff;
+		ar.ar_port = atoi(w) & 0xffff;
 	memset(addrs, 0, sizeof(addrs));
 	while (naddrs < 4 && (w = strtok_r(NULL, " ", &last)) != NULL)
 		if (acl_addr_parse(w, v6, &af) == 0) {
@@ -106,13 +108,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 
 	rule = NULL;
-	before = acl_check(&c, &rule);
+	before = acl_check(cf->c_acl, &ar, &rule);
 	if (before != ACL_WAIT && rule == NULL)
 		__builtin_trap();
-	c.c_addrs = addrs;
-	c.c_naddrs = naddrs;
+	ar.ar_addrs = addrs;
+	ar.ar_naddrs = naddrs;
 	rule = NULL;
-	after = acl_check(&c, &rule);
+	after = acl_check(cf->c_acl, &ar, &rule);
 	if (after == ACL_WAIT || rule == NULL)
 		__builtin_trap();
 	if (before != ACL_WAIT && before != after)

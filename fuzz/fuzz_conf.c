@@ -1,5 +1,5 @@
 /* fuzz_conf.c: libFuzzer harness for the configuration parser (conf.c) */
-/* fuzz-sources: connectd/conf.c connectd/logformat.c connectd/acl.c fuzz/stub_helper.c lib/jsonutil.c lib/timefmt.c lib/diag.c */
+/* fuzz-sources: connectd/conf.c connectd/logformat.c connectd/logrec.c connectd/acl.c connectd/helper_conf.c lib/jsonutil.c lib/buf.c lib/addr.c lib/timefmt.c lib/diag.c */
 /* fuzz-libs: jansson libpcre2-8 */
 /* fuzz-options: -max_len=8192 */
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* fuzz_logformat.c: libFuzzer harness for logformat.c: templates and the json format */
-/* fuzz-sources: connectd/logformat.c lib/jsonutil.c lib/timefmt.c lib/diag.c */
+/* fuzz-sources: connectd/logformat.c connectd/logrec.c lib/jsonutil.c lib/buf.c lib/addr.c lib/timefmt.c lib/diag.c */
 /* fuzz-libs: jansson */
 /* fuzz-options: -max_len=4096 */
 #include <sys/types.h>
@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "connectd.h"
+#include "jsonutil.h"
 
 /*
  * Input: one selector byte, then NUL-separated fields:
@@ -125,7 +126,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t		*p, *end = data + size;
 	const struct logformat	*json;
 	struct logformat	*lf = NULL;
-	struct logrec		 r;
+	struct logrec		*r;
 	const char		*tpl, *t;
 	char			*field, *line, err[256];
 	size_t			 len, n;
@@ -139,43 +140,47 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tpl = data[0] < FUZZ_NTEMPLATES ? fuzz_templates[data[0]] :
 	    field != NULL ? field : "";
 
-	memset(&r, 0, sizeof(r));
-	r.lr_method = fuzz_field(&p, end, &present);
-	r.lr_authority = fuzz_field(&p, end, &present);
-	r.lr_host = fuzz_field(&p, end, &present);
-	r.lr_user_agent = fuzz_field(&p, end, &present);
-	r.lr_pod = fuzz_field(&p, end, &present);
+	if ((r = logrec_new()) == NULL)
+		abort();
+	r->lr_method = fuzz_field(&p, end, &present);
+	r->lr_authority = fuzz_field(&p, end, &present);
+	r->lr_host = fuzz_field(&p, end, &present);
+	r->lr_user_agent = fuzz_field(&p, end, &present);
+	r->lr_pod = fuzz_field(&p, end, &present);
+	/* as the helper cache decides it when the answer arrives */
+	r->lr_pod_json = r->lr_pod != NULL && json_oneline(r->lr_pod,
+	    strlen(r->lr_pod), 32);
 	memset(num, 0, sizeof(num));
 	n = (size_t)(end - p) < sizeof(num) ? (size_t)(end - p) : sizeof(num);
 	memcpy(num, p, n);
 
-	r.lr_id = (uint64_t)num[0] << 48 | num[1];
-	r.lr_start = 1.7e9 + num[2] * 1000.0 + num[3] / 256.0;
-	r.lr_end = num[4] & 1 ? r.lr_start - num[5] : r.lr_start +
+	r->lr_id = (uint64_t)num[0] << 48 | num[1];
+	r->lr_start = 1.7e9 + num[2] * 1000.0 + num[3] / 256.0;
+	r->lr_end = num[4] & 1 ? r->lr_start - num[5] : r->lr_start +
 	    num[5] * 37.3 + num[6] / 7.0;
-	fuzz_addr(&r.lr_client, num + 7, 19);
-	fuzz_addr(&r.lr_local, num + 26, 19);
-	fuzz_addr(&r.lr_server, num + 45, 19);
-	r.lr_has_server = num[8] & 1;
-	r.lr_port = (int)(num[9] << 8 | num[10]) - 100;
-	r.lr_status = num[11] % 5 == 0 ? 0 : (int)num[11] * 3 - 100;
-	r.lr_bytes_up = (uint64_t)num[12] << 40 | num[13];
-	r.lr_bytes_down = num[14] == 255 ? UINT64_C(1) << 62 : num[14];
-	r.lr_head_in = num[15];
-	r.lr_reply_out = num[16];
-	r.lr_close = num[17] & 1 ? "client_eof" : NULL;
-	r.lr_pod_error = num[17] & 2 ? "timeout" : NULL;
-	if (num[17] & 4 && (r.lr_detail = strdup(r.lr_host != NULL ?
-	    r.lr_host : "x")) == NULL)
+	fuzz_addr(&r->lr_client, num + 7, 19);
+	fuzz_addr(&r->lr_local, num + 26, 19);
+	fuzz_addr(&r->lr_server, num + 45, 19);
+	r->lr_has_server = num[8] & 1;
+	r->lr_port = (int)(num[9] << 8 | num[10]) - 100;
+	r->lr_status = num[11] % 5 == 0 ? 0 : (int)num[11] * 3 - 100;
+	r->lr_bytes_up = (uint64_t)num[12] << 40 | num[13];
+	r->lr_bytes_down = num[14] == 255 ? UINT64_C(1) << 62 : num[14];
+	r->lr_head_in = num[15];
+	r->lr_reply_out = num[16];
+	r->lr_close = (enum close_reason)(num[17] >> 4);
+	r->lr_pod_error = num[17] & 2 ? "timeout" : NULL;
+	if (num[17] & 4 && (r->lr_detail = strdup(r->lr_host != NULL ?
+	    r->lr_host : "x")) == NULL)
 		abort();
-	if (num[17] & 8 && (r.lr_rule = strdup(r.lr_method != NULL ?
-	    r.lr_method : "")) == NULL)
+	if (num[17] & 8 && (r->lr_rule = strdup(r->lr_method != NULL ?
+	    r->lr_method : "")) == NULL)
 		abort();
 
 	/* the built-in json format: always one valid JSON line */
 	if ((json = logformat_builtin("json")) == NULL)
 		__builtin_trap();
-	line = logformat_render(json, &r, &len);
+	line = logformat_render(json, r, &len);
 	fuzz_check_line(line, len);
 	fuzz_check_json(line, len);
 	free(line);
@@ -187,7 +192,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (t = tpl; *t == ' ' || *t == '\t'; t++)
 			;
 		jsonmode = *t == '{';
-		line = logformat_render(lf, &r, &len);
+		line = logformat_render(lf, r, &len);
 		fuzz_check_line(line, len);
 		if (jsonmode)
 			fuzz_check_json(line, len);
@@ -196,11 +201,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (err[0] == '\0' || memchr(err, '\0', sizeof(err)) == NULL)
 		__builtin_trap();
 
-	line = logformat_render(logformat_builtin("squid"), &r, &len);
+	line = logformat_render(logformat_builtin("squid"), r, &len);
 	fuzz_check_line(line, len);
 	free(line);
 
 	free(field);
-	logrec_clear(&r);
+	logrec_free(r);
 	return 0;
 }

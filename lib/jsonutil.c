@@ -138,3 +138,52 @@ json_buf_string(struct buf *b, const char *s, size_t len)
 		return -1;
 	return 0;
 }
+
+/* The nesting depth of j: 0 for a scalar. */
+static int
+json_depth(json_t *j)
+{
+	const char	*key;
+	json_t		*v;
+	size_t		 i;
+	int		 d, max = 0;
+
+	if (json_is_object(j)) {
+		json_object_foreach(j, key, v)
+			if ((d = json_depth(v)) > max)
+				max = d;
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+			if ((d = json_depth(v)) > max)
+				max = d;
+	} else
+		return 0;
+	return max + 1;
+}
+
+int
+json_valid(const char *s, size_t len, int maxdepth)
+{
+	json_error_t	 err;
+	json_t		*j;
+	int		 ok;
+
+	if ((j = json_loadb(s, len, JSON_DECODE_ANY, &err)) == NULL)
+		return 0;
+	ok = json_depth(j) <= maxdepth;
+	json_decref(j);
+	return ok;
+}
+
+int
+json_oneline(char *s, size_t len, int maxdepth)
+{
+	size_t	 i;
+
+	if (!json_valid(s, len, maxdepth))
+		return 0;
+	for (i = 0; i < len; i++)
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == '\t')
+			s[i] = ' ';
+	return 1;
+}

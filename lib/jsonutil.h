@@ -24,5 +24,17 @@ json_t	*json_cstr(const char *);	/* json_null() for NULL */
 int	 json_buf_escape(struct buf *, const char *, size_t);
 /* The same with the quotes around it. */
 int	 json_buf_string(struct buf *, const char *, size_t);
+/*
+ * 1 if s[0..len) is exactly one JSON value (any type) that jansson
+ * accepts (valid UTF-8, no \u0000, no lone surrogate, integers within
+ * 64 bits, finite reals) nested at most maxdepth deep; else 0.
+ */
+int	 json_valid(const char *, size_t, int);
+/*
+ * json_valid(), and if it is, its raw CR, LF and TAB (JSON allows them
+ * only between tokens) become spaces in place, so that the value can
+ * stand inside one log line as it is.
+ */
+int	 json_oneline(char *, size_t, int);
 
 #endif

@@ -1,0 +1,395 @@
+/* helper_conf.c: external_acl_type lines: parse, check, dump, copy, free */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connectd.h"
+#include "helper.h"
+
+/* Squid's defaults (src/cf.data.pre, src/external_acl.cc) and ours */
+#define HELPER_TTL		3600
+#define HELPER_GRACE		1
+#define HELPER_CACHE		262144
+#define HELPER_CHILDREN_MAX	5
+#define HELPER_CHILDREN_IDLE	1
+#define HELPER_TIMEOUT		30.0
+#define HELPER_LOG_WAIT		3.0
+
+static const struct {
+	const char	*hf_code;
+	enum helper_fmt	 hf_fmt;
+} helper_fmts[] = {
+	{ "%SRC",	HF_SRC },
+	{ "%>a",	HF_SRC },
+	{ "%SRCPORT",	HF_SRCPORT },
+	{ "%>p",	HF_SRCPORT },
+	{ "%DST",	HF_DST },
+	{ "%>rd",	HF_DST },
+	{ "%PORT",	HF_PORT },
+	{ "%>rP",	HF_PORT },
+	{ "%MYADDR",	HF_MYADDR },
+	{ "%la",	HF_MYADDR },
+	{ "%MYPORT",	HF_MYPORT },
+	{ "%lp",	HF_MYPORT },
+	{ "%METHOD",	HF_METHOD },
+	{ "%rm",	HF_METHOD },
+	{ "%URI",	HF_URI },
+	{ "%ru",	HF_URI },
+	{ "%ACL",	HF_ACL },
+	{ "%DATA",	HF_DATA },
+};
+
+/* The definition called name in cf, or NULL. */
+static struct helper_def *
+helper_def_find(const struct conf *cf, const char *name)
+{
+	struct helper_def	*hd;
+
+	if (cf == NULL || cf->c_helpers == NULL)
+		return NULL;
+	TAILQ_FOREACH(hd, &cf->c_helpers->hc_defs, hd_entry)
+		if (strcmp(hd->hd_name, name) == 0)
+			return hd;
+	return NULL;
+}
+
+int
+helper_conf_exists(const struct conf *cf, const char *name)
+{
+	return helper_def_find(cf, name) != NULL;
+}
+
+static int
+helper_conf_int(const char *opt, const char *v, long min, long max,
+    int *out, char *err, size_t errlen)
+{
+	char	*end;
+	long	 n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < min || n > max) {
+		snprintf(err, errlen, "%s: '%s' is not a number from %ld to "
+		    "%ld", opt, v, min, max);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+static int
+helper_conf_seconds(const char *opt, const char *v, double *out, char *err,
+    size_t errlen)
+{
+	char	*end;
+	double	 d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (*v == '\0' || *end != '\0' || errno != 0 || !(d >= 0.) ||
+	    d > 86400. * 365) {
+		snprintf(err, errlen, "%s: '%s' is not a number of seconds",
+		    opt, v);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+/* Options come before the FORMAT: key=value, or Squid's bare flags. */
+static int
+helper_conf_option(struct helper_def *hd, const char *arg, int *queue_set,
+    int *nttl_set, char *err, size_t errlen)
+{
+	const char	*v;
+	size_t		 klen;
+	int		 n;
+
+	if (strcmp(arg, "ipv4") == 0 || strcmp(arg, "ipv6") == 0)
+		return 0;	/* obsolete in Squid, accepted there too */
+	if ((v = strchr(arg, '=')) == NULL) {
+		snprintf(err, errlen, "'%s': expected an option or a FORMAT "
+		    "code (%%SRC ...) before the helper program", arg);
+		return -1;
+	}
+	klen = (size_t)(v - arg);
+	v++;
+#define OPT(s)	(klen == sizeof(s) - 1 && strncmp(arg, s, klen) == 0)
+	if (OPT("ttl")) {
+		if (helper_conf_int("ttl", v, 0, INT_MAX, &n, err, errlen))
+			return -1;
+		hd->hd_ttl = n;
+	} else if (OPT("negative_ttl")) {
+		if (helper_conf_int("negative_ttl", v, 0, INT_MAX, &n, err,
+		    errlen))
+			return -1;
+		hd->hd_negative_ttl = n;
+		*nttl_set = 1;
+	} else if (OPT("grace")) {
+		if (helper_conf_int("grace", v, 0, 100, &hd->hd_grace, err,
+		    errlen))
+			return -1;
+	} else if (OPT("cache")) {
+		if (helper_conf_int("cache", v, 0, INT_MAX, &n, err, errlen))
+			return -1;
+		hd->hd_cache = (size_t)n;
+	} else if (OPT("children-max") || OPT("children")) {
+		if (helper_conf_int("children-max", v, 1, 1000,
+		    &hd->hd_children_max, err, errlen))
+			return -1;
+	} else if (OPT("children-startup")) {
+		if (helper_conf_int("children-startup", v, 0, 1000,
+		    &hd->hd_children_startup, err, errlen))
+			return -1;
+	} else if (OPT("children-idle")) {
+		if (helper_conf_int("children-idle", v, 0, 1000,
+		    &hd->hd_children_idle, err, errlen))
+			return -1;
+	} else if (OPT("concurrency")) {
+		if (helper_conf_int("concurrency", v, 0, HELPER_CONCURRENCY_MAX,
+		    &hd->hd_concurrency, err, errlen))
+			return -1;
+	} else if (OPT("queue-size")) {
+		if (helper_conf_int("queue-size", v, 0, 1000000,
+		    &hd->hd_queue_size, err, errlen))
+			return -1;
+		*queue_set = 1;
+	} else if (OPT("protocol")) {
+		if (strcmp(v, "2.5") == 0)
+			hd->hd_protocol25 = 1;
+		else if (strcmp(v, "3.0") != 0) {
+			snprintf(err, errlen, "protocol=%s: only 2.5 and 3.0 "
+			    "exist", v);
+			return -1;
+		}
+	} else if (OPT("timeout")) {
+		if (helper_conf_seconds("timeout", v, &hd->hd_timeout, err,
+		    errlen))
+			return -1;
+		if (hd->hd_timeout <= 0.) {
+			snprintf(err, errlen, "timeout must be more than 0");
+			return -1;
+		}
+	} else if (OPT("log-wait")) {
+		if (helper_conf_seconds("log-wait", v, &hd->hd_log_wait, err,
+		    errlen))
+			return -1;
+	} else {
+		snprintf(err, errlen, "unknown option '%.*s'", (int)klen, arg);
+		return -1;
+	}
+#undef OPT
+	return 0;
+}
+
+/*
+ * external_acl_type NAME [option=value ...] FORMAT ... PROGRAM [ARG ...],
+ * as Squid takes it, plus connectd's timeout= and log-wait=.
+ */
+int
+helper_conf_directive(struct conf *cf, int argc, char **argv, char *err,
+    size_t errlen)
+{
+	struct helper_def	*hd = NULL;
+	size_t			 i, j, len, nargs;
+	int			 a, queue_set = 0, nttl_set = 0;
+	char			*p;
+
+	if (argc < 4) {
+		snprintf(err, errlen, "usage: external_acl_type name "
+		    "[option=value ...] FORMAT ... /path/to/helper [args]");
+		return -1;
+	}
+	if (helper_def_find(cf, argv[1]) != NULL) {
+		snprintf(err, errlen, "external_acl_type %s is already "
+		    "defined", argv[1]);
+		return -1;
+	}
+	if (cf->c_helpers == NULL) {
+		if ((cf->c_helpers = calloc(1, sizeof(*cf->c_helpers))) ==
+		    NULL)
+			goto oom;
+		TAILQ_INIT(&cf->c_helpers->hc_defs);
+	}
+	if ((hd = calloc(1, sizeof(*hd))) == NULL)
+		goto oom;
+	hd->hd_ttl = HELPER_TTL;
+	hd->hd_grace = HELPER_GRACE;
+	hd->hd_cache = HELPER_CACHE;
+	hd->hd_children_max = HELPER_CHILDREN_MAX;
+	hd->hd_children_idle = HELPER_CHILDREN_IDLE;
+	hd->hd_timeout = HELPER_TIMEOUT;
+	hd->hd_log_wait = HELPER_LOG_WAIT;
+	if ((hd->hd_name = strdup(argv[1])) == NULL)
+		goto oom;
+
+	for (a = 2; a < argc && argv[a][0] != '%'; a++)
+		if (helper_conf_option(hd, argv[a], &queue_set, &nttl_set,
+		    err, errlen) == -1)
+			goto fail;
+	if (a == argc) {
+		snprintf(err, errlen, "no FORMAT (%%SRC ...) and no helper "
+		    "program");
+		goto fail;
+	}
+	for (; a < argc && argv[a][0] == '%'; a++) {
+		for (j = 0; j < nitems(helper_fmts); j++)
+			if (strcmp(argv[a], helper_fmts[j].hf_code) == 0)
+				break;
+		if (j == nitems(helper_fmts)) {
+			snprintf(err, errlen, "unknown FORMAT code '%s'",
+			    argv[a]);
+			goto fail;
+		}
+		if (hd->hd_nfmt == HELPER_FORMATS_MAX) {
+			snprintf(err, errlen, "more than %d FORMAT codes",
+			    HELPER_FORMATS_MAX);
+			goto fail;
+		}
+		if (helper_fmts[j].hf_fmt == HF_DATA)
+			hd->hd_has_data = 1;
+		hd->hd_fmt[hd->hd_nfmt++] = helper_fmts[j].hf_fmt;
+	}
+	if (a >= argc) {
+		snprintf(err, errlen, "no helper program after the FORMAT");
+		goto fail;
+	}
+	nargs = (size_t)(argc - a);
+	if ((hd->hd_argv = calloc(nargs + 1, sizeof(char *))) == NULL)
+		goto oom;
+	for (i = 0; a + (int)i < argc; i++)
+		if ((hd->hd_argv[i] = strdup(argv[a + i])) == NULL)
+			goto oom;
+
+	if (!nttl_set)
+		hd->hd_negative_ttl = hd->hd_ttl;
+	if (!queue_set)
+		hd->hd_queue_size = 2 * hd->hd_children_max;
+	if (hd->hd_children_startup > hd->hd_children_max)
+		hd->hd_children_startup = hd->hd_children_max;
+	if (hd->hd_children_idle > hd->hd_children_max)
+		hd->hd_children_idle = hd->hd_children_max;
+
+	/* the definition as written: a reload compares it */
+	for (len = 0, a = 2; a < argc; a++)
+		len += strlen(argv[a]) + 1;
+	if ((hd->hd_text = malloc(len)) == NULL)
+		goto oom;
+	for (p = hd->hd_text, a = 2; a < argc; a++) {
+		len = strlen(argv[a]);
+		memcpy(p, argv[a], len);
+		p += len;
+		*p++ = a + 1 < argc ? ' ' : '\0';
+	}
+	TAILQ_INSERT_TAIL(&cf->c_helpers->hc_defs, hd, hd_entry);
+	return 0;
+ oom:
+	snprintf(err, errlen, "out of memory");
+ fail:
+	helper_def_free(hd);
+	return -1;
+}
+
+/* Nothing to check across lines: acl.c checks that external acls name one. */
+int
+helper_conf_finish(struct conf *cf, char *err, size_t errlen)
+{
+	return 0;
+}
+
+const char *
+helper_fmt_name(enum helper_fmt f)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(helper_fmts); i++)
+		if (helper_fmts[i].hf_fmt == f)
+			return helper_fmts[i].hf_code;
+	return "%DATA";
+}
+
+void
+helper_conf_dump(const struct conf *cf, FILE *fp)
+{
+	struct helper_def	*hd;
+	size_t			 i;
+
+	if (cf->c_helpers == NULL)
+		return;
+	TAILQ_FOREACH(hd, &cf->c_helpers->hc_defs, hd_entry) {
+		fprintf(fp, "external_acl_type %s ttl=%.0f negative_ttl=%.0f "
+		    "grace=%d cache=%zu children-max=%d children-startup=%d "
+		    "children-idle=%d concurrency=%d queue-size=%d%s "
+		    "timeout=%g log-wait=%g", hd->hd_name, hd->hd_ttl,
+		    hd->hd_negative_ttl, hd->hd_grace, hd->hd_cache,
+		    hd->hd_children_max, hd->hd_children_startup,
+		    hd->hd_children_idle, hd->hd_concurrency,
+		    hd->hd_queue_size, hd->hd_protocol25 ? " protocol=2.5" : "",
+		    hd->hd_timeout, hd->hd_log_wait);
+		for (i = 0; i < hd->hd_nfmt; i++)
+			fprintf(fp, " %s", helper_fmt_name(hd->hd_fmt[i]));
+		for (i = 0; hd->hd_argv[i] != NULL; i++)
+			fprintf(fp, " %s", hd->hd_argv[i]);
+		fputc('\n', fp);
+	}
+}
+
+void
+helper_conf_free(struct conf *cf)
+{
+	struct helper_def	*hd;
+
+	if (cf->c_helpers == NULL)
+		return;
+	while ((hd = TAILQ_FIRST(&cf->c_helpers->hc_defs)) != NULL) {
+		TAILQ_REMOVE(&cf->c_helpers->hc_defs, hd, hd_entry);
+		helper_def_free(hd);
+	}
+	free(cf->c_helpers);
+	cf->c_helpers = NULL;
+}
+
+struct helper_def *
+helper_def_dup(const struct helper_def *hd)
+{
+	struct helper_def	*n;
+	size_t			 i, argc;
+
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return NULL;
+	*n = *hd;
+	n->hd_name = n->hd_text = NULL;
+	n->hd_argv = NULL;
+	for (argc = 0; hd->hd_argv[argc] != NULL; argc++)
+		;
+	if ((n->hd_name = strdup(hd->hd_name)) == NULL ||
+	    (n->hd_text = strdup(hd->hd_text)) == NULL ||
+	    (n->hd_argv = calloc(argc + 1, sizeof(char *))) == NULL)
+		goto fail;
+	for (i = 0; i < argc; i++)
+		if ((n->hd_argv[i] = strdup(hd->hd_argv[i])) == NULL)
+			goto fail;
+	return n;
+ fail:
+	helper_def_free(n);
+	return NULL;
+}
+
+void
+helper_def_free(struct helper_def *hd)
+{
+	size_t	i;
+
+	if (hd == NULL)
+		return;
+	if (hd->hd_argv != NULL)
+		for (i = 0; hd->hd_argv[i] != NULL; i++)
+			free(hd->hd_argv[i]);
+	free(hd->hd_argv);
+	free(hd->hd_name);
+	free(hd->hd_text);
+	free(hd);
+}
+

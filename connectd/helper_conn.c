@@ -1,0 +1,338 @@
+/* helper_conn.c: what connections ask of helpers: the log line's pod, external acl answers */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connectd.h"
+#include "helper.h"
+
+/*
+ * The lookups for one log line: one per running pool, in configuration
+ * order.  The pod field comes from the first pool that answers with a
+ * log= value.
+ */
+struct helper_log {
+	size_t			 hl_n;
+	struct helper_wait	 hl_wait[];
+};
+
+/* ---------------------------------------------------------- request lines */
+
+/* One value, escaped as the protocol wants, after a space if not first. */
+static int
+helper_line_add(const struct helper_def *hd, struct buf *b, const char *v,
+    size_t len, int escape)
+{
+	size_t	 n, avail;
+	char	*p;
+
+	if (b->b_len > 0 && buf_addc(b, ' ') == -1)
+		return -1;
+	if (v == NULL || len == 0) {
+		v = "-";
+		len = 1;
+	}
+	if (!escape || hd->hd_protocol25)
+		return buf_add(b, v, len);
+	n = helper_escape(NULL, 0, v, len);
+	if ((p = buf_space(b, n, &avail)) == NULL || avail < n)
+		return -1;
+	/* buf_space() keeps room for the NUL helper_escape() writes */
+	helper_escape(p, n + 1, v, len);
+	buf_commit(b, n);
+	return 0;
+}
+
+/* %DATA: the acl's arguments, each escaped, or "-". */
+static int
+helper_line_data(const struct helper_def *hd, struct buf *b,
+    const char *data)
+{
+	const char	*p, *e;
+	int		 any = 0;
+
+	for (p = data; p != NULL && *p != '\0'; p = e) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		for (e = p; *e != '\0' && *e != ' ' && *e != '\t'; e++)
+			;
+		if (helper_line_add(hd, b, p, (size_t)(e - p), 1) == -1)
+			return -1;
+		any = 1;
+	}
+	return any ? 0 : helper_line_add(hd, b, "-", 1, 0);
+}
+
+/* An address or a port of ss as the FORMAT codes give it; "-" if none. */
+static int
+helper_line_addr(const struct helper_def *hd, struct buf *b,
+    const struct sockaddr_storage *ss, int want_port)
+{
+	char	 text[ADDR_STRLEN];
+	int	 port, n = 0;
+
+	if (addr_ntop(ss, text, sizeof(text), &port) == 0)
+		n = want_port ? snprintf(text, sizeof(text), "%d", port) :
+		    (int)strlen(text);
+	return helper_line_add(hd, b, text, n > 0 ? (size_t)n : 0, 1);
+}
+
+/*
+ * The request line of hd for rec, without channel ID or newline, in
+ * the worker's line buffer (reset here).  -1 if longer than
+ * HELPER_KEY_MAX or out of memory.
+ */
+static struct buf *
+helper_line(struct worker *w, const struct helper_def *hd,
+    const struct logrec *r, const char *data)
+{
+	struct buf	*b = &w->w_helpers->hr_line;
+	char		 num[16];
+	const char	*s;
+	size_t		 i;
+	int		 rv = 0;
+
+	buf_reset(b);
+	for (i = 0; i < hd->hd_nfmt && rv == 0; i++) {
+		switch (hd->hd_fmt[i]) {
+		case HF_SRC:
+		case HF_SRCPORT:
+			rv = helper_line_addr(hd, b, &r->lr_client,
+			    hd->hd_fmt[i] == HF_SRCPORT);
+			break;
+		case HF_MYADDR:
+		case HF_MYPORT:
+			rv = helper_line_addr(hd, b, &r->lr_local,
+			    hd->hd_fmt[i] == HF_MYPORT);
+			break;
+		case HF_PORT:
+			snprintf(num, sizeof(num), "%d", r->lr_port);
+			rv = helper_line_add(hd, b, num,
+			    r->lr_port > 0 ? strlen(num) : 0, 1);
+			break;
+		case HF_DST:
+		case HF_METHOD:
+		case HF_URI:
+			s = hd->hd_fmt[i] == HF_DST ? r->lr_host :
+			    hd->hd_fmt[i] == HF_METHOD ? r->lr_method :
+			    r->lr_authority;
+			rv = helper_line_add(hd, b, s, s ? strlen(s) : 0, 1);
+			break;
+		case HF_ACL:
+			rv = helper_line_add(hd, b, hd->hd_name,
+			    strlen(hd->hd_name), 1);
+			break;
+		case HF_DATA:
+			rv = helper_line_data(hd, b, data);
+			break;
+		}
+	}
+	/* Squid sends the acl's arguments last when FORMAT has no %DATA */
+	if (rv == 0 && !hd->hd_has_data)
+		rv = helper_line_data(hd, b, data);
+	return rv == 0 ? b : NULL;
+}
+
+/* Start hw on hp for rec's request line. */
+static void
+helper_ask(struct helper_wait *hw, struct helper_pool *hp,
+    const struct logrec *rec, const char *data)
+{
+	struct buf	*line;
+
+	if ((line = helper_line(hp->hp_worker, hp->hp_def, rec, data)) ==
+	    NULL) {
+		hw->hw_pool = hp;
+		helper_pool_ref(hp);
+		helper_wait_fail(hw, "helper_down");
+		return;
+	}
+	helper_wait_start(hw, hp, line->b_data, line->b_len);
+}
+
+/* ------------------------------------------------------------ log lines */
+
+struct helper_log *
+helper_log_start(struct worker *w, struct logrec *rec)
+{
+	struct helper_log	*hl;
+	struct helper_pool	*hp;
+	size_t			 n = 0;
+
+	if (w->w_helpers == NULL)
+		return NULL;
+	TAILQ_FOREACH(hp, &w->w_helpers->hr_active, hp_entry)
+		n++;
+	if (n == 0)
+		return NULL;
+	if ((hl = calloc(1, sizeof(*hl) + n * sizeof(hl->hl_wait[0]))) ==
+	    NULL) {
+		log_warn("helper: calloc");
+		return NULL;
+	}
+	TAILQ_FOREACH(hp, &w->w_helpers->hr_active, hp_entry)
+		helper_ask(&hl->hl_wait[hl->hl_n++], hp, rec, NULL);
+	/* answered from the cache: nothing to keep for the life of the tunnel */
+	if (helper_log_settled(hl)) {
+		helper_log_fill(hl, rec, 0);
+		helper_log_free(hl);
+		return NULL;
+	}
+	return hl;
+}
+
+int
+helper_log_settled(const struct helper_log *hl)
+{
+	const struct helper_wait	*hw;
+	size_t				 i;
+
+	for (i = 0; i < hl->hl_n; i++) {
+		hw = &hl->hl_wait[i];
+		if (!hw->hw_done)
+			return 0;
+		if (hw->hw_answer != NULL && hw->hw_answer->ha_has_log)
+			return 1;
+	}
+	return 1;
+}
+
+double
+helper_log_park(struct helper_log *hl, void (*cb)(void *), void *arg)
+{
+	struct helper_wait	*hw, *first = NULL;
+	double			 wait = 0.;
+	size_t			 i;
+
+	if (helper_log_settled(hl))
+		return 0.;
+	for (i = 0; i < hl->hl_n; i++) {
+		hw = &hl->hl_wait[i];
+		if (hw->hw_done)
+			continue;
+		if (first == NULL)
+			first = hw;
+		if (hw->hw_pool->hp_def->hd_log_wait > wait)
+			wait = hw->hw_pool->hp_def->hd_log_wait;
+		hw->hw_cb = cb;
+		hw->hw_arg = arg;
+	}
+	if (wait > 0.)
+		first->hw_pool->hp_st.hs_deferred++;
+	return wait;
+}
+
+void
+helper_log_fill(struct helper_log *hl, struct logrec *rec, int expired)
+{
+	struct helper_wait	*hw;
+	const char		*error = NULL;
+	size_t			 i;
+
+	for (i = 0; expired && i < hl->hl_n; i++)
+		helper_wait_fail(&hl->hl_wait[i], "timeout");
+	for (i = 0; i < hl->hl_n; i++) {
+		hw = &hl->hl_wait[i];
+		if (hw->hw_answer != NULL && hw->hw_answer->ha_has_log) {
+			free(rec->lr_pod);
+			if ((rec->lr_pod = strdup(hw->hw_answer->ha_log)) ==
+			    NULL)
+				break;
+			rec->lr_pod_json = hw->hw_answer->ha_log_json;
+			rec->lr_pod_error = NULL;
+			return;
+		}
+		if (error == NULL)
+			error = !hw->hw_done ? "timeout" : hw->hw_error;
+	}
+	rec->lr_pod_error = error;
+}
+
+void
+helper_log_free(struct helper_log *hl)
+{
+	size_t	 i;
+
+	if (hl == NULL)
+		return;
+	for (i = 0; i < hl->hl_n; i++)
+		helper_wait_clear(&hl->hl_wait[i]);
+	free(hl);
+}
+
+/* ----------------------------------------------------------------- acls */
+
+int
+helper_acl_answer(struct conn *c, const char *name, const char *data)
+{
+	struct helper_wait	*hw;
+	struct helper_pool	*hp;
+
+	if ((hp = helper_pool_find(c->c_worker, name)) == NULL)
+		return 0;
+	if (data != NULL && (data[0] == '\0' || strcmp(data, "-") == 0))
+		data = NULL;
+	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry) {
+		if (hw->hw_pool != hp || (hw->hw_data == NULL) !=
+		    (data == NULL) || (data != NULL &&
+		    strcmp(hw->hw_data, data) != 0))
+			continue;
+		if (!hw->hw_done)
+			return -1;
+		return hw->hw_answer != NULL &&
+		    hw->hw_answer->ha_result == HELPER_OK ? 1 : 0;
+	}
+	if ((hw = calloc(1, sizeof(*hw))) == NULL)
+		return 0;
+	if (data != NULL && (hw->hw_data = strdup(data)) == NULL) {
+		free(hw);
+		return 0;
+	}
+	hw->hw_cb = conn_wake;
+	hw->hw_arg = c;
+	TAILQ_INSERT_TAIL(&c->c_acl_waits, hw, hw_centry);
+	helper_ask(hw, hp, c->c_rec, data);
+	if (!hw->hw_done) {
+		hw->hw_deadline = ev_now(c->c_worker->w_loop) +
+		    hp->hp_def->hd_timeout;
+		return -1;
+	}
+	return hw->hw_answer != NULL &&
+	    hw->hw_answer->ha_result == HELPER_OK ? 1 : 0;
+}
+
+ev_tstamp
+helper_acl_deadline(const struct conn *c)
+{
+	const struct helper_wait	*hw;
+	ev_tstamp			 when = 0.;
+
+	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry)
+		if (!hw->hw_done && (when == 0. || hw->hw_deadline < when))
+			when = hw->hw_deadline;
+	return when;
+}
+
+void
+helper_acl_expire(struct conn *c, ev_tstamp now, int all)
+{
+	struct helper_wait	*hw;
+
+	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry)
+		if (!hw->hw_done && (all || hw->hw_deadline <= now))
+			helper_wait_fail(hw, "timeout");
+}
+
+void
+helper_acl_free(struct conn *c)
+{
+	struct helper_wait	*hw;
+
+	while ((hw = TAILQ_FIRST(&c->c_acl_waits)) != NULL) {
+		TAILQ_REMOVE(&c->c_acl_waits, hw, hw_centry);
+		helper_wait_clear(hw);
+		free(hw);
+	}
+}
