@@ -505,36 +505,14 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 
 /* ------------------------------------------------------------ directives */
 
-static uint16_t
-conf_ss_port(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-}
-
-static int
-conf_ss_any(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
-		    htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(
-	    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
 static int
 conf_ss_same(const struct sockaddr_storage *a,
     const struct sockaddr_storage *b)
 {
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		    ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-	    &((const struct sockaddr_in6 *)b)->sin6_addr,
-	    sizeof(struct in6_addr)) == 0;
+	struct in6_addr	 ka, kb;
+
+	return a->ss_family == b->ss_family && addr_key(a, &ka) == 0 &&
+	    addr_key(b, &kb) == 0 && memcmp(&ka, &kb, sizeof(ka)) == 0;
 }
 
 /*
@@ -545,15 +523,15 @@ static int
 conf_ss_clash(const struct sockaddr_storage *a,
     const struct sockaddr_storage *b)
 {
-	if (conf_ss_port(a) != conf_ss_port(b))
+	if (addr_port(a) != addr_port(b))
 		return 0;
 	if (conf_ss_same(a, b))
 		return 1;
-	if ((a->ss_family == AF_INET6 && conf_ss_any(a)) ||
-	    (b->ss_family == AF_INET6 && conf_ss_any(b)))
+	if ((a->ss_family == AF_INET6 && addr_is_any(a)) ||
+	    (b->ss_family == AF_INET6 && addr_is_any(b)))
 		return 1;
 	return a->ss_family == b->ss_family &&
-	    (conf_ss_any(a) || conf_ss_any(b));
+	    (addr_is_any(a) || addr_is_any(b));
 }
 
 static int

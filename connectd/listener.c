@@ -141,16 +141,6 @@ listener_accept_cb(EV_P_ ev_io *io, int revents)
 	}
 }
 
-static int
-listener_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
-		    htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(
-	    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
 static struct listener *
 listener_open(struct worker *w, const struct listen_conf *lc, char *err,
     size_t errlen)
@@ -167,7 +157,7 @@ listener_open(struct worker *w, const struct listen_conf *lc, char *err,
 	l->l_fd = -1;
 	l->l_addr = lc->lc_addr;
 	l->l_addrlen = lc->lc_addrlen;
-	l->l_wildcard = listener_wildcard(&lc->lc_addr);
+	l->l_wildcard = addr_is_any(&lc->lc_addr);
 	l->l_fd = socket(lc->lc_addr.ss_family,
 	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->l_fd == -1)

@@ -29,11 +29,6 @@ struct relay_dir {
 	enum close_reason	  rd_to_reset;
 };
 
-static void	relay_client_read_cb(EV_P_ ev_io *, int);
-static void	relay_server_read_cb(EV_P_ ev_io *, int);
-static void	relay_client_write_cb(EV_P_ ev_io *, int);
-static void	relay_server_write_cb(EV_P_ ev_io *, int);
-
 static struct relay_dir
 relay_up(struct conn *c)
 {
@@ -193,38 +188,24 @@ relay_flush(struct conn *c, struct relay_dir *d)
 		ev_io_start(loop, d->rd_read);
 }
 
+/* Readable: the client's socket carries bytes up, the server's down. */
 static void
-relay_client_read_cb(EV_P_ ev_io *io, int revents)
+relay_read_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn		*c = io->data;
-	struct relay_dir	 d = relay_up(c);
+	struct relay_dir	 d = io == &c->c_cread ? relay_up(c) :
+				    relay_down(c);
 
 	relay_read(c, &d);
 }
 
+/* Writable: the server takes what went up, the client what came down. */
 static void
-relay_server_read_cb(EV_P_ ev_io *io, int revents)
+relay_write_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn		*c = io->data;
-	struct relay_dir	 d = relay_down(c);
-
-	relay_read(c, &d);
-}
-
-static void
-relay_client_write_cb(EV_P_ ev_io *io, int revents)
-{
-	struct conn		*c = io->data;
-	struct relay_dir	 d = relay_down(c);
-
-	relay_flush(c, &d);
-}
-
-static void
-relay_server_write_cb(EV_P_ ev_io *io, int revents)
-{
-	struct conn		*c = io->data;
-	struct relay_dir	 d = relay_up(c);
+	struct relay_dir	 d = io == &c->c_swrite ? relay_up(c) :
+				    relay_down(c);
 
 	relay_flush(c, &d);
 }
@@ -242,10 +223,10 @@ relay_start(struct conn *c)
 	ev_io_stop(loop, &c->c_cwrite);
 	ev_io_stop(loop, &c->c_sread);
 	ev_io_stop(loop, &c->c_swrite);
-	ev_io_init(&c->c_cread, relay_client_read_cb, c->c_cfd, EV_READ);
-	ev_io_init(&c->c_cwrite, relay_client_write_cb, c->c_cfd, EV_WRITE);
-	ev_io_init(&c->c_sread, relay_server_read_cb, c->c_sfd, EV_READ);
-	ev_io_init(&c->c_swrite, relay_server_write_cb, c->c_sfd, EV_WRITE);
+	ev_io_init(&c->c_cread, relay_read_cb, c->c_cfd, EV_READ);
+	ev_io_init(&c->c_cwrite, relay_write_cb, c->c_cfd, EV_WRITE);
+	ev_io_init(&c->c_sread, relay_read_cb, c->c_sfd, EV_READ);
+	ev_io_init(&c->c_swrite, relay_write_cb, c->c_sfd, EV_WRITE);
 	c->c_cread.data = c->c_cwrite.data = c;
 	c->c_sread.data = c->c_swrite.data = c;
 	c->c_activity = ev_now(loop);

@@ -69,6 +69,32 @@ addr_key_ntop(const struct in6_addr *key, char *buf, size_t len)
 }
 
 int
+addr_port(const struct sockaddr_storage *ss)
+{
+	switch (ss->ss_family) {
+	case AF_INET:
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	case AF_INET6:
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	}
+	return 0;
+}
+
+int
+addr_is_any(const struct sockaddr_storage *ss)
+{
+	switch (ss->ss_family) {
+	case AF_INET:
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY);
+	case AF_INET6:
+		return IN6_IS_ADDR_UNSPECIFIED(
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
+	}
+	return 0;
+}
+
+int
 addr_ntop(const struct sockaddr_storage *ss, char *buf, size_t len,
     int *port)
 {
@@ -78,8 +104,6 @@ addr_ntop(const struct sockaddr_storage *ss, char *buf, size_t len,
 		return -1;
 	addr_key_ntop(&key, buf, len);
 	if (port != NULL)
-		*port = ntohs(ss->ss_family == AF_INET ?
-		    ((const struct sockaddr_in *)ss)->sin_port :
-		    ((const struct sockaddr_in6 *)ss)->sin6_port);
+		*port = addr_port(ss);
 	return 0;
 }

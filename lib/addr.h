@@ -36,6 +36,12 @@ void	addr_key_raw(int af, const void *src, struct in6_addr *key);
  */
 int	addr_key_parse(const char *s, struct in6_addr *key, int *af);
 
+/* The port of ss (host order); 0 if ss is neither AF_INET nor AF_INET6. */
+int	addr_port(const struct sockaddr_storage *ss);
+
+/* 1 if ss is the wildcard address, 0.0.0.0 or [::]. */
+int	addr_is_any(const struct sockaddr_storage *ss);
+
 /* A key as text: IPv4-mapped as IPv4.  buf holds ADDR_STRLEN bytes. */
 void	addr_key_ntop(const struct in6_addr *key, char *buf, size_t len);
 
