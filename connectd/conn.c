@@ -82,14 +82,28 @@ conn_strndup(const char *s, size_t len, size_t max)
 	return p;
 }
 
+/* The request target as the log may hold it (http_target_redact()). */
+static char *
+conn_target(const char *t, size_t len)
+{
+	char	*p;
+
+	if (t == NULL || (p = malloc(len + 4)) == NULL)
+		return NULL;
+	http_target_redact(t, len, p, len + 4);
+	return p;
+}
+
 /*
- * The second word of a request line the parser gave up on, as sent (up
- * to a NUL), so that the log shows what the client asked for.
+ * The second word of a request line the parser gave up on inside it (a
+ * control byte, say), so that the log shows what the client asked for:
+ * only a whole word, redacted, then cut to AUTHORITY_MAX_LEN.
  */
 static char *
 conn_raw_target(struct conn *c)
 {
 	const char	*head = c->c_head.b_data, *s, *end, *sp;
+	char		*t;
 
 	end = head + c->c_head.b_len;
 	if ((sp = memchr(head, ' ', c->c_head.b_len)) == NULL)
@@ -97,9 +111,12 @@ conn_raw_target(struct conn *c)
 	for (s = ++sp; s < end && *s != ' ' && *s != '\r' && *s != '\n';
 	    s++)
 		;
-	if (s == sp)
+	if (s == sp || s == end)
 		return NULL;
-	return conn_strndup(sp, (size_t)(s - sp), AUTHORITY_MAX_LEN);
+	if ((t = conn_target(sp, (size_t)(s - sp))) != NULL &&
+	    strlen(t) > AUTHORITY_MAX_LEN)
+		t[AUTHORITY_MAX_LEN] = '\0';
+	return t;
 }
 
 static void
@@ -505,11 +522,8 @@ conn_head_error(struct conn *c, const struct http_request *req)
 	r->lr_head_in = c->c_head.b_len;
 	r->lr_method = conn_strndup(req->hr_method, req->hr_method_len,
 	    req->hr_method_len);
-	if (req->hr_target != NULL)
-		r->lr_authority = conn_strndup(req->hr_target,
-		    req->hr_target_len, req->hr_target_len);
-	else
-		r->lr_authority = conn_raw_target(c);
+	r->lr_authority = req->hr_target != NULL ? conn_target(req->hr_target,
+	    req->hr_target_len) : conn_raw_target(c);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
 	conn_fail(c, req->hr_status ? req->hr_status : 400, CLOSE_BAD_REQUEST,
@@ -529,8 +543,7 @@ conn_head_done(struct conn *c, const struct http_request *req)
 
 	r->lr_method = conn_strndup(req->hr_method, req->hr_method_len,
 	    req->hr_method_len);
-	r->lr_authority = conn_strndup(req->hr_target, req->hr_target_len,
-	    req->hr_target_len);
+	r->lr_authority = conn_target(req->hr_target, req->hr_target_len);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
 	r->lr_host = conn_strndup(req->hr_host, req->hr_host_len,

@@ -399,6 +399,7 @@ void	 helper_acl_free(struct conn *);
 enum http_parse http_parse_request(const char *, size_t, size_t,
 	    struct http_request *);
 int	 http_reply_error(int, char *, size_t);
+size_t	 http_target_redact(const char *, size_t, char *, size_t);
 const char *http_status_text(int);
 
 /* listener.c */

@@ -19,8 +19,8 @@
  *   Squid does the same).
  * - The request line is strict: single SPs, no HT, no control bytes
  *   (Squid also splits on runs of SP and HT).  A target holding '@'
- *   (userinfo, maybe a password) is refused and never stored in
- *   hr_target, so that it cannot reach the log.
+ *   (userinfo, maybe a password) is refused; what reaches the log is
+ *   http_target_redact()'s copy, never the target as sent.
  * - A version of the form HTTP/DIGITS.DIGITS other than 1.0 or 1.1 gets
  *   505; anything else that is not such a version gets 400.  Squid 5.7
  *   answers 505 for 0.0, 0.1, 01.1, 1.01, 1.10, 2.0, 9.9 and 10.0 and 400
@@ -140,14 +140,14 @@ http_request_line(const char *p, size_t n, int complete,
 			return 0;
 		if (i == t)
 			return http_fail(req, 400, "bad request line");
-		return http_fail(req, 400, "missing version");
-	}
-	/* a target with userinfo may hold a password: keep it from the log */
-	userinfo = memchr(p + t, '@', i - t) != NULL;
-	if (!userinfo) {
 		req->hr_target = p + t;
 		req->hr_target_len = i - t;
+		return http_fail(req, 400, "missing version");
 	}
+	/* the target is complete: set even when it is refused, for the log */
+	req->hr_target = p + t;
+	req->hr_target_len = i - t;
+	userinfo = memchr(p + t, '@', i - t) != NULL;
 
 	i++;
 	if (http_version(p + i, n - i, complete, req) == -1)
@@ -369,7 +369,8 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 /*
  * Parse the head at the start of buf[0..len), looking at no more than max
  * bytes.  On ERROR and INCOMPLETE the fields parsed so far stay set, for
- * the log; hr_target stays NULL for a target with userinfo.
+ * the log: hr_target is set once the target is complete, even if it is
+ * refused, and may hold userinfo; log it through http_target_redact().
  */
 enum http_parse
 http_parse_request(const char *buf, size_t len, size_t max,
@@ -487,4 +488,71 @@ http_reply_error(int status, char *buf, size_t len)
 	if (n < 0 || (size_t)n >= len)
 		return -1;
 	return n;
+}
+
+/* The schemes of absolute-form targets: "scheme://" is their length. */
+static size_t
+http_scheme_len(const char *t, size_t len)
+{
+	static const char	*const known[] = { "http", "https", "ws", "wss",
+				    "ftp" };
+	size_t			 i, n;
+
+	for (i = 0; i < nitems(known); i++) {
+		n = strlen(known[i]);
+		if (len >= n + 3 && strncasecmp(t, known[i], n) == 0 &&
+		    memcmp(t + n, "://", 3) == 0)
+			return n + 3;
+	}
+	return 0;
+}
+
+/* out[o..] gets what of s[0..n) fits with a NUL after it; the new o. */
+static size_t
+http_append(char *out, size_t outlen, size_t o, const char *s, size_t n)
+{
+	if (n > outlen - 1 - o)
+		n = outlen - 1 - o;
+	memcpy(out + o, s, n);
+	return o + n;
+}
+
+/*
+ * The request target as it may be logged, into out (outlen > 0, always
+ * NUL-terminated, cut if too long).  Userinfo, which may hold a password,
+ * becomes "***", and an absolute-form target loses what follows its "?",
+ * as Squid's default strip_query_terms does.  In absolute-form (a known
+ * scheme) the userinfo is what comes before the last '@' of the
+ * authority (RFC 3986 3.2); in anything else, before the last '@' of the
+ * whole target, so that a malformed target cannot slip a password past.
+ * Returns the length written.
+ */
+size_t
+http_target_redact(const char *t, size_t len, char *out, size_t outlen)
+{
+	const char	*q;
+	size_t		 a, e, rest, o = 0, at = 0;
+	int		 have_at = 0;
+
+	if (outlen == 0)
+		return 0;
+	a = http_scheme_len(t, len);
+	for (e = a; e < len && t[e] != '?' && t[e] != '#' &&
+	    (a == 0 || t[e] != '/'); e++)
+		if (t[e] == '@') {
+			at = e;
+			have_at = 1;
+		}
+	/* the scheme, "***" for the userinfo, the rest up to its "?" */
+	if (have_at) {
+		o = http_append(out, outlen, o, t, a);
+		o = http_append(out, outlen, o, "***", 3);
+	} else
+		at = 0;
+	rest = len - at;
+	if ((q = memchr(t + at, '?', rest)) != NULL)
+		rest = (size_t)(q - (t + at)) + 1;
+	o = http_append(out, outlen, o, t + at, rest);
+	out[o] = '\0';
+	return o;
 }

@@ -154,6 +154,42 @@ fuzz_replies(size_t small)
 	assert(strcmp(http_status_text(200), "Connection established") == 0);
 }
 
+/*
+ * Any bytes as a target: the logged copy fits, stops at its first "?",
+ * and its userinfo part (before the authority's last '@') is "***".
+ */
+static void
+fuzz_redact(const char *t, size_t len, size_t outlen)
+{
+	char		*out;
+	const char	*q, *at, *end;
+	size_t		 n, a = 0;
+
+	if ((out = malloc(outlen)) == NULL)
+		abort();
+	n = http_target_redact(t, len, out, outlen);
+	assert(n < outlen && out[n] == '\0' && n <= len + 3);
+	if ((q = memchr(out, '?', n)) != NULL)
+		assert(q == out + n - 1);
+	if (n >= 3 && (q = strstr(out, "://")) != NULL &&
+	    strncmp(t, out, (size_t)(q - out)) == 0 &&
+	    memchr(out, '/', (size_t)(q - out)) == NULL &&
+	    memchr(out, '?', (size_t)(q - out)) == NULL &&
+	    memchr(out, '@', (size_t)(q - out)) == NULL &&
+	    memchr(out, '#', (size_t)(q - out)) == NULL)
+		a = (size_t)(q - out) + 3;
+	/* the authority: up to "/" (absolute-form), "?" or "#" */
+	for (end = out + a; end < out + n && *end != '?' && *end != '#' &&
+	    (a == 0 || *end != '/'); end++)
+		;
+	if ((at = memchr(out + a, '@', (size_t)(end - (out + a)))) != NULL) {
+		assert(at >= out + a + 3 && memcmp(at - 3, "***", 3) == 0);
+		assert(at - 3 == out + a || a == 0);
+		assert(memchr(at + 1, '@', (size_t)(end - at - 1)) == NULL);
+	}
+	free(out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -170,5 +206,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_prefix(p, size, 64, cut);
 
 	fuzz_replies(size % 256);
+	fuzz_redact(p, size, size + 4);
+	fuzz_redact(p, size, 1 + size % 32);
 	return 0;
 }
