@@ -50,6 +50,7 @@ static const char *const conn_state_names[] = {
 };
 
 static void	conn_go(struct conn *, enum conn_state);
+static void	conn_uncount(struct conn *);
 static void	conn_advance(struct conn *);
 static void	conn_fail(struct conn *, int, enum close_reason, const char *);
 static void	conn_head_cb(EV_P_ ev_io *, int);
@@ -325,8 +326,7 @@ conn_close(struct conn *c, enum close_reason reason)
 	w->w_stats.st_bytes_up += c->c_rec->lr_bytes_up;
 	w->w_stats.st_bytes_down += c->c_rec->lr_bytes_down;
 	w->w_stats.st_active--;
-	limit_client_del(w, &c->c_rec->lr_client);
-	listener_limit(w);
+	conn_uncount(c);
 	helper_acl_free(c);
 	accesslog_submit(w, c->c_conf, c->c_rec, c->c_lookups);
 	c->c_rec = NULL;
@@ -341,6 +341,24 @@ conn_close(struct conn *c, enum close_reason reason)
 
 	if (w->w_stopping && TAILQ_EMPTY(&w->w_conns))
 		ev_break(w->w_loop, EVBREAK_ALL);
+}
+
+/*
+ * Stop counting c against max_connections and its client's
+ * client_ip_max_connections: at close, or once an error reply is out and
+ * only the linger is left, so that refusals cannot fill the proxy.
+ */
+static void
+conn_uncount(struct conn *c)
+{
+	struct worker	*w = c->c_worker;
+
+	if (!(c->c_flags & CONN_COUNTED))
+		return;
+	c->c_flags &= ~CONN_COUNTED;
+	w->w_counted--;
+	limit_client_del(w, &c->c_rec->lr_client);
+	listener_limit(w);
 }
 
 /* Free the connections closed during this loop turn. */
@@ -426,6 +444,7 @@ conn_reply_cb(EV_P_ ev_io *io, int revents)
 	c->c_down = NULL;
 	/* the request ends here; lingering for the client's FIN is not timed */
 	c->c_rec->lr_end = ev_now(EV_A);
+	conn_uncount(c);
 	if (shutdown(c->c_cfd, SHUT_WR) == -1) {
 		conn_close(c, c->c_reason);
 		return;
@@ -498,6 +517,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
 	w->w_stats.st_accepted++;
 	w->w_stats.st_active++;
+	w->w_counted++;
+	c->c_flags |= CONN_COUNTED;
 	listener_limit(w);
 	n = limit_client_add(w, peer);
 

@@ -241,6 +241,7 @@ struct conn {
 #define CONN_SERVER_SHUT	0x04	/* shutdown(server, SHUT_WR) done */
 #define CONN_CLIENT_SHUT	0x08	/* shutdown(client, SHUT_WR) done */
 #define CONN_ADVANCING		0x10	/* inside conn_advance() */
+#define CONN_COUNTED		0x20	/* holds a slot of the limits */
 	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
@@ -301,6 +302,7 @@ struct worker {
 #define LISTEN_PAUSE_NOFD	0x02	/* EMFILE/ENFILE: a short rest */
 	ev_timer		 w_accept_timer;	/* ends LISTEN_PAUSE_NOFD */
 	unsigned		 w_auto_max;	/* max_connections from the fd limit */
+	unsigned		 w_counted;	/* conns held against max_connections */
 	struct limit_table	*w_clients;	/* limit.c: conns by client IP */
 	struct helper_pools	*w_helpers;	/* helper_pool.c: running pools */
 	TAILQ_HEAD(, logpark)	 w_parked;	/* accesslog.c: lines that wait */

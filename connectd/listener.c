@@ -68,7 +68,8 @@ listener_rest_cb(EV_P_ ev_timer *t, int revents)
 }
 
 /*
- * Called whenever the number of connections changes: at max_connections
+ * Called whenever the number of connections counted against the limits
+ * changes (a refusal stops counting once its reply is out): at max_connections
  * accepting stops, and new clients wait in the listen queue as they do
  * when Squid runs short of descriptors.
  */
@@ -82,7 +83,7 @@ listener_limit(struct worker *w)
 	    w->w_auto_max;
 	if (max == 0)
 		max = 1;
-	if (w->w_stats.st_active >= max) {
+	if (w->w_counted >= max) {
 		w->w_accept_paused |= LISTEN_PAUSE_LIMIT;
 		if (!(was & LISTEN_PAUSE_LIMIT) &&
 		    ev_now(w->w_loop) - w->w_accept_warned >= 10.) {
