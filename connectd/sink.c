@@ -271,8 +271,28 @@ sink_reopen_fd(struct sink *s)
 }
 
 /*
+ * A write failed after partial bytes of a line went out (a full disk
+ * takes what fits): take them back, so that no reader ever sees half a
+ * line, nor one glued to the next line once there is room again.  Only
+ * a regular file can be cut; the file must end where the torn line does.
+ */
+static void
+sink_untear(struct sink *s, size_t partial)
+{
+	struct stat	 st;
+
+	if (partial == 0 || fstat(s->s_fd, &st) == -1 ||
+	    !S_ISREG(st.st_mode) || (size_t)st.st_size < partial)
+		return;
+	if (ftruncate(s->s_fd, st.st_size - (off_t)partial) == -1)
+		log_warn("access log %s: cannot take back a torn line",
+		    s->s_path);
+}
+
+/*
  * Writes iov[0..n) completely.  Returns 0, or an errno with *done set to
- * the lines written in full before the error.
+ * the lines written in full before the error; the part of the next line
+ * written, if any, is taken back.
  */
 static int
 sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
@@ -280,6 +300,7 @@ sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
 	struct pollfd	 pfd;
 	struct iovec	*v = iov;
 	ssize_t		 w;
+	size_t		 partial = 0;	/* of the line at v */
 	int		 cnt = n, abort;
 
 	*done = 0;
@@ -287,8 +308,11 @@ sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
 		if ((w = writev(s->s_fd, v, cnt)) == -1) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return errno;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				w = errno;
+				sink_untear(s, partial);
+				return (int)w;
+			}
 			/* an inherited non-blocking stdout */
 			pfd.fd = s->s_fd;
 			pfd.events = POLLOUT;
@@ -305,10 +329,12 @@ sink_writev(struct sink *s, struct iovec *iov, int n, int *done)
 			v++;
 			cnt--;
 			(*done)++;
+			partial = 0;
 		}
 		if (cnt > 0) {
 			v->iov_base = (char *)v->iov_base + w;
 			v->iov_len -= (size_t)w;
+			partial += (size_t)w;
 		}
 	}
 	return 0;
