@@ -240,6 +240,9 @@ main(int argc, char *argv[])
 		fatalx("c-ares initialisation failed");
 
 	w = worker_create(conf);
+	/* before the writer threads: the opener is a plain fork */
+	if (opener_start(conf, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	if (accesslog_open(conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	if (listener_sync(w, conf, err, sizeof(err)) == -1)

@@ -455,6 +455,10 @@ void	 accesslog_submit(struct worker *, struct conf *, struct logrec *,
 /* At exit: write every waiting line as it is. */
 void	 accesslog_shutdown(struct worker *);
 
+/* opener.c */
+int	 opener_start(const struct conf *, char *, size_t);
+int	 opener_open(const char *);
+
 /* logrec.c */
 struct logrec *logrec_new(void);
 /* Free the record and the strings it owns. */

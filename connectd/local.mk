@@ -19,5 +19,6 @@ connectd_connectd_SOURCES = \
 	connectd/helper_conn.c \
 	connectd/logrec.c \
 	connectd/accesslog.c \
+	connectd/opener.c \
 	connectd/logformat.c \
 	connectd/sink.c

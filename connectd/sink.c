@@ -22,7 +22,6 @@
 #define SINK_BUFMAX_DEFAULT	(4 * 1024 * 1024)
 #define SINK_REPORT_INTERVAL	10	/* seconds between drop/error reports */
 #define SINK_ABORT_GRACE	0.2	/* seconds for a thread told to give up */
-#define SINK_OPEN_FLAGS		(O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
 
 struct sink {
 	char			*s_path;
@@ -68,25 +67,6 @@ static int	 sink_report_locked(struct sink *, int, char *, size_t);
 static void	 sink_reap(void);
 static void	 sink_free(struct sink *);
 
-/*
- * O_NONBLOCK only for open(2) itself: a FIFO with no reader must fail
- * (ENXIO) rather than hang the event loop.  Writes block, in the thread.
- */
-static int
-sink_open_file(const char *path)
-{
-	int	 fd, fl;
-
-	if ((fd = open(path, SINK_OPEN_FLAGS | O_NONBLOCK, 0640)) == -1)
-		return -1;
-	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct sink *
 sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 {
@@ -128,7 +108,7 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 		s->s_std = 1;
 		s->s_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
 	} else
-		s->s_fd = sink_open_file(path);
+		s->s_fd = opener_open(path);
 	if (s->s_fd == -1) {
 		snprintf(err, errlen, "%s: %s", path, errno == ENXIO ?
 		    "a FIFO with no reader" : strerror(errno));
@@ -260,7 +240,7 @@ sink_reopen_fd(struct sink *s)
 
 	if (s->s_std)
 		return;
-	if ((fd = sink_open_file(s->s_path)) == -1) {
+	if ((fd = opener_open(s->s_path)) == -1) {
 		log_warn("access log %s: reopen failed, still writing to "
 		    "the old file", s->s_path);
 		return;
