@@ -29,6 +29,7 @@ enum acl_type {
 	ACL_DSTDOM_REGEX,
 	ACL_EXTERNAL,
 	ACL_METHOD,
+	ACL_SELF,		/* to_self: this host's own addresses */
 	ACL_NEVER		/* Squid's manager: never a CONNECT */
 };
 
@@ -113,7 +114,11 @@ static const struct {
 	{ "method",		ACL_METHOD },
 };
 
-/* Squid 6's built-in acls (to_linklocal is new in 6; manager is inert) */
+/*
+ * Squid 6's built-in acls (to_linklocal is new in 6; manager is inert),
+ * and connectd's to_self: every address of this host's interfaces, kept
+ * current (ifaddr.c), which to_localhost's loopback ranges do not cover.
+ */
 static const struct {
 	const char	*pd_name;
 	enum acl_type	 pd_type;
@@ -124,6 +129,7 @@ static const struct {
 	{ "to_localhost",	ACL_DST,	"127.0.0.0/8 0.0.0.0/32 ::1/128 "
 						"::/128" },
 	{ "to_linklocal",	ACL_DST,	"169.254.0.0/16 fe80::/10" },
+	{ "to_self",		ACL_SELF,	"" },
 	{ "CONNECT",		ACL_METHOD,	"CONNECT" },
 	{ "manager",		ACL_NEVER,	"" },
 };
@@ -146,7 +152,7 @@ acl_type_name(enum acl_type t)
 	for (i = 0; i < nitems(acl_types); i++)
 		if (acl_types[i].at_type == t)
 			return acl_types[i].at_name;
-	return "manager";
+	return t == ACL_SELF ? "to_self" : "manager";
 }
 
 static int
@@ -164,6 +170,12 @@ acl_grow(void *pp, size_t n, size_t size)
 }
 
 /* ------------------------------------------------------------ addresses */
+
+static int
+acl_key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct in6_addr));
+}
 
 /* IPv4 or IPv6 text as a 16-byte key (IPv4 as ::ffff:a.b.c.d) */
 static int
@@ -485,6 +497,7 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		a->a_strs[a->a_nstrs++] = s;
 		return 0;
 	case ACL_EXTERNAL:
+	case ACL_SELF:
 	case ACL_NEVER:
 		break;
 	}
@@ -991,20 +1004,49 @@ acl_addr_match(const struct acl *a, const struct sockaddr_storage *ss)
 	return acl_net_match(a, key.s6_addr) ? ACL_YES : ACL_NO;
 }
 
+static int
+acl_self_match(const struct acl_request *ar, const struct in6_addr *key)
+{
+	return ar->ar_nself > 0 && bsearch(key, ar->ar_self, ar->ar_nself,
+	    sizeof(*key), acl_key_cmp) != NULL;
+}
+
+/*
+ * A destination address for dst and to_self: the address, and the IPv4
+ * address it carries if it is one of the IPv6 forms that lead to one
+ * (NAT64, 6to4, IPv4-compatible), so that [64:ff9b::a.b.c.d] is checked
+ * as a.b.c.d too.
+ */
+static int
+acl_dst_key(const struct acl *a, const struct acl_request *ar,
+    const struct in6_addr *key)
+{
+	struct in6_addr	 v4;
+	int		 embedded;
+
+	embedded = addr_key_embedded_v4(key, &v4);
+	if (a->a_type == ACL_SELF)
+		return acl_self_match(ar, key) ||
+		    (embedded && acl_self_match(ar, &v4));
+	return acl_net_match(a, key->s6_addr) ||
+	    (embedded && acl_net_match(a, v4.s6_addr));
+}
+
+/* dst and to_self: the host if it is an address, else what it resolved to */
 static enum acl_match
 acl_dst_match(const struct acl *a, const struct acl_request *ar)
 {
-	uint8_t		 addr[16];
+	struct in6_addr	 key;
 	size_t		 i;
-	int		 af;
 
 	/* an address as host is its own address, known before any DNS */
-	if (ar->ar_host != NULL && acl_addr_parse(ar->ar_host, addr, &af) == 0)
-		return acl_net_match(a, addr) ? ACL_YES : ACL_NO;
+	if (ar->ar_host != NULL && addr_key_parse(ar->ar_host, &key, NULL) == 0)
+		return acl_dst_key(a, ar, &key) ? ACL_YES : ACL_NO;
 	if (ar->ar_addrs == NULL)
 		return ACL_UNKNOWN;
 	for (i = 0; i < ar->ar_naddrs; i++)
-		if (acl_addr_match(a, &ar->ar_addrs[i]) == ACL_YES)
+		if (addr_key(&ar->ar_addrs[i], &key) == 0 &&
+		    acl_dst_key(a, ar, &key))
 			return ACL_YES;
 	return ACL_NO;
 }
@@ -1019,6 +1061,7 @@ acl_match(const struct acl_conf *ac, const struct acl *a,
 	case ACL_SRC:
 		return acl_addr_match(a, ar->ar_client);
 	case ACL_DST:
+	case ACL_SELF:
 		return acl_dst_match(a, ar);
 	case ACL_PORT:
 		for (i = 0; i < a->a_nranges; i++)

@@ -669,6 +669,7 @@ conn_decide(struct conn *c)
 	ar.ar_port = r->lr_port;
 	ar.ar_addrs = c->c_addrs;
 	ar.ar_naddrs = c->c_naddrs;
+	ar.ar_self = ifaddr_list(c->c_worker, &ar.ar_nself);
 	ar.ar_external = conn_external;
 	ar.ar_arg = c;
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);

@@ -171,6 +171,7 @@ worker_create(struct conf *conf)
 	w->w_auto_max = limit_auto_max();
 	if (resolve_init(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	ifaddr_init(w);
 	return w;
 }
 
@@ -180,6 +181,7 @@ worker_free(struct worker *w)
 	ev_prepare_stop(w->w_loop, &w->w_turn_end);
 	listener_close_all(w);
 	limit_free(w);
+	ifaddr_free(w);
 	resolve_free(w);
 	if (w->w_spare_fd != -1)
 		close(w->w_spare_fd);

@@ -185,6 +185,8 @@ struct acl_request {
 	int			 ar_port;
 	const struct sockaddr_storage *ar_addrs;
 	size_t			 ar_naddrs;
+	const struct in6_addr	*ar_self;	/* this host's, sorted (to_self) */
+	size_t			 ar_nself;
 	int			(*ar_external)(void *, const char *helper,
 				    const char *data);
 	void			*ar_arg;
@@ -286,6 +288,7 @@ struct stats {
  * every function that needs the loop's state is given the worker.
  */
 struct logpark;
+struct ifaddr_set;
 struct worker {
 	struct ev_loop		*w_loop;
 	struct conf		*w_conf;	/* current configuration */
@@ -305,6 +308,7 @@ struct worker {
 	unsigned		 w_counted;	/* conns held against max_connections */
 	struct limit_table	*w_clients;	/* limit.c: conns by client IP */
 	struct helper_pools	*w_helpers;	/* helper_pool.c: running pools */
+	struct ifaddr_set	*w_self;	/* ifaddr.c: this host's addresses */
 	TAILQ_HEAD(, logpark)	 w_parked;	/* accesslog.c: lines that wait */
 	size_t			 w_nparked;
 	ev_prepare		 w_turn_end;	/* work deferred to a safe point */
@@ -454,6 +458,11 @@ void	 accesslog_submit(struct worker *, struct conf *, struct logrec *,
 	    struct helper_log *);
 /* At exit: write every waiting line as it is. */
 void	 accesslog_shutdown(struct worker *);
+
+/* ifaddr.c */
+void	 ifaddr_init(struct worker *);
+void	 ifaddr_free(struct worker *);
+const struct in6_addr *ifaddr_list(const struct worker *, size_t *);
 
 /* opener.c */
 int	 opener_start(const struct conf *, char *, size_t);

@@ -11,6 +11,7 @@ connectd_connectd_SOURCES = \
 	connectd/relay.c \
 	connectd/resolve.c \
 	connectd/acl.c \
+	connectd/ifaddr.c \
 	connectd/limit.c \
 	connectd/helper.h \
 	connectd/helper_conf.c \

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <stdint.h>
 #include <string.h>
 
 #include "addr.h"
@@ -105,5 +106,27 @@ addr_ntop(const struct sockaddr_storage *ss, char *buf, size_t len,
 	addr_key_ntop(&key, buf, len);
 	if (port != NULL)
 		*port = addr_port(ss);
+	return 0;
+}
+
+int
+addr_key_embedded_v4(const struct in6_addr *k, struct in6_addr *v4)
+{
+	static const uint8_t	 nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
+	static const uint8_t	 zero[12];
+	const uint8_t		*b = k->s6_addr;
+
+	if (memcmp(b, nat64, 12) == 0) {
+		addr_key_raw(AF_INET, b + 12, v4);
+		return 1;
+	}
+	if (memcmp(b, zero, 12) == 0 && (b[12] | b[13] | b[14]) != 0) {
+		addr_key_raw(AF_INET, b + 12, v4);
+		return 1;
+	}
+	if (b[0] == 0x20 && b[1] == 0x02) {
+		addr_key_raw(AF_INET, b + 2, v4);
+		return 1;
+	}
 	return 0;
 }

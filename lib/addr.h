@@ -42,6 +42,15 @@ int	addr_port(const struct sockaddr_storage *ss);
 /* 1 if ss is the wildcard address, 0.0.0.0 or [::]. */
 int	addr_is_any(const struct sockaddr_storage *ss);
 
+/*
+ * If key is an IPv6 address that carries an IPv4 address to reach
+ * (the NAT64 well-known prefix 64:ff9b::/96 (RFC 6052), IPv4-compatible
+ * ::/96 but ::0.0.0.x (RFC 4291), 6to4 2002::/16 (RFC 3056)), the
+ * IPv4 address's key into *v4 and 1; else 0.  IPv4-mapped keys are IPv4
+ * already.
+ */
+int	addr_key_embedded_v4(const struct in6_addr *key, struct in6_addr *v4);
+
 /* A key as text: IPv4-mapped as IPv4.  buf holds ADDR_STRLEN bytes. */
 void	addr_key_ntop(const struct in6_addr *key, char *buf, size_t len);
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """42-default-policy.t: the acl and http_access lines of the shipped
 conf/connectd.conf, against real attempts, inside a network namespace
-that this test creates (only lo up), so nothing can leave the machine even
-if a rule were wrong.  Origins really listen on every target, so a wrong
-allow would show up as a 200.
+that this test creates (only lo up, and a veth pair to a second
+namespace, "another host" at 10.9.0.2), so nothing can leave the machine
+even if a rule were wrong.  Origins really listen on every target, so a
+wrong allow would show up as a 200.
 
 Expectations (each denial: 403, logged close=denied with the rule):
 - CONNECT 127.0.0.1:22             -> http_access deny CONNECT !SSL_ports
@@ -17,7 +18,10 @@ Expectations (each denial: 403, logged close=denied with the rule):
 - CONNECT evil.test:443 (hosts_file: 127.0.0.1) -> deny to_localhost
 - CONNECT meta.test:443 (hosts_file: 169.254.169.254) -> deny to_linklocal
 - CONNECT 10.0.0.1:8443 (a port other than 443) -> deny CONNECT !SSL_ports
-- CONNECT 10.0.0.1:443 from localhost and from localnet 10.0.0.2: allowed
+- CONNECT 10.0.0.1:443 (an address of this host, not loopback) -> deny
+  to_self (it was allowed before to_self existed)
+- CONNECT 10.9.0.2:443 (another host) from localhost and from localnet
+  10.0.0.2: allowed
 - a client from 203.0.113.5 (not localnet)      -> http_access deny all
 - other numeric spellings of loopback (2130706433, 127.1, 0x7f.0.0.1,
   0177.0.0.1): 400 "ambiguous numeric host", since resolvers read them
@@ -31,7 +35,7 @@ from tap import ok, is_, diag, done
 
 h.need_connectd()
 pu.in_netns(addrs=("169.254.169.254/32", "10.0.0.1/32", "10.0.0.2/32",
-                   "203.0.113.5/32"))
+                   "203.0.113.5/32"), peer=("10.9.0.1/24", "10.9.0.2/24"))
 h.watchdog(90)
 
 policy = pu.shipped_policy()
@@ -44,14 +48,16 @@ for host, port in (("127.0.0.1", 22), ("127.0.0.1", 443), ("::1", 443),
                    ("169.254.169.254", 80), ("169.254.169.254", 443),
                    ("10.0.0.1", 443), ("10.0.0.1", 8443)):
     origins[(host, port)] = h.EchoServer(host=host, port=port)
+other = pu.PeerEcho("10.9.0.2", 443)
 hosts = h.tmpfile("hosts", "127.0.0.1 evil.test\n169.254.169.254 meta.test\n"
-                  "10.0.0.1 fine.test\n")
+                  "10.9.0.2 fine.test\n")
 
 conf = ("http_port {port}\nhosts_file %s\ndns_nameservers 127.0.0.1\n" % hosts +
         policy)
 PORTS = "http_access deny CONNECT !SSL_ports"
 LOCAL = "http_access deny to_localhost"
 LINK = "http_access deny to_linklocal"
+SELF = "http_access deny to_self"
 with h.Connectd(conf) as cd:
     o = origins
     pu.expect_denied(cd, "127.0.0.1:22", PORTS, origin=o[("127.0.0.1", 22)])
@@ -80,16 +86,17 @@ with h.Connectd(conf) as cd:
     st, head, rec = pu.attempt(cd, "localhost:443")
     ok(st == 403 and (rec or {}).get("rule") == "http_access deny to_localhost",
        "localhost:443 is denied by to_localhost (%r, %r)" % (st, (rec or {}).get("rule")))
-    pu.check(cd, "10.0.0.1:443", "allow", "443 on another host, from localhost")
+    pu.expect_denied(cd, "10.0.0.1:443", SELF, "443 on an address of this host",
+                     origin=o[("10.0.0.1", 443)])
+    pu.check(cd, "10.9.0.2:443", "allow", "443 on another host, from localhost")
     pu.check(cd, "fine.test:443", "allow", "a name, from localnet 10.0.0.2",
              host="10.0.0.1", source="10.0.0.2")
-    pu.check(cd, "10.0.0.1:443", "http_access deny all",
+    pu.check(cd, "10.9.0.2:443", "http_access deny all",
              "a client outside localnet (203.0.113.5)", host="10.0.0.1",
              source="203.0.113.5")
-    is_(len(o[("10.0.0.1", 443)].conns), 2, "only the two allowed tunnels reached an origin")
+    is_(len(other.conns), 2, "only the two allowed tunnels reached an origin")
     for k, v in o.items():
-        if k != ("10.0.0.1", 443):
-            is_(len(v.conns), 0, "origin %s:%d was never reached" % k)
+        is_(len(v.conns), 0, "origin %s:%d was never reached" % k)
     recs = h.all_valid_json(cd.log)
 
 done()

@@ -37,14 +37,22 @@ def shipped_policy():
 
 
 def in_netns(reason="needs a private network namespace (unshare -n)",
-             addrs=()):
+             addrs=(), peer=None):
     """Re-exec this test inside a new network namespace with only lo up,
     so no packet can leave the machine.  addrs ("169.254.169.254/32", ...)
-    are added to lo in there.  Skips the test when that is not allowed."""
+    are added to lo in there.  peer ("10.9.0.1/24", "10.9.0.2/24") also
+    makes "another host": a second namespace reached through a veth pair,
+    with the first address on our end and the second on its end, where
+    PeerEcho servers run.  Skips the test when that is not allowed."""
     if os.environ.get("T_NETNS") == "1":
+        pid = os.environ.get("T_PEER_PID")
+        if pid:
+            h.at_cleanup(lambda: _kill(int(pid)))
         return True
     if not h.which("unshare") or not h.which("ip"):
         tap.skip_all("%s: unshare or ip missing" % reason)
+    if peer and not h.which("nsenter"):
+        tap.skip_all("%s: nsenter missing" % reason)
     base = ["unshare", "-n"]
     if os.geteuid() != 0:
         base = ["unshare", "-r", "-n"]
@@ -54,6 +62,19 @@ def in_netns(reason="needs a private network namespace (unshare -n)",
     script = ["ip link set lo up"]
     for a in addrs:
         script.append("ip addr add %s dev lo" % a)
+    if peer:
+        script += [
+            "unshare -n sleep 3600 & P=$!",
+            # wait until it is in its own namespace
+            "while [ \"$(readlink /proc/$P/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ]; "
+            "do sleep 0.01; done",
+            "ip link add vpeer0 type veth peer name vpeer1",
+            "ip link set vpeer1 netns $P",
+            "ip addr add %s dev vpeer0" % peer[0],
+            "ip link set vpeer0 up",
+            "nsenter -t $P -n sh -ec 'ip link set lo up; ip addr add %s dev vpeer1; "
+            "ip link set vpeer1 up'" % peer[1],
+            "export T_PEER_PID=$P"]
     script.append('exec "$@"')
     env = dict(os.environ, T_NETNS="1")
     argv = base + ["sh", "-ec", "; ".join(script), "sh", sys.executable,
@@ -64,6 +85,60 @@ def in_netns(reason="needs a private network namespace (unshare -n)",
     signal.alarm(0)
     h.cleanup()
     os.execvpe(argv[0], argv, env)
+
+
+def _kill(pid):
+    import signal
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+_PEER_ECHO = r"""
+import socket, sys, threading
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("ready", flush=True)
+def serve(c):
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    except OSError:
+        pass
+    c.close()
+while True:
+    c, _ = s.accept()
+    print("conn", flush=True)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+class PeerEcho:
+    """An echo server on the other host of in_netns(peer=...): conns
+    counts the connections it accepted."""
+
+    def __init__(self, host, port):
+        import threading
+        self.host, self.port, self.conns = host, port, []
+        self.authority = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+        self.proc = subprocess.Popen(
+            ["nsenter", "-t", os.environ["T_PEER_PID"], "-n", sys.executable, "-c",
+             _PEER_ECHO, host, str(port)], stdout=subprocess.PIPE)
+        h.at_cleanup(self.proc.kill)
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("peer echo server did not start")
+
+        def count():
+            for ln in self.proc.stdout:
+                if ln.strip() == b"conn":
+                    self.conns.append(1)
+        threading.Thread(target=count, daemon=True).start()
 
 
 def attempt(cd, authority, headers=(), host="127.0.0.1"):
