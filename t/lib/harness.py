@@ -341,6 +341,26 @@ def read_text(path):
         return ""
 
 
+def callgrind(out):
+    """The argv prefix that runs a program under valgrind's callgrind,
+    which counts the instructions it executes into the file out: a cost
+    that does not depend on the machine's speed or load."""
+    return ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out]
+
+
+def callgrind_total(out):
+    """Instructions counted in a callgrind output file, or None."""
+    m = re.search(r"^summary: (\d+)", read_text(out), re.M)
+    return int(m.group(1)) if m else None
+
+
+def instructions(argv, timeout=300):
+    """Run argv under callgrind to the end; the instructions it took."""
+    out = os.path.join(tmpdir(), "callgrind.%d" % len(os.listdir(tmpdir())))
+    rc, _, err = run(callgrind(out) + list(argv), timeout=timeout)
+    return callgrind_total(out) if rc is not None else None
+
+
 def run(argv, timeout=60, input=None, env=None, cwd=None):
     """Run a command to completion with a deadline.
 
@@ -472,7 +492,8 @@ class Connectd:
 
     _n = 0
 
-    def __init__(self, conf=None, name=None, start=True, args=(), env=None):
+    def __init__(self, conf=None, name=None, start=True, args=(), env=None,
+                 wrapper=()):
         Connectd._n += 1
         self.name = name or "connectd%d" % Connectd._n
         self.dir = os.path.join(tmpdir(), self.name)
@@ -484,6 +505,7 @@ class Connectd:
         self.conf = conf
         self.args = list(args)
         self.env = env
+        self.wrapper = list(wrapper)    # e.g. callgrind(): runs connectd under it
         self.proc = None
         self.port = None
         if start:
@@ -526,7 +548,7 @@ class Connectd:
         for _ in range(tries):
             self.port = free_port()
             self.write_conf()
-            self.proc = Proc([binpath, "-f", self.conf_path] + self.args,
+            self.proc = Proc(self.wrapper + [binpath, "-f", self.conf_path] + self.args,
                              stdout=self.stdout_path, stderr=self.stderr_path,
                              env=self.env)
             if wait_port(self.port, proc=self.proc.p):
