@@ -167,9 +167,9 @@ struct kcfile {
 	json_t		*kc_marks;	/* JSON Pointer -> [line, column] */
 };
 
-/* The named lists of a kubeconfig and the mapping each entry holds. */
 #define KC_PTR_MAX	256		/* a JSON Pointer into a kubeconfig */
 
+/* The named lists of a kubeconfig and the mapping each entry holds. */
 enum { KC_CLUSTERS, KC_CONTEXTS, KC_USERS };
 static const struct {
 	const char	*list;

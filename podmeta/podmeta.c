@@ -16,6 +16,11 @@
 
 #include "podmeta.h"
 
+struct pending {
+	struct proto_req	 pe_req;
+	TAILQ_ENTRY(pending)	 pe_entry;
+};
+
 static __attribute__((noreturn)) void
 usage(int status)
 {
@@ -137,6 +142,20 @@ podmeta_drain(struct podmeta *pm)
 		free(pe);
 	}
 	podmeta_done_maybe(pm);
+}
+
+int
+podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what)
+{
+	struct pod	*p;
+
+	if ((p = render_pod(pm->pm_render, obj)) == NULL) {
+		pm->pm_stats.ps_bad_objects++;
+		return -1;
+	}
+	if (index_upsert(pm->pm_index, p) == -1)
+		log_warnx("%s: out of memory", what);
+	return 0;
 }
 
 void

@@ -105,13 +105,8 @@ enum proto_answer {
 	PROTO_BAD		/* ERR message=pr_error */
 };
 
-/* podmeta.c: a request that came before the first complete list */
-struct pending {
-	struct proto_req	 pe_req;
-	TAILQ_ENTRY(pending)	 pe_entry;
-};
-
 /* Each module's own state; defined in its file. */
+struct pending;		/* podmeta.c: a request waiting for the first list */
 struct pod_index;
 struct render;
 struct kube;
@@ -160,6 +155,13 @@ struct podmeta {
  * from now on, every request at once.  Called by watch.c and source.c.
  */
 void	 podmeta_synced(struct podmeta *pm);
+
+/*
+ * Render the pod API object obj (borrowed) and put it in pm's index.
+ * 0, or -1 if obj is not a usable pod (counted in ps_bad_objects).  Out
+ * of memory in the index is logged, prefixed with what, and returns 0.
+ */
+int	 podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what);
 
 /* Log one stats line to stderr; why says what prompted it. */
 void	 podmeta_stats_log(struct podmeta *pm, const char *why);

@@ -36,7 +36,6 @@ source_load(struct source *s)
 	struct podmeta	*pm = s->s_pm;
 	json_error_t	 err;
 	json_t		*root, *items, *item;
-	struct pod	*p;
 	size_t		 i, n = 0;
 
 	if ((root = json_load_file(s->s_path, 0, &err)) == NULL) {
@@ -51,15 +50,9 @@ source_load(struct source *s)
 		return -1;
 	}
 	index_list_begin(pm->pm_index);
-	json_array_foreach(items, i, item) {
-		if ((p = render_pod(pm->pm_render, item)) == NULL) {
-			pm->pm_stats.ps_bad_objects++;
-			continue;
-		}
-		if (index_upsert(pm->pm_index, p) == -1)
-			log_warnx("%s: out of memory", s->s_path);
-		n++;
-	}
+	json_array_foreach(items, i, item)
+		if (podmeta_add_pod(pm, item, s->s_path) == 0)
+			n++;
 	index_list_end(pm->pm_index, ev_now(pm->pm_loop));
 	json_decref(root);
 #ifdef __GLIBC__

@@ -370,7 +370,6 @@ watch_list_page(struct watch *w)
 	struct podmeta	*pm = w->w_pm;
 	json_error_t	 err;
 	json_t		*root, *items, *item, *meta;
-	struct pod	*p;
 	const char	*cont, *rv;
 	size_t		 i;
 
@@ -389,14 +388,8 @@ watch_list_page(struct watch *w)
 	}
 	if (w->w_continue == NULL)
 		index_list_begin(pm->pm_index);
-	json_array_foreach(items, i, item) {
-		if ((p = render_pod(pm->pm_render, item)) == NULL) {
-			pm->pm_stats.ps_bad_objects++;
-			continue;
-		}
-		if (index_upsert(pm->pm_index, p) == -1)
-			log_warnx("list: out of memory");
-	}
+	json_array_foreach(items, i, item)
+		podmeta_add_pod(pm, item, "list");
 	meta = json_object_get(root, "metadata");
 	cont = json_string_value(json_object_get(meta, "continue"));
 	rv = json_string_value(json_object_get(meta, "resourceVersion"));
@@ -471,7 +464,6 @@ watch_event(struct watch *w, const char *line, size_t len)
 	json_error_t	 err;
 	json_t		*root, *obj;
 	const char	*type, *rv, *uid, *reason;
-	struct pod	*p;
 	json_int_t	 code;
 
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
@@ -503,12 +495,9 @@ watch_event(struct watch *w, const char *line, size_t len)
 		json_decref(root);
 		return;
 	}
-	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
-		if ((p = render_pod(pm->pm_render, obj)) == NULL)
-			pm->pm_stats.ps_bad_objects++;
-		else if (index_upsert(pm->pm_index, p) == -1)
-			log_warnx("watch: out of memory");
-	} else if (strcmp(type, "DELETED") == 0) {
+	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0)
+		podmeta_add_pod(pm, obj, "watch");
+	else if (strcmp(type, "DELETED") == 0) {
 		if ((uid = render_uid(obj)) != NULL)
 			index_delete(pm->pm_index, uid, ev_now(pm->pm_loop));
 		else

@@ -323,9 +323,12 @@ yj_event(struct yj *yj, const yaml_event_t *ev)
 		return yj_open(yj, ev, 1);
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT:
-		/* libyaml only sends these balanced, and never after a key */
-		if (yj->yj_depth > 0)
+		/* libyaml sends these balanced, and never after a key */
+		if (yj->yj_depth > 0) {
 			yj->yj_depth--;
+			free(yj->yj_stack[yj->yj_depth].f_key);
+			yj->yj_stack[yj->yj_depth].f_key = NULL;
+		}
 		return 0;
 	}
 	return 0;
