@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 BUILD_DEPS="build-essential autoconf automake libtool pkg-config clang
-	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev"
+	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev libyaml-dev"
 RUN_DEPS="ca-certificates"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy

@@ -1,5 +1,5 @@
 /* fuzz_helper_reply.c: libFuzzer harness for Squid helper reply parsing, quoting and podmeta request lines */
-/* fuzz-sources: lib/helperproto.c podmeta/proto.c */
+/* fuzz-sources: lib/helperproto.c lib/addr.c lib/buf.c podmeta/proto.c */
 /* fuzz-libs: jansson */
 /* fuzz-options: -max_len=70000 */
 #include <stdint.h>
@@ -115,7 +115,7 @@ fuzz_request(const uint8_t *data, size_t len)
 {
 	static const char	 tail[] = "\\\",\\\"x\\\":1}\" pod=p";
 	struct proto_req	 pr;
-	struct pbuf		 pb = { NULL, 0, 0 };
+	struct buf		 pb = BUF_INITIALIZER(0);
 	struct helper_reply	 rp;
 	enum proto_answer	 ans;
 	char			*buf = fuzz_copy(data, len);
@@ -129,21 +129,21 @@ fuzz_request(const uint8_t *data, size_t len)
 			continue;
 		if (rc == 0 && ans == PROTO_BAD)
 			continue;
-		pb.pb_len = 0;
+		buf_reset(&pb);
 		CHECK(proto_reply(&pb, &pr, ans, ans == PROTO_HIT ? tail :
 		    ans == PROTO_BH ? "no pod list yet" : NULL,
 		    ans == PROTO_HIT ? sizeof(tail) - 1 : 0) == 0);
-		CHECK(pb.pb_len > 0 && pb.pb_data[pb.pb_len - 1] == '\n');
-		CHECK(memchr(pb.pb_data, '\n', pb.pb_len) ==
-		    pb.pb_data + pb.pb_len - 1);
-		CHECK(helper_reply_parse(pb.pb_data, pb.pb_len, &rp) == 0);
+		CHECK(pb.b_len > 0 && pb.b_data[pb.b_len - 1] == '\n');
+		CHECK(memchr(pb.b_data, '\n', pb.b_len) ==
+		    pb.b_data + pb.b_len - 1);
+		CHECK(helper_reply_parse(pb.b_data, pb.b_len, &rp) == 0);
 		CHECK(rp.rp_result != HELPER_UNKNOWN);
 		CHECK((rp.rp_id != NULL) == (pr.pr_id[0] != '\0'));
 		if (rp.rp_id != NULL)
 			CHECK(strcmp(rp.rp_id, pr.pr_id) == 0);
 		CHECK(rp.rp_rest == NULL);
 	}
-	pbuf_free(&pb);
+	buf_free(&pb);
 	free(buf);
 }
 

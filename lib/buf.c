@@ -120,6 +120,15 @@ buf_drop(struct buf *b, size_t n)
 }
 
 void
+buf_truncate(struct buf *b, size_t n)
+{
+	if (n >= b->b_len)
+		return;
+	b->b_len = n;
+	b->b_data[n] = '\0';
+}
+
+void
 buf_reset(struct buf *b)
 {
 	b->b_len = 0;

@@ -42,6 +42,9 @@ void	 buf_commit(struct buf *, size_t n);
 /* Remove the first n bytes (all of them if n >= b_len). */
 void	 buf_drop(struct buf *, size_t n);
 
+/* Keep only the first n bytes (all of them if n >= b_len). */
+void	 buf_truncate(struct buf *, size_t n);
+
 /* Empty it, keeping the memory for reuse. */
 void	 buf_reset(struct buf *);
 

@@ -6,121 +6,81 @@
 #include <string.h>
 
 #include "podmeta.h"
+#include "util.h"
 
-struct htab {
-	void		**ht_bucket;
-	size_t		  ht_size;	/* a power of two */
-	size_t		  ht_count;
+#define INDEX_HINT	1024		/* initial buckets of each table */
+
+/* One indexed address: the pods that claim it, and the one that wins. */
+struct addrent {
+	struct in6_addr		 ae_addr;
+	struct pod		*ae_owner;
+	TAILQ_HEAD(, podaddr)	 ae_claims;
+	struct hnode		 ae_hnode;	/* in ix_addrs, by ae_addr */
 };
 
-static struct htab	 index_pods;	/* struct pod by p_uid */
-static struct htab	 index_addrs;	/* struct addrent by ae_addr */
-static struct podlist	 index_live = TAILQ_HEAD_INITIALIZER(index_live);
-static struct podlist	 index_tombs = TAILQ_HEAD_INITIALIZER(index_tombs);
-static size_t		 index_nlive, index_ntombs;
-static unsigned int	 index_gen;
-static uint64_t		 index_seq;
+TAILQ_HEAD(podlist, pod);
 
-static uint64_t
-index_hash(const void *buf, size_t len)
+struct pod_index {
+	struct htab		 ix_pods;	/* struct pod by p_uid */
+	struct htab		 ix_addrs;	/* struct addrent by ae_addr */
+	struct podlist		 ix_live;
+	struct podlist		 ix_tombs;	/* oldest first */
+	size_t			 ix_nlive, ix_ntombs;
+	unsigned int		 ix_gen;	/* of the current list */
+	uint64_t		 ix_seq;	/* of the last upsert */
+	double			 ix_grace;	/* tombstones last this long */
+};
+
+static int
+index_pod_match(const struct hnode *n, const void *uid)
 {
-	const unsigned char	*p = buf;
-	uint64_t		 h = 0xcbf29ce484222325ULL;
-
-	while (len-- > 0)
-		h = (h ^ *p++) * 0x100000001b3ULL;
-	return h;
+	return strcmp(container_of(n, struct pod, p_hnode)->p_uid, uid) == 0;
 }
 
-static uint64_t
-index_pod_hash(const struct pod *p)
+static int
+index_addr_match(const struct hnode *n, const void *a)
 {
-	return index_hash(p->p_uid, strlen(p->p_uid));
+	return memcmp(&container_of(n, struct addrent, ae_hnode)->ae_addr, a,
+	    sizeof(struct in6_addr)) == 0;
 }
 
-static uint64_t
-index_addr_hash(const struct addrent *ae)
+static struct pod *
+index_find_pod(const struct pod_index *ix, const char *uid)
 {
-	return index_hash(&ae->ae_addr, sizeof(ae->ae_addr));
+	struct hnode	*n;
+
+	n = htab_find(&ix->ix_pods, hash_bytes(uid, strlen(uid)),
+	    index_pod_match, uid);
+	return n != NULL ? container_of(n, struct pod, p_hnode) : NULL;
 }
 
-void
-index_init(void)
+static struct addrent *
+index_find_addr(const struct pod_index *ix, const struct in6_addr *a)
 {
-	index_pods.ht_size = index_addrs.ht_size = 1024;
-	index_pods.ht_bucket = calloc(1024, sizeof(void *));
-	index_addrs.ht_bucket = calloc(1024, sizeof(void *));
-	if (index_pods.ht_bucket == NULL || index_addrs.ht_bucket == NULL)
-		fatal("calloc");
+	struct hnode	*n;
+
+	n = htab_find(&ix->ix_addrs, hash_bytes(a, sizeof(*a)),
+	    index_addr_match, a);
+	return n != NULL ? container_of(n, struct addrent, ae_hnode) : NULL;
 }
 
-/* Double a table once it holds as many entries as buckets. */
-static void
-index_grow_pods(void)
+struct pod_index *
+index_new(double grace)
 {
-	struct pod	**nb, *p, *next;
-	size_t		  i, nsize = index_pods.ht_size * 2;
+	struct pod_index	*ix;
 
-	if (index_pods.ht_count < index_pods.ht_size ||
-	    (nb = calloc(nsize, sizeof(*nb))) == NULL)
-		return;
-	for (i = 0; i < index_pods.ht_size; i++) {
-		for (p = index_pods.ht_bucket[i]; p != NULL; p = next) {
-			next = p->p_hnext;
-			p->p_hnext = nb[index_pod_hash(p) & (nsize - 1)];
-			nb[index_pod_hash(p) & (nsize - 1)] = p;
-		}
+	if ((ix = calloc(1, sizeof(*ix))) == NULL)
+		return NULL;
+	if (htab_init(&ix->ix_pods, INDEX_HINT) == -1 ||
+	    htab_init(&ix->ix_addrs, INDEX_HINT) == -1) {
+		htab_free(&ix->ix_pods);
+		free(ix);
+		return NULL;
 	}
-	free(index_pods.ht_bucket);
-	index_pods.ht_bucket = (void **)nb;
-	index_pods.ht_size = nsize;
-}
-
-static void
-index_grow_addrs(void)
-{
-	struct addrent	**nb, *ae, *next;
-	size_t		  i, nsize = index_addrs.ht_size * 2;
-
-	if (index_addrs.ht_count < index_addrs.ht_size ||
-	    (nb = calloc(nsize, sizeof(*nb))) == NULL)
-		return;
-	for (i = 0; i < index_addrs.ht_size; i++) {
-		for (ae = index_addrs.ht_bucket[i]; ae != NULL; ae = next) {
-			next = ae->ae_hnext;
-			ae->ae_hnext = nb[index_addr_hash(ae) & (nsize - 1)];
-			nb[index_addr_hash(ae) & (nsize - 1)] = ae;
-		}
-	}
-	free(index_addrs.ht_bucket);
-	index_addrs.ht_bucket = (void **)nb;
-	index_addrs.ht_size = nsize;
-}
-
-static struct pod **
-index_pod_slot(const char *uid)
-{
-	struct pod	**pp;
-
-	pp = (struct pod **)&index_pods.ht_bucket[index_hash(uid,
-	    strlen(uid)) & (index_pods.ht_size - 1)];
-	for (; *pp != NULL; pp = &(*pp)->p_hnext)
-		if (strcmp((*pp)->p_uid, uid) == 0)
-			break;
-	return pp;
-}
-
-static struct addrent **
-index_addr_slot(const struct in6_addr *a)
-{
-	struct addrent	**pp;
-
-	pp = (struct addrent **)&index_addrs.ht_bucket[index_hash(a,
-	    sizeof(*a)) & (index_addrs.ht_size - 1)];
-	for (; *pp != NULL; pp = &(*pp)->ae_hnext)
-		if (memcmp(&(*pp)->ae_addr, a, sizeof(*a)) == 0)
-			break;
-	return pp;
+	TAILQ_INIT(&ix->ix_live);
+	TAILQ_INIT(&ix->ix_tombs);
+	ix->ix_grace = grace;
+	return ix;
 }
 
 /*
@@ -153,20 +113,19 @@ index_reown(struct addrent *ae)
 }
 
 static int
-index_claim(struct pod *p)
+index_claim(struct pod_index *ix, struct pod *p)
 {
-	struct addrent	**slot, *ae;
-	size_t		  i;
+	struct addrent	*ae;
+	size_t		 i;
 
 	for (i = 0; i < p->p_nips; i++) {
-		slot = index_addr_slot(&p->p_ips[i]);
-		if ((ae = *slot) == NULL) {
+		if ((ae = index_find_addr(ix, &p->p_ips[i])) == NULL) {
 			if ((ae = calloc(1, sizeof(*ae))) == NULL)
 				return -1;
 			ae->ae_addr = p->p_ips[i];
 			TAILQ_INIT(&ae->ae_claims);
-			*slot = ae;
-			index_addrs.ht_count++;
+			htab_insert(&ix->ix_addrs, &ae->ae_hnode,
+			    hash_bytes(&ae->ae_addr, sizeof(ae->ae_addr)));
 		}
 		p->p_claims[i].pa_pod = p;
 		p->p_claims[i].pa_ent = ae;
@@ -174,16 +133,15 @@ index_claim(struct pod *p)
 		if (index_better(p, ae->ae_owner))
 			ae->ae_owner = p;
 	}
-	index_grow_addrs();
 	return 0;
 }
 
 /* Drop p's claims; an address whose last claim goes is removed. */
 static void
-index_unclaim(struct pod *p)
+index_unclaim(struct pod_index *ix, struct pod *p)
 {
-	struct addrent	**slot, *ae;
-	size_t		  i;
+	struct addrent	*ae;
+	size_t		 i;
 
 	for (i = 0; i < p->p_nips; i++) {
 		if ((ae = p->p_claims[i].pa_ent) == NULL)
@@ -195,31 +153,23 @@ index_unclaim(struct pod *p)
 				index_reown(ae);
 			continue;
 		}
-		slot = index_addr_slot(&ae->ae_addr);
-		*slot = ae->ae_hnext;
-		index_addrs.ht_count--;
+		htab_remove(&ix->ix_addrs, &ae->ae_hnode);
 		free(ae);
 	}
 }
 
 /* Take p out of every structure and free it. */
 static void
-index_remove(struct pod *p)
+index_remove(struct pod_index *ix, struct pod *p)
 {
-	struct pod	**slot;
-
-	index_unclaim(p);
-	slot = index_pod_slot(p->p_uid);
-	if (*slot == p) {
-		*slot = p->p_hnext;
-		index_pods.ht_count--;
-	}
+	index_unclaim(ix, p);
+	htab_remove(&ix->ix_pods, &p->p_hnode);
 	if (p->p_deleted) {
-		TAILQ_REMOVE(&index_tombs, p, p_entry);
-		index_ntombs--;
+		TAILQ_REMOVE(&ix->ix_tombs, p, p_entry);
+		ix->ix_ntombs--;
 	} else {
-		TAILQ_REMOVE(&index_live, p, p_entry);
-		index_nlive--;
+		TAILQ_REMOVE(&ix->ix_live, p, p_entry);
+		ix->ix_nlive--;
 	}
 	pod_free(p);
 }
@@ -237,130 +187,120 @@ pod_free(struct pod *p)
 	free(p);
 }
 
-/*
- * Add or replace a pod (ownership passes to the index).  A finished pod,
- * or one without an address, only removes an earlier version.
- */
 int
-index_upsert(struct pod *p)
+index_upsert(struct pod_index *ix, struct pod *p)
 {
-	struct pod	**slot, *old;
+	struct pod	*old;
 
-	if ((old = *index_pod_slot(p->p_uid)) != NULL)
-		index_remove(old);
+	if ((old = index_find_pod(ix, p->p_uid)) != NULL)
+		index_remove(ix, old);
 	if (p->p_finished || p->p_nips == 0) {
 		pod_free(p);
 		return 0;
 	}
-	p->p_seq = ++index_seq;
-	p->p_gen = index_gen;
-	slot = index_pod_slot(p->p_uid);
-	p->p_hnext = NULL;
-	*slot = p;
-	index_pods.ht_count++;
-	TAILQ_INSERT_TAIL(&index_live, p, p_entry);
-	index_nlive++;
-	if (index_claim(p) == -1) {
-		index_remove(p);
+	p->p_seq = ++ix->ix_seq;
+	p->p_gen = ix->ix_gen;
+	htab_insert(&ix->ix_pods, &p->p_hnode,
+	    hash_bytes(p->p_uid, strlen(p->p_uid)));
+	TAILQ_INSERT_TAIL(&ix->ix_live, p, p_entry);
+	ix->ix_nlive++;
+	if (index_claim(ix, p) == -1) {
+		index_remove(ix, p);
 		return -1;
 	}
-	index_grow_pods();
 	return 0;
 }
 
+/* p was deleted at now: a tombstone, or gone if there is no grace. */
 static void
-index_bury(struct pod *p, double now)
+index_bury(struct pod_index *ix, struct pod *p, double now)
 {
 	size_t	i;
 
-	TAILQ_REMOVE(&index_live, p, p_entry);
-	index_nlive--;
+	if (ix->ix_grace <= 0) {
+		index_remove(ix, p);
+		return;
+	}
+	TAILQ_REMOVE(&ix->ix_live, p, p_entry);
+	ix->ix_nlive--;
 	p->p_deleted = 1;
-	p->p_expire = now + conf.pc_delete_grace;
-	TAILQ_INSERT_TAIL(&index_tombs, p, p_entry);
-	index_ntombs++;
+	p->p_expire = now + ix->ix_grace;
+	TAILQ_INSERT_TAIL(&ix->ix_tombs, p, p_entry);
+	ix->ix_ntombs++;
 	for (i = 0; i < p->p_nips; i++)
 		if (p->p_claims[i].pa_ent != NULL)
 			index_reown(p->p_claims[i].pa_ent);
 }
 
-/* A deleted pod stays as a tombstone for --delete-grace. */
 void
-index_delete(const char *uid)
+index_delete(struct pod_index *ix, const char *uid, double now)
 {
 	struct pod	*p;
 
-	if ((p = *index_pod_slot(uid)) == NULL || p->p_deleted)
+	if ((p = index_find_pod(ix, uid)) == NULL || p->p_deleted)
 		return;
-	if (conf.pc_delete_grace <= 0) {
-		index_remove(p);
-		return;
-	}
-	index_bury(p, ev_now(loop));
+	index_bury(ix, p, now);
 }
 
 void
-index_list_begin(void)
+index_list_begin(struct pod_index *ix)
 {
-	index_gen++;
+	ix->ix_gen++;
 }
 
-/* A complete list: live pods it did not have were deleted meanwhile. */
 void
-index_list_end(void)
+index_list_end(struct pod_index *ix, double now)
 {
 	struct pod	*p, *next;
-	double		 now = ev_now(loop);
 
-	for (p = TAILQ_FIRST(&index_live); p != NULL; p = next) {
+	for (p = TAILQ_FIRST(&ix->ix_live); p != NULL; p = next) {
 		next = TAILQ_NEXT(p, p_entry);
-		if (p->p_gen == index_gen)
-			continue;
-		if (conf.pc_delete_grace <= 0)
-			index_remove(p);
-		else
-			index_bury(p, now);
+		if (p->p_gen != ix->ix_gen)
+			index_bury(ix, p, now);
 	}
 }
 
 const struct pod *
-index_lookup(const struct in6_addr *a)
+index_lookup(const struct pod_index *ix, const struct in6_addr *a)
 {
 	struct addrent	*ae;
 
-	if ((ae = *index_addr_slot(a)) == NULL)
+	if ((ae = index_find_addr(ix, a)) == NULL)
 		return NULL;
 	return ae->ae_owner;
 }
 
 void
-index_expire(double now)
+index_expire(struct pod_index *ix, double now)
 {
 	struct pod	*p;
 
-	while ((p = TAILQ_FIRST(&index_tombs)) != NULL && p->p_expire <= now)
-		index_remove(p);
+	/* tombstones are queued in the order they expire */
+	while ((p = TAILQ_FIRST(&ix->ix_tombs)) != NULL && p->p_expire <= now)
+		index_remove(ix, p);
 }
 
 void
-index_counts(size_t *live, size_t *tombs, size_t *addrs)
+index_counts(const struct pod_index *ix, size_t *live, size_t *tombs,
+    size_t *addrs)
 {
-	*live = index_nlive;
-	*tombs = index_ntombs;
-	*addrs = index_addrs.ht_count;
+	*live = ix->ix_nlive;
+	*tombs = ix->ix_ntombs;
+	*addrs = ix->ix_addrs.ht_count;
 }
 
 void
-index_clear(void)
+index_free(struct pod_index *ix)
 {
 	struct pod	*p;
 
-	while ((p = TAILQ_FIRST(&index_live)) != NULL)
-		index_remove(p);
-	while ((p = TAILQ_FIRST(&index_tombs)) != NULL)
-		index_remove(p);
-	free(index_pods.ht_bucket);
-	free(index_addrs.ht_bucket);
-	memset(&index_pods, 0, sizeof(index_pods));
-	memset(&index_addrs, 0, sizeof(index_addrs));
+	if (ix == NULL)
+		return;
+	while ((p = TAILQ_FIRST(&ix->ix_live)) != NULL)
+		index_remove(ix, p);
+	while ((p = TAILQ_FIRST(&ix->ix_tombs)) != NULL)
+		index_remove(ix, p);
+	htab_free(&ix->ix_pods);
+	htab_free(&ix->ix_addrs);
+	free(ix);
 }

@@ -1,11 +1,10 @@
 /* kube.c: where the API is and how to authenticate: in-cluster, --server, --kubeconfig; token re-reads */
-#include "config.h"
-
 #include <sys/types.h>
 #include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "podmeta.h"
+#include "util.h"
 
 #define SA_DIR		"/var/run/secrets/kubernetes.io/serviceaccount"
 #define TOKEN_MAX	(64 * 1024)
@@ -23,7 +23,7 @@ struct kube_blob {
 	size_t	 kb_len;
 };
 
-static struct {
+struct kube {
 	char		*k_server;	/* https://host:port, no trailing / */
 	char		*k_token_file;	/* re-read every minute and on 401 */
 	char		*k_token;	/* static or last read; NULL: none */
@@ -34,7 +34,7 @@ static struct {
 	char		*k_key_file;
 	struct kube_blob k_key;
 	int		 k_insecure;
-} kube;
+};
 
 /* A small file as a NUL-terminated string; NULL and errno on error. */
 static char *
@@ -78,38 +78,35 @@ kube_trim(char *s)
 	return s;
 }
 
-/* Re-read the token file: 1 if the token changed, 0 if not, -1 on error. */
 int
-kube_token_reload(void)
+kube_token_reload(struct kube *k)
 {
 	char	*buf, *tok;
-	int	 changed;
 
-	if (kube.k_token_file == NULL)
+	if (k->k_token_file == NULL)
 		return 0;
-	if ((buf = kube_readfile(kube.k_token_file, TOKEN_MAX, NULL)) ==
-	    NULL) {
-		log_warn("token file %s", kube.k_token_file);
+	if ((buf = kube_readfile(k->k_token_file, TOKEN_MAX, NULL)) == NULL) {
+		log_warn("token file %s", k->k_token_file);
 		return -1;
 	}
 	tok = kube_trim(buf);
 	if (*tok == '\0' || strpbrk(tok, "\r\n") != NULL) {
 		log_warnx("token file %s: empty or several lines",
-		    kube.k_token_file);
+		    k->k_token_file);
 		free(buf);
 		return -1;
 	}
-	changed = kube.k_token == NULL || strcmp(kube.k_token, tok) != 0;
-	if (changed) {
-		free(kube.k_token);
-		if ((kube.k_token = strdup(tok)) == NULL) {
+	if (k->k_token == NULL || strcmp(k->k_token, tok) != 0) {
+		free(k->k_token);
+		if ((k->k_token = strdup(tok)) == NULL) {
+			log_warn("token file %s", k->k_token_file);
 			free(buf);
 			return -1;
 		}
-		log_debug("token read from %s", kube.k_token_file);
+		log_debug("token read from %s", k->k_token_file);
 	}
 	free(buf);
-	return changed;
+	return 0;
 }
 
 static int
@@ -157,214 +154,208 @@ kube_b64decode(const char *s, struct kube_blob *b)
 /* ---------------------------------------------------------- kubeconfig */
 
 /*
- * Just enough YAML for kubeconfig files as kubectl writes them: block
- * mappings and sequences by indentation, plain, 'single' and "double"
- * quoted scalars, {} and [].  A file starting with '{' is JSON.
+ * A kubeconfig is YAML as kubectl writes it, read by libyaml
+ * (yamljson.c) into a JSON tree; a file whose first non-blank byte is
+ * '{' is JSON, read by jansson.  Then the tree is checked as kubectl
+ * would decode it: a wrong type anywhere in the named lists is an
+ * error, an absent field is not.  Messages say FILE:LINE:COLUMN when
+ * the tree came from YAML (kc_marks), FILE otherwise.
  */
-struct yline {
-	int	 yl_indent;
-	char	*yl_text;
+struct kcfile {
+	const char	*kc_path;
+	json_t		*kc_root;
+	json_t		*kc_marks;	/* JSON Pointer -> [line, column] */
 };
 
-static json_t	*yaml_node(struct yline *, size_t, size_t *, int);
+#define KC_PTR_MAX	256		/* a JSON Pointer into a kubeconfig */
 
-/* Unquote a "double" or 'single' quoted scalar in place; 0 if s is plain. */
-static int
-yaml_unquote(char *s)
+/* The named lists of a kubeconfig and the mapping each entry holds. */
+enum { KC_CLUSTERS, KC_CONTEXTS, KC_USERS };
+static const struct {
+	const char	*list;
+	const char	*member;
+} kc_lists[] = {
+	{ "clusters",	"cluster" },
+	{ "contexts",	"context" },
+	{ "users",	"user" }
+};
+
+static void	kc_warnx(const struct kcfile *, const char *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+/* Log a problem with the node at JSON Pointer ptr (NULL: the file). */
+static void
+kc_warnx(const struct kcfile *kc, const char *ptr, const char *fmt, ...)
 {
-	char	*d, *p;
+	char	 msg[512];
+	json_t	*pos = NULL;
+	va_list	 ap;
 
-	if (*s == '"') {
-		for (p = s + 1, d = s; *p != '\0' && *p != '"'; p++) {
-			if (*p == '\\' && p[1] != '\0') {
-				p++;
-				*d++ = *p == 'n' ? '\n' : *p == 't' ? '\t' :
-				    *p;
-			} else
-				*d++ = *p;
-		}
-		*d = '\0';
-		return 1;
-	}
-	if (*s == '\'') {
-		for (p = s + 1, d = s; *p != '\0'; p++) {
-			if (*p == '\'' && p[1] == '\'')
-				p++;
-			else if (*p == '\'')
-				break;
-			*d++ = *p;
-		}
-		*d = '\0';
-		return 1;
-	}
-	return 0;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (ptr != NULL && kc->kc_marks != NULL)
+		pos = json_object_get(kc->kc_marks, ptr);
+	if (json_is_array(pos))
+		log_warnx("%s:%d:%d: %s", kc->kc_path,
+		    (int)json_integer_value(json_array_get(pos, 0)),
+		    (int)json_integer_value(json_array_get(pos, 1)), msg);
+	else
+		log_warnx("%s: %s", kc->kc_path, msg);
 }
 
+/*
+ * The JSON Pointer of member key of the node at ptr, in buf (KC_PTR_MAX
+ * bytes).  Pointers here are short: built from the names above and
+ * indices.  One too long becomes "", the top of the file.
+ */
+static const char *
+kc_ptr(char *buf, const char *ptr, const char *key)
+{
+	int	n;
+
+	n = snprintf(buf, KC_PTR_MAX, "%s/%s", ptr, key);
+	if (n < 0 || n >= KC_PTR_MAX)
+		buf[0] = '\0';
+	return buf;
+}
+
+/* A JSON Pointer as a reader would say it: /users/0/user is users[0].user. */
+static const char *
+kc_pathname(char *buf, const char *ptr)
+{
+	size_t	n = 0, seg;
+
+	for (; *ptr == '/' && n + 1 < KC_PTR_MAX; ptr += seg) {
+		ptr++;
+		seg = strcspn(ptr, "/");
+		if (strspn(ptr, "0123456789") == seg)
+			n += (size_t)snprintf(buf + n, KC_PTR_MAX - n, "[%.*s]",
+			    (int)seg, ptr);
+		else
+			n += (size_t)snprintf(buf + n, KC_PTR_MAX - n, "%s%.*s",
+			    n > 0 ? "." : "", (int)seg, ptr);
+	}
+	buf[n < KC_PTR_MAX ? n : KC_PTR_MAX - 1] = '\0';
+	return buf;
+}
+
+static const char *
+kc_typename(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "a mapping";
+	case JSON_ARRAY:
+		return "a list";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "?";
+}
+
+/*
+ * Member key of obj (at pointer ptr) if it is of type want, else NULL;
+ * absent and null are NULL without a word, any other type is an error
+ * (*bad set).  want JSON_TRUE means a boolean.
+ */
 static json_t *
-yaml_scalar(char *s)
+kc_member(const struct kcfile *kc, json_t *obj, const char *ptr,
+    const char *key, json_type want, int *bad)
 {
-	s = kube_trim(s);
-	if (yaml_unquote(s))
-		return json_string(s);
-	if (strcmp(s, "{}") == 0)
-		return json_object();
-	if (strcmp(s, "[]") == 0)
-		return json_array();
-	if (strcmp(s, "true") == 0)
-		return json_true();
-	if (strcmp(s, "false") == 0)
-		return json_false();
-	if (strcmp(s, "null") == 0 || strcmp(s, "~") == 0 || *s == '\0')
-		return json_null();
-	return json_string(s);
-}
+	char	 mptr[KC_PTR_MAX], name[KC_PTR_MAX];
+	json_t	*v;
 
-/* The ": " of a "key: value" line outside quotes, or NULL. */
-static char *
-yaml_colon(char *s)
-{
-	char	q = 0;
-
-	for (; *s != '\0'; s++) {
-		if (q != 0) {
-			if (*s == q)
-				q = 0;
-		} else if (*s == '"' || *s == '\'')
-			q = *s;
-		else if (*s == ':' && (s[1] == ' ' || s[1] == '\0'))
-			return s;
-	}
+	if ((v = json_object_get(obj, key)) == NULL || json_is_null(v))
+		return NULL;
+	if (json_typeof(v) == want ||
+	    (want == JSON_TRUE && json_is_boolean(v)))
+		return v;
+	kc_ptr(mptr, ptr, key);
+	kc_warnx(kc, mptr, "%s: %s expected, not %s", kc_pathname(name, mptr),
+	    want == JSON_OBJECT ? "a mapping" : want == JSON_ARRAY ?
+	    "a list" : want == JSON_STRING ? "a string" : "true or false",
+	    kc_typename(v));
+	*bad = 1;
 	return NULL;
 }
 
+/* The same for a string: its value, or NULL. */
+static const char *
+kc_string(const struct kcfile *kc, json_t *obj, const char *ptr,
+    const char *key, int *bad)
+{
+	return json_string_value(kc_member(kc, obj, ptr, key, JSON_STRING,
+	    bad));
+}
+
+/* Check the types in clusters, contexts and users; -1 after logging. */
 static int
-yaml_is_item(const char *s)
+kc_check(const struct kcfile *kc)
 {
-	return s[0] == '-' && (s[1] == ' ' || s[1] == '\0');
-}
+	json_t	*arr, *ent;
+	char	 ptr[KC_PTR_MAX];
+	size_t	 i, l;
+	int	 bad = 0;
 
-static json_t *
-yaml_seq(struct yline *l, size_t n, size_t *i, int indent)
-{
-	json_t	*arr, *v;
-	char	*rest;
-	int	 sp;
-
-	if ((arr = json_array()) == NULL)
-		return NULL;
-	while (*i < n && l[*i].yl_indent == indent &&
-	    yaml_is_item(l[*i].yl_text)) {
-		rest = l[*i].yl_text + 1;
-		for (sp = 1; *rest == ' '; rest++)
-			sp++;
-		if (*rest == '\0') {
-			(*i)++;
-			v = *i < n && l[*i].yl_indent > indent ?
-			    yaml_node(l, n, i, l[*i].yl_indent) : json_null();
-		} else {
-			/* "- key: v" opens a mapping at the column of key */
-			l[*i].yl_indent += sp;
-			l[*i].yl_text = rest;
-			v = yaml_node(l, n, i, l[*i].yl_indent);
-		}
-		if (v == NULL || json_array_append_new(arr, v) == -1) {
-			json_decref(arr);
-			return NULL;
-		}
-	}
-	return arr;
-}
-
-static json_t *
-yaml_node(struct yline *l, size_t n, size_t *i, int indent)
-{
-	json_t	*map, *v;
-	char	*colon, *key;
-
-	if (*i >= n)
-		return json_null();
-	if (yaml_is_item(l[*i].yl_text))
-		return yaml_seq(l, n, i, indent);
-	if ((colon = yaml_colon(l[*i].yl_text)) == NULL)
-		return yaml_scalar(l[(*i)++].yl_text);
-	if ((map = json_object()) == NULL)
-		return NULL;
-	while (*i < n && l[*i].yl_indent == indent &&
-	    !yaml_is_item(l[*i].yl_text) &&
-	    (colon = yaml_colon(l[*i].yl_text)) != NULL) {
-		*colon = '\0';
-		key = kube_trim(l[*i].yl_text);
-		yaml_unquote(key);
-		if (colon[1] != '\0' && *kube_trim(colon + 1) != '\0') {
-			v = yaml_scalar(colon + 1);
-			(*i)++;
-		} else {
-			(*i)++;
-			if (*i < n && l[*i].yl_indent > indent)
-				v = yaml_node(l, n, i, l[*i].yl_indent);
-			else if (*i < n && l[*i].yl_indent == indent &&
-			    yaml_is_item(l[*i].yl_text))
-				v = yaml_seq(l, n, i, indent);
-			else
-				v = json_null();
-		}
-		if (v == NULL || json_object_set_new(map, key, v) == -1) {
-			json_decref(map);
-			return NULL;
-		}
-	}
-	return map;
-}
-
-static json_t *
-yaml_load(char *buf)
-{
-	struct yline	*l = NULL, *nl;
-	size_t		 n = 0, cap = 0, i = 0;
-	char		*line, *next, *p;
-	json_t		*root;
-
-	for (line = buf; line != NULL; line = next) {
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		for (p = line; *p == ' '; p++)
-			;
-		if (*p == '\0' || *p == '#' || strncmp(p, "---", 3) == 0)
-			continue;
-		kube_trim(p);
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			if ((nl = reallocarray(l, cap, sizeof(*l))) == NULL) {
-				free(l);
-				return NULL;
+	kc_member(kc, kc->kc_root, "", "current-context", JSON_STRING, &bad);
+	for (l = 0; l < nitems(kc_lists); l++) {
+		arr = kc_member(kc, kc->kc_root, "", kc_lists[l].list,
+		    JSON_ARRAY, &bad);
+		json_array_foreach(arr, i, ent) {
+			if (snprintf(ptr, sizeof(ptr), "/%s/%zu",
+			    kc_lists[l].list, i) >= (int)sizeof(ptr))
+				ptr[0] = '\0';
+			if (!json_is_object(ent)) {
+				kc_warnx(kc, ptr, "%s[%zu]: a mapping "
+				    "expected (name: and %s:), not %s",
+				    kc_lists[l].list, i, kc_lists[l].member,
+				    kc_typename(ent));
+				bad = 1;
+				continue;
 			}
-			l = nl;
+			kc_member(kc, ent, ptr, "name", JSON_STRING, &bad);
+			kc_member(kc, ent, ptr, kc_lists[l].member,
+			    JSON_OBJECT, &bad);
 		}
-		l[n].yl_indent = (int)(p - line);
-		l[n].yl_text = p;
-		n++;
 	}
-	root = n > 0 ? yaml_node(l, n, &i, l[0].yl_indent) : NULL;
-	free(l);
-	return root;
+	return bad ? -1 : 0;
 }
 
-/* The entry of a named list ("clusters", "users", ...) called name. */
+/*
+ * The mapping that entry name of list l holds, its pointer into ptr
+ * (KC_PTR_MAX bytes); NULL if there is none.  kc_check() has passed.
+ */
 static json_t *
-kube_named(json_t *root, const char *list, const char *name, const char *what)
+kc_named(const struct kcfile *kc, size_t l, const char *name, char *ptr)
 {
-	json_t		*arr, *ent;
+	char		 ent_ptr[KC_PTR_MAX];
+	json_t		*arr, *ent, *m;
 	const char	*s;
 	size_t		 i;
 
-	arr = json_object_get(root, list);
-	if (json_is_array(arr) && name != NULL)
-		json_array_foreach(arr, i, ent) {
-			s = json_string_value(json_object_get(ent, "name"));
-			if (s != NULL && strcmp(s, name) == 0 &&
-			    json_is_object(json_object_get(ent, what)))
-				return json_object_get(ent, what);
+	if (name == NULL)
+		return NULL;
+	arr = json_object_get(kc->kc_root, kc_lists[l].list);
+	json_array_foreach(arr, i, ent) {
+		s = json_string_value(json_object_get(ent, "name"));
+		m = json_object_get(ent, kc_lists[l].member);
+		if (s != NULL && strcmp(s, name) == 0 && json_is_object(m)) {
+			if (snprintf(ent_ptr, sizeof(ent_ptr), "/%s/%zu",
+			    kc_lists[l].list, i) >= (int)sizeof(ent_ptr))
+				ent_ptr[0] = '\0';
+			kc_ptr(ptr, ent_ptr, kc_lists[l].member);
+			return m;
 		}
+	}
 	return NULL;
 }
 
@@ -383,101 +374,166 @@ kube_path(const char *kubeconfig, const char *path)
 	return out;
 }
 
+/* fkey (a file) or dkey (base64 data) of obj, into *file or *blob. */
 static int
-kube_file_or_data(const char *kc, json_t *obj, const char *fkey,
-    const char *dkey, char **file, struct kube_blob *blob)
+kc_file_or_data(const struct kcfile *kc, json_t *obj, const char *ptr,
+    const char *fkey, const char *dkey, char **file, struct kube_blob *blob)
 {
+	char		 dptr[KC_PTR_MAX], name[KC_PTR_MAX];
 	const char	*s;
+	int		 bad = 0;
 
-	if ((s = json_string_value(json_object_get(obj, dkey))) != NULL) {
+	if ((s = kc_string(kc, obj, ptr, dkey, &bad)) != NULL) {
 		if (kube_b64decode(s, blob) == -1) {
-			log_warnx("%s: %s: bad base64", kc, dkey);
+			kc_ptr(dptr, ptr, dkey);
+			kc_warnx(kc, dptr, "%s: bad base64",
+			    kc_pathname(name, dptr));
 			return -1;
 		}
 		return 0;
 	}
-	if ((s = json_string_value(json_object_get(obj, fkey))) != NULL &&
-	    (*file = kube_path(kc, s)) == NULL)
+	if ((s = kc_string(kc, obj, ptr, fkey, &bad)) != NULL &&
+	    (*file = kube_path(kc->kc_path, s)) == NULL) {
+		log_warn("%s", kc->kc_path);
 		return -1;
-	return 0;
+	}
+	return bad ? -1 : 0;
 }
 
+/* Parse the file, YAML or JSON, into kc; -1 after logging. */
 static int
-kube_kubeconfig(const char *path)
+kc_load(struct kcfile *kc)
 {
-	json_error_t	 jerr;
-	json_t		*root = NULL, *ctx, *cluster, *user;
-	const char	*cname, *s;
-	char		*buf;
+	json_error_t	 err;
+	char		*buf, *p;
+	size_t		 len;
 
-	if ((buf = kube_readfile(path, KUBECONFIG_MAX, NULL)) == NULL) {
-		log_warn("%s", path);
+	if ((buf = kube_readfile(kc->kc_path, KUBECONFIG_MAX, &len)) ==
+	    NULL) {
+		log_warn("%s", kc->kc_path);
 		return -1;
 	}
-	if (*kube_trim(buf) == '{')
-		root = json_loads(buf, 0, &jerr);
+	for (p = buf; isspace((unsigned char)*p); p++)
+		;
+	if (*p == '{')
+		kc->kc_root = json_loadb(buf, len, 0, &err);
 	else
-		root = yaml_load(buf);
+		kc->kc_root = yamljson_load(buf, len, &kc->kc_marks, &err);
 	free(buf);
-	if (!json_is_object(root)) {
-		log_warnx("%s: not a kubeconfig file", path);
-		goto fail;
+	if (kc->kc_root == NULL) {
+		log_warnx("%s:%d:%d: %s", kc->kc_path, err.line, err.column,
+		    err.text);
+		return -1;
 	}
-	cname = conf.pc_context != NULL ? conf.pc_context :
-	    json_string_value(json_object_get(root, "current-context"));
-	if ((ctx = kube_named(root, "contexts", cname, "context")) == NULL) {
-		log_warnx("%s: no context %s", path,
-		    cname != NULL ? cname : "(current-context unset)");
-		goto fail;
+	if (!json_is_object(kc->kc_root)) {
+		kc_warnx(kc, "", "not a kubeconfig: a mapping expected at "
+		    "the top, not %s", kc_typename(kc->kc_root));
+		return -1;
 	}
-	s = json_string_value(json_object_get(ctx, "cluster"));
-	if ((cluster = kube_named(root, "clusters", s, "cluster")) == NULL ||
-	    (s = json_string_value(json_object_get(cluster, "server"))) ==
-	    NULL) {
-		log_warnx("%s: context %s: no cluster with a server", path,
-		    cname);
-		goto fail;
-	}
-	if (kube.k_server == NULL && (kube.k_server = strdup(s)) == NULL)
-		goto fail;
-	kube.k_insecure = json_is_true(json_object_get(cluster,
-	    "insecure-skip-tls-verify"));
-	if (kube.k_ca_file == NULL && kube_file_or_data(path, cluster,
-	    "certificate-authority", "certificate-authority-data",
-	    &kube.k_ca_file, &kube.k_ca) == -1)
-		goto fail;
+	return kc_check(kc);
+}
 
-	s = json_string_value(json_object_get(ctx, "user"));
-	user = kube_named(root, "users", s, "user");
-	if (user != NULL) {
-		if (json_object_get(user, "exec") != NULL ||
-		    json_object_get(user, "auth-provider") != NULL)
-			log_warnx("%s: user %s: exec and auth-provider "
-			    "credentials are not supported", path, s);
-		if (kube.k_token_file == NULL &&
-		    (s = json_string_value(json_object_get(user, "tokenFile")))
-		    != NULL && (kube.k_token_file = kube_path(path, s)) == NULL)
-			goto fail;
-		if (kube.k_token_file == NULL &&
-		    (s = json_string_value(json_object_get(user, "token"))) !=
-		    NULL && (kube.k_token = strdup(s)) == NULL)
-			goto fail;
-		if (kube_file_or_data(path, user, "client-certificate",
-		    "client-certificate-data", &kube.k_cert_file,
-		    &kube.k_cert) == -1 ||
-		    kube_file_or_data(path, user, "client-key",
-		    "client-key-data", &kube.k_key_file, &kube.k_key) == -1)
-			goto fail;
+/* The user's credentials into k, unless the command line gave some. */
+static int
+kc_user(const struct kcfile *kc, struct kube *k, json_t *user,
+    const char *ptr, const char *name)
+{
+	const char	*s, *how;
+	char		 xptr[KC_PTR_MAX];
+	int		 bad = 0;
+
+	if (k->k_token_file == NULL &&
+	    (s = kc_string(kc, user, ptr, "tokenFile", &bad)) != NULL &&
+	    (k->k_token_file = kube_path(kc->kc_path, s)) == NULL) {
+		log_warn("%s", kc->kc_path);
+		return -1;
 	}
-	json_decref(root);
+	if (k->k_token_file == NULL &&
+	    (s = kc_string(kc, user, ptr, "token", &bad)) != NULL &&
+	    (k->k_token = strdup(s)) == NULL) {
+		log_warn("%s", kc->kc_path);
+		return -1;
+	}
+	if (bad || kc_file_or_data(kc, user, ptr, "client-certificate",
+	    "client-certificate-data", &k->k_cert_file, &k->k_cert) == -1 ||
+	    kc_file_or_data(kc, user, ptr, "client-key", "client-key-data",
+	    &k->k_key_file, &k->k_key) == -1)
+		return -1;
+	how = json_object_get(user, "exec") != NULL ? "exec" :
+	    json_object_get(user, "auth-provider") != NULL ?
+	    "auth-provider" : NULL;
+	if (how == NULL)
+		return 0;
+	kc_ptr(xptr, ptr, how);
+	if (k->k_token_file == NULL && k->k_token == NULL &&
+	    k->k_cert_file == NULL && k->k_cert.kb_data == NULL) {
+		/* nothing else would authenticate us */
+		kc_warnx(kc, xptr, "user %s: %s credentials are not "
+		    "supported: use token, tokenFile or client-certificate",
+		    name, how);
+		return -1;
+	}
+	kc_warnx(kc, xptr, "user %s: %s credentials are not supported; "
+	    "using the others", name, how);
 	return 0;
- fail:
-	json_decref(root);
-	return -1;
 }
 
 static int
-kube_incluster(void)
+kube_kubeconfig(struct kube *k, const char *path, const char *context)
+{
+	struct kcfile	 kc;
+	json_t		*ctx, *cluster, *user;
+	const char	*cname, *s;
+	char		 ctxptr[KC_PTR_MAX], cptr[KC_PTR_MAX];
+	char		 uptr[KC_PTR_MAX];
+	int		 bad = 0, rc = -1;
+
+	memset(&kc, 0, sizeof(kc));
+	kc.kc_path = path;
+	if (kc_load(&kc) == -1)
+		goto done;
+	cname = context != NULL ? context :
+	    json_string_value(json_object_get(kc.kc_root, "current-context"));
+	if ((ctx = kc_named(&kc, KC_CONTEXTS, cname, ctxptr)) == NULL) {
+		kc_warnx(&kc, context == NULL ? "/current-context" : NULL,
+		    "no context %s", cname != NULL ? cname :
+		    "(current-context unset)");
+		goto done;
+	}
+	s = kc_string(&kc, ctx, ctxptr, "cluster", &bad);
+	if ((cluster = kc_named(&kc, KC_CLUSTERS, s, cptr)) == NULL ||
+	    (s = kc_string(&kc, cluster, cptr, "server", &bad)) == NULL) {
+		if (!bad)
+			kc_warnx(&kc, cluster != NULL ? cptr : ctxptr,
+			    "context %s: no cluster with a server", cname);
+		goto done;
+	}
+	if (k->k_server == NULL && (k->k_server = strdup(s)) == NULL) {
+		log_warn("%s", path);
+		goto done;
+	}
+	k->k_insecure = json_is_true(kc_member(&kc, cluster, cptr,
+	    "insecure-skip-tls-verify", JSON_TRUE, &bad));
+	if (bad || (k->k_ca_file == NULL && kc_file_or_data(&kc, cluster,
+	    cptr, "certificate-authority", "certificate-authority-data",
+	    &k->k_ca_file, &k->k_ca) == -1))
+		goto done;
+
+	s = kc_string(&kc, ctx, ctxptr, "user", &bad);
+	if (bad)
+		goto done;
+	if ((user = kc_named(&kc, KC_USERS, s, uptr)) != NULL &&
+	    kc_user(&kc, k, user, uptr, s) == -1)
+		goto done;
+	rc = 0;
+ done:
+	json_decref(kc.kc_root);
+	json_decref(kc.kc_marks);
+	return rc;
+}
+
+static int
+kube_incluster(struct kube *k)
 {
 	const char	*host, *port, *dir;
 	char		*path, *ns;
@@ -491,10 +547,10 @@ kube_incluster(void)
 	}
 	if ((dir = getenv("PODMETA_SERVICEACCOUNT_DIR")) == NULL)
 		dir = SA_DIR;
-	if (asprintf(&kube.k_server, strchr(host, ':') != NULL ?
+	if (asprintf(&k->k_server, strchr(host, ':') != NULL ?
 	    "https://[%s]:%s" : "https://%s:%s", host, port) == -1 ||
-	    asprintf(&kube.k_token_file, "%s/token", dir) == -1 ||
-	    asprintf(&kube.k_ca_file, "%s/ca.crt", dir) == -1)
+	    asprintf(&k->k_token_file, "%s/token", dir) == -1 ||
+	    asprintf(&k->k_ca_file, "%s/ca.crt", dir) == -1)
 		return -1;
 	if (asprintf(&path, "%s/namespace", dir) != -1) {
 		if ((ns = kube_readfile(path, 256, NULL)) != NULL)
@@ -506,61 +562,78 @@ kube_incluster(void)
 	return 0;
 }
 
-int
-kube_init(void)
+/* kube_new() without the cleanup: -1 leaves k for kube_free(). */
+static int
+kube_setup(struct kube *k, const struct podmeta_conf *conf)
 {
 	size_t	len;
 
-	if (conf.pc_token_file != NULL &&
-	    (kube.k_token_file = strdup(conf.pc_token_file)) == NULL)
+	if (conf->pc_token_file != NULL &&
+	    (k->k_token_file = strdup(conf->pc_token_file)) == NULL)
 		return -1;
-	if (conf.pc_ca_file != NULL &&
-	    (kube.k_ca_file = strdup(conf.pc_ca_file)) == NULL)
+	if (conf->pc_ca_file != NULL &&
+	    (k->k_ca_file = strdup(conf->pc_ca_file)) == NULL)
 		return -1;
-	if (conf.pc_server != NULL &&
-	    (kube.k_server = strdup(conf.pc_server)) == NULL)
+	if (conf->pc_server != NULL &&
+	    (k->k_server = strdup(conf->pc_server)) == NULL)
 		return -1;
-	if (conf.pc_kubeconfig != NULL) {
-		if (kube_kubeconfig(conf.pc_kubeconfig) == -1)
+	if (conf->pc_kubeconfig != NULL) {
+		if (kube_kubeconfig(k, conf->pc_kubeconfig,
+		    conf->pc_context) == -1)
 			return -1;
-	} else if (conf.pc_server == NULL && kube_incluster() == -1)
+	} else if (conf->pc_server == NULL && kube_incluster(k) == -1)
 		return -1;
-	len = strlen(kube.k_server);
-	while (len > 0 && kube.k_server[len - 1] == '/')
-		kube.k_server[--len] = '\0';
-	if (strncmp(kube.k_server, "https://", 8) != 0 &&
-	    strncmp(kube.k_server, "http://", 7) != 0) {
-		log_warnx("server %s: not an http(s) URL", kube.k_server);
+	len = strlen(k->k_server);
+	while (len > 0 && k->k_server[len - 1] == '/')
+		k->k_server[--len] = '\0';
+	if (strncmp(k->k_server, "https://", 8) != 0 &&
+	    strncmp(k->k_server, "http://", 7) != 0) {
+		log_warnx("server %s: not an http(s) URL", k->k_server);
 		return -1;
 	}
-	if (kube.k_token_file != NULL && kube_token_reload() == -1)
+	if (k->k_token_file != NULL && kube_token_reload(k) == -1)
 		log_warnx("starting without a token; will retry");
-	log_info("API server %s%s%s", kube.k_server,
-	    kube.k_token != NULL || kube.k_token_file != NULL ?
+	log_info("API server %s%s%s", k->k_server,
+	    k->k_token != NULL || k->k_token_file != NULL ?
 	    ", bearer token" : "",
-	    kube.k_cert_file != NULL || kube.k_cert.kb_data != NULL ?
+	    k->k_cert_file != NULL || k->k_cert.kb_data != NULL ?
 	    ", client certificate" : "");
 	return 0;
 }
 
-const char *
-kube_server(void)
+struct kube *
+kube_new(const struct podmeta_conf *conf)
 {
-	return kube.k_server;
+	struct kube	*k;
+
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		log_warn("kube");
+		return NULL;
+	}
+	if (kube_setup(k, conf) == -1) {
+		kube_free(k);
+		return NULL;
+	}
+	return k;
 }
 
-/* A header list for one request: Accept and the current bearer token. */
+const char *
+kube_server(const struct kube *k)
+{
+	return k->k_server;
+}
+
 void *
-kube_headers(void)
+kube_headers(const struct kube *k)
 {
 	struct curl_slist	*h, *n;
 	char			*auth;
 
 	if ((h = curl_slist_append(NULL, "Accept: application/json")) == NULL)
 		return NULL;
-	if (kube.k_token != NULL) {
+	if (k->k_token != NULL) {
 		if (asprintf(&auth, "Authorization: Bearer %s",
-		    kube.k_token) == -1) {
+		    k->k_token) == -1) {
 			curl_slist_free_all(h);
 			return NULL;
 		}
@@ -586,9 +659,8 @@ kube_blobopt(CURL *e, CURLoption opt, const struct kube_blob *b)
 	curl_easy_setopt(e, opt, &cb);
 }
 
-/* TLS and authentication options of an easy handle for url. */
-int
-kube_easy_setup(void *easy, const char *url)
+void
+kube_easy_setup(const struct kube *k, void *easy, const char *url)
 {
 	CURL	*e = easy;
 
@@ -605,36 +677,37 @@ kube_easy_setup(void *easy, const char *url)
 #else
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
 #endif
-	if (kube.k_ca_file != NULL)
-		curl_easy_setopt(e, CURLOPT_CAINFO, kube.k_ca_file);
-	else if (kube.k_ca.kb_data != NULL)
-		kube_blobopt(e, CURLOPT_CAINFO_BLOB, &kube.k_ca);
-	if (kube.k_insecure) {
+	if (k->k_ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, k->k_ca_file);
+	else if (k->k_ca.kb_data != NULL)
+		kube_blobopt(e, CURLOPT_CAINFO_BLOB, &k->k_ca);
+	if (k->k_insecure) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (kube.k_cert_file != NULL)
-		curl_easy_setopt(e, CURLOPT_SSLCERT, kube.k_cert_file);
-	else if (kube.k_cert.kb_data != NULL)
-		kube_blobopt(e, CURLOPT_SSLCERT_BLOB, &kube.k_cert);
-	if (kube.k_key_file != NULL)
-		curl_easy_setopt(e, CURLOPT_SSLKEY, kube.k_key_file);
-	else if (kube.k_key.kb_data != NULL)
-		kube_blobopt(e, CURLOPT_SSLKEY_BLOB, &kube.k_key);
-	return 0;
+	if (k->k_cert_file != NULL)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, k->k_cert_file);
+	else if (k->k_cert.kb_data != NULL)
+		kube_blobopt(e, CURLOPT_SSLCERT_BLOB, &k->k_cert);
+	if (k->k_key_file != NULL)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, k->k_key_file);
+	else if (k->k_key.kb_data != NULL)
+		kube_blobopt(e, CURLOPT_SSLKEY_BLOB, &k->k_key);
 }
 
 void
-kube_free(void)
+kube_free(struct kube *k)
 {
-	free(kube.k_server);
-	free(kube.k_token_file);
-	free(kube.k_token);
-	free(kube.k_ca_file);
-	free(kube.k_ca.kb_data);
-	free(kube.k_cert_file);
-	free(kube.k_cert.kb_data);
-	free(kube.k_key_file);
-	free(kube.k_key.kb_data);
-	memset(&kube, 0, sizeof(kube));
+	if (k == NULL)
+		return;
+	free(k->k_server);
+	free(k->k_token_file);
+	free(k->k_token);
+	free(k->k_ca_file);
+	free(k->k_ca.kb_data);
+	free(k->k_cert_file);
+	free(k->k_cert.kb_data);
+	free(k->k_key_file);
+	free(k->k_key.kb_data);
+	free(k);
 }

@@ -1,6 +1,4 @@
 /* podmeta.c: main, flags, the stdin request loop, requests waiting for the first sync, stats */
-#include "config.h"
-
 #include <sys/types.h>
 #include <sys/queue.h>
 
@@ -23,30 +21,6 @@ struct pending {
 	TAILQ_ENTRY(pending)	 pe_entry;
 };
 
-struct podmeta_conf	 conf = {
-	.pc_max_value = PODMETA_MAX_VALUE,
-	.pc_sync_wait = 5.0,
-	.pc_delete_grace = 120.0,
-};
-struct podmeta_stats	 stats;
-struct ev_loop		*loop;
-
-static TAILQ_HEAD(, pending) podmeta_pending =
-    TAILQ_HEAD_INITIALIZER(podmeta_pending);
-static size_t		 podmeta_npending;
-static int		 podmeta_synced_once;
-static int		 podmeta_gave_up;	/* --sync-wait passed unsynced */
-static int		 podmeta_eof;
-static ev_io		 podmeta_stdin;
-static ev_timer		 podmeta_syncwait;
-static ev_timer		 podmeta_sweep;
-static ev_signal	 podmeta_sigusr1, podmeta_sigterm, podmeta_sigint;
-static struct pbuf	 podmeta_out;
-static char		 podmeta_in[PODMETA_LINE_MAX + 1];
-static size_t		 podmeta_inlen;
-static int		 podmeta_discard;	/* inside an overlong line */
-static struct proto_req	 podmeta_longreq;	/* its ID */
-
 static __attribute__((noreturn)) void
 usage(int status)
 {
@@ -65,11 +39,11 @@ usage(int status)
 }
 
 static void
-podmeta_flush(void)
+podmeta_flush(struct podmeta *pm)
 {
 	struct pollfd	 pfd;
-	const char	*p = podmeta_out.pb_data;
-	size_t		 len = podmeta_out.pb_len;
+	const char	*p = pm->pm_out.b_data;
+	size_t		 len = pm->pm_out.b_len;
 	ssize_t		 n;
 
 	while (len > 0) {
@@ -84,205 +58,226 @@ podmeta_flush(void)
 				continue;
 			}
 			log_warn("stdout");
-			podmeta_stats_log("exit");
+			podmeta_stats_log(pm, "exit");
 			exit(1);
 		}
 		p += n;
 		len -= (size_t)n;
 	}
-	podmeta_out.pb_len = 0;
+	buf_reset(&pm->pm_out);
 }
 
 static void
-podmeta_reply(const struct proto_req *pr, enum proto_answer ans,
-    const char *tail, size_t taillen)
+podmeta_reply(struct podmeta *pm, const struct proto_req *pr,
+    enum proto_answer ans, const char *tail, size_t taillen)
 {
-	if (proto_reply(&podmeta_out, pr, ans, tail, taillen) == -1)
+	if (proto_reply(&pm->pm_out, pr, ans, tail, taillen) == -1)
 		fatal("reply");
-	podmeta_flush();
+	podmeta_flush(pm);
 }
 
 static void
-podmeta_answer(const struct proto_req *pr)
+podmeta_answer(struct podmeta *pm, const struct proto_req *pr)
 {
 	const struct pod	*p;
 
-	stats.ps_lookups++;
-	if ((p = index_lookup(&pr->pr_addr)) != NULL) {
-		stats.ps_hits++;
-		podmeta_reply(pr, PROTO_HIT, p->p_tail, p->p_taillen);
+	pm->pm_stats.ps_lookups++;
+	if ((p = index_lookup(pm->pm_index, &pr->pr_addr)) != NULL) {
+		pm->pm_stats.ps_hits++;
+		podmeta_reply(pm, pr, PROTO_HIT, p->p_tail, p->p_taillen);
 	} else
-		podmeta_reply(pr, conf.pc_unknown_err ? PROTO_UNKNOWN_ERR :
-		    PROTO_UNKNOWN_OK, NULL, 0);
+		podmeta_reply(pm, pr, pm->pm_conf.pc_unknown_err ?
+		    PROTO_UNKNOWN_ERR : PROTO_UNKNOWN_OK, NULL, 0);
 }
 
 static void
-podmeta_done_maybe(void)
+podmeta_done_maybe(struct podmeta *pm)
 {
-	if (podmeta_eof && podmeta_npending == 0)
-		ev_break(loop, EVBREAK_ALL);
+	if (pm->pm_eof && pm->pm_npending == 0)
+		ev_break(pm->pm_loop, EVBREAK_ALL);
 }
 
 static void
-podmeta_request(char *line, size_t len)
+podmeta_request(struct podmeta *pm, char *line, size_t len)
 {
 	struct proto_req	 pr;
 	struct pending		*pe;
 
 	if (proto_parse(line, len, &pr) == -1) {
-		stats.ps_bad_requests++;
-		podmeta_reply(&pr, PROTO_BAD, NULL, 0);
+		pm->pm_stats.ps_bad_requests++;
+		podmeta_reply(pm, &pr, PROTO_BAD, NULL, 0);
 		return;
 	}
-	if (podmeta_synced_once) {
-		podmeta_answer(&pr);
+	if (pm->pm_synced) {
+		podmeta_answer(pm, &pr);
 		return;
 	}
-	if (podmeta_gave_up || podmeta_npending >= PODMETA_PENDING_MAX ||
+	if (pm->pm_gave_up || pm->pm_npending >= PODMETA_PENDING_MAX ||
 	    (pe = malloc(sizeof(*pe))) == NULL) {
-		stats.ps_lookups++;
-		podmeta_reply(&pr, PROTO_BH, "no pod list yet", 0);
+		pm->pm_stats.ps_lookups++;
+		podmeta_reply(pm, &pr, PROTO_BH, "no pod list yet", 0);
 		return;
 	}
 	pe->pe_req = pr;
-	TAILQ_INSERT_TAIL(&podmeta_pending, pe, pe_entry);
-	podmeta_npending++;
+	TAILQ_INSERT_TAIL(&pm->pm_pending, pe, pe_entry);
+	pm->pm_npending++;
 }
 
 /* Answer every waiting request: from the index once synced, else BH. */
 static void
-podmeta_drain(void)
+podmeta_drain(struct podmeta *pm)
 {
 	struct pending	*pe;
 
-	while ((pe = TAILQ_FIRST(&podmeta_pending)) != NULL) {
-		TAILQ_REMOVE(&podmeta_pending, pe, pe_entry);
-		podmeta_npending--;
-		if (podmeta_synced_once)
-			podmeta_answer(&pe->pe_req);
+	while ((pe = TAILQ_FIRST(&pm->pm_pending)) != NULL) {
+		TAILQ_REMOVE(&pm->pm_pending, pe, pe_entry);
+		pm->pm_npending--;
+		if (pm->pm_synced)
+			podmeta_answer(pm, &pe->pe_req);
 		else {
-			stats.ps_lookups++;
-			podmeta_reply(&pe->pe_req, PROTO_BH,
+			pm->pm_stats.ps_lookups++;
+			podmeta_reply(pm, &pe->pe_req, PROTO_BH,
 			    "no pod list yet", 0);
 		}
 		free(pe);
 	}
-	podmeta_done_maybe();
+	podmeta_done_maybe(pm);
 }
 
-/* A list completed: requests can be answered from now on. */
-void
-podmeta_synced(void)
+int
+podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what)
 {
-	if (!podmeta_synced_once)
+	struct pod	*p;
+
+	if ((p = render_pod(pm->pm_render, obj)) == NULL) {
+		pm->pm_stats.ps_bad_objects++;
+		return -1;
+	}
+	if (index_upsert(pm->pm_index, p) == -1)
+		log_warnx("%s: out of memory", what);
+	return 0;
+}
+
+void
+podmeta_synced(struct podmeta *pm)
+{
+	if (!pm->pm_synced)
 		log_info("synced: answering from the pod index");
-	podmeta_synced_once = 1;
-	ev_timer_stop(loop, &podmeta_syncwait);
-	podmeta_drain();
+	pm->pm_synced = 1;
+	ev_timer_stop(pm->pm_loop, &pm->pm_syncwait);
+	podmeta_drain(pm);
 }
 
 static void
 podmeta_syncwait_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	if (podmeta_synced_once)
+	struct podmeta	*pm = w->data;
+
+	if (pm->pm_synced)
 		return;
 	log_warnx("no pod list within %.1fs: answering BH until one arrives",
-	    conf.pc_sync_wait);
-	podmeta_gave_up = 1;
-	podmeta_drain();
+	    pm->pm_conf.pc_sync_wait);
+	pm->pm_gave_up = 1;
+	podmeta_drain(pm);
 }
 
 /* Consume complete lines from the input buffer; overlong ones get ERR. */
 static void
-podmeta_lines(int eof)
+podmeta_lines(struct podmeta *pm, int eof)
 {
-	char	*nl, *p = podmeta_in;
-	size_t	 left = podmeta_inlen, n;
+	char	*nl, *p = pm->pm_in;
+	size_t	 left = pm->pm_inlen, n;
 
 	while ((nl = memchr(p, '\n', left)) != NULL) {
 		n = (size_t)(nl - p);
-		if (podmeta_discard) {
-			podmeta_discard = 0;
-			stats.ps_bad_requests++;
-			podmeta_reply(&podmeta_longreq, PROTO_BAD, NULL, 0);
+		if (pm->pm_discard) {
+			pm->pm_discard = 0;
+			pm->pm_stats.ps_bad_requests++;
+			podmeta_reply(pm, &pm->pm_longreq, PROTO_BAD, NULL, 0);
 		} else
-			podmeta_request(p, n);
+			podmeta_request(pm, p, n);
 		p = nl + 1;
 		left -= n + 1;
 	}
-	if (left == PODMETA_LINE_MAX && !podmeta_discard) {
+	if (left == PODMETA_LINE_MAX && !pm->pm_discard) {
 		/* keep the channel ID from the start of the line */
-		proto_parse(p, left, &podmeta_longreq);
-		podmeta_longreq.pr_error = "request line too long";
-		podmeta_discard = 1;
+		proto_parse(p, left, &pm->pm_longreq);
+		pm->pm_longreq.pr_error = "request line too long";
+		pm->pm_discard = 1;
 		left = 0;
-	} else if (podmeta_discard)
+	} else if (pm->pm_discard)
 		left = 0;
-	if (eof && (left > 0 || podmeta_discard)) {
-		if (podmeta_discard) {
-			podmeta_discard = 0;
-			stats.ps_bad_requests++;
-			podmeta_reply(&podmeta_longreq, PROTO_BAD, NULL, 0);
+	if (eof && (left > 0 || pm->pm_discard)) {
+		if (pm->pm_discard) {
+			pm->pm_discard = 0;
+			pm->pm_stats.ps_bad_requests++;
+			podmeta_reply(pm, &pm->pm_longreq, PROTO_BAD, NULL, 0);
 		} else
-			podmeta_request(p, left);
+			podmeta_request(pm, p, left);
 		left = 0;
 	}
-	memmove(podmeta_in, p, left);
-	podmeta_inlen = left;
+	memmove(pm->pm_in, p, left);
+	pm->pm_inlen = left;
 }
 
 static void
 podmeta_stdin_cb(struct ev_loop *l, ev_io *w, int revents)
 {
-	ssize_t	 n;
+	struct podmeta	*pm = w->data;
+	ssize_t		 n;
 
-	n = read(STDIN_FILENO, podmeta_in + podmeta_inlen,
-	    PODMETA_LINE_MAX - podmeta_inlen);
+	n = read(STDIN_FILENO, pm->pm_in + pm->pm_inlen,
+	    PODMETA_LINE_MAX - pm->pm_inlen);
 	if (n == -1) {
 		if (errno == EINTR || errno == EAGAIN)
 			return;
 		log_warn("stdin");
 	}
 	if (n <= 0) {
-		podmeta_lines(1);
-		podmeta_eof = 1;
-		ev_io_stop(loop, w);
-		podmeta_done_maybe();
+		podmeta_lines(pm, 1);
+		pm->pm_eof = 1;
+		ev_io_stop(pm->pm_loop, w);
+		podmeta_done_maybe(pm);
 		return;
 	}
-	podmeta_inlen += (size_t)n;
-	podmeta_lines(0);
+	pm->pm_inlen += (size_t)n;
+	podmeta_lines(pm, 0);
 }
 
 void
-podmeta_stats_log(const char *why)
+podmeta_stats_log(struct podmeta *pm, const char *why)
 {
-	size_t	live, tombs, addrs;
+	const struct podmeta_stats *st = &pm->pm_stats;
+	size_t		 live, tombs, addrs;
 
-	index_counts(&live, &tombs, &addrs);
+	index_counts(pm->pm_index, &live, &tombs, &addrs);
 	log_info("stats (%s): pods=%zu tombstones=%zu addresses=%zu "
 	    "events=%llu lists=%llu relists=%llu api_errors=%llu "
 	    "lookups=%llu hits=%llu bad_requests=%llu bad_objects=%llu",
-	    why, live, tombs, addrs, stats.ps_events, stats.ps_lists,
-	    stats.ps_relists, stats.ps_api_errors, stats.ps_lookups,
-	    stats.ps_hits, stats.ps_bad_requests, stats.ps_bad_objects);
+	    why, live, tombs, addrs, st->ps_events, st->ps_lists,
+	    st->ps_relists, st->ps_api_errors, st->ps_lookups,
+	    st->ps_hits, st->ps_bad_requests, st->ps_bad_objects);
 }
 
 static void
 podmeta_signal_cb(struct ev_loop *l, ev_signal *w, int revents)
 {
+	struct podmeta	*pm = w->data;
+
 	if (w->signum == SIGUSR1) {
-		podmeta_stats_log("SIGUSR1");
+		podmeta_stats_log(pm, "SIGUSR1");
 		return;
 	}
 	log_info("signal %d: exiting", w->signum);
-	ev_break(loop, EVBREAK_ALL);
+	ev_break(pm->pm_loop, EVBREAK_ALL);
 }
 
 static void
 podmeta_sweep_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	index_expire(ev_now(loop));
+	struct podmeta	*pm = w->data;
+
+	index_expire(pm->pm_index, ev_now(pm->pm_loop));
 }
 
 static double
@@ -329,13 +324,23 @@ static const struct option podmeta_opts[] = {
 int
 main(int argc, char *argv[])
 {
-	const char	*source = "api";
-	char		*end;
-	unsigned long	 ul;
-	int		 ch, verbose = 0;
+	struct podmeta		 pm;
+	struct podmeta_conf	*conf = &pm.pm_conf;
+	struct pending		*pe;
+	const char		*source = "api";
+	char			*end;
+	unsigned long		 ul;
+	int			 ch, verbose = 0;
+
+	memset(&pm, 0, sizeof(pm));
+	TAILQ_INIT(&pm.pm_pending);
+	buf_init(&pm.pm_out, 0);
+	conf->pc_max_value = PODMETA_MAX_VALUE;
+	conf->pc_sync_wait = 5.0;
+	conf->pc_delete_grace = 120.0;
 
 	diag_init(argv[0], 0);
-	conf.pc_node = getenv("NODE_NAME");
+	conf->pc_node = getenv("NODE_NAME");
 	while ((ch = getopt_long(argc, argv, "hVv", podmeta_opts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -351,31 +356,31 @@ main(int argc, char *argv[])
 			source = optarg;
 			break;
 		case OPT_SERVER:
-			conf.pc_server = optarg;
+			conf->pc_server = optarg;
 			break;
 		case OPT_TOKEN_FILE:
-			conf.pc_token_file = optarg;
+			conf->pc_token_file = optarg;
 			break;
 		case OPT_CA_FILE:
-			conf.pc_ca_file = optarg;
+			conf->pc_ca_file = optarg;
 			break;
 		case OPT_KUBECONFIG:
-			conf.pc_kubeconfig = optarg;
+			conf->pc_kubeconfig = optarg;
 			break;
 		case OPT_CONTEXT:
-			conf.pc_context = optarg;
+			conf->pc_context = optarg;
 			break;
 		case OPT_NODE:
-			conf.pc_node = optarg;
+			conf->pc_node = optarg;
 			break;
 		case OPT_NAMESPACE:
-			conf.pc_namespace = optarg;
+			conf->pc_namespace = optarg;
 			break;
 		case OPT_LABELS:
-			conf.pc_labels = optarg;
+			conf->pc_labels = optarg;
 			break;
 		case OPT_ANNOTATIONS:
-			conf.pc_annotations = optarg;
+			conf->pc_annotations = optarg;
 			break;
 		case OPT_MAX_VALUE:
 			errno = 0;
@@ -383,23 +388,23 @@ main(int argc, char *argv[])
 			if (errno != 0 || end == optarg || *end != '\0' ||
 			    optarg[0] == '-' || ul > 1024 * 1024)
 				fatalx("--max-value: bad number: %s", optarg);
-			conf.pc_max_value = ul;
+			conf->pc_max_value = ul;
 			break;
 		case OPT_UNKNOWN:
 			if (strcmp(optarg, "ok") == 0)
-				conf.pc_unknown_err = 0;
+				conf->pc_unknown_err = 0;
 			else if (strcmp(optarg, "err") == 0)
-				conf.pc_unknown_err = 1;
+				conf->pc_unknown_err = 1;
 			else
 				fatalx("--unknown: ok or err, not %s", optarg);
 			break;
 		case OPT_SYNC_WAIT:
-			conf.pc_sync_wait = podmeta_seconds("--sync-wait",
+			conf->pc_sync_wait = podmeta_seconds("--sync-wait",
 			    optarg);
 			break;
 		case OPT_DELETE_GRACE:
-			conf.pc_delete_grace = podmeta_seconds("--delete-grace",
-			    optarg);
+			conf->pc_delete_grace = podmeta_seconds(
+			    "--delete-grace", optarg);
 			break;
 		default:
 			usage(2);
@@ -408,61 +413,69 @@ main(int argc, char *argv[])
 	if (optind != argc)
 		usage(2);
 	diag_init(argv[0], verbose);
-	if (conf.pc_node != NULL && conf.pc_node[0] == '\0')
-		conf.pc_node = NULL;
-	if (conf.pc_namespace != NULL && conf.pc_namespace[0] == '\0')
-		conf.pc_namespace = NULL;
+	if (conf->pc_node != NULL && conf->pc_node[0] == '\0')
+		conf->pc_node = NULL;
+	if (conf->pc_namespace != NULL && conf->pc_namespace[0] == '\0')
+		conf->pc_namespace = NULL;
 	if (strncmp(source, "file:", 5) == 0 && source[5] != '\0')
-		conf.pc_source_file = source + 5;
+		conf->pc_source_file = source + 5;
 	else if (strcmp(source, "api") != 0)
 		fatalx("--source: api or file:PATH, not %s", source);
 
 	signal(SIGPIPE, SIG_IGN);
-	if ((loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
+	if ((pm.pm_loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
 		fatalx("cannot initialise libev");
-	if (render_init(conf.pc_labels, conf.pc_annotations,
-	    conf.pc_max_value) == -1)
+	if ((pm.pm_render = render_new(conf->pc_labels, conf->pc_annotations,
+	    conf->pc_max_value)) == NULL)
 		exit(2);
-	index_init();
+	if ((pm.pm_index = index_new(conf->pc_delete_grace)) == NULL)
+		fatal("index");
 
-	ev_signal_init(&podmeta_sigusr1, podmeta_signal_cb, SIGUSR1);
-	ev_signal_init(&podmeta_sigterm, podmeta_signal_cb, SIGTERM);
-	ev_signal_init(&podmeta_sigint, podmeta_signal_cb, SIGINT);
-	ev_signal_start(loop, &podmeta_sigusr1);
-	ev_signal_start(loop, &podmeta_sigterm);
-	ev_signal_start(loop, &podmeta_sigint);
-	ev_timer_init(&podmeta_sweep, podmeta_sweep_cb, 1.0, 1.0);
-	ev_timer_start(loop, &podmeta_sweep);
-	ev_timer_init(&podmeta_syncwait, podmeta_syncwait_cb,
-	    conf.pc_sync_wait, 0);
-	ev_timer_start(loop, &podmeta_syncwait);
-	ev_io_init(&podmeta_stdin, podmeta_stdin_cb, STDIN_FILENO, EV_READ);
-	ev_io_start(loop, &podmeta_stdin);
+	ev_signal_init(&pm.pm_sigusr1, podmeta_signal_cb, SIGUSR1);
+	ev_signal_init(&pm.pm_sigterm, podmeta_signal_cb, SIGTERM);
+	ev_signal_init(&pm.pm_sigint, podmeta_signal_cb, SIGINT);
+	pm.pm_sigusr1.data = pm.pm_sigterm.data = pm.pm_sigint.data = &pm;
+	ev_signal_start(pm.pm_loop, &pm.pm_sigusr1);
+	ev_signal_start(pm.pm_loop, &pm.pm_sigterm);
+	ev_signal_start(pm.pm_loop, &pm.pm_sigint);
+	ev_timer_init(&pm.pm_sweep, podmeta_sweep_cb, 1.0, 1.0);
+	pm.pm_sweep.data = &pm;
+	ev_timer_start(pm.pm_loop, &pm.pm_sweep);
+	ev_timer_init(&pm.pm_syncwait, podmeta_syncwait_cb,
+	    conf->pc_sync_wait, 0);
+	pm.pm_syncwait.data = &pm;
+	ev_timer_start(pm.pm_loop, &pm.pm_syncwait);
+	ev_io_init(&pm.pm_stdin, podmeta_stdin_cb, STDIN_FILENO, EV_READ);
+	pm.pm_stdin.data = &pm;
+	ev_io_start(pm.pm_loop, &pm.pm_stdin);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
-	if (conf.pc_source_file != NULL) {
-		if (source_start(conf.pc_source_file) == -1)
+	if (conf->pc_source_file != NULL) {
+		if ((pm.pm_source = source_start(&pm,
+		    conf->pc_source_file)) == NULL)
 			exit(1);
 	} else {
-		if (kube_init() == -1)
+		if ((pm.pm_kube = kube_new(conf)) == NULL)
 			exit(1);
-		if (watch_start() == -1)
+		if ((pm.pm_watch = watch_start(&pm)) == NULL)
 			exit(1);
 	}
 
-	ev_run(loop, 0);
+	ev_run(pm.pm_loop, 0);
 
-	podmeta_stats_log("exit");
-	if (conf.pc_source_file != NULL)
-		source_stop();
-	else {
-		watch_stop();
-		kube_free();
+	podmeta_stats_log(&pm, "exit");
+	while ((pe = TAILQ_FIRST(&pm.pm_pending)) != NULL) {
+		/* a signal came before the first list: nobody is listening */
+		TAILQ_REMOVE(&pm.pm_pending, pe, pe_entry);
+		free(pe);
 	}
+	source_stop(pm.pm_source);
+	watch_stop(pm.pm_watch);
+	kube_free(pm.pm_kube);
 	curl_global_cleanup();
-	index_clear();
-	render_free();
-	pbuf_free(&podmeta_out);
+	index_free(pm.pm_index);
+	render_free(pm.pm_render);
+	buf_free(&pm.pm_out);
 	return 0;
 }

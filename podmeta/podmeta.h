@@ -12,7 +12,9 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include "buf.h"
 #include "diag.h"
+#include "hash.h"
 #include "helperproto.h"
 
 #define PODMETA_LINE_MAX	16384		/* longer requests get ERR */
@@ -52,13 +54,13 @@ struct podmeta_stats {
 	unsigned long long	 ps_bad_objects;	/* pods we could not use */
 };
 
-struct addrent;
+struct addrent;		/* index.c: one indexed address */
 
 /* One pod's claim on one address. */
 struct podaddr {
 	struct pod		*pa_pod;
 	struct addrent		*pa_ent;
-	TAILQ_ENTRY(podaddr)	 pa_entry;	/* in ae_claims */
+	TAILQ_ENTRY(podaddr)	 pa_entry;	/* in the address's claims */
 };
 
 /*
@@ -84,16 +86,8 @@ struct pod {
 	struct in6_addr		 p_ips[PODMETA_IPS_MAX];
 	size_t			 p_nips;
 	struct podaddr		 p_claims[PODMETA_IPS_MAX];
-	struct pod		*p_hnext;	/* uid hash chain */
+	struct hnode		 p_hnode;	/* in the index, by p_uid */
 	TAILQ_ENTRY(pod)	 p_entry;	/* live list or tombstone queue */
-};
-TAILQ_HEAD(podlist, pod);
-
-struct addrent {
-	struct in6_addr		 ae_addr;
-	struct pod		*ae_owner;
-	TAILQ_HEAD(, podaddr)	 ae_claims;
-	struct addrent		*ae_hnext;
 };
 
 /* proto.c: one parsed request */
@@ -101,13 +95,6 @@ struct proto_req {
 	char			 pr_id[HELPER_ID_MAXLEN + 1];	/* "" if none */
 	struct in6_addr		 pr_addr;		/* v4 as ::ffff:a.b.c.d */
 	const char		*pr_error;		/* NULL if valid */
-};
-
-/* proto.c: a growable output buffer */
-struct pbuf {
-	char			*pb_data;
-	size_t			 pb_len;
-	size_t			 pb_cap;
 };
 
 enum proto_answer {
@@ -118,55 +105,218 @@ enum proto_answer {
 	PROTO_BAD		/* ERR message=pr_error */
 };
 
+/* Each module's own state; defined in its file. */
+struct pending;		/* podmeta.c: a request waiting for the first list */
+struct pod_index;
+struct render;
+struct kube;
+struct watch;
+struct source;
+
+/*
+ * The whole program: its configuration, counters, event loop, the parts
+ * it owns, and the state of the request loop on stdin (podmeta.c).
+ * main() has the only one; each file is handed it, or the piece it needs.
+ */
+struct podmeta {
+	struct podmeta_conf	 pm_conf;
+	struct podmeta_stats	 pm_stats;
+	struct ev_loop		*pm_loop;
+
+	struct pod_index	*pm_index;
+	struct render		*pm_render;
+	struct kube		*pm_kube;	/* --source api only */
+	struct watch		*pm_watch;	/* --source api only */
+	struct source		*pm_source;	/* --source file: only */
+
+	/* podmeta.c: the request loop */
+	TAILQ_HEAD(, pending)	 pm_pending;
+	size_t			 pm_npending;
+	int			 pm_synced;	/* a list has completed */
+	int			 pm_gave_up;	/* --sync-wait passed unsynced */
+	int			 pm_eof;
+	ev_io			 pm_stdin;
+	ev_timer		 pm_syncwait;
+	ev_timer		 pm_sweep;
+	ev_signal		 pm_sigusr1, pm_sigterm, pm_sigint;
+	struct buf		 pm_out;	/* replies not yet written */
+	char			 pm_in[PODMETA_LINE_MAX + 1];
+	size_t			 pm_inlen;
+	int			 pm_discard;	/* inside an overlong line */
+	struct proto_req	 pm_longreq;	/* its ID */
+};
+
 /* ----------------------------------------------------------- prototypes */
 
 /* podmeta.c */
-extern struct podmeta_conf	 conf;
-extern struct podmeta_stats	 stats;
-extern struct ev_loop		*loop;
-void	 podmeta_synced(void);
-void	 podmeta_stats_log(const char *);
+
+/*
+ * A complete list of pods is in pm's index: answer waiting requests and,
+ * from now on, every request at once.  Called by watch.c and source.c.
+ */
+void	 podmeta_synced(struct podmeta *pm);
+
+/*
+ * Render the pod API object obj (borrowed) and put it in pm's index.
+ * 0, or -1 if obj is not a usable pod (counted in ps_bad_objects).  Out
+ * of memory in the index is logged, prefixed with what, and returns 0.
+ */
+int	 podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what);
+
+/* Log one stats line to stderr; why says what prompted it. */
+void	 podmeta_stats_log(struct podmeta *pm, const char *why);
 
 /* proto.c */
-int	 proto_parse(char *, size_t, struct proto_req *);
-int	 proto_reply(struct pbuf *, const struct proto_req *,
-	    enum proto_answer, const char *, size_t);
-void	 proto_addr_str(const struct in6_addr *, char *, size_t);
-void	 pbuf_free(struct pbuf *);
+
+/*
+ * Parse the request line[0..len) in place (line[len] must be writable).
+ * Returns 0 with *pr filled, or -1 with pr->pr_error saying why (and
+ * pr->pr_id set if the line had a channel ID).
+ */
+int	 proto_parse(char *line, size_t len, struct proto_req *pr);
+
+/*
+ * Append one reply line for pr, newline included, to out.  For
+ * PROTO_HIT, tail[0..taillen) is a pod's rendered tail; for PROTO_BH and
+ * PROTO_BAD, tail is a message (NULL: pr->pr_error).  0, or -1 if out
+ * could not take it (out is then left with part of the line).
+ */
+int	 proto_reply(struct buf *out, const struct proto_req *pr,
+	    enum proto_answer ans, const char *tail, size_t taillen);
 
 /* index.c */
-void	 index_init(void);
-int	 index_upsert(struct pod *);
-void	 index_delete(const char *);
-void	 index_list_begin(void);
-void	 index_list_end(void);
-const struct pod *index_lookup(const struct in6_addr *);
-void	 index_expire(double);
-void	 index_counts(size_t *, size_t *, size_t *);
-void	 index_clear(void);
+
+/*
+ * An empty index of pods by UID and by address.  A deleted pod stays a
+ * tombstone for grace seconds (0: it goes at once).  NULL if out of
+ * memory.  index_free() frees it and every pod in it.
+ */
+struct pod_index *index_new(double grace);
+void	 index_free(struct pod_index *);
+
+/*
+ * Add p, or replace the pod with its UID; the index owns p from now on,
+ * even on error.  A finished pod, or one without an address, only
+ * removes the earlier version.  0, or -1 if out of memory (p is dropped).
+ */
+int	 index_upsert(struct pod_index *, struct pod *p);
+
+/* The pod uid was deleted at time now: it becomes a tombstone. */
+void	 index_delete(struct pod_index *, const char *uid, double now);
+
+/*
+ * Around a complete list: the live pods that list_end() finds were not
+ * upserted since list_begin() were deleted meanwhile, at time now.
+ */
+void	 index_list_begin(struct pod_index *);
+void	 index_list_end(struct pod_index *, double now);
+
+/* The pod that owns address a, or NULL.  Valid until the next change. */
+const struct pod *index_lookup(const struct pod_index *,
+	    const struct in6_addr *a);
+
+/* Remove the tombstones whose grace period has passed by time now. */
+void	 index_expire(struct pod_index *, double now);
+
+/* How many live pods, tombstones and addresses are held. */
+void	 index_counts(const struct pod_index *, size_t *live, size_t *tombs,
+	    size_t *addrs);
+
+/* Free a pod that is in no index (NULL is fine). */
 void	 pod_free(struct pod *);
 
 /* render.c */
-int	 render_init(const char *, const char *, size_t);
-struct pod *render_pod(json_t *);
-const char *render_uid(json_t *);
-const char *render_rv(json_t *);
-void	 render_free(void);
+
+/*
+ * The label and annotation filters (PCRE2 patterns; labels NULL: all,
+ * annots NULL: none) and the value cap (0: none).  NULL after logging
+ * why, e.g. a bad pattern.  render_free() accepts NULL.
+ */
+struct render *render_new(const char *labels, const char *annots,
+	    size_t maxvalue);
+void	 render_free(struct render *);
+
+/*
+ * A pod from its API object (borrowed), with its reply tail rendered;
+ * the caller owns it.  NULL if the object has no metadata.uid, or when
+ * out of memory.
+ */
+struct pod *render_pod(struct render *, json_t *obj);
+
+/* metadata.uid and metadata.resourceVersion of obj, borrowed; or NULL. */
+const char *render_uid(json_t *obj);
+const char *render_rv(json_t *obj);
 
 /* kube.c */
-int	 kube_init(void);
-int	 kube_token_reload(void);
-int	 kube_easy_setup(void *, const char *);
-void	*kube_headers(void);
-const char *kube_server(void);
-void	 kube_free(void);
+
+/*
+ * Where the API is and how to authenticate, from conf: --server and
+ * friends, --kubeconfig, else the in-cluster service account.  Reads
+ * the token file once.  NULL after logging why.  kube_free() accepts
+ * NULL.
+ */
+struct kube *kube_new(const struct podmeta_conf *conf);
+void	 kube_free(struct kube *);
+
+/*
+ * Read the token file again, if there is one.  0 (token unchanged, or
+ * replaced), or -1 after logging why (the old token stays).
+ */
+int	 kube_token_reload(struct kube *);
+
+/* The server's base URL, without a trailing '/'.  Owned by k. */
+const char *kube_server(const struct kube *k);
+
+/*
+ * Request headers, Accept and the current bearer token, as a curl_slist
+ * the caller frees with curl_slist_free_all().  NULL if out of memory.
+ */
+void	*kube_headers(const struct kube *);
+
+/* Set URL, TLS and timeouts of the curl easy handle easy for url. */
+void	 kube_easy_setup(const struct kube *, void *easy, const char *url);
+
+/* yamljson.c */
+
+/*
+ * Parse one YAML document, buf[0..len), into the JSON tree it means:
+ * mappings are objects, sequences arrays; a plain null, ~ or nothing is
+ * null, a plain true or false (or True, TRUE, ...) a boolean, and every
+ * other scalar a string (numbers included).  Anchors, aliases, tags
+ * other than !!str, !!map and !!seq, keys that are not scalars,
+ * duplicate keys, NUL characters, nesting over 64 levels and a second
+ * document are errors.  The caller owns the tree.
+ *
+ * If marks is not NULL, *marks is set to a new object that maps the
+ * JSON Pointer (RFC 6901) of every node to [line, column] of its key
+ * (members) or its start (items, the root); the caller owns it.
+ *
+ * NULL on error, with err->text, err->line and err->column (1-based)
+ * saying what and where; no document at all is an error too.
+ */
+json_t	*yamljson_load(const char *buf, size_t len, json_t **marks,
+	    json_error_t *err);
 
 /* watch.c */
-int	 watch_start(void);
-void	 watch_stop(void);
+
+/*
+ * Start listing, then watching, the pods of pm->pm_kube's API server in
+ * pm's loop, into pm's index; podmeta_synced() after every complete
+ * list.  NULL if libcurl cannot start.  watch_stop() stops and frees it
+ * (NULL is fine).
+ */
+struct watch *watch_start(struct podmeta *pm);
+void	 watch_stop(struct watch *);
 
 /* source.c */
-int	 source_start(const char *);
-void	 source_stop(void);
+
+/*
+ * Read the PodList at path into pm's index now and whenever the file
+ * changes (checked every second); podmeta_synced() after every load.
+ * NULL if out of memory.  source_stop() stops and frees it (NULL is
+ * fine).
+ */
+struct source *source_start(struct podmeta *pm, const char *path);
+void	 source_stop(struct source *);
 
 #endif

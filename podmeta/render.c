@@ -1,9 +1,8 @@
 /* render.c: a pod object -> the few fields podmeta keeps and its rendered reply tail */
 #include <sys/types.h>
-#include <sys/socket.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,15 +10,18 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "podmeta.h"
+#include "addr.h"
 #include "jsonutil.h"
+#include "podmeta.h"
 
 #define JBLIT(jb, s)	buf_add((jb), (s), sizeof(s) - 1)
 
-static pcre2_code		*render_labels_re;
-static pcre2_code		*render_annots_re;
-static pcre2_match_data		*render_md;
-static size_t			 render_max_value;
+struct render {
+	pcre2_code		*r_labels_re;	/* NULL: every label */
+	pcre2_code		*r_annots_re;	/* NULL: no annotation */
+	pcre2_match_data	*r_md;
+	size_t			 r_max_value;	/* 0: no cap */
+};
 
 static pcre2_code *
 render_compile(const char *flag, const char *pattern)
@@ -39,29 +41,41 @@ render_compile(const char *flag, const char *pattern)
 	return re;
 }
 
-int
-render_init(const char *labels, const char *annots, size_t maxvalue)
+struct render *
+render_new(const char *labels, const char *annots, size_t maxvalue)
 {
-	render_max_value = maxvalue;
+	struct render	*r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		log_warn("render");
+		return NULL;
+	}
+	r->r_max_value = maxvalue;
 	if (labels != NULL &&
-	    (render_labels_re = render_compile("--labels", labels)) == NULL)
-		return -1;
+	    (r->r_labels_re = render_compile("--labels", labels)) == NULL)
+		goto fail;
 	if (annots != NULL &&
-	    (render_annots_re = render_compile("--annotations", annots)) == NULL)
-		return -1;
-	if ((render_md = pcre2_match_data_create(4, NULL)) == NULL)
-		return -1;
-	return 0;
+	    (r->r_annots_re = render_compile("--annotations", annots)) == NULL)
+		goto fail;
+	if ((r->r_md = pcre2_match_data_create(4, NULL)) == NULL) {
+		log_warnx("pcre2_match_data_create failed");
+		goto fail;
+	}
+	return r;
+ fail:
+	render_free(r);
+	return NULL;
 }
 
 void
-render_free(void)
+render_free(struct render *r)
 {
-	pcre2_code_free(render_labels_re);
-	pcre2_code_free(render_annots_re);
-	pcre2_match_data_free(render_md);
-	render_labels_re = render_annots_re = NULL;
-	render_md = NULL;
+	if (r == NULL)
+		return;
+	pcre2_code_free(r->r_labels_re);
+	pcre2_code_free(r->r_annots_re);
+	pcre2_match_data_free(r->r_md);
+	free(r);
 }
 
 static const char *
@@ -131,12 +145,13 @@ render_jstr(struct buf *jb, const char *s)
 
 /* A label or annotation value, capped at --max-value on a UTF-8 boundary. */
 static int
-render_value(struct buf *jb, const char *s, size_t len)
+render_value(const struct render *r, struct buf *jb, const char *s,
+    size_t len)
 {
 	size_t	n = len;
 
-	if (render_max_value > 0 && len > render_max_value) {
-		n = render_max_value;
+	if (r->r_max_value > 0 && len > r->r_max_value) {
+		n = r->r_max_value;
 		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
 			n--;
 	}
@@ -155,7 +170,8 @@ render_keycmp(const void *a, const void *b)
 }
 
 static int
-render_map(struct buf *jb, json_t *map, pcre2_code *re, int all)
+render_map(struct render *r, struct buf *jb, json_t *map, pcre2_code *re,
+    int all)
 {
 	const char	**keys = NULL, *key;
 	json_t		 *v;
@@ -174,7 +190,7 @@ render_map(struct buf *jb, json_t *map, pcre2_code *re, int all)
 				continue;
 			klen = strlen(key);
 			if (!all && pcre2_match(re, (PCRE2_SPTR)key, klen, 0, 0,
-			    render_md, NULL) < 0)
+			    r->r_md, NULL) < 0)
 				continue;
 			keys[n++] = key;
 		}
@@ -184,7 +200,7 @@ render_map(struct buf *jb, json_t *map, pcre2_code *re, int all)
 			if ((!first && buf_addc(jb, ',') == -1) ||
 			    render_jstr(jb, keys[i]) == -1 ||
 			    buf_addc(jb, ':') == -1 ||
-			    render_value(jb, json_string_value(v),
+			    render_value(r, jb, json_string_value(v),
 			    json_string_length(v)) == -1)
 				goto fail;
 			first = 0;
@@ -231,16 +247,10 @@ static void
 render_addip(struct pod *p, const char *s)
 {
 	struct in6_addr	 a;
-	struct in_addr	 in4;
 	size_t		 i;
 
-	if (s == NULL || p->p_nips == PODMETA_IPS_MAX)
-		return;
-	if (inet_pton(AF_INET, s, &in4) == 1) {
-		memset(&a, 0, sizeof(a));
-		a.s6_addr[10] = a.s6_addr[11] = 0xff;
-		memcpy(&a.s6_addr[12], &in4, 4);
-	} else if (inet_pton(AF_INET6, s, &a) != 1)
+	if (s == NULL || p->p_nips == PODMETA_IPS_MAX ||
+	    addr_key_parse(s, &a, NULL) == -1)
 		return;
 	for (i = 0; i < p->p_nips; i++)
 		if (memcmp(&p->p_ips[i], &a, sizeof(a)) == 0)
@@ -302,9 +312,8 @@ render_dup(const char *s)
 	return s != NULL ? strdup(s) : NULL;
 }
 
-/* A pod from its API object; NULL if it has no usable metadata. */
 struct pod *
-render_pod(json_t *obj)
+render_pod(struct render *r, json_t *obj)
 {
 	struct buf	 jb = BUF_INITIALIZER(0);
 	struct pod	*p;
@@ -357,11 +366,11 @@ render_pod(json_t *obj)
 		    JBLIT(&jb, ",\"node\":") == -1 ||
 		    render_jstr(&jb, p->p_node) == -1 ||
 		    JBLIT(&jb, ",\"labels\":") == -1 ||
-		    render_map(&jb, json_object_get(meta, "labels"),
-		    render_labels_re, render_labels_re == NULL) == -1 ||
+		    render_map(r, &jb, json_object_get(meta, "labels"),
+		    r->r_labels_re, r->r_labels_re == NULL) == -1 ||
 		    JBLIT(&jb, ",\"annotations\":") == -1 ||
-		    render_map(&jb, json_object_get(meta, "annotations"),
-		    render_annots_re, 0) == -1 ||
+		    render_map(r, &jb, json_object_get(meta, "annotations"),
+		    r->r_annots_re, 0) == -1 ||
 		    JBLIT(&jb, ",\"owner\":") == -1 ||
 		    render_owner(&jb, meta) == -1 ||
 		    JBLIT(&jb, ",\"host_network\":false}") == -1)

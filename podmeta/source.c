@@ -6,15 +6,19 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <stdlib.h>
 #include <string.h>
 
 #include "podmeta.h"
 
-static ev_timer		 source_timer;
-static const char	*source_path;
-static struct stat	 source_seen;	/* the version last tried */
-static int		 source_tried;
-static int		 source_errno;	/* last stat() failure, to log it once */
+struct source {
+	struct podmeta	*s_pm;
+	const char	*s_path;	/* borrowed from the caller */
+	ev_timer	 s_timer;
+	struct stat	 s_seen;	/* the version last tried */
+	int		 s_tried;
+	int		 s_errno;	/* last stat() failure, to log it once */
+};
 
 static int
 source_same(const struct stat *a, const struct stat *b)
@@ -27,86 +31,91 @@ source_same(const struct stat *a, const struct stat *b)
 
 /* Load the file as a complete list; on any error the index is left alone. */
 static int
-source_load(void)
+source_load(struct source *s)
 {
+	struct podmeta	*pm = s->s_pm;
 	json_error_t	 err;
 	json_t		*root, *items, *item;
-	struct pod	*p;
 	size_t		 i, n = 0;
 
-	if ((root = json_load_file(source_path, 0, &err)) == NULL) {
-		log_warnx("%s:%d: %s", source_path, err.line, err.text);
+	if ((root = json_load_file(s->s_path, 0, &err)) == NULL) {
+		log_warnx("%s:%d: %s", s->s_path, err.line, err.text);
 		return -1;
 	}
 	/* key on items, not kind: kubelet lists say "Pod" */
 	items = json_object_get(root, "items");
 	if (!json_is_array(items)) {
-		log_warnx("%s: no \"items\" array", source_path);
+		log_warnx("%s: no \"items\" array", s->s_path);
 		json_decref(root);
 		return -1;
 	}
-	index_list_begin();
-	json_array_foreach(items, i, item) {
-		if ((p = render_pod(item)) == NULL) {
-			stats.ps_bad_objects++;
-			continue;
-		}
-		if (index_upsert(p) == -1)
-			log_warnx("%s: out of memory", source_path);
-		n++;
-	}
-	index_list_end();
+	index_list_begin(pm->pm_index);
+	json_array_foreach(items, i, item)
+		if (podmeta_add_pod(pm, item, s->s_path) == 0)
+			n++;
+	index_list_end(pm->pm_index, ev_now(pm->pm_loop));
 	json_decref(root);
 #ifdef __GLIBC__
 	malloc_trim(0);
 #endif
-	stats.ps_events++;
-	if (stats.ps_lists++ > 0)
-		stats.ps_relists++;
-	log_info("%s: loaded %zu pods", source_path, n);
+	pm->pm_stats.ps_events++;
+	if (pm->pm_stats.ps_lists++ > 0)
+		pm->pm_stats.ps_relists++;
+	log_info("%s: loaded %zu pods", s->s_path, n);
 	return 0;
 }
 
 static void
-source_check(void)
+source_check(struct source *s)
 {
 	struct stat	 st;
 
-	if (stat(source_path, &st) == -1) {
-		if (errno != source_errno)
-			log_warn("%s", source_path);
-		source_errno = errno;
-		memset(&source_seen, 0, sizeof(source_seen));
-		source_tried = 1;
+	if (stat(s->s_path, &st) == -1) {
+		if (errno != s->s_errno)
+			log_warn("%s", s->s_path);
+		s->s_errno = errno;
+		memset(&s->s_seen, 0, sizeof(s->s_seen));
+		s->s_tried = 1;
 		return;
 	}
-	source_errno = 0;
-	if (source_tried && source_same(&st, &source_seen))
+	s->s_errno = 0;
+	if (s->s_tried && source_same(&st, &s->s_seen))
 		return;
-	source_seen = st;
-	source_tried = 1;
-	if (source_load() == 0)
-		podmeta_synced();
+	s->s_seen = st;
+	s->s_tried = 1;
+	if (source_load(s) == 0)
+		podmeta_synced(s->s_pm);
 }
 
 static void
 source_tick(struct ev_loop *l, ev_timer *w, int revents)
 {
-	source_check();
+	source_check(w->data);
 }
 
-int
-source_start(const char *path)
+struct source *
+source_start(struct podmeta *pm, const char *path)
 {
-	source_path = path;
-	source_check();
-	ev_timer_init(&source_timer, source_tick, 1.0, 1.0);
-	ev_timer_start(loop, &source_timer);
-	return 0;
+	struct source	*s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("source");
+		return NULL;
+	}
+	s->s_pm = pm;
+	s->s_path = path;
+	source_check(s);
+	ev_timer_init(&s->s_timer, source_tick, 1.0, 1.0);
+	s->s_timer.data = s;
+	ev_timer_start(pm->pm_loop, &s->s_timer);
+	return s;
 }
 
 void
-source_stop(void)
+source_stop(struct source *s)
 {
-	ev_timer_stop(loop, &source_timer);
+	if (s == NULL)
+		return;
+	ev_timer_stop(s->s_pm->pm_loop, &s->s_timer);
+	free(s);
 }

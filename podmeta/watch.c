@@ -1,6 +1,4 @@
 /* watch.c: list then watch pods: libcurl multi in podmeta's libev loop, bookmarks, 410, backoff */
-#include "config.h"
-
 #include <sys/types.h>
 
 #ifdef __GLIBC__
@@ -38,20 +36,20 @@ enum watch_verdict {
 	WV_RELIST		/* an ERROR event with code 410 */
 };
 
+/* One socket libcurl wants watched. */
 struct sockwatch {
-	ev_io		 sw_io;
+	ev_io		 sw_io;		/* data: the struct watch */
 };
 
-static struct {
+struct watch {
+	struct podmeta		*w_pm;
 	CURLM			*w_multi;
 	CURL			*w_list;
 	CURL			*w_watch;
 	struct curl_slist	*w_hdrs;
 	enum watch_phase	 w_phase;
 	enum watch_verdict	 w_verdict;
-	char			*w_buf;		/* list body or partial line */
-	size_t			 w_len;
-	size_t			 w_cap;
+	struct buf		 w_buf;		/* list body or partial line */
 	size_t			 w_scanned;	/* of w_buf, known free of \n */
 	char			*w_rv;		/* last resourceVersion seen */
 	char			*w_continue;	/* next list page */
@@ -64,10 +62,10 @@ static struct {
 	ev_timer		 w_curl_timer;
 	ev_timer		 w_retry;
 	ev_timer		 w_token;
-} w;
+};
 
-static void	 watch_list(void);
-static void	 watch_watch(void);
+static void	 watch_list(struct watch *);
+static void	 watch_watch(struct watch *);
 
 static void
 watch_setstr(char **dst, const char *src)
@@ -80,78 +78,65 @@ watch_setstr(char **dst, const char *src)
 	*dst = s;
 }
 
+/* Append to w_buf, which holds at most max bytes for this response. */
 static int
-watch_append(const char *data, size_t len, size_t max)
+watch_append(struct watch *w, const char *data, size_t len, size_t max)
 {
-	char	*p;
-	size_t	 cap;
-
-	if (w.w_len + len > max)
-		return -1;
-	if (w.w_len + len + 1 > w.w_cap) {
-		cap = w.w_cap ? w.w_cap : 64 * 1024;
-		while (cap < w.w_len + len + 1)
-			cap *= 2;
-		if ((p = realloc(w.w_buf, cap)) == NULL)
-			return -1;
-		w.w_buf = p;
-		w.w_cap = cap;
-	}
-	memcpy(w.w_buf + w.w_len, data, len);
-	w.w_len += len;
-	w.w_buf[w.w_len] = '\0';
-	return 0;
+	w->w_buf.b_max = max;
+	return buf_add(&w->w_buf, data, len);
 }
 
 /* Drop big buffers between transfers so memory follows the pod count. */
 static void
-watch_buf_reset(void)
+watch_buf_reset(struct watch *w)
 {
-	if (w.w_cap > 1024 * 1024) {
-		free(w.w_buf);
-		w.w_buf = NULL;
-		w.w_cap = 0;
-	}
-	w.w_len = w.w_scanned = 0;
+	if (w->w_buf.b_cap > 1024 * 1024)
+		buf_free(&w->w_buf);
+	else
+		buf_reset(&w->w_buf);
+	w->w_scanned = 0;
 }
 
 /* --------------------------------------------------- curl <-> libev */
 
-static void	watch_check(void);
+static void	watch_check(struct watch *);
 
 static void
 watch_io_cb(struct ev_loop *l, ev_io *io, int revents)
 {
-	int	action = 0, running, fd = io->fd;
+	struct watch	*w = io->data;
+	int		 action = 0, running, fd = io->fd;
 
 	if (revents & EV_READ)
 		action |= CURL_CSELECT_IN;
 	if (revents & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(w.w_multi, fd, action, &running);
-	watch_check();
+	curl_multi_socket_action(w->w_multi, fd, action, &running);
+	watch_check(w);
 }
 
 static void
 watch_timer_cb(struct ev_loop *l, ev_timer *t, int revents)
 {
-	int	running;
+	struct watch	*w = t->data;
+	int		 running;
 
-	curl_multi_socket_action(w.w_multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	watch_check();
+	curl_multi_socket_action(w->w_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	watch_check(w);
 }
 
 static int
 watch_sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
 {
+	struct watch		*w = userp;
 	struct sockwatch	*sw = sockp;
 	int			 events = 0;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (sw != NULL) {
-			ev_io_stop(loop, &sw->sw_io);
+			ev_io_stop(w->w_pm->pm_loop, &sw->sw_io);
 			free(sw);
-			curl_multi_assign(w.w_multi, fd, NULL);
+			curl_multi_assign(w->w_multi, fd, NULL);
 		}
 		return 0;
 	}
@@ -163,22 +148,25 @@ watch_sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
 		if ((sw = calloc(1, sizeof(*sw))) == NULL)
 			return -1;
 		ev_io_init(&sw->sw_io, watch_io_cb, fd, events);
-		curl_multi_assign(w.w_multi, fd, sw);
+		sw->sw_io.data = w;
+		curl_multi_assign(w->w_multi, fd, sw);
 	} else {
-		ev_io_stop(loop, &sw->sw_io);
+		ev_io_stop(w->w_pm->pm_loop, &sw->sw_io);
 		ev_io_set(&sw->sw_io, fd, events);
 	}
-	ev_io_start(loop, &sw->sw_io);
+	ev_io_start(w->w_pm->pm_loop, &sw->sw_io);
 	return 0;
 }
 
 static int
 watch_curl_timer(CURLM *m, long ms, void *userp)
 {
-	ev_timer_stop(loop, &w.w_curl_timer);
+	struct watch	*w = userp;
+
+	ev_timer_stop(w->w_pm->pm_loop, &w->w_curl_timer);
 	if (ms >= 0) {
-		ev_timer_set(&w.w_curl_timer, ms / 1000.0, 0.0);
-		ev_timer_start(loop, &w.w_curl_timer);
+		ev_timer_set(&w->w_curl_timer, ms / 1000.0, 0.0);
+		ev_timer_start(w->w_pm->pm_loop, &w->w_curl_timer);
 	}
 	return 0;
 }
@@ -186,32 +174,33 @@ watch_curl_timer(CURLM *m, long ms, void *userp)
 /* ----------------------------------------------------------- requests */
 
 static char *
-watch_url(int watching)
+watch_url(struct watch *w, int watching)
 {
-	char	*path = NULL, *ns = NULL, *sel = NULL, *arg = NULL, *url;
-	int	 rc;
+	const struct podmeta_conf *conf = &w->w_pm->pm_conf;
+	const char	*server = kube_server(w->w_pm->pm_kube);
+	char		*path = NULL, *ns = NULL, *sel = NULL, *arg = NULL;
+	char		*url;
+	int		 rc;
 
-	if (conf.pc_namespace != NULL) {
-		ns = curl_easy_escape(w.w_list, conf.pc_namespace, 0);
-		rc = asprintf(&path, "%s/api/v1/namespaces/%s/pods",
-		    kube_server(), ns != NULL ? ns : "");
+	if (conf->pc_namespace != NULL) {
+		ns = curl_easy_escape(w->w_list, conf->pc_namespace, 0);
+		rc = asprintf(&path, "%s/api/v1/namespaces/%s/pods", server,
+		    ns != NULL ? ns : "");
 	} else
-		rc = asprintf(&path, "%s/api/v1/pods", kube_server());
+		rc = asprintf(&path, "%s/api/v1/pods", server);
 	curl_free(ns);
 	if (rc == -1)
 		fatal("asprintf");
 	url = path;
-	if (conf.pc_node != NULL) {
-		if ((arg = malloc(strlen(conf.pc_node) + 16)) == NULL)
-			fatal("malloc");
-		snprintf(arg, strlen(conf.pc_node) + 16, "spec.nodeName=%s",
-		    conf.pc_node);
-		sel = curl_easy_escape(w.w_list, arg, 0);
+	if (conf->pc_node != NULL) {
+		if (asprintf(&arg, "spec.nodeName=%s", conf->pc_node) == -1)
+			fatal("asprintf");
+		sel = curl_easy_escape(w->w_list, arg, 0);
 		free(arg);
 	}
 	if (watching) {
-		arg = w.w_rv != NULL ?
-		    curl_easy_escape(w.w_list, w.w_rv, 0) : NULL;
+		arg = w->w_rv != NULL ?
+		    curl_easy_escape(w->w_list, w->w_rv, 0) : NULL;
 		rc = asprintf(&url, "%s?watch=1&allowWatchBookmarks=true"
 		    "&timeoutSeconds=%d%s%s%s%s", path,
 		    300 + (int)(arc4random_uniform(301)),
@@ -220,8 +209,8 @@ watch_url(int watching)
 		    sel != NULL ? "&fieldSelector=" : "",
 		    sel != NULL ? sel : "");
 	} else {
-		arg = w.w_continue != NULL ?
-		    curl_easy_escape(w.w_list, w.w_continue, 0) : NULL;
+		arg = w->w_continue != NULL ?
+		    curl_easy_escape(w->w_list, w->w_continue, 0) : NULL;
 		rc = asprintf(&url, "%s?limit=%d%s%s%s%s", path,
 		    LIST_LIMIT,
 		    sel != NULL ? "&fieldSelector=" : "",
@@ -241,24 +230,24 @@ static size_t	watch_list_write(char *, size_t, size_t, void *);
 static size_t	watch_stream_write(char *, size_t, size_t, void *);
 
 static void
-watch_start_transfer(CURL *e, enum watch_phase phase)
+watch_start_transfer(struct watch *w, CURL *e, enum watch_phase phase)
 {
 	char	*url;
 
-	url = watch_url(phase == WP_WATCH);
+	url = watch_url(w, phase == WP_WATCH);
 	log_debug("GET %s", url);
-	watch_buf_reset();
-	w.w_verdict = WV_NONE;
-	w.w_nevents = 0;
-	w.w_started = ev_now(loop);
-	w.w_phase = phase;
-	curl_slist_free_all(w.w_hdrs);
-	if ((w.w_hdrs = kube_headers()) == NULL)
+	watch_buf_reset(w);
+	w->w_verdict = WV_NONE;
+	w->w_nevents = 0;
+	w->w_started = ev_now(w->w_pm->pm_loop);
+	w->w_phase = phase;
+	curl_slist_free_all(w->w_hdrs);
+	if ((w->w_hdrs = kube_headers(w->w_pm->pm_kube)) == NULL)
 		fatal("kube_headers");
 	curl_easy_reset(e);
-	kube_easy_setup(e, url);
+	kube_easy_setup(w->w_pm->pm_kube, e, url);
 	free(url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, w.w_hdrs);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, w->w_hdrs);
 	if (phase == WP_WATCH) {
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, watch_stream_write);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT, 600L + 60L);
@@ -268,66 +257,67 @@ watch_start_transfer(CURL *e, enum watch_phase phase)
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
 	}
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, e);
-	if (curl_multi_add_handle(w.w_multi, e) != CURLM_OK)
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, w);
+	if (curl_multi_add_handle(w->w_multi, e) != CURLM_OK)
 		fatalx("curl_multi_add_handle failed");
 }
 
 static void
-watch_list(void)
+watch_list(struct watch *w)
 {
-	watch_start_transfer(w.w_list, WP_LIST);
+	watch_start_transfer(w, w->w_list, WP_LIST);
 }
 
 /* Watch from the last resourceVersion, or list first if that is needed. */
 static void
-watch_watch(void)
+watch_watch(struct watch *w)
 {
-	if (w.w_need_relist) {
-		watch_setstr(&w.w_continue, NULL);
-		watch_list();
+	if (w->w_need_relist) {
+		watch_setstr(&w->w_continue, NULL);
+		watch_list(w);
 		return;
 	}
-	watch_start_transfer(w.w_watch, WP_WATCH);
+	watch_start_transfer(w, w->w_watch, WP_WATCH);
 }
 
 static void
 watch_retry_cb(struct ev_loop *l, ev_timer *t, int revents)
 {
-	watch_watch();
+	watch_watch(t->data);
 }
 
 /* Count an API error and try again after a backoff (or Retry-After). */
 static void
-watch_fail(long retry_after, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+watch_fail(struct watch *w, long retry_after, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
-watch_fail(long retry_after, const char *fmt, ...)
+watch_fail(struct watch *w, long retry_after, const char *fmt, ...)
 {
-	char	 msg[512];
-	va_list	 ap;
-	double	 now = ev_now(loop), delay;
+	struct ev_loop	*loop = w->w_pm->pm_loop;
+	char		 msg[512];
+	va_list		 ap;
+	double		 now = ev_now(loop), delay;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	stats.ps_api_errors++;
-	w.w_phase = WP_IDLE;
-	if (now - w.w_last_fail > BACKOFF_RESET)
-		w.w_backoff = 0;
-	w.w_backoff = w.w_backoff == 0 ? BACKOFF_MIN :
-	    w.w_backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : w.w_backoff * 2;
-	w.w_last_fail = now;
+	w->w_pm->pm_stats.ps_api_errors++;
+	w->w_phase = WP_IDLE;
+	if (now - w->w_last_fail > BACKOFF_RESET)
+		w->w_backoff = 0;
+	w->w_backoff = w->w_backoff == 0 ? BACKOFF_MIN :
+	    w->w_backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : w->w_backoff * 2;
+	w->w_last_fail = now;
 	/* jitter: 75% to 125% of the step */
-	delay = w.w_backoff * (0.75 + arc4random_uniform(501) / 1000.0);
+	delay = w->w_backoff * (0.75 + arc4random_uniform(501) / 1000.0);
 	if (retry_after > 0)
 		delay = retry_after > RETRY_AFTER_MAX ? RETRY_AFTER_MAX :
 		    (double)retry_after;
 	log_warnx("%s; retrying in %.1fs", msg, delay);
-	ev_timer_stop(loop, &w.w_retry);
-	ev_timer_set(&w.w_retry, delay, 0.0);
-	ev_timer_start(loop, &w.w_retry);
+	ev_timer_stop(loop, &w->w_retry);
+	ev_timer_set(&w->w_retry, delay, 0.0);
+	ev_timer_start(loop, &w->w_retry);
 }
 
 static long
@@ -342,14 +332,14 @@ watch_retry_after(CURL *e)
 
 /* An HTTP status other than 200: 401 re-reads the token, 429 waits. */
 static void
-watch_http_error(CURL *e, long code, const char *what)
+watch_http_error(struct watch *w, CURL *e, long code, const char *what)
 {
-	const char	*body = w.w_len > 0 ? w.w_buf : "";
-	int		 len = w.w_len > 200 ? 200 : (int)w.w_len;
+	const char	*body = w->w_buf.b_len > 0 ? w->w_buf.b_data : "";
+	int		 len = w->w_buf.b_len > 200 ? 200 : (int)w->w_buf.b_len;
 
 	if (code == 401)
-		kube_token_reload();
-	watch_fail(code == 429 ? watch_retry_after(e) : 0,
+		kube_token_reload(w->w_pm->pm_kube);
+	watch_fail(w, code == 429 ? watch_retry_after(e) : 0,
 	    "%s: HTTP %ld: %.*s", what, code, len, body);
 }
 
@@ -358,15 +348,16 @@ watch_http_error(CURL *e, long code, const char *what)
 static size_t
 watch_list_write(char *data, size_t size, size_t nmemb, void *arg)
 {
-	long	code = 0;
+	struct watch	*w = arg;
+	long		 code = 0;
 
-	curl_easy_getinfo(w.w_list, CURLINFO_RESPONSE_CODE, &code);
-	if (watch_append(data, size * nmemb, code == 200 ? LIST_BODY_MAX :
+	curl_easy_getinfo(w->w_list, CURLINFO_RESPONSE_CODE, &code);
+	if (watch_append(w, data, size * nmemb, code == 200 ? LIST_BODY_MAX :
 	    ERROR_BODY_MAX) == -1) {
 		if (code != 200)
 			return size * nmemb;	/* keep the start of it */
 		log_warnx("list: response too large or out of memory");
-		w.w_verdict = WV_FAIL;
+		w->w_verdict = WV_FAIL;
 		return 0;
 	}
 	return size * nmemb;
@@ -374,109 +365,105 @@ watch_list_write(char *data, size_t size, size_t nmemb, void *arg)
 
 /* Apply one page; returns 1 if another page follows, 0 at the end, -1 if bad. */
 static int
-watch_list_page(void)
+watch_list_page(struct watch *w)
 {
+	struct podmeta	*pm = w->w_pm;
 	json_error_t	 err;
 	json_t		*root, *items, *item, *meta;
-	struct pod	*p;
 	const char	*cont, *rv;
 	size_t		 i;
 
-	if ((root = json_loadb(w.w_buf, w.w_len, 0, &err)) == NULL) {
-		watch_fail(0, "list: bad JSON at byte %d: %s", err.position,
-		    err.text);
+	if ((root = json_loadb(w->w_buf.b_data, w->w_buf.b_len, 0,
+	    &err)) == NULL) {
+		watch_fail(w, 0, "list: bad JSON at byte %d: %s",
+		    err.position, err.text);
 		return -1;
 	}
 	/* key on items, not kind */
 	items = json_object_get(root, "items");
 	if (!json_is_array(items)) {
 		json_decref(root);
-		watch_fail(0, "list: no \"items\" array");
+		watch_fail(w, 0, "list: no \"items\" array");
 		return -1;
 	}
-	if (w.w_continue == NULL)
-		index_list_begin();
-	json_array_foreach(items, i, item) {
-		if ((p = render_pod(item)) == NULL) {
-			stats.ps_bad_objects++;
-			continue;
-		}
-		if (index_upsert(p) == -1)
-			log_warnx("list: out of memory");
-	}
+	if (w->w_continue == NULL)
+		index_list_begin(pm->pm_index);
+	json_array_foreach(items, i, item)
+		podmeta_add_pod(pm, item, "list");
 	meta = json_object_get(root, "metadata");
 	cont = json_string_value(json_object_get(meta, "continue"));
 	rv = json_string_value(json_object_get(meta, "resourceVersion"));
 	if (cont != NULL && *cont != '\0') {
-		watch_setstr(&w.w_continue, cont);
+		watch_setstr(&w->w_continue, cont);
 		json_decref(root);
 		return 1;
 	}
-	watch_setstr(&w.w_continue, NULL);
-	watch_setstr(&w.w_rv, rv != NULL && *rv != '\0' ? rv : NULL);
+	watch_setstr(&w->w_continue, NULL);
+	watch_setstr(&w->w_rv, rv != NULL && *rv != '\0' ? rv : NULL);
 	json_decref(root);
 	return 0;
 }
 
 static void
-watch_list_done(CURLcode rc)
+watch_list_done(struct watch *w, CURLcode rc)
 {
-	long	code = 0;
-	size_t	live, tombs, addrs;
+	struct podmeta	*pm = w->w_pm;
+	long		 code = 0;
+	size_t		 live, tombs, addrs;
 
-	curl_easy_getinfo(w.w_list, CURLINFO_RESPONSE_CODE, &code);
-	if (w.w_verdict == WV_FAIL) {
-		watch_fail(0, "list: aborted");
+	curl_easy_getinfo(w->w_list, CURLINFO_RESPONSE_CODE, &code);
+	if (w->w_verdict == WV_FAIL) {
+		watch_fail(w, 0, "list: aborted");
 		return;
 	}
 	if (rc != CURLE_OK) {
-		watch_fail(0, "list: %s", curl_easy_strerror(rc));
+		watch_fail(w, 0, "list: %s", curl_easy_strerror(rc));
 		return;
 	}
-	if (code == 410 && w.w_continue != NULL) {
+	if (code == 410 && w->w_continue != NULL) {
 		/* the continue token expired: start the list over */
 		log_warnx("list: continue token expired; listing again");
-		watch_setstr(&w.w_continue, NULL);
-		watch_list();
+		watch_setstr(&w->w_continue, NULL);
+		watch_list(w);
 		return;
 	}
 	if (code != 200) {
-		watch_http_error(w.w_list, code, "list");
+		watch_http_error(w, w->w_list, code, "list");
 		return;
 	}
-	switch (watch_list_page()) {
+	switch (watch_list_page(w)) {
 	case -1:
 		return;
 	case 1:
-		watch_list();
+		watch_list(w);
 		return;
 	}
-	index_list_end();
-	if (stats.ps_lists++ > 0)
-		stats.ps_relists++;
-	w.w_need_relist = 0;
-	w.w_last_list = ev_now(loop);
-	index_counts(&live, &tombs, &addrs);
+	index_list_end(pm->pm_index, ev_now(pm->pm_loop));
+	if (pm->pm_stats.ps_lists++ > 0)
+		pm->pm_stats.ps_relists++;
+	w->w_need_relist = 0;
+	w->w_last_list = ev_now(pm->pm_loop);
+	index_counts(pm->pm_index, &live, &tombs, &addrs);
 	log_info("list: %zu pods, %zu addresses, resourceVersion %s", live,
-	    addrs, w.w_rv != NULL ? w.w_rv : "(none)");
-	watch_buf_reset();
+	    addrs, w->w_rv != NULL ? w->w_rv : "(none)");
+	watch_buf_reset(w);
 #ifdef __GLIBC__
 	/* give the parsed pages back: what stays is bounded by the pod count */
 	malloc_trim(0);
 #endif
-	podmeta_synced();
-	watch_watch();
+	podmeta_synced(pm);
+	watch_watch(w);
 }
 
 /* ------------------------------------------------------------ watch */
 
 static void
-watch_event(char *line, size_t len)
+watch_event(struct watch *w, const char *line, size_t len)
 {
+	struct podmeta	*pm = w->w_pm;
 	json_error_t	 err;
 	json_t		*root, *obj;
 	const char	*type, *rv, *uid, *reason;
-	struct pod	*p;
 	json_int_t	 code;
 
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
@@ -486,183 +473,204 @@ watch_event(char *line, size_t len)
 	if ((root = json_loadb(line, len, 0, &err)) == NULL) {
 		log_warnx("watch: bad JSON at byte %d: %s", err.position,
 		    err.text);
-		w.w_verdict = WV_FAIL;
+		w->w_verdict = WV_FAIL;
 		return;
 	}
 	type = json_string_value(json_object_get(root, "type"));
 	obj = json_object_get(root, "object");
 	if (type == NULL || !json_is_object(obj)) {
 		log_warnx("watch: event without type or object");
-		stats.ps_bad_objects++;
+		pm->pm_stats.ps_bad_objects++;
 		json_decref(root);
 		return;
 	}
-	stats.ps_events++;
-	w.w_nevents++;
+	pm->pm_stats.ps_events++;
+	w->w_nevents++;
 	if (strcmp(type, "ERROR") == 0) {
 		code = json_integer_value(json_object_get(obj, "code"));
 		reason = json_string_value(json_object_get(obj, "message"));
 		log_warnx("watch: ERROR event: code %lld: %s", (long long)code,
 		    reason != NULL ? reason : "");
-		w.w_verdict = code == 410 ? WV_RELIST : WV_FAIL;
+		w->w_verdict = code == 410 ? WV_RELIST : WV_FAIL;
 		json_decref(root);
 		return;
 	}
-	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
-		if ((p = render_pod(obj)) == NULL)
-			stats.ps_bad_objects++;
-		else if (index_upsert(p) == -1)
-			log_warnx("watch: out of memory");
-	} else if (strcmp(type, "DELETED") == 0) {
+	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0)
+		podmeta_add_pod(pm, obj, "watch");
+	else if (strcmp(type, "DELETED") == 0) {
 		if ((uid = render_uid(obj)) != NULL)
-			index_delete(uid);
+			index_delete(pm->pm_index, uid, ev_now(pm->pm_loop));
 		else
-			stats.ps_bad_objects++;
+			pm->pm_stats.ps_bad_objects++;
 	} else if (strcmp(type, "BOOKMARK") != 0)
 		log_debug("watch: ignoring %s event", type);
 	if ((rv = render_rv(obj)) != NULL && *rv != '\0')
-		watch_setstr(&w.w_rv, rv);
+		watch_setstr(&w->w_rv, rv);
 	json_decref(root);
 }
 
 static size_t
 watch_stream_write(char *data, size_t size, size_t nmemb, void *arg)
 {
-	size_t	 len = size * nmemb, off;
-	char	*nl;
-	long	 code = 0;
+	struct watch	*w = arg;
+	struct buf	*b = &w->w_buf;
+	size_t		 len = size * nmemb, off;
+	char		*nl;
+	long		 code = 0;
 
-	curl_easy_getinfo(w.w_watch, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(w->w_watch, CURLINFO_RESPONSE_CODE, &code);
 	if (code != 200) {
-		watch_append(data, len, ERROR_BODY_MAX);
+		watch_append(w, data, len, ERROR_BODY_MAX);
 		return len;
 	}
-	if (watch_append(data, len, WATCH_LINE_MAX) == -1) {
+	if (watch_append(w, data, len, WATCH_LINE_MAX) == -1) {
 		log_warnx("watch: event larger than %lu bytes",
 		    WATCH_LINE_MAX);
-		w.w_verdict = WV_FAIL;
+		w->w_verdict = WV_FAIL;
 		return 0;
 	}
 	off = 0;
-	while ((nl = memchr(w.w_buf + w.w_scanned, '\n',
-	    w.w_len - w.w_scanned)) != NULL) {
-		watch_event(w.w_buf + off, (size_t)(nl - (w.w_buf + off)));
-		off = w.w_scanned = (size_t)(nl - w.w_buf) + 1;
-		if (w.w_verdict != WV_NONE)
+	while ((nl = memchr(b->b_data + w->w_scanned, '\n',
+	    b->b_len - w->w_scanned)) != NULL) {
+		watch_event(w, b->b_data + off,
+		    (size_t)(nl - (b->b_data + off)));
+		off = w->w_scanned = (size_t)(nl - b->b_data) + 1;
+		if (w->w_verdict != WV_NONE)
 			return 0;
 	}
-	memmove(w.w_buf, w.w_buf + off, w.w_len - off);
-	w.w_len -= off;
-	w.w_scanned = w.w_len;
+	buf_drop(b, off);
+	w->w_scanned = b->b_len;
 	return len;
 }
 
 static void
-watch_watch_done(CURLcode rc)
+watch_watch_done(struct watch *w, CURLcode rc)
 {
 	long	code = 0;
-	double	now = ev_now(loop);
+	double	now = ev_now(w->w_pm->pm_loop);
 
-	curl_easy_getinfo(w.w_watch, CURLINFO_RESPONSE_CODE, &code);
-	if (w.w_verdict == WV_RELIST || (rc == CURLE_OK && code == 410)) {
-		w.w_need_relist = 1;
-		if (now - w.w_last_list < 1.0) {
-			watch_fail(0, "watch: resourceVersion expired again");
+	curl_easy_getinfo(w->w_watch, CURLINFO_RESPONSE_CODE, &code);
+	if (w->w_verdict == WV_RELIST || (rc == CURLE_OK && code == 410)) {
+		w->w_need_relist = 1;
+		if (now - w->w_last_list < 1.0) {
+			watch_fail(w, 0, "watch: resourceVersion expired again");
 			return;
 		}
 		log_info("watch: resourceVersion expired; listing again");
-		watch_setstr(&w.w_continue, NULL);
-		watch_list();
+		watch_setstr(&w->w_continue, NULL);
+		watch_list(w);
 		return;
 	}
-	if (w.w_verdict == WV_FAIL) {
-		watch_fail(0, "watch: stopped on bad data");
+	if (w->w_verdict == WV_FAIL) {
+		watch_fail(w, 0, "watch: stopped on bad data");
 		return;
 	}
 	if (rc != CURLE_OK) {
-		watch_fail(0, "watch: %s", curl_easy_strerror(rc));
+		watch_fail(w, 0, "watch: %s", curl_easy_strerror(rc));
 		return;
 	}
 	if (code != 200) {
-		watch_http_error(w.w_watch, code, "watch");
+		watch_http_error(w, w->w_watch, code, "watch");
 		return;
 	}
-	if (w.w_len > 0)
+	if (w->w_buf.b_len > 0)
 		log_warnx("watch: %zu bytes after the last event dropped",
-		    w.w_len);
-	if (now - w.w_started < 1.0 && w.w_nevents == 0) {
-		watch_fail(0, "watch: ended at once without events");
+		    w->w_buf.b_len);
+	if (now - w->w_started < 1.0 && w->w_nevents == 0) {
+		watch_fail(w, 0, "watch: ended at once without events");
 		return;
 	}
 	log_debug("watch: ended after %lu events; watching again",
-	    w.w_nevents);
-	watch_watch();
+	    w->w_nevents);
+	watch_watch(w);
 }
 
 static void
-watch_check(void)
+watch_check(struct watch *w)
 {
 	CURLMsg	*msg;
 	CURL	*e;
 	CURLcode rc;
 	int	 left;
 
-	while ((msg = curl_multi_info_read(w.w_multi, &left)) != NULL) {
+	while ((msg = curl_multi_info_read(w->w_multi, &left)) != NULL) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		e = msg->easy_handle;
 		rc = msg->data.result;
-		curl_multi_remove_handle(w.w_multi, e);
-		w.w_phase = WP_IDLE;
-		if (e == w.w_list)
-			watch_list_done(rc);
+		curl_multi_remove_handle(w->w_multi, e);
+		w->w_phase = WP_IDLE;
+		if (e == w->w_list)
+			watch_list_done(w, rc);
 		else
-			watch_watch_done(rc);
+			watch_watch_done(w, rc);
 	}
 }
 
 static void
 watch_token_cb(struct ev_loop *l, ev_timer *t, int revents)
 {
-	kube_token_reload();
+	struct watch	*w = t->data;
+
+	kube_token_reload(w->w_pm->pm_kube);
 }
 
-int
-watch_start(void)
+struct watch *
+watch_start(struct podmeta *pm)
 {
-	if ((w.w_multi = curl_multi_init()) == NULL ||
-	    (w.w_list = curl_easy_init()) == NULL ||
-	    (w.w_watch = curl_easy_init()) == NULL) {
-		log_warnx("cannot initialise libcurl");
-		return -1;
+	struct watch	*w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		log_warn("watch");
+		return NULL;
 	}
-	curl_multi_setopt(w.w_multi, CURLMOPT_SOCKETFUNCTION, watch_sock_cb);
-	curl_multi_setopt(w.w_multi, CURLMOPT_TIMERFUNCTION, watch_curl_timer);
-	ev_timer_init(&w.w_curl_timer, watch_timer_cb, 0.0, 0.0);
-	ev_timer_init(&w.w_retry, watch_retry_cb, 0.0, 0.0);
-	ev_timer_init(&w.w_token, watch_token_cb, TOKEN_REREAD, TOKEN_REREAD);
-	ev_timer_start(loop, &w.w_token);
-	w.w_need_relist = 1;
-	watch_watch();
-	return 0;
+	w->w_pm = pm;
+	if ((w->w_multi = curl_multi_init()) == NULL ||
+	    (w->w_list = curl_easy_init()) == NULL ||
+	    (w->w_watch = curl_easy_init()) == NULL) {
+		log_warnx("cannot initialise libcurl");
+		watch_stop(w);
+		return NULL;
+	}
+	curl_multi_setopt(w->w_multi, CURLMOPT_SOCKETFUNCTION, watch_sock_cb);
+	curl_multi_setopt(w->w_multi, CURLMOPT_SOCKETDATA, w);
+	curl_multi_setopt(w->w_multi, CURLMOPT_TIMERFUNCTION, watch_curl_timer);
+	curl_multi_setopt(w->w_multi, CURLMOPT_TIMERDATA, w);
+	ev_timer_init(&w->w_curl_timer, watch_timer_cb, 0.0, 0.0);
+	w->w_curl_timer.data = w;
+	ev_timer_init(&w->w_retry, watch_retry_cb, 0.0, 0.0);
+	w->w_retry.data = w;
+	ev_timer_init(&w->w_token, watch_token_cb, TOKEN_REREAD, TOKEN_REREAD);
+	w->w_token.data = w;
+	ev_timer_start(pm->pm_loop, &w->w_token);
+	w->w_need_relist = 1;
+	watch_watch(w);
+	return w;
 }
 
 void
-watch_stop(void)
+watch_stop(struct watch *w)
 {
-	if (w.w_multi == NULL)
+	struct ev_loop	*loop;
+
+	if (w == NULL)
 		return;
-	ev_timer_stop(loop, &w.w_retry);
-	ev_timer_stop(loop, &w.w_token);
-	ev_timer_stop(loop, &w.w_curl_timer);
-	curl_multi_remove_handle(w.w_multi, w.w_list);
-	curl_multi_remove_handle(w.w_multi, w.w_watch);
-	curl_easy_cleanup(w.w_list);
-	curl_easy_cleanup(w.w_watch);
-	curl_multi_cleanup(w.w_multi);
-	curl_slist_free_all(w.w_hdrs);
-	free(w.w_buf);
-	free(w.w_rv);
-	free(w.w_continue);
-	memset(&w, 0, sizeof(w));
+	loop = w->w_pm->pm_loop;
+	ev_timer_stop(loop, &w->w_retry);
+	ev_timer_stop(loop, &w->w_token);
+	ev_timer_stop(loop, &w->w_curl_timer);
+	if (w->w_multi != NULL) {
+		if (w->w_list != NULL)
+			curl_multi_remove_handle(w->w_multi, w->w_list);
+		if (w->w_watch != NULL)
+			curl_multi_remove_handle(w->w_multi, w->w_watch);
+	}
+	curl_easy_cleanup(w->w_list);
+	curl_easy_cleanup(w->w_watch);
+	curl_multi_cleanup(w->w_multi);
+	curl_slist_free_all(w->w_hdrs);
+	buf_free(&w->w_buf);
+	free(w->w_rv);
+	free(w->w_continue);
+	free(w);
 }
