@@ -16,6 +16,7 @@
 #include <pcre2.h>
 
 #include "connectd.h"
+#include "hash.h"
 
 #define ACL_NAME_MAX		64
 #define ACL_FILE_MAX_VALUES	(1024 * 1024)
@@ -57,6 +58,7 @@ struct acl_regex {
 };
 
 struct acl {
+	struct hnode	 a_node;	/* in ac_names */
 	char		*a_name;
 	enum acl_type	 a_type;
 	int		 a_predefined;
@@ -96,6 +98,7 @@ struct acl_line {
 
 struct acl_conf {
 	TAILQ_HEAD(, acl)	 ac_acls;
+	struct htab		 ac_names;	/* the acls by lower-case name */
 	TAILQ_HEAD(, acl_rule)	 ac_rules;
 	TAILQ_HEAD(, acl_line)	 ac_lines;
 	pcre2_match_data	*ac_match;
@@ -136,6 +139,7 @@ static const struct {
 
 
 static void	 acl_conf_release(struct acl_conf *);
+static void	 acl_free(struct acl *);
 
 static const char *const acl_implicit_none =
     "implicit deny (no http_access lines)";
@@ -611,16 +615,44 @@ acl_add_file(struct acl_conf *ac, struct acl *a, const char *path,
 
 /* ------------------------------------------------------------ the conf */
 
+/* Squid's acl names are case-insensitive: the hash of the lower case */
+static uint64_t
+acl_name_hash(const char *name)
+{
+	char	 low[ACL_NAME_MAX + 1];
+	size_t	 i;
+
+	for (i = 0; i < ACL_NAME_MAX && name[i] != '\0'; i++)
+		low[i] = (char)tolower((unsigned char)name[i]);
+	return hash_bytes(low, i);
+}
+
+static int
+acl_name_match(const struct hnode *n, const void *name)
+{
+	return strcasecmp(container_of(n, struct acl, a_node)->a_name,
+	    name) == 0;
+}
+
 static struct acl *
 acl_find(struct acl_conf *ac, const char *name)
 {
-	struct acl	*a;
+	struct hnode	*n;
 
-	/* Squid's acl names are case-insensitive */
-	TAILQ_FOREACH(a, &ac->ac_acls, a_entry)
-		if (strcasecmp(a->a_name, name) == 0)
-			return a;
-	return NULL;
+	if (strlen(name) > ACL_NAME_MAX ||
+	    (n = htab_find(&ac->ac_names, acl_name_hash(name), acl_name_match,
+	    name)) == NULL)
+		return NULL;
+	return container_of(n, struct acl, a_node);
+}
+
+/* Take a out of the conf and free it. */
+static void
+acl_remove(struct acl_conf *ac, struct acl *a)
+{
+	TAILQ_REMOVE(&ac->ac_acls, a, a_entry);
+	htab_remove(&ac->ac_names, &a->a_node);
+	acl_free(a);
 }
 
 static void
@@ -658,6 +690,7 @@ acl_new(struct acl_conf *ac, const char *name, enum acl_type type)
 	}
 	a->a_type = type;
 	TAILQ_INSERT_TAIL(&ac->ac_acls, a, a_entry);
+	htab_insert(&ac->ac_names, &a->a_node, acl_name_hash(name));
 	return a;
 }
 
@@ -672,6 +705,10 @@ acl_conf_new(char *err, size_t errlen)
 	if ((ac = calloc(1, sizeof(*ac))) == NULL)
 		goto nomem;
 	TAILQ_INIT(&ac->ac_acls);
+	if (htab_init(&ac->ac_names, 64) == -1) {
+		free(ac);
+		goto nomem;
+	}
 	TAILQ_INIT(&ac->ac_rules);
 	TAILQ_INIT(&ac->ac_lines);
 	for (i = 0; i < nitems(acl_predefined); i++) {
@@ -829,10 +866,8 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 	snprintf(err, errlen, "option '%s' is not supported for acl type %s",
 	    argv[j], argv[2]);
  fail:
-	if (fresh) {
-		TAILQ_REMOVE(&ac->ac_acls, a, a_entry);
-		acl_free(a);
-	}
+	if (fresh)
+		acl_remove(ac, a);
 	return -1;
 }
 
@@ -973,10 +1008,9 @@ acl_conf_release(struct acl_conf *ac)
 
 	if (ac == NULL)
 		return;
-	while ((a = TAILQ_FIRST(&ac->ac_acls)) != NULL) {
-		TAILQ_REMOVE(&ac->ac_acls, a, a_entry);
-		acl_free(a);
-	}
+	while ((a = TAILQ_FIRST(&ac->ac_acls)) != NULL)
+		acl_remove(ac, a);
+	htab_free(&ac->ac_names);
 	while ((ru = TAILQ_FIRST(&ac->ac_rules)) != NULL) {
 		TAILQ_REMOVE(&ac->ac_rules, ru, ru_entry);
 		free(ru->ru_terms);
