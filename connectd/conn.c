@@ -36,6 +36,12 @@
  */
 
 #define HEAD_READ_CHUNK		4096
+
+/* The request head while it arrives: only a connection in HEAD has one. */
+struct conn_head {
+	struct buf		 ch_buf;
+	struct http_head	 ch_parse;	/* where the parser stopped */
+};
 #define LINGER_TIMEOUT		2.0	/* discard client input after an error */
 #define TIMER_SLACK		0.0005	/* a timer a little early still counts */
 
@@ -51,6 +57,7 @@ static const char *const conn_state_names[] = {
 
 static void	conn_go(struct conn *, enum conn_state);
 static void	conn_uncount(struct conn *);
+static void	conn_head_free(struct conn *);
 static void	conn_advance(struct conn *);
 static void	conn_fail(struct conn *, int, enum close_reason, const char *);
 static void	conn_head_cb(EV_P_ ev_io *, int);
@@ -103,11 +110,12 @@ conn_target(const char *t, size_t len)
 static char *
 conn_raw_target(struct conn *c)
 {
-	const char	*head = c->c_head.b_data, *s, *end, *sp;
+	const char	*head = c->c_head->ch_buf.b_data, *s, *end, *sp;
+	size_t		 len = c->c_head->ch_buf.b_len;
 	char		*t;
 
-	end = head + c->c_head.b_len;
-	if ((sp = memchr(head, ' ', c->c_head.b_len)) == NULL)
+	end = head + len;
+	if ((sp = memchr(head, ' ', len)) == NULL)
 		return NULL;
 	for (s = ++sp; s < end && *s != ' ' && *s != '\r' && *s != '\n';
 	    s++)
@@ -335,7 +343,7 @@ conn_close(struct conn *c, enum close_reason reason)
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	TAILQ_INSERT_TAIL(&w->w_closed, c, c_entry);
 	relay_free_buffers(c);
-	buf_free(&c->c_head);
+	conn_head_free(c);
 	free(c->c_addrs);
 	c->c_addrs = NULL;
 
@@ -359,6 +367,16 @@ conn_uncount(struct conn *c)
 	w->w_counted--;
 	limit_client_del(w, &c->c_rec->lr_client);
 	listener_limit(w);
+}
+
+static void
+conn_head_free(struct conn *c)
+{
+	if (c->c_head == NULL)
+		return;
+	buf_free(&c->c_head->ch_buf);
+	free(c->c_head);
+	c->c_head = NULL;
 }
 
 /* Free the connections closed during this loop turn. */
@@ -399,8 +417,8 @@ conn_fail(struct conn *c, int status, enum close_reason reason,
 		c->c_sfd = -1;
 	}
 	relay_free_buffers(c);
-	if (c->c_head.b_data != NULL && r->lr_head_in == 0)
-		r->lr_head_in = c->c_head.b_len;
+	if (c->c_head != NULL && r->lr_head_in == 0)
+		r->lr_head_in = c->c_head->ch_buf.b_len;
 	r->lr_status = status;
 	c->c_reason = reason;
 	w->w_stats.st_refused++;
@@ -501,7 +519,15 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 	c->c_rec->lr_client = *peer;
 	c->c_rec->lr_local = *local;
 	c->c_activity = ev_now(w->w_loop);
-	buf_init(&c->c_head, c->c_conf->c_request_header_max_size);
+	if ((c->c_head = calloc(1, sizeof(*c->c_head))) == NULL) {
+		log_warn("conn: calloc");
+		logrec_free(c->c_rec);
+		conf_unref(c->c_conf);
+		free(c);
+		close(fd);
+		return;
+	}
+	buf_init(&c->c_head->ch_buf, c->c_conf->c_request_header_max_size);
 	TAILQ_INIT(&c->c_acl_waits);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 
@@ -540,7 +566,7 @@ conn_head_error(struct conn *c, const struct http_request *req)
 {
 	struct logrec	*r = c->c_rec;
 
-	r->lr_head_in = c->c_head.b_len;
+	r->lr_head_in = c->c_head->ch_buf.b_len;
 	r->lr_method = conn_strndup(req->hr_method, req->hr_method_len,
 	    req->hr_method_len);
 	r->lr_authority = req->hr_target != NULL ? conn_target(req->hr_target,
@@ -576,18 +602,18 @@ conn_head_done(struct conn *c, const struct http_request *req)
 		conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
 		return;
 	}
-	rest = c->c_head.b_len - req->hr_head_len;
+	rest = c->c_head->ch_buf.b_len - req->hr_head_len;
 	if (rest > 0) {
 		if ((c->c_up = malloc(sizeof(*c->c_up) + rest)) == NULL) {
 			conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
 			return;
 		}
-		memcpy(c->c_up->rb_data, c->c_head.b_data + req->hr_head_len,
-		    rest);
+		memcpy(c->c_up->rb_data,
+		    c->c_head->ch_buf.b_data + req->hr_head_len, rest);
 		c->c_up->rb_off = 0;
 		c->c_up->rb_len = c->c_up->rb_cap = rest;
 	}
-	buf_free(&c->c_head);
+	conn_head_free(c);
 
 	/* metadata lookups run beside the decision, DNS and connect */
 	c->c_lookups = helper_log_start(c->c_worker, r);
@@ -600,6 +626,7 @@ static void
 conn_head_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn		*c = io->data;
+	struct buf		*b = &c->c_head->ch_buf;
 	struct http_request	 req;
 	size_t			 max = c->c_conf->c_request_header_max_size;
 	size_t			 avail;
@@ -607,7 +634,7 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 	char			*p;
 
 	/* the head buffer grows as bytes come, up to the limit */
-	if ((p = buf_space(&c->c_head, HEAD_READ_CHUNK, &avail)) == NULL) {
+	if ((p = buf_space(b, HEAD_READ_CHUNK, &avail)) == NULL) {
 		conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
 		return;
 	}
@@ -619,17 +646,17 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 		return;
 	}
 	if (n == 0) {
-		if (c->c_head.b_len > 0)
+		if (b->b_len > 0)
 			conn_set_detail(c, "incomplete request head");
 		conn_close(c, CLOSE_CLIENT_EOF);
 		return;
 	}
-	buf_commit(&c->c_head, (size_t)n);
+	buf_commit(b, (size_t)n);
 
-	switch (http_parse_request(c->c_head.b_data, c->c_head.b_len, max,
-	    &req)) {
+	switch (http_parse_request(&c->c_head->ch_parse, b->b_data, b->b_len,
+	    max, &req)) {
 	case HTTP_PARSE_INCOMPLETE:
-		if (c->c_head.b_len < max)
+		if (b->b_len < max)
 			return;
 		req.hr_status = 431;
 		req.hr_error = "request header too large";

@@ -54,6 +54,31 @@ enum http_parse {
 	HTTP_PARSE_DONE = 1
 };
 
+/*
+ * http.c: where the parser is in a head that arrives in pieces, so that
+ * each read costs what it adds, not the whole head again.  Zero it
+ * before the first call.  What complete lines gave is kept as offsets,
+ * since the buffer may move as it grows.
+ */
+struct http_field {
+	size_t		 hf_off;
+	size_t		 hf_len;
+	int		 hf_set;
+};
+
+struct http_head {
+	size_t		 hh_pos;	/* start of the first line not parsed */
+	size_t		 hh_scan;	/* bytes after it known to hold no LF */
+	size_t		 hh_nheaders;
+	int		 hh_line1;	/* the request line is parsed */
+	struct http_field hh_method;
+	struct http_field hh_target;
+	struct http_field hh_host;
+	struct http_field hh_user_agent;
+	uint16_t	 hh_port;
+	int		 hh_version;
+};
+
 /* logformat.c: a compiled log template (opaque) */
 struct logformat;
 
@@ -217,6 +242,7 @@ struct limit_table;
 struct helper_log;
 struct helper_wait;
 struct helper_pools;
+struct conn_head;
 TAILQ_HEAD(helper_waits, helper_wait);
 
 struct conn {
@@ -234,7 +260,7 @@ struct conn {
 	ev_tstamp		 c_activity;	/* last byte moved (lazy timer) */
 	ev_tstamp		 c_state_since;
 	ev_tstamp		 c_wait_since;	/* the head was complete */
-	struct buf		 c_head;	/* request head, freed once parsed */
+	struct conn_head	*c_head;	/* reading the head; freed once parsed */
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
 	int			 c_flags;
@@ -402,8 +428,8 @@ void	 helper_acl_expire(struct conn *, ev_tstamp, int);
 void	 helper_acl_free(struct conn *);
 
 /* http.c */
-enum http_parse http_parse_request(const char *, size_t, size_t,
-	    struct http_request *);
+enum http_parse http_parse_request(struct http_head *, const char *, size_t,
+	    size_t, struct http_request *);
 int	 http_reply_error(int, char *, size_t);
 size_t	 http_target_redact(const char *, size_t, char *, size_t);
 const char *http_status_text(int);

@@ -35,13 +35,19 @@
  *   sending thousands of tiny lines is probing, and the caller parses the
  *   head again each time bytes arrive.  Squid 5.7 has no line cap (only
  *   64 KiB of bytes) and tunnels 10,000 "A: b" lines.
- * - Every error is found as soon as its bytes arrive, without waiting for
- *   the end of the head: a TLS ClientHello sent straight to the proxy
- *   fails on its first byte.
+ * - An error in the first HTTP_LINE1_EARLY bytes of the request line is
+ *   found as soon as its bytes arrive: a TLS ClientHello sent straight to
+ *   the proxy fails on its first byte.  Other lines are checked once
+ *   their LF arrives, so that a head that comes a byte at a time costs
+ *   what it adds, not the whole head again (each read resumes where the
+ *   last one stopped).
  */
 #define HTTP_METHOD_MAX		32
 #define HTTP_VERSION_MAX	16	/* "HTTP/" DIGITS "." DIGITS */
 #define HTTP_HEADERS_MAX	100
+/* a CONNECT request line is no longer: method, authority, version */
+#define HTTP_LINE1_EARLY	(HTTP_METHOD_MAX + AUTHORITY_MAX_LEN + \
+				    HTTP_VERSION_MAX + 2)
 
 static int	http_fail(struct http_request *, int, const char *);
 static int	http_tchar(unsigned char);
@@ -366,25 +372,82 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 	return 0;
 }
 
-/*
- * Parse the head at the start of buf[0..len), looking at no more than max
- * bytes.  On ERROR and INCOMPLETE the fields parsed so far stay set, for
- * the log: hr_target is set once the target is complete, even if it is
- * refused, and may hold userinfo; log it through http_target_redact().
- */
-enum http_parse
-http_parse_request(const char *buf, size_t len, size_t max,
+/* What a complete line gave, kept as offsets from buf. */
+static void
+http_keep(struct http_field *f, const char *buf, const char *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	f->hf_off = (size_t)(p - buf);
+	f->hf_len = len;
+	f->hf_set = 1;
+}
+
+static void
+http_give(const struct http_field *f, const char *buf, const char **p,
+    size_t *len)
+{
+	if (!f->hf_set)
+		return;
+	*p = buf + f->hf_off;
+	*len = f->hf_len;
+}
+
+/* req from what the complete lines gave, for the buffer as it is now. */
+static void
+http_view(const struct http_head *st, const char *buf,
     struct http_request *req)
 {
+	http_give(&st->hh_method, buf, &req->hr_method, &req->hr_method_len);
+	http_give(&st->hh_target, buf, &req->hr_target, &req->hr_target_len);
+	http_give(&st->hh_host, buf, &req->hr_host, &req->hr_host_len);
+	http_give(&st->hh_user_agent, buf, &req->hr_user_agent,
+	    &req->hr_user_agent_len);
+	req->hr_port = st->hh_port;
+	req->hr_version = st->hh_version;
+}
+
+static void
+http_save(struct http_head *st, const char *buf,
+    const struct http_request *req)
+{
+	http_keep(&st->hh_method, buf, req->hr_method, req->hr_method_len);
+	http_keep(&st->hh_target, buf, req->hr_target, req->hr_target_len);
+	http_keep(&st->hh_host, buf, req->hr_host, req->hr_host_len);
+	http_keep(&st->hh_user_agent, buf, req->hr_user_agent,
+	    req->hr_user_agent_len);
+	st->hh_port = req->hr_port;
+	st->hh_version = req->hr_version;
+}
+
+/*
+ * Parse the head at the start of buf[0..len), looking at no more than max
+ * bytes, going on from where the last call with st stopped: buf holds
+ * what it held then, and more.  On ERROR and INCOMPLETE the fields parsed
+ * so far are set, for the log: hr_target is set once the target is
+ * complete, even if it is refused, and may hold userinfo; log it through
+ * http_target_redact().
+ *
+ * A line is parsed once, when its LF arrives; until then only the LF is
+ * looked for, in the bytes not searched yet.  The exception is the start
+ * of the request line (as long as a CONNECT line can be), checked as it
+ * comes, so that a TLS ClientHello sent to the proxy fails on its first
+ * byte.
+ */
+enum http_parse
+http_parse_request(struct http_head *st, const char *buf, size_t len,
+    size_t max, struct http_request *req)
+{
 	const char	*lf;
-	size_t		 avail, pos = 0, n, nheaders = 0;
-	int		 complete, first = 1;
+	size_t		 avail, pos = st->hh_pos, n;
 
 	memset(req, 0, sizeof(*req));
+	http_view(st, buf, req);
 	avail = len < max ? len : max;
 
 	/* empty lines before the request line */
-	while (pos < avail && (buf[pos] == '\n' || buf[pos] == '\r')) {
+	while (!st->hh_line1 && pos < avail &&
+	    (buf[pos] == '\n' || buf[pos] == '\r')) {
 		if (buf[pos] == '\n')
 			pos++;
 		else if (pos + 1 == avail)
@@ -395,34 +458,44 @@ http_parse_request(const char *buf, size_t len, size_t max,
 			http_fail(req, 400, "bare cr");
 			return HTTP_PARSE_ERROR;
 		}
+		st->hh_pos = pos;
+		st->hh_scan = 0;
 	}
 
 	while (pos < avail) {
-		lf = memchr(buf + pos, '\n', avail - pos);
-		complete = lf != NULL;
-		n = (complete ? (size_t)(lf - buf) : avail) - pos;
-		/* a CR before the LF, or at the end where the LF may follow */
+		lf = memchr(buf + pos + st->hh_scan, '\n',
+		    avail - pos - st->hh_scan);
+		if (lf == NULL) {
+			st->hh_scan = avail - pos;
+			/* a CR at the end may be the line's, LF to come */
+			n = avail - pos;
+			if (n > 0 && buf[pos + n - 1] == '\r')
+				n--;
+			/* its start, as far as a CONNECT line goes: bounded */
+			if (!st->hh_line1 && http_request_line(buf + pos,
+			    n < HTTP_LINE1_EARLY ? n : HTTP_LINE1_EARLY, 0,
+			    req) == -1)
+				return HTTP_PARSE_ERROR;
+			break;
+		}
+		n = (size_t)(lf - (buf + pos));
 		if (n > 0 && buf[pos + n - 1] == '\r')
 			n--;
-
-		if (first) {
-			if (http_request_line(buf + pos, n, complete, req) == -1)
+		if (!st->hh_line1) {
+			if (http_request_line(buf + pos, n, 1, req) == -1)
 				return HTTP_PARSE_ERROR;
-			first = 0;
+			st->hh_line1 = 1;
 		} else if (n == 0) {
-			if (complete) {
-				req->hr_head_len = lf - buf + 1;
-				return HTTP_PARSE_DONE;
-			}
-		} else if (nheaders++ >= HTTP_HEADERS_MAX) {
+			req->hr_head_len = (size_t)(lf - buf) + 1;
+			return HTTP_PARSE_DONE;
+		} else if (st->hh_nheaders++ >= HTTP_HEADERS_MAX) {
 			http_fail(req, 431, "too many headers");
 			return HTTP_PARSE_ERROR;
-		} else if (http_header(buf + pos, n, complete, req) == -1)
+		} else if (http_header(buf + pos, n, 1, req) == -1)
 			return HTTP_PARSE_ERROR;
-
-		if (!complete)
-			break;
-		pos = lf - buf + 1;
+		http_save(st, buf, req);
+		pos = st->hh_pos = (size_t)(lf - buf) + 1;
+		st->hh_scan = 0;
 	}
 
 	if (len >= max) {

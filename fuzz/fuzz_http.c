@@ -22,7 +22,8 @@ fuzz_inside(const char *buf, size_t len, const char *p, size_t n)
 }
 
 static int
-fuzz_parse(const char *data, size_t len, size_t max, struct http_request *req)
+fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
+    struct http_request *req)
 {
 	enum http_parse	 rv;
 	char		*buf;
@@ -31,7 +32,7 @@ fuzz_parse(const char *data, size_t len, size_t max, struct http_request *req)
 	if ((buf = malloc(len ? len : 1)) == NULL)
 		abort();
 	memcpy(buf, data, len);
-	rv = http_parse_request(buf, len, max, req);
+	rv = http_parse_request(st, buf, len, max, req);
 
 	switch (rv) {
 	case HTTP_PARSE_DONE:
@@ -95,6 +96,45 @@ fuzz_parse(const char *data, size_t len, size_t max, struct http_request *req)
 #undef REBASE
 	free(buf);
 	return rv;
+}
+
+static int
+fuzz_parse(const char *data, size_t len, size_t max, struct http_request *req)
+{
+	struct http_head	 st;
+
+	memset(&st, 0, sizeof(st));
+	return fuzz_parse_st(&st, data, len, max, req);
+}
+
+/*
+ * A head that arrives in pieces decides as the whole does, whatever the
+ * cuts: the parser goes on from where it stopped, in a buffer that has
+ * moved (each call parses a new copy).
+ */
+static void
+fuzz_pieces(const char *data, size_t len, size_t max, const size_t *cuts,
+    size_t ncuts)
+{
+	struct http_head	 st;
+	struct http_request	 a, b;
+	size_t			 i;
+	int			 ra = HTTP_PARSE_INCOMPLETE, rb;
+
+	memset(&st, 0, sizeof(st));
+	for (i = 0; i < ncuts && ra == HTTP_PARSE_INCOMPLETE; i++)
+		if (cuts[i] < len)
+			ra = fuzz_parse_st(&st, data, cuts[i], max, &a);
+	if (ra == HTTP_PARSE_INCOMPLETE)
+		ra = fuzz_parse_st(&st, data, len, max, &a);
+	rb = fuzz_parse(data, len, max, &b);
+	if (ra != HTTP_PARSE_ERROR || rb != HTTP_PARSE_ERROR)
+		assert(ra == rb);
+	if (ra != rb)
+		return;		/* both errors: a piece may find one sooner */
+	assert(a.hr_status == b.hr_status);
+	if (ra == HTTP_PARSE_DONE)
+		assert(memcmp(&a, &b, sizeof(a)) == 0);
 }
 
 /*
@@ -195,7 +235,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct http_request	 req;
 	const char		*p = (const char *)data;
-	size_t			 cut;
+	size_t			 cut, cuts[64], i;
 
 	fuzz_parse(p, size, REQUEST_HEADER_MAX, &req);
 	fuzz_parse(p, size, 64, &req);
@@ -204,6 +244,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_prefix(p, size, REQUEST_HEADER_MAX, cut);
 	fuzz_prefix(p, size, REQUEST_HEADER_MAX, size / 2);
 	fuzz_prefix(p, size, 64, cut);
+	/* in order: a later call's buffer holds the earlier one's and more */
+	cuts[0] = size / 3;
+	cuts[1] = size / 2;
+	cuts[2] = size - size / 4;
+	cuts[3] = cut > cuts[2] ? cut : cuts[2];
+	fuzz_pieces(p, size, REQUEST_HEADER_MAX, cuts, 4);
+	for (i = 0; i < size && i < 64; i++)
+		cuts[i] = i;
+	fuzz_pieces(p, size, 64, cuts, i);
 
 	fuzz_replies(size % 256);
 	fuzz_redact(p, size, size + 4);
