@@ -506,35 +506,6 @@ conf_parse_addrport(const char *s, struct sockaddr_storage *ss,
 /* ------------------------------------------------------------ directives */
 
 static int
-conf_ss_same(const struct sockaddr_storage *a,
-    const struct sockaddr_storage *b)
-{
-	struct in6_addr	 ka, kb;
-
-	return a->ss_family == b->ss_family && addr_key(a, &ka) == 0 &&
-	    addr_key(b, &kb) == 0 && memcmp(&ka, &kb, sizeof(ka)) == 0;
-}
-
-/*
- * Whether two listening addresses cannot both be bound.  [::] is taken
- * to be dual-stack, which is how listener.c binds it.
- */
-static int
-conf_ss_clash(const struct sockaddr_storage *a,
-    const struct sockaddr_storage *b)
-{
-	if (addr_port(a) != addr_port(b))
-		return 0;
-	if (conf_ss_same(a, b))
-		return 1;
-	if ((a->ss_family == AF_INET6 && addr_is_any(a)) ||
-	    (b->ss_family == AF_INET6 && addr_is_any(b)))
-		return 1;
-	return a->ss_family == b->ss_family &&
-	    (addr_is_any(a) || addr_is_any(b));
-}
-
-static int
 conf_http_port(struct conf_parse *p, const struct conf_directive *d,
     int argc, char **argv)
 {
@@ -552,7 +523,7 @@ conf_http_port(struct conf_parse *p, const struct conf_directive *d,
 	if (conf_parse_addrport(argv[1], &ss, &sslen, msg, sizeof(msg)) == -1)
 		return conf_error(p, "http_port: %s", msg);
 	TAILQ_FOREACH(o, &c->c_listens, lc_entry)
-		if (conf_ss_clash(&ss, &o->lc_addr))
+		if (addr_bind_clash(&ss, &o->lc_addr))
 			return conf_error(p, "http_port %s clashes with "
 			    "http_port %s", argv[1], o->lc_text);
 	if ((lc = calloc(1, sizeof(*lc))) == NULL)

@@ -142,53 +142,64 @@ listener_accept_cb(EV_P_ ev_io *io, int revents)
 	}
 }
 
-static struct listener *
-listener_open(struct worker *w, const struct listen_conf *lc, char *err,
-    size_t errlen)
+/* A listening socket on ss, or -1 with errno. */
+static int
+listener_bind(const struct sockaddr_storage *ss, socklen_t sslen)
 {
-	struct listener	*l;
-	int		 on = 1, off = 0;
+	int	 fd, on = 1, off = 0, saved;
 
-	if ((l = calloc(1, sizeof(*l))) == NULL ||
-	    (l->l_text = strdup(lc->lc_text)) == NULL) {
-		snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
-		    strerror(errno));
-		goto fail;
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    /* a bare port listens on [::] for both families, as Squid does */
+	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &off, sizeof(off)) == -1) ||
+	    bind(fd, (const struct sockaddr *)ss, sslen) == -1 ||
+	    listen(fd, LISTEN_BACKLOG) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
 	}
-	l->l_fd = -1;
-	l->l_addr = lc->lc_addr;
-	l->l_addrlen = lc->lc_addrlen;
-	l->l_wildcard = addr_is_any(&lc->lc_addr);
-	l->l_fd = socket(lc->lc_addr.ss_family,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->l_fd == -1)
-		goto syserr;
-	if (setsockopt(l->l_fd, SOL_SOCKET, SO_REUSEADDR, &on,
-	    sizeof(on)) == -1)
-		goto syserr;
-	/* a bare port listens on [::] for both families, as Squid does */
-	if (lc->lc_addr.ss_family == AF_INET6 &&
-	    setsockopt(l->l_fd, IPPROTO_IPV6, IPV6_V6ONLY, &off,
-	    sizeof(off)) == -1)
-		goto syserr;
-	if (bind(l->l_fd, (struct sockaddr *)&lc->lc_addr,
-	    lc->lc_addrlen) == -1)
-		goto syserr;
-	if (listen(l->l_fd, LISTEN_BACKLOG) == -1)
-		goto syserr;
+	return fd;
+}
+
+/* Watch l's socket for connections (unless accepting is paused). */
+static void
+listener_watch(struct worker *w, struct listener *l)
+{
 	l->l_worker = w;
 	ev_io_init(&l->l_io, listener_accept_cb, l->l_fd, EV_READ);
 	l->l_io.data = l;
 	if (!w->w_stopping && !w->w_accept_paused)
 		ev_io_start(w->w_loop, &l->l_io);
-	return l;
+}
 
- syserr:
-	snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
-	    strerror(errno));
- fail:
-	listener_free(l);
-	return NULL;
+static struct listener *
+listener_open(struct worker *w, const struct listen_conf *lc, char *err,
+    size_t errlen)
+{
+	struct listener	*l;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (l->l_text = strdup(lc->lc_text)) == NULL) {
+		snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
+		    strerror(errno));
+		free(l);
+		return NULL;
+	}
+	l->l_addr = lc->lc_addr;
+	l->l_addrlen = lc->lc_addrlen;
+	l->l_wildcard = addr_is_any(&lc->lc_addr);
+	if ((l->l_fd = listener_bind(&l->l_addr, l->l_addrlen)) == -1) {
+		snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
+		    strerror(errno));
+		listener_free(l);
+		return NULL;
+	}
+	listener_watch(w, l);
+	return l;
 }
 
 static int
@@ -199,9 +210,30 @@ listener_same(const struct listener *l, const struct listen_conf *lc)
 }
 
 /*
+ * Before binding lc: an old listener that is going anyway and would keep
+ * lc's address from being bound (127.0.0.1:P and 0.0.0.0:P, say) lets
+ * go of its socket first.
+ */
+static void
+listener_yield(struct worker *w, const struct listen_conf *lc)
+{
+	struct listener	*l;
+
+	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+		if (l->l_mark && l->l_fd != -1 &&
+		    addr_bind_clash(&l->l_addr, &lc->lc_addr)) {
+			ev_io_stop(w->w_loop, &l->l_io);
+			close(l->l_fd);
+			l->l_fd = -1;
+		}
+}
+
+/*
  * Make the open listeners match the configuration: keep those that stay,
- * open the new ones, then close the rest.  If any new one cannot be
- * opened, nothing changes and -1 is returned.
+ * open the new ones, then close the rest.  A new address that clashes
+ * with an old one being dropped is bound once the old one lets go.  If
+ * any new one cannot be opened, the old ones are bound again, nothing
+ * changes, and -1 is returned.
  */
 int
 listener_sync(struct worker *w, struct conf *conf, char *err, size_t errlen)
@@ -212,19 +244,22 @@ listener_sync(struct worker *w, struct conf *conf, char *err, size_t errlen)
 
 	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
 		l->l_mark = 1;
+	TAILQ_FOREACH(lc, &conf->c_listens, lc_entry)
+		TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+			if (listener_same(l, lc))
+				l->l_mark = 0;
 	TAILQ_FOREACH(lc, &conf->c_listens, lc_entry) {
 		TAILQ_FOREACH(l, &w->w_listeners, l_entry)
 			if (listener_same(l, lc))
 				break;
-		if (l != NULL) {
-			l->l_mark = 0;
+		if (l != NULL)
 			continue;
-		}
 		TAILQ_FOREACH(l, &fresh, l_entry)
 			if (listener_same(l, lc))
 				break;
 		if (l != NULL)
 			continue;
+		listener_yield(w, lc);
 		if ((l = listener_open(w, lc, err, errlen)) == NULL)
 			goto fail;
 		TAILQ_INSERT_TAIL(&fresh, l, l_entry);
@@ -249,8 +284,20 @@ listener_sync(struct worker *w, struct conf *conf, char *err, size_t errlen)
 		TAILQ_REMOVE(&fresh, l, l_entry);
 		listener_free(l);
 	}
-	TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+	for (l = TAILQ_FIRST(&w->w_listeners); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, l_entry);
 		l->l_mark = 0;
+		if (l->l_fd != -1)
+			continue;
+		if ((l->l_fd = listener_bind(&l->l_addr, l->l_addrlen)) != -1) {
+			listener_watch(w, l);
+			continue;
+		}
+		log_warn("stopped listening on %s: cannot bind it again",
+		    l->l_text);
+		TAILQ_REMOVE(&w->w_listeners, l, l_entry);
+		listener_free(l);
+	}
 	return -1;
 }
 

@@ -130,3 +130,21 @@ addr_key_embedded_v4(const struct in6_addr *k, struct in6_addr *v4)
 	}
 	return 0;
 }
+
+int
+addr_bind_clash(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	struct in6_addr	 ka, kb;
+
+	if (addr_port(a) != addr_port(b))
+		return 0;
+	if (a->ss_family == b->ss_family && addr_key(a, &ka) == 0 &&
+	    addr_key(b, &kb) == 0 && memcmp(&ka, &kb, sizeof(ka)) == 0)
+		return 1;
+	if ((a->ss_family == AF_INET6 && addr_is_any(a)) ||
+	    (b->ss_family == AF_INET6 && addr_is_any(b)))
+		return 1;
+	return a->ss_family == b->ss_family &&
+	    (addr_is_any(a) || addr_is_any(b));
+}

@@ -51,6 +51,14 @@ int	addr_is_any(const struct sockaddr_storage *ss);
  */
 int	addr_key_embedded_v4(const struct in6_addr *key, struct in6_addr *v4);
 
+/*
+ * 1 if listening sockets on a and b cannot both be bound: the same port
+ * and the same address, or a wildcard of the same family; [::] is taken
+ * to be dual-stack (IPV6_V6ONLY off), so it clashes with IPv4 too.
+ */
+int	addr_bind_clash(const struct sockaddr_storage *a,
+	    const struct sockaddr_storage *b);
+
 /* A key as text: IPv4-mapped as IPv4.  buf holds ADDR_STRLEN bytes. */
 void	addr_key_ntop(const struct in6_addr *key, char *buf, size_t len);
 
