@@ -2,6 +2,8 @@
 /* fuzz-sources: lib/helperproto.c lib/addr.c lib/buf.c podmeta/proto.c */
 /* fuzz-libs: jansson */
 /* fuzz-options: -max_len=70000 */
+#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +45,13 @@ fuzz_reply(const uint8_t *data, size_t len)
 
 	if (helper_reply_parse(buf, len, &rp) == 0) {
 		CHECK(rp.rp_nkv <= HELPER_KV_MAX);
-		if (rp.rp_id != NULL)
+		if (rp.rp_id != NULL) {
 			CHECK(fuzz_inside(buf, len, rp.rp_id, rp.rp_idlen));
+			/* the ID's value, or ULLONG_MAX: never wrapped */
+			errno = 0;
+			CHECK(rp.rp_idnum == strtoull(rp.rp_id, NULL, 10) ||
+			    (errno == ERANGE && rp.rp_idnum == ULLONG_MAX));
+		}
 		for (i = 0; i < rp.rp_nkv; i++) {
 			CHECK(fuzz_inside(buf, len, rp.rp_kv[i].kv_key,
 			    rp.rp_kv[i].kv_keylen));

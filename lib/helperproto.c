@@ -1,4 +1,5 @@
 /* helperproto.c: Squid helper protocol: token escaping, reply quoting and parsing, request splitting */
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -210,14 +211,22 @@ hp_digits(const char *s, size_t len)
 	return 1;
 }
 
+/*
+ * The value of a channel ID's digits, ULLONG_MAX if it does not fit: a
+ * larger ID must not wrap around to a channel that was asked.
+ */
 static unsigned long long
 hp_number(const char *s, size_t len)
 {
-	unsigned long long	n = 0;
+	unsigned long long	n = 0, d;
 	size_t			i;
 
-	for (i = 0; i < len; i++)
-		n = n * 10 + (unsigned long long)(s[i] - '0');
+	for (i = 0; i < len; i++) {
+		d = (unsigned long long)(s[i] - '0');
+		if (n > (ULLONG_MAX - d) / 10)
+			return ULLONG_MAX;
+		n = n * 10 + d;
+	}
 	return n;
 }
 

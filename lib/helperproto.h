@@ -34,7 +34,7 @@ struct helper_kv {
 struct helper_reply {
 	char			*rp_id;		/* NULL if none, else digits */
 	size_t			 rp_idlen;
-	unsigned long long	 rp_idnum;
+	unsigned long long	 rp_idnum;	/* ULLONG_MAX if too large */
 	enum helper_result	 rp_result;
 	struct helper_kv	 rp_kv[HELPER_KV_MAX];
 	size_t			 rp_nkv;
@@ -46,7 +46,7 @@ struct helper_reply {
 struct helper_request {
 	char			*rq_id;		/* NULL if none, else digits */
 	size_t			 rq_idlen;
-	unsigned long long	 rq_idnum;
+	unsigned long long	 rq_idnum;	/* ULLONG_MAX if too large */
 	char			*rq_tok[HELPER_TOKENS_MAX]; /* NUL-terminated */
 	size_t			 rq_toklen[HELPER_TOKENS_MAX];
 	size_t			 rq_ntok;

@@ -5,11 +5,13 @@ Each bad helper below runs under its own connectd; five tunnels go
 through each, one after another.
   garbage:  prints "hello garbage" (not OK/ERR/BH) and a line on stderr;
   badid:    concurrency=2, answers with channel ID 99 (never asked);
+  bigid:    concurrency=1, answers with channel ID 2^64 (18446744073709551616),
+            which must not wrap around to 0, the channel asked;
   longline: prints a 70 KB line (over the 64 KB bound);
   bh:       answers BH (Squid's "broken helper").
 Expectations:
   - every tunnel echoes; every line is valid JSON with "pod": null;
-  - garbage, badid, longline: pod_error "helper_down"; connectd's stderr
+  - garbage, badid, bigid, longline: pod_error "helper_down"; connectd's stderr
     names the cause ("malformed reply (...)"), carries the helper's own
     stderr line, and shows the helper started again (restarted);
   - bh: pod_error "bh"; each lookup is sent twice (retried once) and BH
@@ -38,6 +40,8 @@ for line in sys.stdin:
         out = "hello garbage"
     elif mode == "badid":
         out = "99 OK log=x"
+    elif mode == "bigid":
+        out = "18446744073709551616 OK log=x"
     elif mode == "longline":
         out = "OK log=" + "A" * 70000
     else:
@@ -48,10 +52,12 @@ for line in sys.stdin:
 prog = hu.script("bad.py", BAD)
 CAUSE = {"garbage": r"malformed reply \(not OK, ERR or BH\): \"hello garbage\"",
          "badid": r"malformed reply \(unknown channel ID\): \"99 OK log=x\"",
+         "bigid": r"malformed reply \(unknown channel ID\): \"18446744073709551616 OK",
          "longline": r"malformed reply \(line too long\)"}
 
-for mode in ("garbage", "badid", "longline", "bh"):
-    opts = "concurrency=2 " if mode in ("badid", "bh") else ""
+for mode in ("garbage", "badid", "bigid", "longline", "bh"):
+    opts = {"badid": "concurrency=2 ", "bh": "concurrency=2 ",
+            "bigid": "concurrency=1 "}.get(mode, "")
     pmode = "bhid" if mode == "bh" else mode
     conf = hu.base_conf("external_acl_type bad ttl=60 %s%%SRC %s %s" % (opts, prog, pmode))
     with h.Connectd(conf, name=mode) as cd:
