@@ -1,6 +1,12 @@
 /* accesslog.c: the one place a log line is written: render, push to each access_log, or wait for helpers */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "connectd.h"
 
@@ -35,6 +41,51 @@ accesslog_open(struct conf *conf, char *err, size_t errlen)
 		if ((alc->alc_sink = sink_open(alc->alc_path,
 		    alc->alc_buffer_size, err, errlen)) == NULL) {
 			accesslog_close(conf);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+accesslog_check(const struct conf *conf, char *err, size_t errlen)
+{
+	struct access_log_conf	*alc;
+	struct stat		 st;
+	const char		*why = NULL, *slash;
+	char			 dir[PATH_MAX];
+
+	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
+		if (strcmp(alc->alc_path, "/dev/stdout") == 0 ||
+		    strcmp(alc->alc_path, "/dev/stderr") == 0)
+			continue;
+		if (stat(alc->alc_path, &st) == 0) {
+			if (S_ISDIR(st.st_mode))
+				why = "a directory";
+			else if (access(alc->alc_path, W_OK) == -1)
+				why = strerror(errno);
+		} else if (errno != ENOENT)
+			why = strerror(errno);
+		else {
+			/* a new file: its directory must take it */
+			slash = strrchr(alc->alc_path, '/');
+			snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 :
+			    slash == alc->alc_path ? 1 :
+			    (int)(slash - alc->alc_path),
+			    slash == NULL ? "." : alc->alc_path);
+			if (stat(dir, &st) == -1)
+				why = errno == ENOENT ? "its directory does not "
+				    "exist" : strerror(errno);
+			else if (!S_ISDIR(st.st_mode))
+				why = "its directory is not a directory";
+			else if (access(dir, W_OK | X_OK) == -1)
+				why = "its directory is not writable";
+		}
+		if (why != NULL) {
+			snprintf(err, errlen, "%s:%zu: %s cannot be opened: %s: "
+			    "'%s'", conf->c_path, alc->alc_lineno,
+			    alc->alc_path, why, alc->alc_line != NULL ?
+			    alc->alc_line : "access_log");
 			return -1;
 		}
 	}

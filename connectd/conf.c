@@ -763,9 +763,11 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
 	if ((alc = calloc(1, sizeof(*alc))) == NULL ||
 	    (alc->alc_path = strdup(path)) == NULL ||
 	    (pf->pf_name = strdup(format)) == NULL ||
-	    (pf->pf_line = strdup(p->cp_line)) == NULL)
+	    (pf->pf_line = strdup(p->cp_line)) == NULL ||
+	    (alc->alc_line = strdup(p->cp_line)) == NULL)
 		goto fail;
 	alc->alc_buffer_size = bufsz;
+	alc->alc_lineno = p->cp_lineno;
 	pf->pf_alc = alc;
 	pf->pf_lineno = p->cp_lineno;
 	p->cp_npending++;
@@ -774,8 +776,10 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
  fail:
 	free(pf->pf_name);
 	free(pf->pf_line);
-	if (alc != NULL)
+	if (alc != NULL) {
 		free(alc->alc_path);
+		free(alc->alc_line);
+	}
 	free(alc);
 	return conf_error(p, "out of memory");
 }
@@ -1013,6 +1017,7 @@ conf_free(struct conf *c)
 	while ((alc = TAILQ_FIRST(&c->c_access_logs)) != NULL) {
 		TAILQ_REMOVE(&c->c_access_logs, alc, alc_entry);
 		free(alc->alc_path);
+		free(alc->alc_line);
 		free(alc);
 	}
 	while ((lfc = TAILQ_FIRST(&c->c_logformats)) != NULL) {

@@ -702,9 +702,9 @@ conn_decide(struct conn *c)
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
 	if (c->c_verdict != ACL_DENY)
 		return;
-	if (rule != NULL && (r->lr_rule = strdup(rule)) == NULL)
-		rule = NULL;
-	conn_fail(c, 403, CLOSE_DENIED, rule != NULL ? rule : "denied");
+	/* the rule field says which line: no detail to repeat it */
+	r->lr_rule = strdup(rule != NULL ? rule : "denied");
+	conn_fail(c, 403, CLOSE_DENIED, NULL);
 }
 
 /*

@@ -229,6 +229,11 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if (check) {
+		if (accesslog_check(conf, err, sizeof(err)) == -1) {
+			fprintf(stderr, "connectd: %s\n", err);
+			conf_unref(conf);
+			return 1;
+		}
 		if (verbose)
 			conf_dump(conf, stdout);
 		fprintf(stderr, "connectd: %s: configuration OK\n", path);

@@ -108,6 +108,8 @@ struct access_log_conf {
 	char			*alc_path;	/* after "stdio:" */
 	const struct logformat	*alc_format;	/* owned by conf or built in */
 	size_t			 alc_buffer_size; /* queue bound, bytes */
+	size_t			 alc_lineno;	/* 0: the default log */
+	char			*alc_line;	/* as written, for messages */
 	struct sink		*alc_sink;	/* set by accesslog_open() */
 	TAILQ_ENTRY(access_log_conf) alc_entry;
 };
@@ -473,6 +475,11 @@ void	 resolve_cancel(struct resolve_query *);
 
 /* accesslog.c */
 int	 accesslog_open(struct conf *, char *, size_t);
+/*
+ * For connectd -t: could each log be opened, as far as can be told
+ * without opening it?  0, or -1 with "FILE:LINE: ..." in err.
+ */
+int	 accesslog_check(const struct conf *, char *, size_t);
 void	 accesslog_close(struct conf *);
 /*
  * The one way a line gets written.  Takes rec and hl (NULL: no helper

@@ -72,6 +72,18 @@ ok(directives, "conf/connectd.conf has directives (%s)" % " ".join(directives))
 for d in CORE_DIRECTIVES:
     if d not in directives:
         directives.append(d)
+# and every directive connectd itself prints back with -t -v, given a
+# file that sets the ones it prints only when set
+if os.access(h.connectd_bin(), os.X_OK):
+    allset = h.tmpfile("allset.conf", "http_port 3128\ndns_nameservers 127.0.0.1\n"
+                       "hosts_file /etc/hosts\ncache_effective_user nobody\n"
+                       "external_acl_type x %SRC /bin/true\nacl a src all\n"
+                       "http_access allow a\n")
+    rc, out, err = h.run([h.connectd_bin(), "-t", "-v", "-f", allset], timeout=10)
+    for ln in out.splitlines():
+        m = re.match(r"^([a-z][a-z0-9_]*)\s", ln)
+        if m and m.group(1) not in directives:
+            directives.append(m.group(1))
 for d in directives:
     ok(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(d), conf5),
        "connectd.conf(5) documents %s" % d)

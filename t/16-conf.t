@@ -35,6 +35,9 @@ BAD = [
     "logformat onlyname",
     "logformat x %zz",
     "read_timeout 1 minute # a trailing comment",
+    # -t says a log cannot be opened, without opening it
+    "access_log stdio:/nonexistent-connectd-dir/access.log json",
+    "access_log stdio:/ json",
 ]
 GOOD = [
     "connect_timeout 30 seconds\nread_timeout 2 minutes\nrequest_header_timeout 1 second\n",

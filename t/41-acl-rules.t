@@ -41,7 +41,8 @@ with pu.RawConnectd(RESOLV + "acl x src all\n") as cd:
 
 # --- implicit rules
 with h.Connectd(RESOLV + "acl p port %d\nhttp_access deny p\n" % e1.port) as cd:
-    pu.check(cd, e1.authority, "http_access deny p", "the only line matches")
+    rec = pu.check(cd, e1.authority, "http_access deny p", "the only line matches")
+    ok("detail" not in rec, "a denied line has the rule, not a detail repeating it")
     rec = pu.check(cd, e2.authority, "allow", "no line matches after a deny: allowed")
     is_(rec.get("rule"), None, "an allowed request has no rule field")
 with h.Connectd(RESOLV + "acl p port %d\nhttp_access allow p\n" % e1.port) as cd:

@@ -164,6 +164,7 @@ def expect_denied(cd, authority, rule, name=None, host="127.0.0.1", origin=None)
     tap.is_(rec.get("close"), "denied", "%s: close denied" % name)
     tap.is_(rec.get("status"), 403, "%s: status 403 in the log" % name)
     tap.is_(rec.get("rule"), rule, "%s: rule %r" % (name, rule))
+    tap.ok("detail" not in rec, "%s: no detail repeating the rule" % name)
     tap.is_(rec.get("server_ip"), None, "%s: no server connected" % name)
     if origin is not None:
         time.sleep(0.05)
