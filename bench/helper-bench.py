@@ -30,7 +30,7 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "t", "lib"))
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 
 CONNECTD = os.environ.get("CONNECTD", os.path.join(TOP, "build", "connectd", "connectd"))
 PODMETA = os.environ.get("PODMETA", os.path.join(TOP, "build", "podmeta", "podmeta"))
@@ -181,7 +181,7 @@ def free_port():
 
 def main():
     tmp = tempfile.mkdtemp(prefix="helper-bench-")
-    pods = [k8sapi.make_pod("pod-%d" % i, ip="127.0.1.%d" % i, namespace="bench", slim=True)
+    pods = [kf.make_pod("pod-%d" % i, ip="127.0.1.%d" % i, namespace="bench", slim=True)
             for i in range(1, NPODS + 1)]
     src = os.path.join(tmp, "pods.json")
     with open(src, "w") as f:

@@ -9,14 +9,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
 GRACE = 3.0
 T0 = time.time() - 7200
-mk = k8sapi.make_pod
+mk = kf.make_pod
 
 
 def name_is(n):
@@ -31,7 +31,7 @@ api = pu.start_api()
 pm = None
 try:
     pm = pu.start_podmeta(api, "--delete-grace", str(int(GRACE)))
-    pu.check_known(tap, pm.lookup("10.244.0.3"), k8sapi.fixture_pods()[0], "10.244.0.3", name="synced")
+    pu.check_known(tap, pm.lookup("10.244.0.3"), kf.fixture_pods()[0], "10.244.0.3", name="synced")
     tap.ok(api.wait_watch(1, 5), "podmeta is watching")
 
     # ---- additions arrive through the watch
@@ -98,8 +98,8 @@ try:
     pu.check_known(tap, r, ds6, "10.50.1.2", name="IPv6-primary dual-stack pod: IPv4 (second) address")
     pu.check_known(tap, pm.lookup("fd00:10:244:1::2"), ds6, "fd00:10:244:1::2", name="... and IPv6 primary")
     # dual-stack pod from a recorded one (synthetic IPv6 entry added to podIPs)
-    core = k8sapi.fixture_pods()[0]
-    core2 = api.add_pod(k8sapi.variant(core, name="coredns-589f44dc88-dual6", ips=["10.244.0.13", "fd00:10:244::13"]))
+    core = kf.fixture_pods()[0]
+    core2 = api.add_pod(kf.variant(core, name="coredns-589f44dc88-dual6", ips=["10.244.0.13", "fd00:10:244::13"]))
     r = pm.wait_reply("fd00:10:244::13", name_is("coredns-589f44dc88-dual6"), 5)
     pu.check_known(tap, r, core2, "fd00:10:244::13", name="recorded coredns pod with a synthetic IPv6 podIPs entry")
 

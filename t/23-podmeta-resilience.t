@@ -9,13 +9,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-mk = k8sapi.make_pod
-core = k8sapi.fixture_pods()[0]
+mk = kf.make_pod
+core = kf.fixture_pods()[0]
 CORE_IP = core["status"]["podIP"]
 seq = [0]
 
@@ -188,7 +188,7 @@ try:
     change_arrives(api, pm, "once watches last again", timeout=20)
 
     # ================= a paginated list whose page 2 fails
-    api2 = pu.start_api(pods=k8sapi.generate_pods(1200, prefix="pg", base="10.61.0.0", slim=True))
+    api2 = pu.start_api(pods=kf.generate_pods(1200, prefix="pg", base="10.61.0.0", slim=True))
     try:
         pods2 = api2.pods()
         for status in (410, 500):

@@ -11,15 +11,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-mk = k8sapi.make_pod
+mk = kf.make_pod
 p4 = mk("proto-v4", "10.70.0.1", namespace="ci")
 p6 = mk("proto-ds", ips=["10.70.0.2", "fd00:70::2"], namespace="ci")
-core = k8sapi.fixture_pods()[0]
+core = kf.fixture_pods()[0]
 api = pu.start_api()
 api.add_pod(p4)
 api.add_pod(p6)

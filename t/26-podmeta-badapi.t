@@ -9,13 +9,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-mk = k8sapi.make_pod
-core = k8sapi.fixture_pods()[0]
+mk = kf.make_pod
+core = kf.fixture_pods()[0]
 CORE_IP = core["status"]["podIP"]
 seq = [0]
 api = pu.start_api()

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
@@ -99,7 +99,7 @@ def tunnel(src, proxy_port, origin_port, payload):
         s.close()
 
 
-mk = k8sapi.make_pod
+mk = kf.make_pod
 pod_a = mk("runner-a-7f9c4", "127.0.0.1", namespace="ci", labels={"app": "runner", "job": "build-42"},
            owner="Job", owner_name="build-42")
 pod_b = mk("runner-b-5d2x8", ips=["127.0.0.2", "fd00:27::2"], namespace="build",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """31-helper-k8sapi.t: 50 pods served by the test Kubernetes API server.
 
-The test API server (t/lib/k8sapi.py: TLS, bearer token, list+watch) holds
+The test API server (t/lib/k8sapi/: TLS, bearer token, list+watch) holds
 50 pods on 127.0.1.1 .. 127.0.1.50; podmeta lists and watches it, connectd
 drives podmeta with the shipped-style line (no concurrency, Squid's
 defaults but children-max=10 and a queue large enough for the burst).

@@ -13,7 +13,7 @@ import sys
 import time
 
 import harness as h
-import k8sapi
+from k8sapi import fixtures as kf
 import podmeta_util as pu
 
 PODMETA = os.environ.get("PODMETA", "")
@@ -31,7 +31,7 @@ def pod_ip(i, base="127.0.1."):
 
 def make_pods(n, base="127.0.1.", prefix="pod", start=1):
     """n pods, pod i owning base+i, in namespace ns-(i%5)."""
-    return [k8sapi.make_pod("%s-%d" % (prefix, i), ip=pod_ip(i, base),
+    return [kf.make_pod("%s-%d" % (prefix, i), ip=pod_ip(i, base),
                             namespace="ns-%d" % (i % 5), node="node-%d" % (i % 3),
                             labels={"app": prefix, "index": str(i)}, slim=True)
             for i in range(start, start + n)]

@@ -19,7 +19,7 @@ import threading
 import time
 from urllib.parse import unquote
 
-import k8sapi
+from k8sapi.control import K8sAPI
 
 PODMETA = os.environ.get("PODMETA", "")
 _procs = []
@@ -430,7 +430,7 @@ def require_podmeta(tap):
 
 
 def start_api(pods="fixture", **kw):
-    return k8sapi.K8sAPI(pods=pods, **kw).start()
+    return K8sAPI(pods=pods, **kw).start()
 
 
 def start_podmeta(api, *args, env=None, sync_wait=None):
