@@ -22,8 +22,7 @@ podnet = [p for p in fixture if not p["spec"].get("hostNetwork")]
 hostnet = [p for p in fixture if p["spec"].get("hostNetwork")]
 
 api = pu.start_api()
-pm = None
-try:
+with pu.Scenario(api):
     pm = pu.start_podmeta(api)
     # ---- exact answer lines for the pod-network pods
     for p in podnet:
@@ -176,9 +175,4 @@ try:
     pu.check_known(tap, r, extra, "10.244.4.4", name="--source file: reloaded when the file changes")
     tap.is_(len(api.requests()) - n0, 0, "--source file: no API requests")
     pm.close()
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

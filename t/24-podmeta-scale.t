@@ -16,7 +16,6 @@ pu.require_podmeta(tap)
 N = 10000
 pods = kf.generate_pods(N)
 api = pu.start_api(pods=pods)
-pm = None
 
 
 def rss_kb(pid, key="VmHWM"):
@@ -30,7 +29,7 @@ def rss_kb(pid, key="VmHWM"):
     return None
 
 
-try:
+with pu.Scenario(api):
     t0 = time.time()
     pm = pu.start_podmeta(api, "--sync-wait", "30")
     first = pods[0]
@@ -107,9 +106,4 @@ try:
     tap.ok(api.wait_for(lambda: "SIGUSR1" in pm.stderr() or "stats" in pm.stderr(), 3), "SIGUSR1: stats printed")
     tap.like(pm.stderr(), r"pods\D{0,3}100\d\d", "SIGUSR1 stats count the pods")
     tap.is_(pm.close(), 0, "exit 0")
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

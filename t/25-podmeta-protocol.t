@@ -25,8 +25,7 @@ api.add_pod(p4)
 api.add_pod(p6)
 p4, p6 = api.get_pod("ci", "proto-v4"), api.get_pod("ci", "proto-ds")
 KNOWN = {"10.70.0.1": p4, "10.70.0.2": p6, "fd00:70::2": p6, "10.244.0.3": core}
-pm = None
-try:
+with pu.Scenario(api):
     pm = pu.start_podmeta(api)
     pu.check_known(tap, pm.lookup("10.70.0.1"), p4, "10.70.0.1", name="synced")
 
@@ -185,9 +184,4 @@ try:
     pu.check_known(tap, r, p4, "10.70.0.1", id="4", name="first list failed once: the waiting request gets OK, not BH")
     tap.diag("answered after %.2fs" % (time.time() - t0))
     pm.close()
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()
