@@ -21,13 +21,9 @@ from tap import ok, is_, diag, done
 
 N = 50
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=256)
-pods = hu.make_pods(N)
+pm, echo, pods = hu.setup(90, N, backlog=256)
 api = pu.start_api(pods=pods)
-want = {hu.pod_ip(i + 1): hu.expected(p, hu.pod_ip(i + 1)) for i, p in enumerate(pods)}
+want = hu.answers(pods)
 
 args = " ".join(api.podmeta_args())
 conf = hu.base_conf("external_acl_type podmeta ttl=5 children-max=10 children-startup=2 "

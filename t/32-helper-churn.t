@@ -28,11 +28,7 @@ from tap import ok, is_, diag, done
 TTL = 1
 IP = hu.pod_ip(7)
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=64)
-pods = hu.make_pods(10, start=1)
+pm, echo, pods = hu.setup(90, 10)
 api = pu.start_api(pods=pods)
 new7 = kf.make_pod("new-7", ip=IP, namespace="ns-2", node="node-9",
                        labels={"app": "new"}, slim=True)

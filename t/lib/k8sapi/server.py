@@ -559,14 +559,22 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, with_kind(p))
 
+    def _selectors(self, q):
+        """selector_matcher() of the request's field and label selectors,
+        or None after answering 400 for a bad one."""
+        try:
+            return selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
+        except SelectorError as e:
+            self._send_status(400, "BadRequest", str(e))
+            return None
+
     # ---- list
     def _list(self, ns, q):
         api = self.server.api
-        try:
-            match, selective = selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
-        except SelectorError as e:
-            self._send_status(400, "BadRequest", str(e))
+        sel = self._selectors(q)
+        if sel is None:
             return
+        match, selective = sel
         try:
             limit = int(q.get("limit") or 0)
         except ValueError:
@@ -696,11 +704,10 @@ class Handler(BaseHTTPRequestHandler):
     # ---- watch
     def _watch(self, ns, q):
         api = self.server.api
-        try:
-            match, selective = selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
-        except SelectorError as e:
-            self._send_status(400, "BadRequest", str(e))
+        sel = self._selectors(q)
+        if sel is None:
             return
+        match, selective = sel
         rv_s = q.get("resourceVersion", "")
         bookmarks = truthy(q.get("allowWatchBookmarks", ""))
         send_initial = truthy(q.get("sendInitialEvents", ""))
