@@ -84,7 +84,7 @@ phase() {
 				if (c[f, rs[j]]) s = s sprintf(" %s %d", rs[j], c[f, rs[j]])
 			printf "  %-4s %s:%s\n", (f in bad) ? "FAIL" : "ok", f, s
 		}
-	}' "$log"
+	}' "$log" | sort -k2,2
 	# the tail of every failing file's log (what test-suite.log holds)
 	for trs in $(find "$dir" -name '*.trs' -newer "$log.stamp" 2>/dev/null); do
 		grep -q '^:global-test-result: \(FAIL\|ERROR\|XPASS\)' "$trs" ||
