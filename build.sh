@@ -2,10 +2,12 @@
 # build.sh: install dependencies, build, run connectd, or run the whole test suite.
 #   ./build.sh deps    install the Debian packages (needs root or sudo)
 #   ./build.sh build   configure and build in ./build (out of tree)
-#   ./build.sh run     deps + build, then connectd in the foreground on conf/connectd.conf
+#   ./build.sh run     deps + build + make install (as root), then the installed
+#                      connectd in the foreground on the installed connectd.conf
 #   ./build.sh test    deps + build with -Werror, make distcheck (which runs the
 #                      suite), the suite under ASan+UBSan, and a short libFuzzer
-#                      run of every harness
+#                      run of every harness; ends with `N passed, N failed`,
+#                      the TAP driver's counts over the three
 set -eu
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -50,26 +52,64 @@ build() {
 	    make -s -j"$(nproc)")
 }
 
-# prove's summary per phase, added up into one closing line
+# A phase of the test command: make ARGS... in DIR (its output in
+# DIR/LOG.log), which runs tests
+# through automake's TAP driver.  Its per-file results are shown, the tail
+# of the log of each file that did not pass, and the driver's summary
+# ("# PASS:", "# FAIL:", ...) is added to the closing line.  A phase that
+# fails to build, or whose make fails without a summary, counts as one
+# failure.
 PASSED=0
 FAILED=0
-suite() {
-	dir=$1; name=$2; target=$3
+SKIPPED=0
+phase() {
+	name=$1; dir=$2; log=$dir/$3.log; shift 3
 	echo "== $name"
-	log=$dir/prove.log
+	touch "$log.stamp"
 	set +e
-	(cd "$dir" && make -s $target) >"$log" 2>&1
+	(cd "$dir" && make "$@") >"$log" 2>&1
 	rc=$?
 	set -e
-	sed -n '/^[0-9][0-9]-.*\.t \.\./,/^Result:/p' "$log"
-	p=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
-	f=$(grep -c '^not ok' "$log" || true)
-	if [ "$rc" = 0 ] && grep -q '^Result: PASS' "$log"; then
-		PASSED=$((PASSED + ${p:-0}))
-	else
-		[ "$rc" = 0 ] || tail -30 "$log"
-		FAILED=$((FAILED + ${f:-0} + 1))
-		PASSED=$((PASSED + ${p:-0} - ${f:-0}))
+	# per file: the driver's result lines ("PASS: t/01-curl-tls.t 3 - ...")
+	awk '/^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR): / {
+		f = $2; r = substr($1, 1, length($1) - 1)
+		if (!(f in seen)) { seen[f] = 1; order[++n] = f }
+		c[f, r]++; if (r != "PASS" && r != "SKIP" && r != "XFAIL") bad[f] = 1
+	}
+	END {
+		for (i = 1; i <= n; i++) {
+			f = order[i]; s = ""
+			split("PASS SKIP XFAIL FAIL XPASS ERROR", rs, " ")
+			for (j = 1; j <= 6; j++)
+				if (c[f, rs[j]]) s = s sprintf(" %s %d", rs[j], c[f, rs[j]])
+			printf "  %-4s %s:%s\n", (f in bad) ? "FAIL" : "ok", f, s
+		}
+	}' "$log" | sort -k2,2
+	# the tail of every failing file's log (what test-suite.log holds)
+	for trs in $(find "$dir" -name '*.trs' -newer "$log.stamp" 2>/dev/null); do
+		grep -q '^:global-test-result: \(FAIL\|ERROR\|XPASS\)' "$trs" ||
+		    continue
+		echo "  --- tail of ${trs%.trs}.log"
+		tail -n 40 "${trs%.trs}.log" | sed 's/^/  | /'
+	done
+	summary=$(sed -n '/^# TOTAL:/,/^# ERROR:/p' "$log" | tail -n 7)
+	if [ -z "$summary" ]; then
+		echo "  no test summary: make failed (exit $rc); the end of $log:"
+		tail -n 40 "$log" | sed 's/^/  | /'
+		FAILED=$((FAILED + 1))
+		return
+	fi
+	count() { echo "$summary" | sed -n "s/^# $1: *//p"; }
+	p=$(count PASS); x=$(count XFAIL); s=$(count SKIP)
+	f=$(( $(count FAIL) + $(count XPASS) + $(count ERROR) ))
+	echo "  $name: $p passed, $f failed, $s skipped, $x expected failures"
+	PASSED=$((PASSED + p + x))
+	SKIPPED=$((SKIPPED + s))
+	FAILED=$((FAILED + f))
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+		echo "  make failed (exit $rc) after the tests; the end of $log:"
+		tail -n 40 "$log" | sed 's/^/  | /'
+		FAILED=$((FAILED + 1))
 	fi
 }
 
@@ -84,49 +124,47 @@ build)
 run)
 	deps
 	build "$top/build"
-	# The shipped config runs podmeta from PATH, with its pods file named
-	# relative to the working directory.  Started as root, connectd becomes
-	# `nobody` (cache_effective_user) before it starts podmeta, and a tree
-	# under a 0700 home is out of nobody's reach: then those two files are
-	# staged where nobody can read them.
-	run_dir=$top
-	if [ "$(id -u)" = 0 ] && ! setpriv --reuid=nobody --regid=nogroup \
-	    --clear-groups test -x "$top/build/podmeta/podmeta" -a \
-	    -r "$top/conf/pods.example.json" 2>/dev/null; then
-		run_dir=$(mktemp -d /tmp/connectd-run.XXXXXX)
-		mkdir -p "$run_dir/build/podmeta" "$run_dir/conf"
-		cp "$top/build/podmeta/podmeta" "$run_dir/build/podmeta/"
-		cp "$top/conf/pods.example.json" "$run_dir/conf/"
-		chmod -R a+rX "$run_dir"
-		echo "build.sh: nobody cannot read $top; podmeta runs from $run_dir"
-	fi
-	cd "$run_dir"
-	PATH="$run_dir/build/podmeta:$PATH" exec "$top/build/connectd/connectd" \
-	    -f "$top/conf/connectd.conf"
+	# Installed, the shipped config names the installed example pods file
+	# and podmeta is in the install bindir: everything connectd reads, and
+	# podmeta (run as `nobody` when connectd starts as root), is readable
+	# by every user wherever this tree is.
+	as_root make -s -C "$top/build" install
+	prefix=$(sed -n 's/^prefix = //p' "$top/build/Makefile")
+	echo "build.sh: running $prefix/sbin/connectd -f $prefix/etc/connectd/connectd.conf"
+	PATH="$prefix/bin:$PATH" exec "$prefix/sbin/connectd" \
+	    -f "$prefix/etc/connectd/connectd.conf"
 	;;
 test)
 	deps test
-	build "$top/build" --enable-werror
-	# distcheck: the tarball builds with -Werror and passes the suite
-	suite "$top/build" "make distcheck (the whole suite, -Werror)" \
-	    "distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror"
-	build "$top/build-asan" --enable-werror --enable-sanitizers CC=clang
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    suite "$top/build-asan" "the suite under ASan+UBSan" check
-	if [ -x "$top/fuzz/run.sh" ]; then
-		echo "== fuzz"
-		if "$top/fuzz/run.sh" "${FUZZ_SECONDS:-60}"; then
-			PASSED=$((PASSED + 1))
-		else
-			FAILED=$((FAILED + 1))
-		fi
+	jobs=-j"$(nproc)"
+	# the release tarball builds with -Werror and passes the suite
+	if build "$top/build" --enable-werror; then
+		phase "make distcheck (the suite, -Werror)" "$top/build" distcheck $jobs \
+		    distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+	else
+		echo "== make distcheck: the -Werror build failed"; FAILED=$((FAILED + 1))
 	fi
+	if build "$top/build-asan" --enable-werror --enable-sanitizers CC=clang
+	then
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		    phase "the suite under ASan+UBSan" "$top/build-asan" check $jobs check
+	else
+		echo "== ASan+UBSan: the build failed"; FAILED=$((FAILED + 1))
+	fi
+	# libFuzzer, every harness for FUZZ_SECONDS: one test point each
+	if [ -f "$top/build/Makefile" ]; then
+		FUZZ_SECONDS=${FUZZ_SECONDS:-60} phase "fuzz" "$top/build" fuzz \
+		    check TESTS=fuzz/run.sh TEST_SUITE_LOG=fuzz-suite.log
+	else
+		echo "== fuzz: no configured tree"; FAILED=$((FAILED + 1))
+	fi
+	[ "$SKIPPED" = 0 ] || echo "($SKIPPED skipped, not counted)"
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]
 	;;
 *)
-	sed -n '2,8s/^# \{0,1\}//p' "$0"
+	sed -n '2,10s/^# \{0,1\}//p' "$0"
 	exit 2
 	;;
 esac

@@ -19,8 +19,9 @@ order rotates), reported as median (min-max); plus the proxy's CPU time
 machine was.  Prints a Markdown table and writes it to bench/out/results.md
 (and the raw figures to bench/out/results.json).  See bench/README.md.
 
-Python 3 stdlib only.  Every wait has a deadline; every process started
-here is killed at exit; all traffic stays on 127.0.0.0/8.
+Python 3 stdlib only, and t/lib/harness.py.  Every wait has a deadline;
+every process started here is killed at exit; all traffic stays on
+127.0.0.0/8.
 """
 import argparse
 import datetime
@@ -28,11 +29,9 @@ import json
 import os
 import platform
 import resource
-import re
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "t", "lib"))
+import harness as h  # noqa: E402  (the test suite's process and /proc helpers)
+
 OUT = os.path.join(HERE, "out")
 SQUID = "/usr/sbin/squid"
 TINYPROXY = "/usr/bin/tinyproxy"
@@ -66,24 +68,6 @@ def spawn(argv, log=None, stdin=subprocess.DEVNULL, stdout=None):
     return p
 
 
-def session_pids(sid):
-    """Every process whose session id is sid (the leader we started and
-    whatever it forked: squid's kids, for one)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:          # field 6: session
-            pids.append(int(d))
-    return pids
-
-
 def stop(p, grace=3.0):
     """SIGTERM the leader, wait up to grace, then SIGKILL its session."""
     if p.poll() is None:
@@ -94,7 +78,7 @@ def stop(p, grace=3.0):
             pass
         except OSError:
             pass
-    for pid in [p.pid] + session_pids(p.pid):
+    for pid in [p.pid] + h.session_pids(p.pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -128,22 +112,13 @@ def on_signal(signum, frame):
 
 def cpu_seconds(sid):
     """user+sys CPU of all processes in the session (threads included)."""
-    total = 0
-    for pid in session_pids(sid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])    # utime, stime
-    return total / CLK_TCK
+    return sum(h.cpu_seconds(pid) for pid in h.session_pids(sid))
 
 
 def rss_kb(sid):
     """Sum of VmRSS over all processes in the session, KiB."""
     total = 0
-    for pid in session_pids(sid):
+    for pid in h.session_pids(sid):
         try:
             with open("/proc/%d/status" % pid) as f:
                 for ln in f:
@@ -155,69 +130,9 @@ def rss_kb(sid):
     return total
 
 
-def tcp_conns(port):
-    """Connections (not LISTEN, not TIME_WAIT) with local port == port."""
-    n = 0
-    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(fn) as f:
-                next(f)
-                for ln in f:
-                    parts = ln.split()
-                    if parts[3] not in ("0A", "06") and \
-                            int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        n += 1
-        except (OSError, StopIteration):
-            pass
-    return n
-
-
-def listening(port):
-    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(fn) as f:
-                next(f)
-                for ln in f:
-                    parts = ln.split()
-                    if parts[3] == "0A" and \
-                            int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return True
-        except (OSError, StopIteration):
-            pass
-    return False
-
-
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-def wait_for(pred, timeout, interval=0.05):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= end:
-            return v
-        time.sleep(interval)
-
-
 def run(argv, timeout):
     """Run to completion (killed at the deadline): (rc, stdout, stderr)."""
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
-    _procs.append(p)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop(p, grace=0)
-        out, err = p.communicate()
-    if p in _procs:
-        _procs.remove(p)
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return h.run(argv, timeout=timeout)
 
 
 def read_line(p, timeout):
@@ -290,12 +205,19 @@ class Proxy:
     def write_conf(self):
         raise NotImplementedError
 
+    def write_lines(self, name, lines):
+        """Write lines as the config file name in the proxy's directory."""
+        self.conf_path = os.path.join(self.dir, name)
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
     def start(self, tries=3):
         for _ in range(tries):
-            self.port = free_port()
+            self.port = h.free_port()
             self.write_conf()
             self.p = spawn(self.argv(), log=os.path.join(self.dir, "stderr"))
-            if wait_for(lambda: listening(self.port) or self.p.poll() is not None, 20) \
+            if h.wait_for(lambda: h.listening(self.port) or self.p.poll() is not None, 20,
+                          interval=0.05) \
                     and self.p.poll() is None:
                 # squid listens in its kid; give the rest of it a moment
                 time.sleep(0.3)
@@ -331,7 +253,7 @@ class Connectd(Proxy):
         """True if `connectd -t` accepts a config with this line in it."""
         path = os.path.join(self.dir, "probe.conf")
         with open(path, "w") as f:
-            f.write("http_port 127.0.0.1:%d\n%s\n" % (free_port(), line))
+            f.write("http_port 127.0.0.1:%d\n%s\n" % (h.free_port(), line))
         rc, _, _ = run([self.bin, "-t", "-f", path], timeout=10)
         return rc == 0
 
@@ -362,22 +284,11 @@ class Squid(Proxy):
     name = "squid"
 
     def write_conf(self):
-        # as t/lib/harness.py's Squid runner, plus the kid process model
+        # as t/lib/harness.py's Squid runner (no "deny CONNECT !SSL_ports":
+        # CONNECT to any port is allowed), plus the kid process model
         # Debian's squid.service uses (squid --foreground)
         d = self.dir
-        lines = [
-            "http_port 127.0.0.1:%d" % self.port,
-            "pid_filename %s/squid.pid" % d,
-            "cache_log %s/cache.log" % d,
-            "coredump_dir %s" % d,
-            "cache deny all",
-            "pinger_enable off",
-            "shutdown_lifetime 0 seconds",
-            "dns_nameservers 127.0.0.1",
-            "netdb_filename none",
-            "logfile_rotate 0",
-            # no "deny CONNECT !SSL_ports": CONNECT to any port is allowed
-            "http_access allow all",
+        lines = h.squid_conf_lines(d, self.port) + [
             "access_log stdio:%s/access.log squid" % d,
             # Squid looks up every client address in DNS (PTR); 127.0.0.1 is
             # answered by /etc/hosts, the other source addresses would go to
@@ -392,9 +303,7 @@ class Squid(Proxy):
                             for i in range(2, 251)))
         if os.geteuid() == 0:
             lines.append("cache_effective_user proxy")
-        self.conf_path = os.path.join(d, "squid.conf")
-        with open(self.conf_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        self.write_lines("squid.conf", lines)
 
     def argv(self):
         return [SQUID, "--foreground", "-YC", "-f", self.conf_path]
@@ -430,9 +339,7 @@ class Tinyproxy(Proxy):
         ]
         if os.geteuid() == 0:
             lines[:0] = ["User nobody", "Group nogroup"]
-        self.conf_path = os.path.join(d, "tinyproxy.conf")
-        with open(self.conf_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        self.write_lines("tinyproxy.conf", lines)
 
     def argv(self):
         return [TINYPROXY, "-d", "-c", self.conf_path]
@@ -505,7 +412,7 @@ class Target:
 
     def drain(self, timeout=10):
         if self.proxy:
-            wait_for(lambda: tcp_conns(self.proxy.port) == 0, timeout)
+            h.wait_for(lambda: h.connections(self.proxy.port) == 0, timeout, interval=0.05)
 
 
 def measure_idle(lg, t, a):
@@ -529,7 +436,7 @@ def measure_idle(lg, t, a):
             same = v == last[0]
             last[0] = v
             return same
-        wait_for(settled, 5, interval=0.3)
+        h.wait_for(settled, 5, interval=0.3)
         during = rss_kb(t.sid)
     finally:
         try:

@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
@@ -30,7 +29,8 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "t", "lib"))
-import k8sapi  # noqa: E402
+import harness as h  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 
 CONNECTD = os.environ.get("CONNECTD", os.path.join(TOP, "build", "connectd", "connectd"))
 PODMETA = os.environ.get("PODMETA", os.path.join(TOP, "build", "podmeta", "podmeta"))
@@ -40,50 +40,16 @@ NPODS = 50
 PAYLOAD = b"x" * 64
 
 
-def echo_server():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(1024)
-
-    def serve(c):
-        try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
-        except OSError:
-            pass
-        c.close()
-
-    def loop():
-        while True:
-            c, _ = s.accept()
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-    return s.getsockname()[1]
-
-
 def one_tunnel(proxy, origin, src):
     c = socket.socket()
     c.settimeout(10)
     c.bind((src, 0))
     c.connect(("127.0.0.1", proxy))
     c.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % origin)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = c.recv(4096)
-        if not d:
-            raise OSError("no reply")
-        buf += d
-    c.sendall(PAYLOAD)
-    got = buf.split(b"\r\n\r\n", 1)[1]
-    while len(got) < len(PAYLOAD):
-        d = c.recv(4096)
-        if not d:
-            break
-        got += d
+    buf = h.recv_head(c)
+    if b"\r\n\r\n" not in buf:
+        raise OSError("no reply")
+    got = h.send_echo(c, PAYLOAD, buf.split(b"\r\n\r\n", 1)[1])
     c.close()
     return got == PAYLOAD
 
@@ -181,12 +147,12 @@ def free_port():
 
 def main():
     tmp = tempfile.mkdtemp(prefix="helper-bench-")
-    pods = [k8sapi.make_pod("pod-%d" % i, ip="127.0.1.%d" % i, namespace="bench", slim=True)
+    pods = [kf.make_pod("pod-%d" % i, ip="127.0.1.%d" % i, namespace="bench", slim=True)
             for i in range(1, NPODS + 1)]
     src = os.path.join(tmp, "pods.json")
     with open(src, "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": pods}, f)
-    origin = echo_server()
+    origin = h.EchoServer(backlog=1024).port
     runs = [("off", None),
             ("on", "external_acl_type podmeta ttl=60 %%SRC %s --source file:%s" % (PODMETA, src)),
             ("on-ttl0", "external_acl_type podmeta ttl=0 concurrency=20 children-max=2 "

@@ -2,8 +2,11 @@
 # run.sh: build each fuzz/fuzz_*.c with libFuzzer, replay kept inputs, fuzz a while
 #
 # usage: fuzz/run.sh [SECONDS_PER_HARNESS [NAME ...]]
-#	SECONDS defaults to 60; 0 only replays.  NAMEs (e.g. http) pick
-#	harnesses; the default is every fuzz/fuzz_*.c.
+#	SECONDS defaults to $FUZZ_SECONDS, else 60; 0 only replays.  NAMEs
+#	(e.g. http) pick harnesses; the default is every fuzz/fuzz_*.c.
+#
+# The output is TAP, one test point per harness, so that automake's TAP
+# driver can count it: make check TESTS=fuzz/run.sh (in a configured tree).
 #
 # A harness names what it links with in comment lines of its own:
 #	/* fuzz-sources: connectd/http.c lib/jsonutil.c */
@@ -16,7 +19,7 @@
 
 set -u
 
-secs=${1:-60}
+secs=${1:-${FUZZ_SECONDS:-60}}
 case $secs in
 ''|*[!0-9]*)
 	echo "usage: $0 [SECONDS_PER_HARNESS [NAME ...]]" >&2
@@ -77,12 +80,41 @@ keep()
 	done
 }
 
+# lib/ is linked as an archive, as the programs link lib/libshared.a: a
+# harness gets whatever lib/ code its own sources call, without naming it.
+LIBSHARED=$OUT/libshared.a
+liblog=$OUT/libshared.log
+mkdir -p "$OUT/lib" || exit 2
+rm -f "$LIBSHARED"
+: >"$liblog"
+libobjs=
+for c in lib/*.c; do
+	o=$OUT/lib/$(basename "$c" .c).o
+	# shellcheck disable=SC2086
+	$CC $CFLAGS $(pkg-config --cflags jansson 2>>"$liblog") -c -o "$o" "$c" \
+	    >>"$liblog" 2>&1 || { libobjs=; break; }
+	libobjs="$libobjs $o"
+done
+# shellcheck disable=SC2086
+[ -n "$libobjs" ] && ${AR:-ar} rcs "$LIBSHARED" $libobjs >>"$liblog" 2>&1 ||
+    rm -f "$LIBSHARED"
+
 failed=0
 found=0
+n=0
+# One TAP test point per harness: "ok N - fuzz_NAME: what was done".
+result()
+{
+	n=$((n + 1))
+	case $1 in
+	ok)	echo "ok $n - $2" ;;
+	*)	echo "not ok $n - $2"; failed=1 ;;
+	esac
+}
+
 for src in $harnesses; do
 	if [ ! -f "$src" ]; then
-		echo "$src: no such harness"
-		failed=1
+		result fail "$src: no such harness"
 		continue
 	fi
 	found=1
@@ -102,11 +134,16 @@ for src in $harnesses; do
 	done
 	options=$(directive fuzz-options "$src")
 
+	if [ ! -f "$LIBSHARED" ]; then
+		result fail "$base: BUILD FAILED: lib/ did not build (see $liblog)"
+		sed 's/^/# /' "$liblog" | tail -n 20
+		continue
+	fi
 	# shellcheck disable=SC2086
 	if ! $CC $CFLAGS -DSYSCONFDIR='"/etc"' -DLIBEXECDIR='"/usr/libexec"' \
-	    -o "$bin" "$src" $sources $libs >>"$log" 2>&1; then
-		echo "$base: BUILD FAILED (see $log)"
-		failed=1
+	    -o "$bin" "$src" $sources "$LIBSHARED" $libs >>"$log" 2>&1; then
+		result fail "$base: BUILD FAILED (see $log)"
+		sed 's/^/# /' "$log" | tail -n 20
 		continue
 	fi
 
@@ -117,13 +154,12 @@ for src in $harnesses; do
 		# shellcheck disable=SC2086
 		if ! "$bin" -timeout=25 $files >>"$log" 2>&1; then
 			bad=$(sed -n 's/^Running: //p' "$log" | tail -n 1)
-			echo "$base: REPLAY CRASH on $bad (see $log)"
-			failed=1
+			result fail "$base: REPLAY CRASH on $bad (see $log)"
 			continue
 		fi
 	fi
 	if [ "$secs" -eq 0 ]; then
-		echo "$base: ok, replayed $nfiles inputs"
+		result ok "$base: replayed $nfiles inputs"
 		continue
 	fi
 
@@ -135,16 +171,16 @@ for src in $harnesses; do
 	    "$OUT/corpus/$name" "fuzz/corpus/$name" >>"$log" 2>&1; then
 		stats=$(grep 'DONE' "$log" | tail -n 1 |
 		    sed 's/^#\([0-9]*\).*cov: \([0-9]*\).*corp: \([0-9]*\).*/\1 runs, cov \2, corpus \3/')
-		echo "$base: ok, replayed $nfiles inputs, fuzzed ${secs}s: $stats"
+		result ok "$base: replayed $nfiles inputs, fuzzed ${secs}s: $stats"
 	else
-		echo "$base: CRASH while fuzzing (see $log)"
-		keep "$name"
-		failed=1
+		result fail "$base: CRASH while fuzzing (see $log)"
+		keep "$name" | sed 's/^/# /'
 	fi
 done
 
 if [ $found -eq 0 ]; then
-	echo "no fuzz/fuzz_*.c harness found" >&2
+	echo "Bail out! no fuzz/fuzz_*.c harness found"
 	exit 2
 fi
+echo "1..$n"
 exit $failed

@@ -12,14 +12,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
+from k8sapi.control import K8sAPI  # noqa: E402
 from podmeta_util import Proc  # noqa: E402
 
 KUBECTL = shutil.which("kubectl")
 if not KUBECTL:
     tap.skip_all("kubectl not installed (Debian: kubernetes-client)")
 
-api = k8sapi.K8sAPI().start()
+api = K8sAPI().start()
 
 
 def kubectl(*args, kubeconfig=None, timeout=20):
@@ -49,7 +50,7 @@ def decode_stream(text):
         out.append(obj)
 
 
-fixture = k8sapi.fixture_pods()
+fixture = kf.fixture_pods()
 names = sorted(p["metadata"]["name"] for p in fixture)
 
 try:
@@ -62,7 +63,7 @@ try:
     resp = c.getresponse()
     body = resp.read()
     tap.is_(resp.status, 200, "GET /api/v1/pods: 200")
-    tap.ok(body == k8sapi.fixture_podlist_bytes(), "body is the recorded PodList, byte for byte")
+    tap.ok(body == kf.fixture_podlist_bytes(), "body is the recorded PodList, byte for byte")
     tap.is_(resp.getheader("Content-Type"), "application/json", "Content-Type application/json")
     tap.is_(resp.getheader("Cache-Control"), "no-cache, private", "Cache-Control like the apiserver")
     tap.ok(resp.getheader("Audit-Id") and resp.getheader("X-Kubernetes-Pf-Flowschema-Uid"),
@@ -89,7 +90,7 @@ try:
     # kubectl >= 1.21 hides managedFields unless --show-managed-fields; 1.20 (Debian 12) prints them
     for p in fixture + items:
         p["metadata"].pop("managedFields", None)
-    tap.ok(items == [k8sapi.with_kind(p) for p in fixture], "each item is the recorded pod, field for field")
+    tap.ok(items == [kf.with_kind(p) for p in fixture], "each item is the recorded pod, field for field")
     tap.ok(any(r["query"].get("limit") == "500" for r in api.requests("list")),
            "kubectl listed with limit=500 (chunked list)")
 
@@ -107,7 +108,7 @@ try:
     tap.like(out, r"(?m)^NAMESPACE\s+NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s*$",
              "kubectl get pods -A prints the server-side Table header")
     tap.ok(rc == 0 and all(("kube-system   " + n) in out for n in names), "... and a row per pod")
-    rc, out, err = kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName=" + k8sapi.FIXTURE_NODE,
+    rc, out, err = kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName=" + kf.FIXTURE_NODE,
                            "-o", "name")
     tap.is_(sorted(out.split()), ["pod/" + n for n in names], "fieldSelector spec.nodeName=<node>: all 8")
     rc, out, err = kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName=no-such-node", "-o", "name")
@@ -130,7 +131,7 @@ try:
     wr = api.requests("watch")[w0:]
     tap.ok(wr and wr[0]["query"].get("resourceVersion") == "554",
            "kubectl watches from the list's resourceVersion (554)")
-    newpod = api.add_pod(k8sapi.make_pod("web-7c9d-abcde", "10.244.1.7", namespace="ci",
+    newpod = api.add_pod(kf.make_pod("web-7c9d-abcde", "10.244.1.7", namespace="ci",
                                          labels={"app": "web"}))
     txt = w.read_until(lambda t: "web-7c9d-abcde" in t and t.rstrip().endswith("}")
                        and any(e.get("type") == "ADDED" and e["object"]["metadata"]["name"] == "web-7c9d-abcde"
@@ -153,7 +154,7 @@ try:
     txt = w.read_until(lambda t: "kube-scheduler-v1.36-control-plane" in t, 15)
     tap.ok(txt is not None, "kubectl get pods -A -w prints the initial table")
     api.wait_for(lambda: api.open_watches() >= 1, 15)
-    api.add_pod(k8sapi.make_pod("job-runner-xyz12", "10.244.1.8", namespace="ci", owner="Job"))
+    api.add_pod(kf.make_pod("job-runner-xyz12", "10.244.1.8", namespace="ci", owner="Job"))
     row = r"(?m)^ci\s+job-runner-xyz12\s+1/1\s+Running\s+0\s+\d+s"
     # wait for the whole row, not just the name: kubectl may be mid-line
     txt = w.read_until(lambda t: re.search(row, t) is not None, 15)
@@ -163,7 +164,7 @@ try:
     # ---- watch protocol details kubectl does not show
     c = http.client.HTTPSConnection("127.0.0.1", api.port, context=ctx, timeout=10)
     rv = api.resource_version
-    api.add_pod(k8sapi.make_pod("early-1", "10.244.1.9", namespace="ci"))
+    api.add_pod(kf.make_pod("early-1", "10.244.1.9", namespace="ci"))
     c.request("GET", "/api/v1/pods?watch=1&resourceVersion=%d&allowWatchBookmarks=true&timeoutSeconds=1" % rv,
               headers={"Authorization": "Bearer " + api.token})
     resp = c.getresponse()
@@ -190,7 +191,7 @@ try:
     tok = first["metadata"].get("continue")
     tap.is_(first["metadata"].get("remainingItemCount"), len(api.pods()) - 2, "remainingItemCount")
     api.compact()
-    api.add_pod(k8sapi.make_pod("late-1", "10.244.1.10", namespace="ci"))
+    api.add_pod(kf.make_pod("late-1", "10.244.1.10", namespace="ci"))
     c.request("GET", "/api/v1/pods?limit=2&continue=" + tok, headers={"Authorization": "Bearer " + api.token})
     resp = c.getresponse()
     st = json.loads(resp.read())

@@ -9,20 +9,20 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
+from k8sapi import server as k8s_server  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-NODE = k8sapi.FIXTURE_NODE
-HOSTIP = k8sapi.FIXTURE_HOST_IP
-fixture = k8sapi.fixture_pods()
+NODE = kf.FIXTURE_NODE
+HOSTIP = kf.FIXTURE_HOST_IP
+fixture = kf.fixture_pods()
 podnet = [p for p in fixture if not p["spec"].get("hostNetwork")]
 hostnet = [p for p in fixture if p["spec"].get("hostNetwork")]
 
 api = pu.start_api()
-pm = None
-try:
+with pu.Scenario(api):
     pm = pu.start_podmeta(api)
     # ---- exact answer lines for the pod-network pods
     for p in podnet:
@@ -59,7 +59,7 @@ try:
     tap.ok(api.wait_for(lambda: api.count("watch") >= 1, 5), "a watch request")
     w = api.requests("watch")[:1]
     tap.ok(w and w[0]["query"].get("resourceVersion") == "554", "... from the list's resourceVersion 554")
-    tap.ok(w and k8sapi._truthy(w[0]["query"].get("allowWatchBookmarks", "")), "... with allowWatchBookmarks")
+    tap.ok(w and k8s_server.truthy(w[0]["query"].get("allowWatchBookmarks", "")), "... with allowWatchBookmarks")
     tap.ok(w and w[0]["token"] == api.token and lists[0]["token"] == api.token, "bearer token from --token-file")
     tap.is_(api.count("get"), 0, "no per-pod GETs")
     tap.ok(api.count("list") == 1 and api.count("watch") == 1, "no request per lookup")
@@ -113,7 +113,7 @@ try:
     pm.close()
 
     # ---- filters and caps, on the Fluent Bit pods (escaped JSON in values)
-    fb = k8sapi.fluentbit_pods()
+    fb = kf.fluentbit_pods()
     for p in fb:
         api.add_pod(p)
     kairos, kubelet = fb
@@ -133,7 +133,7 @@ try:
                    name="--max-value 40 caps a value and says so")
     pm.close()
     # last-applied-configuration is never included, even with --annotations .
-    la = k8sapi.make_pod("applied-1", "10.244.3.3", namespace="ci", annotations={
+    la = kf.make_pod("applied-1", "10.244.3.3", namespace="ci", annotations={
         pu.LAST_APPLIED: '{"apiVersion":"v1","kind":"Pod"}\n', "team": "infra"})
     api.add_pod(la)
     pm = pu.start_podmeta(api, "--annotations", ".")
@@ -142,7 +142,7 @@ try:
     tap.ok(r.log is not None and pu.LAST_APPLIED not in r.log.get("annotations", {}), "... (checked by key)")
     pm.close()
     # ---- JSON escaping of awkward values survives Squid quoting
-    odd = k8sapi.make_pod("odd-1", "10.244.3.4", namespace="ci", labels={
+    odd = kf.make_pod("odd-1", "10.244.3.4", namespace="ci", labels={
         "app": "odd", "ctl": "a\u0001b\tc\u001fd", "uni": "caf\u00e9 \u2603 \U0001F600",
         "html": "</script>&<b>", "sep": "x\u2028y\u2029z", "bs": "back\\slash \"q\" \r\n"},
         annotations={"multi": "\u00e9" * 30 + "tail"})
@@ -158,15 +158,15 @@ try:
     # ---- --source file:PATH reads `kubectl get pods -A -o json` output and reloads it
     src = api.path("pods.json")
     with open(src, "wb") as f:
-        f.write(k8sapi.fixture_podlist_bytes())
+        f.write(kf.fixture_podlist_bytes())
     n0 = len(api.requests())
     pm = pu.Podmeta(["--source", "file:" + src])
     p = podnet[0]
     tap.is_(pm.ask(p["status"]["podIP"]), pu.expected_line(p, p["status"]["podIP"]), "--source file: exact line")
     pu.check_ambiguous(tap, pm.lookup(HOSTIP), HOSTIP, NODE, name="--source file: hostNetwork IP ambiguous")
     import json
-    lst = json.loads(k8sapi.fixture_podlist_bytes())
-    extra = k8sapi.make_pod("filepod-1", "10.244.4.4", namespace="ci")
+    lst = json.loads(kf.fixture_podlist_bytes())
+    extra = kf.make_pod("filepod-1", "10.244.4.4", namespace="ci")
     lst["items"].append(extra)
     with open(src + ".tmp", "w") as f:
         json.dump(lst, f, indent=4)
@@ -175,9 +175,4 @@ try:
     pu.check_known(tap, r, extra, "10.244.4.4", name="--source file: reloaded when the file changes")
     tap.is_(len(api.requests()) - n0, 0, "--source file: no API requests")
     pm.close()
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

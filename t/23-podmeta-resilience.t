@@ -9,29 +9,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-mk = k8sapi.make_pod
-core = k8sapi.fixture_pods()[0]
+mk = kf.make_pod
+core = kf.fixture_pods()[0]
 CORE_IP = core["status"]["podIP"]
-seq = [0]
-
-
-def fresh_pod(prefix, node="node-1", ns="ci"):
-    seq[0] += 1
-    return mk("%s-%d" % (prefix, seq[0]), "10.60.%d.%d" % (seq[0] // 250, seq[0] % 250 + 1),
-              namespace=ns, node=node)
-
-
-def name_is(n):
-    return lambda r: r.log is not None and r.log.get("name") == n
-
-
-def unknown(r):
-    return r.log is not None and "pod" in r.log and r.log["pod"] is None
+fresh_pod = pu.PodSequence("10.60")
 
 
 def still_answers(pm, what):
@@ -41,7 +27,7 @@ def still_answers(pm, what):
 def change_arrives(api, pm, what, timeout=15):
     p = api.add_pod(fresh_pod("after"))
     ip = p["status"]["podIP"]
-    r = pm.wait_reply(ip, name_is(p["metadata"]["name"]), timeout)
+    r = pm.wait_reply(ip, pu.name_is(p["metadata"]["name"]), timeout)
     pu.check_known(tap, r, p, ip, name="a later change arrives " + what)
     return p
 
@@ -53,11 +39,7 @@ def since(api, n0, kind=None):
 def fresh_podmeta(*args):
     """A new podmeta (fresh backoff state), synced and watching."""
     global pm
-    if pm is not None:
-        pm.close()
-        api.wait_for(lambda: api.open_watches() == 0, 3)
-    m = api.mark()
-    pm = pu.start_podmeta(api, "--delete-grace", "1", *args)
+    pm, m = pu.restart_podmeta(api, pm, "--delete-grace", "1", *args)
     still_answers(pm, "(synced)")
     tap.ok(api.wait_watching_since(m, 5), "podmeta is watching")
     return pm
@@ -65,12 +47,12 @@ def fresh_podmeta(*args):
 
 api = pu.start_api()
 pm = None
-try:
+with pu.Scenario(api):
     # ================= the watch ends normally; bookmarks move the RV
     na = api.add_pod(mk("nodea-1", "10.60.100.1", namespace="ci", node="node-a"))
     m = api.mark()
     pm = pu.start_podmeta(api, "--node", "node-a", "--delete-grace", "1")
-    r = pm.wait_reply("10.60.100.1", name_is("nodea-1"), 10)
+    r = pm.wait_reply("10.60.100.1", pu.name_is("nodea-1"), 10)
     pu.check_known(tap, r, na, "10.60.100.1", name="--node node-a: synced")
     tap.ok(api.wait_watching_since(m, 5), "watching")
     for i in range(3):  # other nodes' pods: no events for podmeta, but the RV moves
@@ -86,7 +68,7 @@ try:
             "re-watch from the BOOKMARK's resourceVersion")
     tap.is_(len(since(api, n0, "list")), 0, "no relist when a watch ends normally")
     nb = api.add_pod(mk("nodea-2", "10.60.100.2", namespace="ci", node="node-a"))
-    r = pm.wait_reply("10.60.100.2", name_is("nodea-2"), 10)
+    r = pm.wait_reply("10.60.100.2", pu.name_is("nodea-2"), 10)
     pu.check_known(tap, r, nb, "10.60.100.2", name="a later change arrives after the re-watch")
 
     # ================= token rotation
@@ -118,7 +100,7 @@ try:
     # ================= HTTP 410 on the re-watch -> relist
     fresh_podmeta()
     gone = api.add_pod(fresh_pod("gone"))
-    pm.wait_reply(gone["status"]["podIP"], name_is(gone["metadata"]["name"]), 5)
+    pm.wait_reply(gone["status"]["podIP"], pu.name_is(gone["metadata"]["name"]), 5)
     n0 = len(api.requests())
     api.inject_410()
     api.end_watches()
@@ -132,7 +114,7 @@ try:
     fresh_podmeta()
     victim = api.add_pod(fresh_pod("victim"))
     vip = victim["status"]["podIP"]
-    pm.wait_reply(vip, name_is(victim["metadata"]["name"]), 5)
+    pm.wait_reply(vip, pu.name_is(victim["metadata"]["name"]), 5)
     # restore from "backup": the state changes without events; old RVs are too old
     n0 = len(api.requests())
     state = [p for p in api.pods() if p["metadata"]["name"] != victim["metadata"]["name"]]
@@ -140,10 +122,10 @@ try:
     state.append(newcomer)
     api.set_pods(state)
     api.end_watches()
-    r = pm.wait_reply(newcomer["status"]["podIP"], name_is(newcomer["metadata"]["name"]), 10)
+    r = pm.wait_reply(newcomer["status"]["podIP"], pu.name_is(newcomer["metadata"]["name"]), 10)
     pu.check_known(tap, r, api.get_pod("ci", newcomer["metadata"]["name"]), newcomer["status"]["podIP"],
                    name="re-watch from a compacted RV -> ERROR Expired -> relist finds the new pod")
-    r = pm.wait_reply(vip, unknown, 5)
+    r = pm.wait_reply(vip, pu.unknown, 5)
     pu.check_unknown(tap, r, vip, name="... and the pod missing from the relist goes (after the grace)")
     w = since(api, n0, "watch")
     tap.ok(len(since(api, n0, "list")) >= 1, "relisted")
@@ -188,7 +170,7 @@ try:
     change_arrives(api, pm, "once watches last again", timeout=20)
 
     # ================= a paginated list whose page 2 fails
-    api2 = pu.start_api(pods=k8sapi.generate_pods(1200, prefix="pg", base="10.61.0.0", slim=True))
+    api2 = pu.start_api(pods=kf.generate_pods(1200, prefix="pg", base="10.61.0.0", slim=True))
     try:
         pods2 = api2.pods()
         for status in (410, 500):
@@ -240,9 +222,4 @@ try:
     tap.like(pm.stderr(), r"(?i)relist|api.?err", "SIGUSR1 prints stats (relists, API errors)")
     rc = pm.close()
     tap.is_(rc, 0, "exits 0 on EOF")
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

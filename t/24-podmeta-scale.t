@@ -8,15 +8,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
 N = 10000
-pods = k8sapi.generate_pods(N)
+pods = kf.generate_pods(N)
 api = pu.start_api(pods=pods)
-pm = None
 
 
 def rss_kb(pid, key="VmHWM"):
@@ -30,7 +29,7 @@ def rss_kb(pid, key="VmHWM"):
     return None
 
 
-try:
+with pu.Scenario(api):
     t0 = time.time()
     pm = pu.start_podmeta(api, "--sync-wait", "30")
     first = pods[0]
@@ -86,7 +85,7 @@ try:
     # ---- churn on the big cluster arrives through the watch
     for i in range(0, 200, 2):
         api.delete_pod(pods[i]["metadata"]["namespace"], pods[i]["metadata"]["name"])
-    newpods = [k8sapi.make_pod("late-%03d" % i, "10.200.0.%d" % (i + 1), namespace="late") for i in range(100)]
+    newpods = [kf.make_pod("late-%03d" % i, "10.200.0.%d" % (i + 1), namespace="late") for i in range(100)]
     for p in newpods:
         api.add_pod(p)
     r = pm.wait_reply("10.200.0.100", lambda r: r.log is not None and r.log.get("name") == "late-099", 10)
@@ -107,9 +106,4 @@ try:
     tap.ok(api.wait_for(lambda: "SIGUSR1" in pm.stderr() or "stats" in pm.stderr(), 3), "SIGUSR1: stats printed")
     tap.like(pm.stderr(), r"pods\D{0,3}100\d\d", "SIGUSR1 stats count the pods")
     tap.is_(pm.close(), 0, "exit 0")
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

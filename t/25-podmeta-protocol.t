@@ -11,22 +11,21 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-mk = k8sapi.make_pod
+mk = kf.make_pod
 p4 = mk("proto-v4", "10.70.0.1", namespace="ci")
 p6 = mk("proto-ds", ips=["10.70.0.2", "fd00:70::2"], namespace="ci")
-core = k8sapi.fixture_pods()[0]
+core = kf.fixture_pods()[0]
 api = pu.start_api()
 api.add_pod(p4)
 api.add_pod(p6)
 p4, p6 = api.get_pod("ci", "proto-v4"), api.get_pod("ci", "proto-ds")
 KNOWN = {"10.70.0.1": p4, "10.70.0.2": p6, "fd00:70::2": p6, "10.244.0.3": core}
-pm = None
-try:
+with pu.Scenario(api):
     pm = pu.start_podmeta(api)
     pu.check_known(tap, pm.lookup("10.70.0.1"), p4, "10.70.0.1", name="synced")
 
@@ -185,9 +184,4 @@ try:
     pu.check_known(tap, r, p4, "10.70.0.1", id="4", name="first list failed once: the waiting request gets OK, not BH")
     tap.diag("answered after %.2fs" % (time.time() - t0))
     pm.close()
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

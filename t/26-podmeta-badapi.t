@@ -9,35 +9,22 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-mk = k8sapi.make_pod
-core = k8sapi.fixture_pods()[0]
+mk = kf.make_pod
+core = kf.fixture_pods()[0]
 CORE_IP = core["status"]["podIP"]
-seq = [0]
+fresh_pod = pu.PodSequence("10.80")
 api = pu.start_api()
 pm = None
 
 
-def name_is(n):
-    return lambda r: r.log is not None and r.log.get("name") == n
-
-
-def fresh_pod(prefix):
-    seq[0] += 1
-    return mk("%s-%d" % (prefix, seq[0]), "10.80.%d.%d" % (seq[0] // 250, seq[0] % 250 + 1), namespace="ci")
-
-
 def new_podmeta(*args, sync_wait=10):
     global pm
-    if pm is not None:
-        pm.close()
-        api.wait_for(lambda: api.open_watches() == 0, 3)
-    m = api.mark()
-    pm = pu.start_podmeta(api, "--delete-grace", "1", *args, sync_wait=sync_wait)
+    pm, m = pu.restart_podmeta(api, pm, "--delete-grace", "1", *args, sync_wait=sync_wait)
     return m
 
 
@@ -47,13 +34,13 @@ def recovered(what, timeout=12):
     ok = pu.check_known(tap, r, core, CORE_IP, name="%s: answers" % what)
     p = api.add_pod(fresh_pod("later"))
     ip = p["status"]["podIP"]
-    r = pm.wait_reply(ip, name_is(p["metadata"]["name"]), timeout)
+    r = pm.wait_reply(ip, pu.name_is(p["metadata"]["name"]), timeout)
     ok = pu.check_known(tap, r, p, ip, name="%s: recovers, a later pod arrives" % what) and ok
     tap.ok(pm.alive(), "%s: podmeta alive" % what)
     return ok
 
 
-try:
+with pu.Scenario(api):
     # ================= broken first lists
     for mode in ("truncated", "truncated_chunked", "short_body", "close_mid_chunk", "not_json", "empty",
                  "wrongtypes_top", "wrongtypes"):
@@ -80,7 +67,7 @@ try:
         pu.LAST_APPLIED: "{" + "\"k\":\"" + "v" * (1400 * 1024) + "\"}\n", "note": "n" * 300000})
     api.add_pod(bigpod)
     bigpod = api.get_pod("ci", "bigpod-1")
-    r = pm.wait_reply("10.80.200.1", name_is("bigpod-1"), 10)
+    r = pm.wait_reply("10.80.200.1", pu.name_is("bigpod-1"), 10)
     pu.check_known(tap, r, bigpod, "10.80.200.1", name="1.4 MiB watch event: the pod answers")
     r = pm.lookup("10.80.200.1")
     tap.ok(r.raw is not None and len(r.raw) < 8192, "... in a short line (%d bytes): no annotations by default"
@@ -123,9 +110,4 @@ try:
     recovered("relist after a truncated list")
     rc = pm.close()
     tap.is_(rc, 0, "exit 0 after all of it")
-    pu.diag_on_fail(tap, pm, api)
-finally:
-    if pm is not None:
-        pm.kill()
-    api.stop()
 tap.done()

@@ -10,61 +10,18 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+import harness as h  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 SQUID = shutil.which("squid") or ("/usr/sbin/squid" if os.access("/usr/sbin/squid", os.X_OK) else None)
 if not SQUID:
     tap.skip_all("squid not installed")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Echo(object):
-    def __init__(self):
-        self.s = socket.socket()
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.s.bind(("127.0.0.1", 0))
-        self.s.listen(16)
-        self.s.settimeout(0.5)
-        self.port = self.s.getsockname()[1]
-        self.stop = False
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while not self.stop:
-            try:
-                c, _ = self.s.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        c.settimeout(10)
-        try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
-        except OSError:
-            pass
-        finally:
-            c.close()
 
 
 def tunnel(src, proxy_port, origin_port, payload):
@@ -75,38 +32,26 @@ def tunnel(src, proxy_port, origin_port, payload):
         s.bind((src, 0))
         s.connect(("127.0.0.1", proxy_port))
         s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (origin_port, origin_port))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = s.recv(4096)
-            if not d:
-                break
-            head += d
+        head = h.recv_head(s)
         status = head.split(b"\r\n", 1)[0].decode("latin-1")
         rest = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
         if " 200 " not in status:
             return status, b""
-        s.sendall(payload)
-        got = rest
-        while len(got) < len(payload):
-            d = s.recv(65536)
-            if not d:
-                break
-            got += d
-        return status, got
+        return status, h.send_echo(s, payload, rest)
     except OSError as e:
         return "error: %s" % e, b""
     finally:
         s.close()
 
 
-mk = k8sapi.make_pod
+mk = kf.make_pod
 pod_a = mk("runner-a-7f9c4", "127.0.0.1", namespace="ci", labels={"app": "runner", "job": "build-42"},
            owner="Job", owner_name="build-42")
 pod_b = mk("runner-b-5d2x8", ips=["127.0.0.2", "fd00:27::2"], namespace="build",
            labels={"app": "runner", "quote": 'say "hi"\\n'}, annotations={"team": "infra"})
 api = pu.start_api(pods=[pod_a, pod_b])
 pod_a, pod_b = api.get_pod("ci", pod_a["metadata"]["name"]), api.get_pod("build", pod_b["metadata"]["name"])
-echo = Echo()
+echo = h.EchoServer(backlog=16)
 d = tempfile.mkdtemp(prefix="t27-squid-")
 squid = None
 try:
@@ -119,7 +64,7 @@ try:
         os.chmod(api.dir, 0o755)
         for f in (api.token_file, api.ca_file):
             os.chmod(f, 0o644)
-    port = free_port()
+    port = h.free_port()
     args = " ".join(api.podmeta_args() + ["--annotations", "^team$", "--sync-wait", "10"])
     # squid runs helpers as `proxy`, which may not reach the build (a 0700
     # home): it gets a copy in its own directory
@@ -229,7 +174,7 @@ finally:
             except OSError:
                 pass
         squid.kill()
-    echo.stop = True
+    echo.close()
     api.stop()
     shutil.rmtree(d, ignore_errors=True)
 tap.done()

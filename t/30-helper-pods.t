@@ -23,13 +23,9 @@ from tap import ok, is_, diag, done
 N_PODS = 50
 PER_POD = 2
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=256)
-pods = hu.make_pods(N_PODS)
+pm, echo, pods = hu.setup(90, N_PODS, backlog=256)
 src = hu.write_pods(h.tmpfile("pods.json"), pods)
-want = {hu.pod_ip(i + 1): hu.expected(p, hu.pod_ip(i + 1)) for i, p in enumerate(pods)}
+want = hu.answers(pods)
 
 conf = hu.base_conf("external_acl_type podmeta ttl=60 children-max=3 concurrency=20 "
                     "%%SRC %s --source file:%s" % (pm, src))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """31-helper-k8sapi.t: 50 pods served by the test Kubernetes API server.
 
-The test API server (t/lib/k8sapi.py: TLS, bearer token, list+watch) holds
+The test API server (t/lib/k8sapi/: TLS, bearer token, list+watch) holds
 50 pods on 127.0.1.1 .. 127.0.1.50; podmeta lists and watches it, connectd
 drives podmeta with the shipped-style line (no concurrency, Squid's
 defaults but children-max=10 and a queue large enough for the burst).
@@ -21,13 +21,9 @@ from tap import ok, is_, diag, done
 
 N = 50
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=256)
-pods = hu.make_pods(N)
+pm, echo, pods = hu.setup(90, N, backlog=256)
 api = pu.start_api(pods=pods)
-want = {hu.pod_ip(i + 1): hu.expected(p, hu.pod_ip(i + 1)) for i, p in enumerate(pods)}
+want = hu.answers(pods)
 
 args = " ".join(api.podmeta_args())
 conf = hu.base_conf("external_acl_type podmeta ttl=5 children-max=10 children-startup=2 "

@@ -21,20 +21,16 @@ import time
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
 import harness as h
 import helper_util as hu
-import k8sapi
+from k8sapi import fixtures as kf
 import podmeta_util as pu
 from tap import ok, is_, diag, done
 
 TTL = 1
 IP = hu.pod_ip(7)
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=64)
-pods = hu.make_pods(10, start=1)
+pm, echo, pods = hu.setup(90, 10)
 api = pu.start_api(pods=pods)
-new7 = k8sapi.make_pod("new-7", ip=IP, namespace="ns-2", node="node-9",
+new7 = kf.make_pod("new-7", ip=IP, namespace="ns-2", node="node-9",
                        labels={"app": "new"}, slim=True)
 
 conf = hu.base_conf("external_acl_type podmeta ttl=%d %%SRC %s %s --delete-grace 60"

@@ -25,13 +25,9 @@ from tap import ok, is_, diag, done
 
 ERRORS = {"helper_down", "timeout", "queue_full", "bh"}
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=128)
-pods = hu.make_pods(10)
+pm, echo, pods = hu.setup(90, 10, backlog=128)
 src = hu.write_pods(h.tmpfile("pods.json"), pods)
-want = {hu.pod_ip(i + 1): hu.expected(p, hu.pod_ip(i + 1)) for i, p in enumerate(pods)}
+want = hu.answers(pods)
 
 conf = hu.base_conf("external_acl_type podmeta ttl=0 children-max=2 children-startup=2 "
                     "concurrency=5 %%SRC %s --source file:%s" % (pm, src))

@@ -22,17 +22,13 @@ import helper_util as hu
 import podmeta_util as pu
 from tap import ok, is_, diag, done, skip_all
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
 if not h.Squid.available():
     skip_all("squid not installed")
-h.watchdog(120)
-echo = h.EchoServer(backlog=64)
-pods = hu.make_pods(10)
+pm, echo, pods = hu.setup(120, 10)
 src = hu.write_pods(h.tmpfile("pods.json"), pods)
 hu.readable_for_squid(src)
 ips = [hu.pod_ip(i) for i in range(1, 11)] + ["127.0.1.99"]
-want = {hu.pod_ip(i + 1): hu.expected(p, hu.pod_ip(i + 1)) for i, p in enumerate(pods)}
+want = hu.answers(pods)
 want["127.0.1.99"] = pu.unknown_json("127.0.1.99")
 
 # squid runs it as `proxy`: give it a copy it can reach

@@ -26,11 +26,7 @@ import harness as h
 import helper_util as hu
 from tap import ok, is_, diag, done
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(60)
-echo = h.EchoServer(backlog=32)
-pods = hu.make_pods(3)
+pm, echo, pods = hu.setup(60, 3, backlog=32)
 src = hu.write_pods(h.tmpfile("pods.json"), pods)
 
 STANZA = """external_acl_type podmeta ttl=5 children-max=20 %%SRC %s

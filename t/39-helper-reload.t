@@ -24,11 +24,7 @@ import harness as h
 import helper_util as hu
 from tap import ok, is_, diag, done
 
-h.need_connectd()
-pm = hu.need_podmeta(sys.modules["tap"])
-h.watchdog(90)
-echo = h.EchoServer(backlog=32)
-pods = hu.make_pods(3)
+pm, echo, pods = hu.setup(90, 3, backlog=32)
 keep_src = hu.write_pods(h.tmpfile("keep.json"), pods)
 change_src = hu.write_pods(h.tmpfile("change.json"), pods)
 gate = h.tmpfile("gate")

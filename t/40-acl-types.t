@@ -29,11 +29,10 @@ v6 = h.have_ipv6_loopback()
 e1 = h.EchoServer()
 e2 = h.EchoServer()
 e6 = h.EchoServer(host="::1") if v6 else None
-hosts = h.tmpfile("hosts", "".join("127.0.0.1 %s\n" % n for n in (
+RESOLV = pu.local_names("".join("127.0.0.1 %s\n" % n for n in (
     "good.test", "www.good.test", "a.b.good.test", "notgood.test",
     "plain.test", "www.plain.test", "api1.test", "API2.test", "other.test")) +
     ("::1 six.test\n" if v6 else ""))
-RESOLV = "hosts_file %s\ndns_nameservers 127.0.0.1\n" % hosts
 
 
 def start(policy, dual=False):

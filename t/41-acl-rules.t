@@ -32,8 +32,7 @@ CD = h.connectd_bin()
 
 e1 = h.EchoServer()
 e2 = h.EchoServer()
-hosts = h.tmpfile("hosts", "127.0.0.1 a.test b.a.test c.test www.rx.test\n")
-RESOLV = "hosts_file %s\ndns_nameservers 127.0.0.1\n" % hosts
+RESOLV = pu.local_names("127.0.0.1 a.test b.a.test c.test www.rx.test\n")
 
 # --- no rules at all
 with pu.RawConnectd(RESOLV + "acl x src all\n") as cd:

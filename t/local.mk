@@ -1,9 +1,70 @@
-# The suite is TAP, run by prove; every test is one scenario in t/*.t.
-EXTRA_DIST += t
-TEST_ENV = CONNECTD=$(abs_top_builddir)/connectd/connectd \
-	PODMETA=$(abs_top_builddir)/podmeta/podmeta \
-	T_SRCDIR=$(abs_top_srcdir)/t \
-	PYTHONDONTWRITEBYTECODE=1
-PROVE_FLAGS ?= -j2
-check-local: all
-	cd $(abs_top_srcdir)/t && $(TEST_ENV) $(PROVE) $(PROVE_FLAGS) --exec $(PYTHON3) *.t
+# The suite is TAP: every t/*.t is one scenario (Python), t/unit-lib is a
+# C unit test of lib/; automake's TAP driver runs each file and counts its
+# test points (make check TESTS=t/01-curl-tls.t runs one file).
+EXTRA_DIST += $(T_SCENARIOS) t/lib t/fixtures
+
+# Every t/*.t, in order: t/00-suite.t fails when one is missing here.
+T_SCENARIOS = \
+	t/00-suite.t \
+	t/01-curl-tls.t \
+	t/02-curl-plain.t \
+	t/03-bytes.t \
+	t/04-half-close.t \
+	t/05-ipv6-origin.t \
+	t/06-skopeo.t \
+	t/07-bad-input.t \
+	t/08-squid-compare.t \
+	t/09-signals.t \
+	t/10-timeouts.t \
+	t/11-dns.t \
+	t/12-manpages.t \
+	t/13-reset.t \
+	t/14-many.t \
+	t/15-log-stall.t \
+	t/16-conf.t \
+	t/17-logformat.t \
+	t/20-k8sapi-kubectl.t \
+	t/21-podmeta-fixture.t \
+	t/22-podmeta-churn.t \
+	t/23-podmeta-resilience.t \
+	t/24-podmeta-scale.t \
+	t/25-podmeta-protocol.t \
+	t/26-podmeta-badapi.t \
+	t/27-podmeta-squid.t \
+	t/30-helper-pods.t \
+	t/31-helper-k8sapi.t \
+	t/32-helper-churn.t \
+	t/33-helper-killed.t \
+	t/34-helper-slow.t \
+	t/35-helper-garbage.t \
+	t/36-helper-perl.t \
+	t/37-helper-squid.t \
+	t/38-helper-stanza.t \
+	t/39-helper-reload.t \
+	t/40-acl-types.t \
+	t/41-acl-rules.t \
+	t/42-default-policy.t \
+	t/43-limits.t \
+	t/44-emfile.t \
+	t/45-acl-external.t \
+	t/46-credentials.t \
+	t/47-slowloris.t \
+	t/48-concurrency.t \
+	t/49-privdrop.t
+
+check_PROGRAMS += t/unit-lib
+t_unit_lib_SOURCES = t/unit-lib.c
+t_unit_lib_LDADD = lib/libshared.a
+
+TESTS = $(T_SCENARIOS) t/unit-lib
+TEST_EXTENSIONS = .t
+TAP_DRIVER = env AM_TAP_AWK='$(AWK)' $(SHELL) $(top_srcdir)/build-aux/tap-driver.sh
+T_LOG_DRIVER = $(TAP_DRIVER)
+T_LOG_COMPILER = $(PYTHON3)
+LOG_DRIVER = $(TAP_DRIVER)
+AM_TESTS_ENVIRONMENT = \
+	CONNECTD='$(abs_top_builddir)/connectd/connectd'; export CONNECTD; \
+	PODMETA='$(abs_top_builddir)/podmeta/podmeta'; export PODMETA; \
+	T_SRCDIR='$(abs_top_srcdir)/t'; export T_SRCDIR; \
+	T_LISTED='$(T_SCENARIOS)'; export T_LISTED; \
+	PYTHONDONTWRITEBYTECODE=1; export PYTHONDONTWRITEBYTECODE;

@@ -218,38 +218,55 @@ def port_open(port, host="127.0.0.1", timeout=0.5):
         s.close()
 
 
-def listening(port):
-    """True if some socket listens on this TCP port (from /proc/net/tcp*),
-    without connecting to it (a probe connection would be logged)."""
+def _tcp_sockets():
+    """(local port, state) of every TCP socket, from /proc/net/tcp*
+    (state "0A" is LISTEN, "06" TIME_WAIT)."""
     for f in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(f) as fh:
                 next(fh)
-                for ln in fh:
-                    parts = ln.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return True
+                rows = [ln.split() for ln in fh]
         except (OSError, StopIteration):
             continue
-    return False
+        for parts in rows:
+            yield int(parts[1].rsplit(":", 1)[1], 16), parts[3]
+
+
+def listening(port):
+    """True if some socket listens on this TCP port (from /proc/net/tcp*),
+    without connecting to it (a probe connection would be logged)."""
+    return any(p == port and st == "0A" for p, st in _tcp_sockets())
 
 
 def connections(port):
     """TCP connections (any state but LISTEN and TIME_WAIT) whose local
     port is port, from /proc/net/tcp*."""
-    n = 0
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(f) as fh:
-                next(fh)
-                for ln in fh:
-                    parts = ln.split()
-                    if parts[3] not in ("0A", "06") and \
-                            int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        n += 1
-        except (OSError, StopIteration):
-            continue
-    return n
+    return sum(1 for p, st in _tcp_sockets() if p == port and st not in ("0A", "06"))
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name: [0] is the
+    state, [1] the parent pid, [3] the session, [11] and [12] utime and
+    stime in clock ticks.  None if there is no such process."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rindex(")") + 2:].split()
+
+
+def session_pids(sid):
+    """Every process in session sid (a leader started with
+    start_new_session and whatever it forked)."""
+    return [int(d) for d in os.listdir("/proc")
+            if d.isdigit() and (proc_stat(d) or [None] * 4)[3] == str(sid)]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (its threads included), in seconds."""
+    f = proc_stat(pid)
+    return (int(f[11]) + int(f[12])) / float(os.sysconf("SC_CLK_TCK")) if f else 0.0
 
 
 def wait_port(port, host="127.0.0.1", timeout=DEFAULT_WAIT, proc=None, probe=False):
@@ -329,6 +346,30 @@ class Proc:
 
     def read_stdout(self):
         return read_text(self.stdout_path)
+
+
+def recv_head(sock, limit=1 << 20):
+    """Bytes from sock up to and including the first empty line (an HTTP
+    head), and whatever came with it; less at EOF."""
+    buf = b""
+    while b"\r\n\r\n" not in buf and len(buf) < limit:
+        d = sock.recv(65536)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def send_echo(sock, data, got=b""):
+    """Send data and read until as many bytes came back (got: what already
+    came), or EOF.  Returns what came back."""
+    sock.sendall(data)
+    while len(got) < len(data):
+        d = sock.recv(65536)
+        if not d:
+            break
+        got += d
+    return got
 
 
 def read_text(path):
@@ -639,6 +680,24 @@ class Connectd:
 # ---------------------------------------------------------------- squid
 
 
+def squid_conf_lines(d, port):
+    """squid.conf for a Squid in directory d on 127.0.0.1:port: no cache,
+    no DNS off the machine, a quick shutdown, every request allowed."""
+    return [
+        "http_port 127.0.0.1:%d" % port,
+        "pid_filename %s/squid.pid" % d,
+        "cache_log %s/cache.log" % d,
+        "coredump_dir %s" % d,
+        "cache deny all",
+        "pinger_enable off",
+        "shutdown_lifetime 0 seconds",
+        "dns_nameservers 127.0.0.1",
+        "netdb_filename none",
+        "logfile_rotate 0",
+        "http_access allow all",
+    ]
+
+
 class Squid:
     """/usr/sbin/squid -N on a free 127.0.0.1 port, in its own temp dir.
 
@@ -669,19 +728,7 @@ class Squid:
 
     def render(self):
         extra = self.extra.replace("{dir}", self.dir).replace("{port}", str(self.port))
-        lines = [
-            "http_port 127.0.0.1:%d" % self.port,
-            "pid_filename %s/squid.pid" % self.dir,
-            "cache_log %s" % self.cache_log,
-            "coredump_dir %s" % self.dir,
-            "cache deny all",
-            "pinger_enable off",
-            "shutdown_lifetime 0 seconds",
-            "dns_nameservers 127.0.0.1",
-            "netdb_filename none",
-            "logfile_rotate 0",
-            "http_access allow all",
-        ]
+        lines = squid_conf_lines(self.dir, self.port)
         if os.geteuid() == 0:
             lines.append("cache_effective_user proxy")
         if not re.search(r"^\s*access_log\b", extra, re.M):
@@ -950,13 +997,7 @@ class HttpOrigin(Origin):
                 ) + self.body
 
     def handle(self, c, rec):
-        got = b""
-        while b"\r\n\r\n" not in got:
-            d = c.recv(65536)
-            if not d:
-                break
-            got += d
-        rec["got"] = got
+        rec["got"] = recv_head(c)
         rec["sent"] = self.response()
         c.sendall(rec["sent"])
         c.shutdown(socket.SHUT_WR)
@@ -991,28 +1032,28 @@ class BlackHole:
         self.fillers = []
         at_cleanup(self.close)
         for _ in range(16):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
+            s, done = self._attempt(0.3)
             self.fillers.append(s)
-            _, w, _ = select.select([], [s], [], 0.3)
-            if not w:
+            if not done:
                 break           # this one did not complete: queue is full
         self.verified = self._verify()
 
-    def _verify(self):
+    def _attempt(self, wait):
+        """A non-blocking connect() to the port: (the socket, whether it
+        completed within wait seconds)."""
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
         try:
             s.connect(("127.0.0.1", self.port))
         except BlockingIOError:
             pass
-        _, w, _ = select.select([], [s], [], 1.0)
+        _, w, _ = select.select([], [s], [], wait)
+        return s, bool(w)
+
+    def _verify(self):
+        s, done = self._attempt(1.0)
         s.close()
-        return not w
+        return not done
 
     def close(self):
         for s in self.fillers:

@@ -13,7 +13,7 @@ import sys
 import time
 
 import harness as h
-import k8sapi
+from k8sapi import fixtures as kf
 import podmeta_util as pu
 
 PODMETA = os.environ.get("PODMETA", "")
@@ -31,10 +31,26 @@ def pod_ip(i, base="127.0.1."):
 
 def make_pods(n, base="127.0.1.", prefix="pod", start=1):
     """n pods, pod i owning base+i, in namespace ns-(i%5)."""
-    return [k8sapi.make_pod("%s-%d" % (prefix, i), ip=pod_ip(i, base),
+    return [kf.make_pod("%s-%d" % (prefix, i), ip=pod_ip(i, base),
                             namespace="ns-%d" % (i % 5), node="node-%d" % (i % 3),
                             labels={"app": prefix, "index": str(i)}, slim=True)
             for i in range(start, start + n)]
+
+
+def setup(seconds, n_pods, backlog=64):
+    """The start of a helper test: skip it unless connectd and podmeta are
+    built, fail it after `seconds`, an echo origin, n_pods pods (pod i on
+    127.0.1.i).  Returns (podmeta's path, the EchoServer, the pods)."""
+    import tap
+    h.need_connectd()
+    pm = need_podmeta(tap)
+    h.watchdog(seconds)
+    return pm, h.EchoServer(backlog=backlog), make_pods(n_pods)
+
+
+def answers(pods):
+    """{127.0.1.i: the pod JSON podmeta answers} for make_pods' pods."""
+    return {pod_ip(i + 1): expected(p, pod_ip(i + 1)) for i, p in enumerate(pods)}
 
 
 def write_pods(path, pods):
@@ -75,28 +91,15 @@ class Client:
         h.at_cleanup(self.close)
         self.sock.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" %
                            (authority, authority)).encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = self.sock.recv(4096)
-            if not d:
-                break
-            buf += d
-        self.head, _, self.rest = buf.partition(b"\r\n\r\n")
+        self.head, _, self.rest = h.recv_head(self.sock).partition(b"\r\n\r\n")
         try:
             self.status = int(self.head.split(b" ")[1])
         except (IndexError, ValueError):
             self.status = None
 
     def echo(self, data):
-        self.sock.sendall(data)
-        got = self.rest
-        self.rest = b""
-        while len(got) < len(data):
-            d = self.sock.recv(65536)
-            if not d:
-                break
-            got += d
-        return got
+        got, self.rest = self.rest, b""
+        return h.send_echo(self.sock, data, got)
 
     def close(self):
         try:
@@ -111,19 +114,15 @@ def children(pid):
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
+        st = h.proc_stat(d)
+        if st is None or st[1] != str(pid) or st[0] == "Z":
+            continue
         try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-            ppid = int(st.rsplit(")", 1)[1].split()[1])
-            if ppid != pid:
-                continue
             with open("/proc/%s/cmdline" % d, "rb") as f:
                 argv = f.read().split(b"\0")
-            if st.rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            out[int(d)] = " ".join(a.decode("utf-8", "replace") for a in argv if a)
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
+        out[int(d)] = " ".join(a.decode("utf-8", "replace") for a in argv if a)
     return out
 
 

@@ -19,10 +19,12 @@ import threading
 import time
 from urllib.parse import unquote
 
-import k8sapi
+from k8sapi.control import K8sAPI
+from k8sapi.fixtures import make_pod
 
 PODMETA = os.environ.get("PODMETA", "")
-_procs = []
+_procs = []                  # running (not yet killed) children
+_started = []                # every Podmeta, in order: Scenario finds its own
 
 
 def _kill_all():
@@ -390,6 +392,7 @@ class Podmeta(Proc):
             e.update(env)
         Proc.__init__(self, [PODMETA] + list(args), env=e)
         self._next_id = 0
+        _started.append(self)
 
     def ask(self, line, timeout=8.0):
         """Send one request line, return the raw reply line (or None)."""
@@ -430,7 +433,7 @@ def require_podmeta(tap):
 
 
 def start_api(pods="fixture", **kw):
-    return k8sapi.K8sAPI(pods=pods, **kw).start()
+    return K8sAPI(pods=pods, **kw).start()
 
 
 def start_podmeta(api, *args, env=None, sync_wait=None):
@@ -441,6 +444,84 @@ def start_podmeta(api, *args, env=None, sync_wait=None):
     return Podmeta(a, env=env)
 
 
+def restart_podmeta(api, old, *args, sync_wait=None):
+    """Close old (if any) and wait until its watch is gone from the API,
+    then start a new podmeta (fresh backoff state) on api.  Returns it and
+    api.mark() from just before it started."""
+    if old is not None:
+        old.close()
+        api.wait_for(lambda: api.open_watches() == 0, 3)
+    m = api.mark()
+    return start_podmeta(api, *args, sync_wait=sync_wait), m
+
+
+def name_is(n):
+    """A Reply predicate: the answer names pod n."""
+    return lambda r: r.log is not None and r.log.get("name") == n
+
+
+def unknown(r):
+    """A Reply predicate: the answer says no pod has the address."""
+    return r.log is not None and "pod" in r.log and r.log["pod"] is None
+
+
+class PodSequence(object):
+    """New pods with names PREFIX-N and addresses counting up in NET.x.y
+    (net: the first two octets), one per call:
+
+        fresh_pod = PodSequence("10.60")
+        p = fresh_pod("after")               # after-1 on 10.60.0.2
+    """
+
+    def __init__(self, net):
+        self.net = net
+        self.n = 0
+
+    def __call__(self, prefix, node="node-1", ns="ci"):
+        self.n += 1
+        return make_pod("%s-%d" % (prefix, self.n),
+                        "%s.%d.%d" % (self.net, self.n // 250, self.n % 250 + 1),
+                        namespace=ns, node=node)
+
+
+class Scenario(object):
+    """One test's API server and the podmeta processes started for it,
+    torn down together:
+
+        api = pu.start_api()
+        with pu.Scenario(api):
+            pm = pu.start_podmeta(api)
+            ...
+        tap.done()
+
+    On leaving the block, normally or by an exception: if a test point
+    failed (or the block raised), the API's summary and the stderr of the
+    podmeta started last (of those the test did not kill itself) as
+    diagnostics; then every podmeta started in the block is killed and the
+    API is stopped.  An exception goes on up (the test then has no plan)."""
+
+    def __init__(self, api):
+        self.api = api
+        self._first = None
+
+    def __enter__(self):
+        self._first = len(_started)
+        return self
+
+    def __exit__(self, typ, value, tb):
+        import tap
+        mine = _started[self._first:]
+        try:
+            if tap._failed or typ is not None:
+                live = [p for p in mine if p in _procs]
+                diag(tap, live[-1] if live else None, self.api)
+        finally:
+            for p in mine:
+                p.kill()
+            self.api.stop()
+        return False
+
+
 def stats_from_stderr(text):
     """Last 'key=value' numbers podmeta printed in its stats (best effort)."""
     out = {}
@@ -449,12 +530,17 @@ def stats_from_stderr(text):
     return out
 
 
+def diag(tap, pm=None, api=None):
+    """What the API saw and podmeta's stderr, as TAP diagnostics."""
+    if api is not None:
+        tap.diag("api: " + api.summary())
+        for e in api.errors()[-5:]:
+            tap.diag("api error: " + e)
+    if pm is not None:
+        err = pm.stderr()
+        tap.diag("podmeta stderr (tail):\n" + err[-3000:])
+
+
 def diag_on_fail(tap, pm=None, api=None):
     if tap._failed:
-        if api is not None:
-            tap.diag("api: " + api.summary())
-            for e in api.errors()[-5:]:
-                tap.diag("api error: " + e)
-        if pm is not None:
-            err = pm.stderr()
-            tap.diag("podmeta stderr (tail):\n" + err[-3000:])
+        diag(tap, pm, api)

@@ -20,6 +20,12 @@ LOOPBACK_ALLOW = ("acl t_loopback src 127.0.0.0/8 ::1\n"
                   "http_access deny all\n")
 
 
+def local_names(hosts_text):
+    """connectd.conf lines that resolve names from a hosts file holding
+    hosts_text (in the temp dir) and send no DNS query off the machine."""
+    return "hosts_file %s\ndns_nameservers 127.0.0.1\n" % h.tmpfile("hosts", hosts_text)
+
+
 def shipped_conf_path():
     return os.path.join(h.topdir(), "conf", "connectd.conf")
 
@@ -201,12 +207,7 @@ def raise_nofile(n):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds, from /proc."""
-    with open("/proc/%d/stat" % pid) as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    tck = os.sysconf("SC_CLK_TCK")
-    return (int(parts[11]) + int(parts[12])) / float(tck)
+cpu_seconds = h.cpu_seconds
 
 
 def fds(pid):
@@ -255,14 +256,7 @@ class Client:
 
     def echo(self, data=b"x"):
         try:
-            self.sock.sendall(data)
-            got = b""
-            while len(got) < len(data):
-                d = self.sock.recv(65536)
-                if not d:
-                    break
-                got += d
-            return got
+            return h.send_echo(self.sock, data)
         except OSError:
             return b""
 

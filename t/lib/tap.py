@@ -1,4 +1,4 @@
-"""tap.py: a minimal TAP producer for the t/*.t scenarios (run by prove)."""
+"""tap.py: a minimal TAP producer for the t/*.t scenarios (run by automake's TAP driver)."""
 import json
 import sys
 

@@ -1,69 +1,30 @@
-"""k8sapi.py: a test Kubernetes API server for podmeta's scenarios.
+"""k8sapi/server.py: the wire protocol of the test Kubernetes API server.
 
-Stdlib only.  It speaks the wire protocol of a real kube-apiserver closely
-enough for kubectl and for podmeta (libcurl + jansson):
-
-* HTTPS (HTTP/1.1, ALPN http/1.1) with a CA and server certificate generated
-  by the openssl CLI into a temporary directory at start(); bearer tokens
-  (401 with a Status body for a bad one; 403 for anonymous requests except
-  /version and the health endpoints); optional client certificates.
-* GET /api/v1/pods and /api/v1/namespaces/NS/pods: limit/continue pagination
-  from a consistent snapshot (continue tokens shaped like the apiserver's,
-  remainingItemCount), fieldSelector (spec.nodeName, metadata.name,
-  metadata.namespace, status.phase, status.podIP), equality labelSelector.
-  Bodies are serialized like Go's encoding/json (compact, HTML-escaped), so
-  the pristine fixture PodList goes out byte-for-byte as recorded.
-* watch=1/true: chunked stream, one JSON event per line and per chunk,
-  ADDED/MODIFIED/DELETED/BOOKMARK/ERROR; resourceVersion honoured (only later
-  events), allowWatchBookmarks, timeoutSeconds, sendInitialEvents (replays the
-  recorded watch-list stream while the state is the pristine fixture), field
-  selectors with the cacher's ADDED/DELETED conversion.
-* Discovery (/api, /api/v1, /apis, /version) and Table output
-  (Accept: application/json;as=Table;v=v1;g=meta.k8s.io) for plain
-  `kubectl get pods`.
-
-The control API (in-process, thread-safe) lets a test script a scenario:
-
-    api = K8sAPI(); api.start()
-    api.add_pod(make_pod("web-1", "10.1.0.5")); api.delete_pod("default", "web-1")
-    api.modify_pod("default", "web-1", phase="Succeeded")
-    api.inject_410(); api.inject_expired_error_event()
-    api.fail_next(429, retry_after=1); api.fail_next(500)
-    api.bad_next("list", "truncated"); api.bad_watch("close_mid_chunk")
-    api.rotate_token(); api.restart()
-    api.count("list"), api.requests("watch")
-
-Run it by hand: python3 t/lib/k8sapi.py [--pods N] prints a kubeconfig path.
+HTTPS (HTTP/1.1, ALPN http/1.1) with certificates made by the openssl CLI;
+bodies serialized like Go's encoding/json; list with pagination and
+selectors, chunked watch streams, discovery and Table output; the broken
+responses the control API scripts.  The state it serves (pods, events,
+tokens, scripted failures) belongs to the K8sAPI object of control.py,
+reached as self.server.api.
 """
 import base64
 import bisect
-import copy
 import datetime
 import json
-import os
 import re
-import secrets
-import shutil
 import socket
 import socketserver
 import ssl
 import subprocess
+import os
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-T_SRCDIR = os.environ.get("T_SRCDIR") or os.path.dirname(HERE)
-FIXTURES = os.path.join(T_SRCDIR, "fixtures", "k8s")
-PODLIST_FIXTURE = os.path.join(FIXTURES, "derived_v1-36_podlist_response_body.json")
-WATCHLIST_FIXTURE = os.path.join(FIXTURES, "derived_v1-36_watchlist_response_body.ndjson")
-
-FIXTURE_NODE = "v1.36-control-plane"
-FIXTURE_HOST_IP = "172.18.0.3"
+from .fixtures import (fixture_podlist_bytes, fixture_watchlist_lines, huge_pod, make_pod,
+                       with_kind, wrongtypes_podlist, wrongtypes_watch_lines)
 
 
 # --------------------------------------------------------------------------
@@ -87,199 +48,8 @@ def status_obj(code, reason, message, details=None):
     return d
 
 
-def now_rfc3339(t=None):
-    t = time.time() if t is None else t
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def _truthy(v):
+def truthy(v):
     return v in ("1", "t", "T", "true", "TRUE", "True")
-
-
-# --------------------------------------------------------------------------
-# Pods: fixtures, copies and generated ones
-
-_fixture_cache = {}
-
-
-def _load_fixture_list():
-    if "list" not in _fixture_cache:
-        with open(PODLIST_FIXTURE, "rb") as f:
-            raw = f.read()
-        _fixture_cache["raw"] = raw
-        _fixture_cache["list"] = json.loads(raw)
-    return _fixture_cache["list"]
-
-
-def fixture_podlist_bytes():
-    _load_fixture_list()
-    return _fixture_cache["raw"]
-
-
-def fixture_pods():
-    """Deep copies of the 8 recorded pods (as PodList items: no kind/apiVersion)."""
-    return copy.deepcopy(_load_fixture_list()["items"])
-
-
-def fixture_watchlist_lines():
-    with open(WATCHLIST_FIXTURE, "rb") as f:
-        return [line + b"\n" for line in f.read().split(b"\n") if line]
-
-
-def fluentbit_pods():
-    """The two pods from Fluent Bit's tests (kairosdb: escaped JSON with a
-    trailing newline in an annotation; use-kubelet-enabled: prometheus.io/*
-    annotations), as PodList items."""
-    out = []
-    with open(os.path.join(FIXTURES, "fluent-bit_default_kairosdb-914055854-b63vq.meta.json")) as f:
-        p = json.load(f)
-    p.pop("kind", None)
-    p.pop("apiVersion", None)
-    out.append(p)
-    with open(os.path.join(FIXTURES, "fluent-bit_options_use-kubelet-enabled.meta.json")) as f:
-        for p in json.load(f)["items"]:
-            p.pop("kind", None)
-            p.pop("apiVersion", None)
-            out.append(p)
-    return out
-
-
-def pod_key(pod):
-    m = pod["metadata"]
-    return "%s/%s" % (m.get("namespace", ""), m["name"])
-
-
-def pod_ips(pod):
-    st = pod.get("status") or {}
-    ips = [e.get("ip") for e in (st.get("podIPs") or []) if isinstance(e, dict)]
-    if not ips and st.get("podIP"):
-        ips = [st["podIP"]]
-    return ips
-
-
-def _template_pod():
-    for p in _load_fixture_list()["items"]:
-        if p["metadata"]["name"].startswith("coredns-"):
-            return p
-    raise RuntimeError("no coredns pod in the fixture")
-
-
-def make_pod(name, ip=None, namespace="default", ips=None, node="node-1", uid=None,
-             phase="Running", labels=None, annotations=None, owner="ReplicaSet",
-             owner_name=None, host_network=False, created=None, started=None,
-             host_ip="192.168.49.2", slim=False):
-    """A pod derived from the recorded coredns pod, with its identity changed.
-
-    ip: the primary address; ips: all podIPs (default [ip]); owner: kind of the
-    controller ownerReference (None for a bare pod); created/started: epoch
-    seconds or RFC 3339 strings.  Spec, managedFields and conditions are shared
-    (read-only) with the template so that 10,000 pods stay cheap; slim=True
-    drops managedFields and most of the spec altogether.
-    """
-    tpl = _template_pod()
-    if ips is None:
-        ips = [ip] if ip else []
-    ip = ips[0] if ips else None
-    uid = uid or str(uuid.uuid4())
-    if created is None:
-        created = time.time()
-    if not isinstance(created, str):
-        created = now_rfc3339(created)
-    if started is None:
-        started = created
-    if not isinstance(started, str):
-        started = now_rfc3339(started)
-    if labels is None:
-        labels = {"app": name.rsplit("-", 1)[0]}
-    md = {"name": name}
-    if owner in ("ReplicaSet", "Job", "DaemonSet", "StatefulSet"):
-        owner_name = owner_name or name.rsplit("-", 1)[0]
-        md["generateName"] = owner_name + "-"
-    md.update({"namespace": namespace, "uid": uid, "resourceVersion": "0",
-               "generation": 1, "creationTimestamp": created})
-    if labels:
-        md["labels"] = dict(labels)
-    if annotations:
-        md["annotations"] = dict(annotations)
-    if owner:
-        owner_name = owner_name or (node if owner == "Node" else name.rsplit("-", 1)[0])
-        md["ownerReferences"] = [{
-            "apiVersion": "v1" if owner == "Node" else ("batch/v1" if owner == "Job" else "apps/v1"),
-            "kind": owner, "name": owner_name,
-            "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, owner + "/" + owner_name)),
-            "controller": True, "blockOwnerDeletion": True}]
-    if not slim:
-        md["managedFields"] = tpl["metadata"]["managedFields"]
-    spec = dict(tpl["spec"]) if not slim else {
-        "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
-        "restartPolicy": "Always"}
-    spec["nodeName"] = node
-    if host_network:
-        spec["hostNetwork"] = True
-    st = dict(tpl["status"]) if not slim else {}
-    st["phase"] = phase
-    st["hostIP"] = host_ip
-    st["hostIPs"] = [{"ip": host_ip}]
-    if ip:
-        st["podIP"] = ip
-        st["podIPs"] = [{"ip": a} for a in ips]
-    else:
-        st.pop("podIP", None)
-        st.pop("podIPs", None)
-    st["startTime"] = started
-    if phase in ("Succeeded", "Failed") and not slim:
-        st["conditions"] = [dict(c, status="False") if c.get("type") in ("Ready", "ContainersReady")
-                            else c for c in st.get("conditions", [])]
-    return {"metadata": md, "spec": spec, "status": st}
-
-
-def variant(pod, name=None, ip=None, ips=None, uid=None, created=None, phase=None,
-            namespace=None, node=None, labels=None, annotations=None, host_network=None):
-    """A copy of a (fixture) pod with some identity fields changed."""
-    p = copy.deepcopy(pod)
-    md, spec, st = p["metadata"], p["spec"], p.setdefault("status", {})
-    if name is not None:
-        md["name"] = name
-    if namespace is not None:
-        md["namespace"] = namespace
-    md["uid"] = uid or str(uuid.uuid4())
-    if created is not None:
-        md["creationTimestamp"] = created if isinstance(created, str) else now_rfc3339(created)
-        st["startTime"] = md["creationTimestamp"]
-    if labels is not None:
-        md["labels"] = labels
-    if annotations is not None:
-        md["annotations"] = annotations
-    if node is not None:
-        spec["nodeName"] = node
-    if host_network is not None:
-        spec["hostNetwork"] = host_network
-    if ip is not None and ips is None:
-        ips = [ip]
-    if ips is not None:
-        st["podIP"] = ips[0]
-        st["podIPs"] = [{"ip": a} for a in ips]
-    if phase is not None:
-        st["phase"] = phase
-    return p
-
-
-def generate_pods(n, prefix="gen", namespaces=20, nodes=10, base="10.128.0.0", slim=False):
-    """n distinct pods with distinct IPs counting up from base."""
-    b = [int(x) for x in base.split(".")]
-    start = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
-    t0 = time.time() - 3600
-    out = []
-    for i in range(n):
-        a = start + 1 + i + (i // 254) * 2  # skip .0 and .255
-        ip = "%d.%d.%d.%d" % (a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
-        out.append(make_pod("%s-%05d" % (prefix, i), ip, namespace="ns-%02d" % (i % namespaces),
-                            node="node-%d" % (i % nodes),
-                            uid="00000000-0000-4000-8000-%012d" % i,
-                            labels={"app": "%s-%d" % (prefix, i % 50), "idx": str(i)},
-                            owner="ReplicaSet", owner_name="%s-%d-7d9c" % (prefix, i % 50),
-                            created=t0 + i, slim=slim))
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -455,10 +225,22 @@ def make_certs(d):
         "-subj", "/CN=k8sapi-other-ca", "-addext", "basicConstraints=critical,CA:TRUE")
 
 
+def tls_context(d, client_certs=True):
+    """The server's TLS context from the certificates make_certs(d) made;
+    client_certs: also accept (not require) client certificates."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(d, "server.crt"), os.path.join(d, "server.key"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_certs:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(os.path.join(d, "ca.crt"))
+    return ctx
+
+
 # --------------------------------------------------------------------------
 # HTTP server plumbing
 
-class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -511,7 +293,7 @@ class _Abort(Exception):
     """Stop handling this connection (already closed or poisoned)."""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "k8sapi"
 
@@ -621,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
             name = unquote(m.group(2)) if m.group(2) else None
             if name:
                 kind = "get"
-            elif _truthy(q.get("watch", "")):
+            elif truthy(q.get("watch", "")):
                 kind = "watch"
             else:
                 kind = "list"
@@ -777,14 +559,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, with_kind(p))
 
+    def _selectors(self, q):
+        """selector_matcher() of the request's field and label selectors,
+        or None after answering 400 for a bad one."""
+        try:
+            return selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
+        except SelectorError as e:
+            self._send_status(400, "BadRequest", str(e))
+            return None
+
     # ---- list
     def _list(self, ns, q):
         api = self.server.api
-        try:
-            match, selective = selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
-        except SelectorError as e:
-            self._send_status(400, "BadRequest", str(e))
+        sel = self._selectors(q)
+        if sel is None:
             return
+        match, selective = sel
         try:
             limit = int(q.get("limit") or 0)
         except ValueError:
@@ -914,14 +704,13 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- watch
     def _watch(self, ns, q):
         api = self.server.api
-        try:
-            match, selective = selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
-        except SelectorError as e:
-            self._send_status(400, "BadRequest", str(e))
+        sel = self._selectors(q)
+        if sel is None:
             return
+        match, selective = sel
         rv_s = q.get("resourceVersion", "")
-        bookmarks = _truthy(q.get("allowWatchBookmarks", ""))
-        send_initial = _truthy(q.get("sendInitialEvents", ""))
+        bookmarks = truthy(q.get("allowWatchBookmarks", ""))
+        send_initial = truthy(q.get("sendInitialEvents", ""))
         try:
             timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else api.default_watch_timeout
             rv_req = int(rv_s) if rv_s else 0
@@ -1068,7 +857,6 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def _bad_watch_action(self, mode):
-        api = self.server.api
         if mode == "truncated_line":
             line = watch_line("ADDED", with_kind(make_pod("trunc-1", "10.99.0.1")))
             self._chunk(line[:len(line) // 2] + b"\n")
@@ -1099,14 +887,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("unknown bad watch mode %r" % (mode,))
 
 
-def with_kind(p):
-    if "kind" in p:
-        return p
-    d = {"kind": "Pod", "apiVersion": "v1"}
-    d.update(p)
-    return d
-
-
 def watch_line(typ, obj):
     return b'{"type":"' + typ.encode() + b'","object":' + go_json(obj) + b"}\n"
 
@@ -1119,65 +899,7 @@ def bookmark_line(rv, annotations=None):
                                    "spec": {"containers": None}, "status": {}})
 
 
-def huge_pod(size=8 * 1024 * 1024, name="huge-1", ip="10.99.9.9"):
-    """A pod with one enormous annotation value (default 8 MiB)."""
-    return make_pod(name, ip, annotations={"example.com/huge": "x" * size,
-                                           "kubectl.kubernetes.io/last-applied-configuration": "{" + "y" * 1000 + "}\n"})
-
-
-def wrongtypes_podlist(rv):
-    """A PodList whose items have the wrong JSON types in every field podmeta reads."""
-    ok = make_pod("typesok-1", "10.98.0.1", namespace="types")
-    items = [
-        "not an object",
-        42,
-        None,
-        {"metadata": "str", "status": []},
-        {"metadata": {"name": 5, "namespace": ["x"], "uid": None, "labels": "a=b",
-                      "annotations": [1, 2], "ownerReferences": {"kind": "X"},
-                      "creationTimestamp": 12},
-         "spec": {"nodeName": 7, "hostNetwork": "yes"},
-         "status": {"podIP": 10, "podIPs": "10.98.0.2", "phase": 3}},
-        {"metadata": {"name": "wt-2", "namespace": "types", "uid": "u-2",
-                      "labels": {"a": 1, "b": None, "c": {"d": "e"}, "e": [1]},
-                      "ownerReferences": [None, 5, {"kind": 1, "name": None}]},
-         "spec": {"nodeName": None},
-         "status": {"phase": "Running", "podIP": "10.98.0.3",
-                    "podIPs": [None, 5, "10.98.0.3", {"ip": 7}, {"ip": "not-an-ip"},
-                               {"ip": "10.98.0.3\u0000x"}]}},
-        {"metadata": {"name": "wt-3", "namespace": "types", "uid": "u-3",
-                      "creationTimestamp": "yesterday"},
-         "status": {"phase": "Running", "podIPs": [{"ip": "10.98.0.4"}], "startTime": "never"}},
-        {"metadata": {"name": "wt-4" * 3000, "namespace": "types", "uid": "u-4"},
-         "status": {"phase": "Running", "podIPs": [{"ip": "999.1.1.1"}, {"ip": ""},
-                                                    {"ip": "::ffff:10.98.0.5"}]}},
-        {"status": {"phase": "Running", "podIPs": [{"ip": "10.98.0.6"}]}},
-        ok,
-    ]
-    return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}, "items": items}
-
-
-def wrongtypes_watch_lines():
-    lines = [
-        b'{"type":5,"object":{}}\n',
-        b'{"type":"ADDED","object":"str"}\n',
-        b'{"type":"ADDED"}\n',
-        b'{"object":{"kind":"Pod"}}\n',
-        b'[1,2,3]\n',
-        b'"just a string"\n',
-        b'{"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":1,"namespace":null,"resourceVersion":7}}}\n',
-        b'{"type":"DELETED","object":{"kind":"Pod","apiVersion":"v1","metadata":{}}}\n',
-        b'{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":12}}}\n',
-        b'{"type":"ERROR","object":{"kind":"Status","code":"x"}}\n',
-        b'{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"wtw-1","namespace":"types","uid":"w-1","labels":[]},"status":{"phase":"Running","podIPs":{"ip":"10.98.1.1"}}}}\n',
-        b'{"type":"UNKNOWN","object":{"kind":"Pod"}}\n',
-        b'\n',
-        b'{}\n',
-    ]
-    return lines
-
-
-class _Event(object):
+class Event(object):
     __slots__ = ("rv", "type", "obj", "old", "ns", "control", "_line")
 
     def __init__(self, rv, typ, obj=None, old=None, control=False):
@@ -1205,523 +927,3 @@ class _Event(object):
         if old_m:
             return ("DELETED", self.obj)
         return None
-
-
-# --------------------------------------------------------------------------
-# The server object and its control API
-
-_live = []
-
-
-def _cleanup_all():
-    for a in list(_live):
-        try:
-            a.stop()
-        except Exception:
-            pass
-
-
-import atexit  # noqa: E402
-atexit.register(_cleanup_all)
-
-
-class K8sAPI(object):
-    def __init__(self, pods="fixture", token=None, rv=None, default_watch_timeout=1800.0,
-                 bookmark_interval=None, client_certs=True):
-        """pods: "fixture" (the 8 recorded pods, pristine: served byte-for-byte),
-        a list of pod dicts, or None/[] for an empty cluster."""
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
-        self._pods = {}
-        self._events = []
-        self._event_rvs = []
-        self._snapshots = {}
-        self._requests = []
-        self._errors = []
-        self.tls_errors = []
-        self._failures = []
-        self._bad = []
-        self._conns = set()
-        self._watchers = []
-        self._open_watches = 0
-        self._expire_next_watch = 0
-        self._generation = 0
-        self._compacted_rv = 0
-        self._counters = {}
-        self._pf_fs = str(uuid.uuid4())
-        self._pf_pl = str(uuid.uuid4())
-        self.default_watch_timeout = default_watch_timeout
-        self.watch_lifetime = None  # seconds: every watch ends (cleanly) after this
-        self.bookmark_interval = bookmark_interval
-        self.client_certs = client_certs
-        self.token = token or ("k8sapi-" + secrets.token_hex(16))
-        self._old_tokens = {}  # token -> valid-until
-        self._pristine = False
-        self._namespaces = {"default", "kube-system", "kube-public", "kube-node-lease"}
-        if pods == "fixture":
-            fl = _load_fixture_list()
-            self._rv = int(fl["metadata"]["resourceVersion"])
-            for p in fl["items"]:
-                self._pods[pod_key(p)] = p  # shared, never mutated
-            self._pristine = True
-        else:
-            self._rv = rv or 1000
-            for p in pods or []:
-                p["metadata"]["resourceVersion"] = str(self._rv)
-                self._pods[pod_key(p)] = p
-        if rv is not None:
-            self._rv = rv
-        self.dir = None
-        self.port = None
-        self._server = None
-        self._thread = None
-        self._bm_thread = None
-        self._stopping = False
-
-    # ---- lifecycle
-    def start(self, port=0):
-        if self.dir is None:
-            self.dir = tempfile.mkdtemp(prefix="k8sapi-")
-            make_certs(self.dir)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(self.path("server.crt"), self.path("server.key"))
-            ctx.set_alpn_protocols(["http/1.1"])
-            if self.client_certs:
-                ctx.verify_mode = ssl.CERT_OPTIONAL
-                ctx.load_verify_locations(self.path("ca.crt"))
-            self._ssl_ctx = ctx
-            self._write_token_file(self.token)
-            _live.append(self)
-        self._listen(port)
-        self.url = "https://127.0.0.1:%d" % self.port
-        self._write_kubeconfigs()
-        if self.bookmark_interval and self._bm_thread is None:
-            self._bm_thread = threading.Thread(target=self._bookmark_loop, daemon=True)
-            self._bm_thread.start()
-        return self
-
-    def _listen(self, port):
-        last = None
-        for _ in range(50):
-            try:
-                self._server = _Server(("127.0.0.1", port), _Handler, self)
-                break
-            except OSError as e:  # port still held (restart): retry briefly
-                last = e
-                time.sleep(0.1)
-        else:
-            raise last
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-
-    def _close_listener_and_streams(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        with self._cond:
-            self._generation += 1
-            conns = list(self._conns)
-            self._cond.notify_all()
-        for c in conns:
-            try:
-                socket.socket.shutdown(c, socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def restart(self, down=0.0):
-        """Close the listening socket and every connection (streams end without
-        their last chunk, as when an apiserver dies), keep the state, and listen
-        again on the same port after `down` seconds."""
-        self._close_listener_and_streams()
-        if down:
-            time.sleep(down)
-        self._listen(self.port)
-        self._count("restarts")
-
-    def stop(self):
-        if self._stopping:
-            return
-        self._stopping = True
-        try:
-            self._close_listener_and_streams()
-        finally:
-            if self in _live:
-                _live.remove(self)
-            if self.dir and not os.environ.get("K8SAPI_KEEP"):
-                shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    @property
-    def ca_file(self):
-        return self.path("ca.crt")
-
-    @property
-    def token_file(self):
-        return self.path("token")
-
-    @property
-    def kubeconfig(self):
-        return self.path("kubeconfig")
-
-    def podmeta_args(self):
-        return ["--server", self.url, "--token-file", self.token_file, "--ca-file", self.ca_file]
-
-    # ---- tokens
-    def _write_token_file(self, tok):
-        tmp = self.path(".token.tmp")
-        with open(tmp, "w") as f:
-            f.write(tok)
-        os.replace(tmp, self.token_file)
-
-    def _valid_tokens(self):
-        now = time.time()
-        v = {self.token}
-        for t, until in list(self._old_tokens.items()):
-            if until > now:
-                v.add(t)
-        return v
-
-    def rotate_token(self, grace=0.0, write_file=True):
-        """New token; the old one gets 401 after `grace` seconds.  The token
-        file is replaced atomically (like the kubelet)."""
-        with self._lock:
-            old = self.token
-            self.token = "k8sapi-" + secrets.token_hex(16)
-            if grace > 0:
-                self._old_tokens[old] = time.time() + grace
-            if write_file:
-                self._write_token_file(self.token)
-        self._write_kubeconfigs()
-        return self.token
-
-    def _write_kubeconfigs(self):
-        ca = base64.b64encode(open(self.ca_file, "rb").read()).decode()
-
-        def b64(name):
-            return base64.b64encode(open(self.path(name), "rb").read()).decode()
-
-        def kc(user_lines, ca_line):
-            return ("apiVersion: v1\nclusters:\n- cluster:\n    %s\n    server: %s\n  name: k8sapi-test\n"
-                    "contexts:\n- context:\n    cluster: k8sapi-test\n    namespace: default\n"
-                    "    user: k8sapi-test\n  name: k8sapi-test\ncurrent-context: k8sapi-test\n"
-                    "kind: Config\npreferences: {}\nusers:\n- name: k8sapi-test\n  user:\n%s"
-                    % (ca_line, self.url, "".join("    %s\n" % line for line in user_lines)))
-        ca_data = "certificate-authority-data: " + ca
-        ca_path = "certificate-authority: " + self.ca_file
-        files = {
-            "kubeconfig": kc(["token: " + self.token], ca_data),
-            "kubeconfig-tokenfile": kc(["tokenFile: " + self.token_file], ca_path),
-            "kubeconfig-cert": kc(["client-certificate-data: " + b64("client.crt"),
-                                   "client-key-data: " + b64("client.key")], ca_data),
-            "kubeconfig-certfile": kc(["client-certificate: " + self.path("client.crt"),
-                                       "client-key: " + self.path("client.key")], ca_path),
-            "kubeconfig-badtoken": kc(["token: not-a-valid-token"], ca_data),
-        }
-        for name, text in files.items():
-            tmp = self.path("." + name + ".tmp")
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, self.path(name))
-
-    # ---- state changes
-    def _append_event(self, typ, obj, old=None):
-        ev = _Event(self._rv, typ, obj, old)
-        self._events.append(ev)
-        self._event_rvs.append(self._rv)
-        self._pristine = False
-        self._cond.notify_all()
-
-    def _append_control(self, typ, obj=None):
-        with self._cond:
-            ev = _Event(self._rv, typ, obj, control=True)
-            self._events.append(ev)
-            self._event_rvs.append(self._rv)
-            self._cond.notify_all()
-
-    def add_pod(self, pod):
-        """Add a pod (dict); returns the stored object (with resourceVersion)."""
-        pod = copy.deepcopy(pod)
-        pod.pop("kind", None)
-        pod.pop("apiVersion", None)
-        with self._cond:
-            k = pod_key(pod)
-            if k in self._pods:
-                raise KeyError("pod %s exists" % k)
-            self._rv += 1
-            pod["metadata"]["resourceVersion"] = str(self._rv)
-            self._pods[k] = pod
-            self._append_event("ADDED", pod)
-        return pod
-
-    def get_pod(self, namespace, name):
-        with self._lock:
-            return self._pods.get("%s/%s" % (namespace, name))
-
-    def pods(self):
-        with self._lock:
-            return [self._pods[k] for k in sorted(self._pods)]
-
-    def modify_pod(self, namespace, name, fn=None, phase=None, ip=None, ips=None, labels=None,
-                   annotations=None, deletion=False):
-        """Change a pod: fn(pod) edits a deep copy in place; or the keywords."""
-        with self._cond:
-            k = "%s/%s" % (namespace, name)
-            old = self._pods[k]
-            new = copy.deepcopy(old)
-            st = new.setdefault("status", {})
-            if phase is not None:
-                st["phase"] = phase
-            if ip is not None and ips is None:
-                ips = [ip]
-            if ips is not None:
-                st["podIP"] = ips[0]
-                st["podIPs"] = [{"ip": a} for a in ips]
-            if labels is not None:
-                new["metadata"]["labels"] = labels
-            if annotations is not None:
-                new["metadata"]["annotations"] = annotations
-            if deletion:
-                new["metadata"]["deletionTimestamp"] = now_rfc3339()
-                new["metadata"]["deletionGracePeriodSeconds"] = 30
-            if fn is not None:
-                fn(new)
-            self._rv += 1
-            new["metadata"]["resourceVersion"] = str(self._rv)
-            self._pods[k] = new
-            self._append_event("MODIFIED", new, old)
-        return new
-
-    def delete_pod(self, namespace, name, graceful=False):
-        """Delete a pod: DELETED event carrying the last state at the new RV.
-        graceful=True first sends the MODIFIED with deletionTimestamp."""
-        if graceful:
-            self.modify_pod(namespace, name, deletion=True)
-        with self._cond:
-            k = "%s/%s" % (namespace, name)
-            old = self._pods.pop(k)
-            gone = copy.copy(old)
-            gone["metadata"] = dict(old["metadata"])
-            self._rv += 1
-            gone["metadata"]["resourceVersion"] = str(self._rv)
-            self._append_event("DELETED", gone, old)
-        return gone
-
-    def set_pods(self, pods):
-        """Replace the whole state without events (as after an etcd restore):
-        watchers from an older RV get an Expired error."""
-        with self._cond:
-            self._rv += 1
-            self._pods = {}
-            for p in pods:
-                p["metadata"]["resourceVersion"] = str(self._rv)
-                self._pods[pod_key(p)] = p
-            self._compacted_rv = self._rv
-            self._pristine = False
-            self._snapshots.clear()
-            self._cond.notify_all()
-
-    def compact(self):
-        """Forget history: a watch from any older RV gets an Expired ERROR."""
-        with self._cond:
-            self._compacted_rv = self._rv
-            self._snapshots.clear()
-
-    @property
-    def resource_version(self):
-        with self._lock:
-            return self._rv
-
-    # ---- stream control
-    def bookmark(self):
-        """Send a BOOKMARK with the current RV on every open bookmark watch."""
-        self._append_control("BOOKMARK")
-
-    def _bookmark_loop(self):
-        while not self._stopping:
-            time.sleep(self.bookmark_interval)
-            if not self._stopping:
-                self.bookmark()
-
-    def end_watches(self):
-        """End every open watch cleanly (terminating chunk), as a timeout does."""
-        self._append_control("END")
-
-    def abort_watches(self):
-        """Drop every open watch's connection without the terminating chunk."""
-        self._append_control("ABORT")
-
-    def inject_expired_error_event(self):
-        """An ERROR event (410 Expired) on the open watches, ending them; with no
-        watch open, the next watch request gets it first thing."""
-        with self._cond:
-            if self._open_watches == 0:
-                self._expire_next_watch += 1
-                return
-        self._append_control("EXPIRE")
-
-    def inject_410(self, count=1):
-        """The next `count` watch requests get HTTP 410 Expired."""
-        self.fail_next(410, kind="watch", count=count)
-
-    def fail_next(self, status=500, retry_after=None, kind=None, count=1, body=None, match=None):
-        """The next `count` pod requests (kind "list", "watch", "get" or None
-        for any of them; match(request_record) -> bool narrows it further,
-        e.g. lambda r: "continue" in r["query"]) fail with `status` and a
-        Status body."""
-        with self._lock:
-            for _ in range(count):
-                self._failures.append({"status": status, "retry_after": retry_after,
-                                       "kind": kind, "body": body, "match": match})
-
-    def _take_failure(self, kind, rec=None):
-        if kind not in ("list", "watch", "get"):
-            return None
-        with self._lock:
-            for i, f in enumerate(self._failures):
-                if f["kind"] in (None, kind) and (f["match"] is None or rec is None or f["match"](rec)):
-                    del self._failures[i]
-                    f["used_at"] = time.time()
-                    return f
-        return None
-
-    def clear_failures(self):
-        with self._lock:
-            self._failures = []
-            self._bad = []
-
-    def pending_failures(self):
-        with self._lock:
-            return len(self._failures)
-
-    def bad_next(self, kind, mode):
-        """The next list (kind "list") or watch ("watch") request gets a broken
-        response.  list modes: truncated, truncated_chunked, short_body,
-        close_mid_chunk, not_json, empty, wrongtypes, wrongtypes_top, huge.
-        watch modes (sent at the start of the stream): truncated_line, garbage,
-        wrongtypes, huge, close_mid_chunk, close_mid_line, abort."""
-        with self._lock:
-            self._bad.append((kind, mode))
-
-    def bad_watch(self, mode):
-        """Send a broken thing on the open watches now (modes as bad_next's watch
-        modes, or raw bytes: one chunk)."""
-        self._append_control("BAD", mode)
-
-    def _take_bad(self, kind):
-        with self._lock:
-            for i, (k, mode) in enumerate(self._bad):
-                if k == kind:
-                    del self._bad[i]
-                    return mode
-        return None
-
-    # ---- observation
-    def requests(self, kind=None):
-        with self._lock:
-            return [r for r in self._requests if kind is None or r["kind"] == kind]
-
-    def count(self, kind=None, status=None, token=None):
-        return len([r for r in self.requests(kind)
-                    if (status is None or r["status"] == status) and (token is None or r["token"] == token)])
-
-    def open_watches(self):
-        with self._lock:
-            return self._open_watches
-
-    def wait_for(self, pred, timeout=10.0, interval=0.02):
-        end = time.time() + timeout
-        while time.time() < end:
-            if pred():
-                return True
-            time.sleep(interval)
-        return bool(pred())
-
-    def watchers(self):
-        """Request records of the watches open now."""
-        with self._lock:
-            return [w["rec"] for w in self._watchers]
-
-    def mark(self):
-        """A position in the request log (for watching_since / requests_since)."""
-        with self._lock:
-            return len(self._requests)
-
-    def requests_since(self, mark, kind=None):
-        with self._lock:
-            return [r for r in self._requests[mark:] if kind is None or r["kind"] == kind]
-
-    def watching_since(self, mark):
-        """Is a watch that was requested after `mark` open now?"""
-        with self._lock:
-            new = self._requests[mark:]
-            return any(any(w["rec"] is r for r in new) for w in self._watchers)
-
-    def wait_watching_since(self, mark, timeout=10.0):
-        return self.wait_for(lambda: self.watching_since(mark), timeout)
-
-    def wait_watch(self, n=1, timeout=10.0):
-        """Wait until at least n watches are open."""
-        return self.wait_for(lambda: self.open_watches() >= n, timeout)
-
-    def _list_pages_served(self, n, more):
-        self._count("list_items", n)
-
-    def _count(self, what, n=1):
-        with self._lock:
-            self._counters[what] = self._counters.get(what, 0) + n
-
-    def counter(self, what):
-        with self._lock:
-            return self._counters.get(what, 0)
-
-    def _note_error(self, text):
-        with self._lock:
-            self._errors.append(text)
-
-    def errors(self):
-        with self._lock:
-            return list(self._errors)
-
-    def summary(self):
-        """One line for diagnostics."""
-        with self._lock:
-            by = {}
-            for r in self._requests:
-                key = "%s:%s" % (r["kind"], r["status"])
-                by[key] = by.get(key, 0) + 1
-            return "rv=%d pods=%d open_watches=%d requests=%s" % (
-                self._rv, len(self._pods), self._open_watches,
-                ",".join("%s=%d" % kv for kv in sorted(by.items())))
-
-
-def main(argv):
-    import argparse
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pods", type=int, default=None, help="generate N pods instead of the fixture")
-    ap.add_argument("--port", type=int, default=0)
-    a = ap.parse_args(argv)
-    api = K8sAPI(pods=generate_pods(a.pods) if a.pods is not None else "fixture")
-    api.start(a.port)
-    print("server:     %s" % api.url)
-    print("kubeconfig: %s" % api.kubeconfig)
-    print("token-file: %s\nca-file:    %s" % (api.token_file, api.ca_file), flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        api.stop()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

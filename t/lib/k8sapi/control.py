@@ -1,0 +1,522 @@
+"""k8sapi/control.py: the test-facing API of the test Kubernetes API server.
+
+A K8sAPI holds the cluster state (pods, resourceVersion, the event log
+watches replay), starts the HTTPS server of server.py on 127.0.0.1, writes
+the token file and kubeconfig files, and lets a test script a scenario:
+add/modify/delete pods, rotate tokens, restart, scripted failures and
+broken responses; it records every request for the test to check.
+"""
+import atexit
+import base64
+import copy
+import os
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+from .fixtures import edit, generate_pods, load_fixture_list, now_rfc3339, pod_key
+from .server import Event, Handler, Server, make_certs, tls_context
+
+
+_live = []
+
+
+def _cleanup_all():
+    for a in list(_live):
+        try:
+            a.stop()
+        except Exception:
+            pass
+
+
+atexit.register(_cleanup_all)
+
+
+class K8sAPI(object):
+    def __init__(self, pods="fixture", token=None, rv=None, default_watch_timeout=1800.0,
+                 bookmark_interval=None, client_certs=True):
+        """pods: "fixture" (the 8 recorded pods, pristine: served byte-for-byte),
+        a list of pod dicts, or None/[] for an empty cluster."""
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._pods = {}
+        self._events = []
+        self._event_rvs = []
+        self._snapshots = {}
+        self._requests = []
+        self._errors = []
+        self.tls_errors = []
+        self._failures = []
+        self._bad = []
+        self._conns = set()
+        self._watchers = []
+        self._open_watches = 0
+        self._expire_next_watch = 0
+        self._generation = 0
+        self._compacted_rv = 0
+        self._counters = {}
+        self._pf_fs = str(uuid.uuid4())
+        self._pf_pl = str(uuid.uuid4())
+        self.default_watch_timeout = default_watch_timeout
+        self.watch_lifetime = None  # seconds: every watch ends (cleanly) after this
+        self.bookmark_interval = bookmark_interval
+        self.client_certs = client_certs
+        self.token = token or ("k8sapi-" + secrets.token_hex(16))
+        self._old_tokens = {}  # token -> valid-until
+        self._pristine = False
+        self._namespaces = {"default", "kube-system", "kube-public", "kube-node-lease"}
+        if pods == "fixture":
+            fl = load_fixture_list()
+            self._rv = int(fl["metadata"]["resourceVersion"])
+            for p in fl["items"]:
+                self._pods[pod_key(p)] = p  # shared, never mutated
+            self._pristine = True
+        else:
+            self._rv = rv or 1000
+            for p in pods or []:
+                p["metadata"]["resourceVersion"] = str(self._rv)
+                self._pods[pod_key(p)] = p
+        if rv is not None:
+            self._rv = rv
+        self.dir = None
+        self.port = None
+        self._server = None
+        self._thread = None
+        self._bm_thread = None
+        self._stopping = False
+
+    # ---- lifecycle
+    def start(self, port=0):
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="k8sapi-")
+            make_certs(self.dir)
+            self._ssl_ctx = tls_context(self.dir, self.client_certs)
+            self._write_token_file(self.token)
+            _live.append(self)
+        self._listen(port)
+        self.url = "https://127.0.0.1:%d" % self.port
+        self._write_kubeconfigs()
+        if self.bookmark_interval and self._bm_thread is None:
+            self._bm_thread = threading.Thread(target=self._bookmark_loop, daemon=True)
+            self._bm_thread.start()
+        return self
+
+    def _listen(self, port):
+        last = None
+        for _ in range(50):
+            try:
+                self._server = Server(("127.0.0.1", port), Handler, self)
+                break
+            except OSError as e:  # port still held (restart): retry briefly
+                last = e
+                time.sleep(0.1)
+        else:
+            raise last
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def _close_listener_and_streams(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self._cond:
+            self._generation += 1
+            conns = list(self._conns)
+            self._cond.notify_all()
+        for c in conns:
+            try:
+                socket.socket.shutdown(c, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restart(self, down=0.0):
+        """Close the listening socket and every connection (streams end without
+        their last chunk, as when an apiserver dies), keep the state, and listen
+        again on the same port after `down` seconds."""
+        self._close_listener_and_streams()
+        if down:
+            time.sleep(down)
+        self._listen(self.port)
+        self._count("restarts")
+
+    def stop(self):
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            self._close_listener_and_streams()
+        finally:
+            if self in _live:
+                _live.remove(self)
+            if self.dir and not os.environ.get("K8SAPI_KEEP"):
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    @property
+    def ca_file(self):
+        return self.path("ca.crt")
+
+    @property
+    def token_file(self):
+        return self.path("token")
+
+    @property
+    def kubeconfig(self):
+        return self.path("kubeconfig")
+
+    def podmeta_args(self):
+        return ["--server", self.url, "--token-file", self.token_file, "--ca-file", self.ca_file]
+
+    # ---- tokens
+    def _write_token_file(self, tok):
+        tmp = self.path(".token.tmp")
+        with open(tmp, "w") as f:
+            f.write(tok)
+        os.replace(tmp, self.token_file)
+
+    def _valid_tokens(self):
+        now = time.time()
+        v = {self.token}
+        for t, until in list(self._old_tokens.items()):
+            if until > now:
+                v.add(t)
+        return v
+
+    def rotate_token(self, grace=0.0, write_file=True):
+        """New token; the old one gets 401 after `grace` seconds.  The token
+        file is replaced atomically (like the kubelet)."""
+        with self._lock:
+            old = self.token
+            self.token = "k8sapi-" + secrets.token_hex(16)
+            if grace > 0:
+                self._old_tokens[old] = time.time() + grace
+            if write_file:
+                self._write_token_file(self.token)
+        self._write_kubeconfigs()
+        return self.token
+
+    def _write_kubeconfigs(self):
+        ca = base64.b64encode(open(self.ca_file, "rb").read()).decode()
+
+        def b64(name):
+            return base64.b64encode(open(self.path(name), "rb").read()).decode()
+
+        def kc(user_lines, ca_line):
+            return ("apiVersion: v1\nclusters:\n- cluster:\n    %s\n    server: %s\n  name: k8sapi-test\n"
+                    "contexts:\n- context:\n    cluster: k8sapi-test\n    namespace: default\n"
+                    "    user: k8sapi-test\n  name: k8sapi-test\ncurrent-context: k8sapi-test\n"
+                    "kind: Config\npreferences: {}\nusers:\n- name: k8sapi-test\n  user:\n%s"
+                    % (ca_line, self.url, "".join("    %s\n" % line for line in user_lines)))
+        ca_data = "certificate-authority-data: " + ca
+        ca_path = "certificate-authority: " + self.ca_file
+        files = {
+            "kubeconfig": kc(["token: " + self.token], ca_data),
+            "kubeconfig-tokenfile": kc(["tokenFile: " + self.token_file], ca_path),
+            "kubeconfig-cert": kc(["client-certificate-data: " + b64("client.crt"),
+                                   "client-key-data: " + b64("client.key")], ca_data),
+            "kubeconfig-certfile": kc(["client-certificate: " + self.path("client.crt"),
+                                       "client-key: " + self.path("client.key")], ca_path),
+            "kubeconfig-badtoken": kc(["token: not-a-valid-token"], ca_data),
+        }
+        for name, text in files.items():
+            tmp = self.path("." + name + ".tmp")
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, self.path(name))
+
+    # ---- state changes
+    def _append_event(self, typ, obj, old=None):
+        ev = Event(self._rv, typ, obj, old)
+        self._events.append(ev)
+        self._event_rvs.append(self._rv)
+        self._pristine = False
+        self._cond.notify_all()
+
+    def _append_control(self, typ, obj=None):
+        with self._cond:
+            ev = Event(self._rv, typ, obj, control=True)
+            self._events.append(ev)
+            self._event_rvs.append(self._rv)
+            self._cond.notify_all()
+
+    def add_pod(self, pod):
+        """Add a pod (dict); returns the stored object (with resourceVersion)."""
+        pod = copy.deepcopy(pod)
+        pod.pop("kind", None)
+        pod.pop("apiVersion", None)
+        with self._cond:
+            k = pod_key(pod)
+            if k in self._pods:
+                raise KeyError("pod %s exists" % k)
+            self._rv += 1
+            pod["metadata"]["resourceVersion"] = str(self._rv)
+            self._pods[k] = pod
+            self._append_event("ADDED", pod)
+        return pod
+
+    def get_pod(self, namespace, name):
+        with self._lock:
+            return self._pods.get("%s/%s" % (namespace, name))
+
+    def pods(self):
+        with self._lock:
+            return [self._pods[k] for k in sorted(self._pods)]
+
+    def modify_pod(self, namespace, name, fn=None, phase=None, ip=None, ips=None, labels=None,
+                   annotations=None, deletion=False):
+        """Change a pod: fn(pod) edits a deep copy in place; or the keywords."""
+        with self._cond:
+            k = "%s/%s" % (namespace, name)
+            old = self._pods[k]
+            new = edit(copy.deepcopy(old), ip=ip, ips=ips, phase=phase, labels=labels,
+                       annotations=annotations)
+            if deletion:
+                new["metadata"]["deletionTimestamp"] = now_rfc3339()
+                new["metadata"]["deletionGracePeriodSeconds"] = 30
+            if fn is not None:
+                fn(new)
+            self._rv += 1
+            new["metadata"]["resourceVersion"] = str(self._rv)
+            self._pods[k] = new
+            self._append_event("MODIFIED", new, old)
+        return new
+
+    def delete_pod(self, namespace, name, graceful=False):
+        """Delete a pod: DELETED event carrying the last state at the new RV.
+        graceful=True first sends the MODIFIED with deletionTimestamp."""
+        if graceful:
+            self.modify_pod(namespace, name, deletion=True)
+        with self._cond:
+            k = "%s/%s" % (namespace, name)
+            old = self._pods.pop(k)
+            gone = copy.copy(old)
+            gone["metadata"] = dict(old["metadata"])
+            self._rv += 1
+            gone["metadata"]["resourceVersion"] = str(self._rv)
+            self._append_event("DELETED", gone, old)
+        return gone
+
+    def set_pods(self, pods):
+        """Replace the whole state without events (as after an etcd restore):
+        watchers from an older RV get an Expired error."""
+        with self._cond:
+            self._rv += 1
+            self._pods = {}
+            for p in pods:
+                p["metadata"]["resourceVersion"] = str(self._rv)
+                self._pods[pod_key(p)] = p
+            self._compacted_rv = self._rv
+            self._pristine = False
+            self._snapshots.clear()
+            self._cond.notify_all()
+
+    def compact(self):
+        """Forget history: a watch from any older RV gets an Expired ERROR."""
+        with self._cond:
+            self._compacted_rv = self._rv
+            self._snapshots.clear()
+
+    @property
+    def resource_version(self):
+        with self._lock:
+            return self._rv
+
+    # ---- stream control
+    def bookmark(self):
+        """Send a BOOKMARK with the current RV on every open bookmark watch."""
+        self._append_control("BOOKMARK")
+
+    def _bookmark_loop(self):
+        while not self._stopping:
+            time.sleep(self.bookmark_interval)
+            if not self._stopping:
+                self.bookmark()
+
+    def end_watches(self):
+        """End every open watch cleanly (terminating chunk), as a timeout does."""
+        self._append_control("END")
+
+    def abort_watches(self):
+        """Drop every open watch's connection without the terminating chunk."""
+        self._append_control("ABORT")
+
+    def inject_expired_error_event(self):
+        """An ERROR event (410 Expired) on the open watches, ending them; with no
+        watch open, the next watch request gets it first thing."""
+        with self._cond:
+            if self._open_watches == 0:
+                self._expire_next_watch += 1
+                return
+        self._append_control("EXPIRE")
+
+    def inject_410(self, count=1):
+        """The next `count` watch requests get HTTP 410 Expired."""
+        self.fail_next(410, kind="watch", count=count)
+
+    def fail_next(self, status=500, retry_after=None, kind=None, count=1, body=None, match=None):
+        """The next `count` pod requests (kind "list", "watch", "get" or None
+        for any of them; match(request_record) -> bool narrows it further,
+        e.g. lambda r: "continue" in r["query"]) fail with `status` and a
+        Status body."""
+        with self._lock:
+            for _ in range(count):
+                self._failures.append({"status": status, "retry_after": retry_after,
+                                       "kind": kind, "body": body, "match": match})
+
+    def _take_failure(self, kind, rec=None):
+        if kind not in ("list", "watch", "get"):
+            return None
+        with self._lock:
+            for i, f in enumerate(self._failures):
+                if f["kind"] in (None, kind) and (f["match"] is None or rec is None or f["match"](rec)):
+                    del self._failures[i]
+                    f["used_at"] = time.time()
+                    return f
+        return None
+
+    def clear_failures(self):
+        with self._lock:
+            self._failures = []
+            self._bad = []
+
+    def pending_failures(self):
+        with self._lock:
+            return len(self._failures)
+
+    def bad_next(self, kind, mode):
+        """The next list (kind "list") or watch ("watch") request gets a broken
+        response.  list modes: truncated, truncated_chunked, short_body,
+        close_mid_chunk, not_json, empty, wrongtypes, wrongtypes_top, huge.
+        watch modes (sent at the start of the stream): truncated_line, garbage,
+        wrongtypes, huge, close_mid_chunk, close_mid_line, abort."""
+        with self._lock:
+            self._bad.append((kind, mode))
+
+    def bad_watch(self, mode):
+        """Send a broken thing on the open watches now (modes as bad_next's watch
+        modes, or raw bytes: one chunk)."""
+        self._append_control("BAD", mode)
+
+    def _take_bad(self, kind):
+        with self._lock:
+            for i, (k, mode) in enumerate(self._bad):
+                if k == kind:
+                    del self._bad[i]
+                    return mode
+        return None
+
+    # ---- observation
+    def requests(self, kind=None):
+        with self._lock:
+            return [r for r in self._requests if kind is None or r["kind"] == kind]
+
+    def count(self, kind=None, status=None, token=None):
+        return len([r for r in self.requests(kind)
+                    if (status is None or r["status"] == status) and (token is None or r["token"] == token)])
+
+    def open_watches(self):
+        with self._lock:
+            return self._open_watches
+
+    def wait_for(self, pred, timeout=10.0, interval=0.02):
+        end = time.time() + timeout
+        while time.time() < end:
+            if pred():
+                return True
+            time.sleep(interval)
+        return bool(pred())
+
+    def watchers(self):
+        """Request records of the watches open now."""
+        with self._lock:
+            return [w["rec"] for w in self._watchers]
+
+    def mark(self):
+        """A position in the request log (for watching_since / requests_since)."""
+        with self._lock:
+            return len(self._requests)
+
+    def requests_since(self, mark, kind=None):
+        with self._lock:
+            return [r for r in self._requests[mark:] if kind is None or r["kind"] == kind]
+
+    def watching_since(self, mark):
+        """Is a watch that was requested after `mark` open now?"""
+        with self._lock:
+            new = self._requests[mark:]
+            return any(any(w["rec"] is r for r in new) for w in self._watchers)
+
+    def wait_watching_since(self, mark, timeout=10.0):
+        return self.wait_for(lambda: self.watching_since(mark), timeout)
+
+    def wait_watch(self, n=1, timeout=10.0):
+        """Wait until at least n watches are open."""
+        return self.wait_for(lambda: self.open_watches() >= n, timeout)
+
+    def _list_pages_served(self, n, more):
+        self._count("list_items", n)
+
+    def _count(self, what, n=1):
+        with self._lock:
+            self._counters[what] = self._counters.get(what, 0) + n
+
+    def counter(self, what):
+        with self._lock:
+            return self._counters.get(what, 0)
+
+    def _note_error(self, text):
+        with self._lock:
+            self._errors.append(text)
+
+    def errors(self):
+        with self._lock:
+            return list(self._errors)
+
+    def summary(self):
+        """One line for diagnostics."""
+        with self._lock:
+            by = {}
+            for r in self._requests:
+                key = "%s:%s" % (r["kind"], r["status"])
+                by[key] = by.get(key, 0) + 1
+            return "rv=%d pods=%d open_watches=%d requests=%s" % (
+                self._rv, len(self._pods), self._open_watches,
+                ",".join("%s=%d" % kv for kv in sorted(by.items())))
+
+
+def main(argv):
+    import argparse
+    ap = argparse.ArgumentParser(prog="python3 t/lib/k8sapi", description="A test Kubernetes API server on 127.0.0.1: prints its URL, kubeconfig, token and CA files, serves until ^C.")
+    ap.add_argument("--pods", type=int, default=None, help="generate N pods instead of the fixture")
+    ap.add_argument("--port", type=int, default=0)
+    a = ap.parse_args(argv)
+    api = K8sAPI(pods=generate_pods(a.pods) if a.pods is not None else "fixture")
+    api.start(a.port)
+    print("server:     %s" % api.url)
+    print("kubeconfig: %s" % api.kubeconfig)
+    print("token-file: %s\nca-file:    %s" % (api.token_file, api.ca_file), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        api.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
