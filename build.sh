@@ -14,11 +14,12 @@ top=$(pwd)
 
 BUILD_DEPS="build-essential autoconf automake libtool pkg-config clang
 	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev libyaml-dev"
-RUN_DEPS="ca-certificates"
+# curl: the README's first try of the proxy
+RUN_DEPS="ca-certificates curl"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
-	util-linux libclang-rt-dev"
+	util-linux libclang-rt-dev valgrind logrotate"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

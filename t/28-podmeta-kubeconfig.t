@@ -14,12 +14,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import tap  # noqa: E402
-import k8sapi  # noqa: E402
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu  # noqa: E402
 
 pu.require_podmeta(tap)
 
-fixture = k8sapi.fixture_pods()
+fixture = kf.fixture_pods()
 POD = [p for p in fixture if not p["spec"].get("hostNetwork")][0]
 IP = POD["status"]["podIP"]
 

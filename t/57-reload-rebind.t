@@ -38,7 +38,10 @@ def tunnel(port):
     return good
 
 
-with h.Connectd("http_port 127.0.0.1:{port}\n" + pu.LOOPBACK_ALLOW) as cd:
+# a port no client connection of a parallel test can hold: the wildcard
+# bind below would fail on it
+with h.Connectd("http_port 127.0.0.1:{port}\n" + pu.LOOPBACK_ALLOW,
+                port=h.free_wildcard_port()) as cd:
     ok(tunnel(cd.port), "127.0.0.1:P serves")
     n = cd.stderr().count("configuration reloaded")
 

@@ -31,6 +31,7 @@ T_SCENARIOS = \
 	t/25-podmeta-protocol.t \
 	t/26-podmeta-badapi.t \
 	t/27-podmeta-squid.t \
+	t/28-podmeta-kubeconfig.t \
 	t/30-helper-pods.t \
 	t/31-helper-k8sapi.t \
 	t/32-helper-churn.t \
@@ -50,7 +51,15 @@ T_SCENARIOS = \
 	t/46-credentials.t \
 	t/47-slowloris.t \
 	t/48-concurrency.t \
-	t/49-privdrop.t
+	t/49-privdrop.t \
+	t/50-credentials-target.t \
+	t/51-limit-refusals.t \
+	t/52-log-full-disk.t \
+	t/53-log-reopen-privdrop.t \
+	t/54-to-self.t \
+	t/55-conf-scale.t \
+	t/56-head-trickle.t \
+	t/57-reload-rebind.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c

@@ -195,6 +195,31 @@ def free_port(host="127.0.0.1"):
         s.close()
 
 
+def free_wildcard_port():
+    """A port free on every address a moment ago, outside the kernel's
+    ephemeral range, so that no client connection of a test running in
+    parallel holds it: for a test that binds the wildcard address."""
+    import random
+    try:
+        lo, hi = (int(x) for x in read_text(
+            "/proc/sys/net/ipv4/ip_local_port_range").split())
+    except ValueError:
+        lo, hi = 32768, 60999
+    pool = [p for p in range(10000, 65000) if not lo <= p <= hi]
+    for _ in range(200):
+        port = random.choice(pool)
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    return free_port()
+
+
 def have_ipv6_loopback():
     try:
         s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -534,7 +559,7 @@ class Connectd:
     _n = 0
 
     def __init__(self, conf=None, name=None, start=True, args=(), env=None,
-                 wrapper=()):
+                 wrapper=(), port=None):
         Connectd._n += 1
         self.name = name or "connectd%d" % Connectd._n
         self.dir = os.path.join(tmpdir(), self.name)
@@ -547,6 +572,7 @@ class Connectd:
         self.args = list(args)
         self.env = env
         self.wrapper = list(wrapper)    # e.g. callgrind(): runs connectd under it
+        self.fixed_port = port          # else a free port, new on each try
         self.proc = None
         self.port = None
         if start:
@@ -587,7 +613,7 @@ class Connectd:
     def start(self, tries=3):
         binpath = need_connectd()
         for _ in range(tries):
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             self.write_conf()
             self.proc = Proc(self.wrapper + [binpath, "-f", self.conf_path] + self.args,
                              stdout=self.stdout_path, stderr=self.stderr_path,
