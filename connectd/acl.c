@@ -30,6 +30,7 @@ enum acl_type {
 	ACL_DSTDOM_REGEX,
 	ACL_EXTERNAL,
 	ACL_METHOD,
+	ACL_PROTO,		/* the URL scheme: HTTP, or NONE for CONNECT */
 	ACL_SELF,		/* to_self: this host's own addresses */
 	ACL_NEVER		/* Squid's manager: never a CONNECT */
 };
@@ -115,6 +116,7 @@ static const struct {
 	{ "dstdom_regex",	ACL_DSTDOM_REGEX },
 	{ "external",		ACL_EXTERNAL },
 	{ "method",		ACL_METHOD },
+	{ "proto",		ACL_PROTO },
 };
 
 /*
@@ -174,6 +176,19 @@ acl_grow(void *pp, size_t n, size_t size)
 }
 
 /* ------------------------------------------------------------ addresses */
+
+static int
+acl_proto_known(const char *v)
+{
+	static const char *const names[] = { "HTTP", "HTTPS", "FTP", "GOPHER",
+	    "WAIS", "CACHE_OBJECT", "ICP", "HTCP", "URN", "WHOIS", "NONE" };
+	size_t	 i;
+
+	for (i = 0; i < nitems(names); i++)
+		if (strcasecmp(v, names[i]) == 0)
+			return 1;
+	return 0;
+}
 
 static int
 acl_key_cmp(const void *a, const void *b)
@@ -490,6 +505,15 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		    (ac->ac_match = pcre2_match_data_create(1, NULL)) == NULL)
 			goto nomem;
 		return 0;
+	case ACL_PROTO:
+		/* Squid's names (anyp/ProtocolType.h); connectd sees HTTP and
+		 * NONE (a CONNECT), the others never match */
+		if (!acl_proto_known(v)) {
+			snprintf(err, errlen, "'%s' is not a protocol (HTTP, "
+			    "HTTPS, FTP, NONE, ...)", v);
+			return -1;
+		}
+		/* FALLTHROUGH */
 	case ACL_METHOD:
 		if ((s = strdup(v)) == NULL)
 			goto nomem;
@@ -786,8 +810,8 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 			break;
 	if (i == nitems(acl_types)) {
 		snprintf(err, errlen, "unknown acl type '%s' (supported: src, "
-		    "dst, port, dstdomain, dstdom_regex, external, method)",
-		    argv[2]);
+		    "dst, port, dstdomain, dstdom_regex, external, method, "
+		    "proto)", argv[2]);
 		return -1;
 	}
 	type = acl_types[i].at_type;
@@ -1112,6 +1136,13 @@ acl_match(const struct acl_conf *ac, const struct acl *a,
 	case ACL_METHOD:
 		for (i = 0; ar->ar_method != NULL && i < a->a_nstrs; i++)
 			if (strcmp(ar->ar_method, a->a_strs[i]) == 0)
+				return ACL_YES;
+		return ACL_NO;
+	case ACL_PROTO:
+		/* Squid 5.7: a CONNECT request's protocol is NONE */
+		for (i = 0; i < a->a_nstrs; i++)
+			if (strcasecmp(a->a_strs[i], ar->ar_scheme != NULL ?
+			    ar->ar_scheme : "NONE") == 0)
 				return ACL_YES;
 		return ACL_NO;
 	case ACL_EXTERNAL:

@@ -100,6 +100,10 @@ static int	 conf_count(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_user(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
+static int	 conf_flag(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static void	 conf_dump_flag(const struct conf *,
+		    const struct conf_directive *, FILE *);
 static void	 conf_dump_count(const struct conf *,
 		    const struct conf_directive *, FILE *);
 static void	 conf_dump_user(const struct conf *,
@@ -145,6 +149,11 @@ static const struct conf_directive conf_directives[] = {
 	    0, 0, 0, NULL },
 	{ "hosts_file", conf_hosts_file, NULL, 0, NULL, 0, 0, 0, NULL },
 	CONF_TIME("client_lifetime", c_client_lifetime, CD_NONZERO),
+	CONF_TIME("client_idle_pconn_timeout", c_client_idle_pconn_timeout,
+	    CD_NONZERO),
+	CONF_TIME("server_idle_pconn_timeout", c_server_idle_pconn_timeout, 0),
+	{ "strip_query_terms", conf_flag, conf_dump_flag, 0, NULL,
+	    offsetof(struct conf, c_strip_query_terms), 0, 0, NULL },
 	{ "max_connections", conf_count, conf_dump_count, 0, NULL,
 	    offsetof(struct conf, c_max_connections), 0, 1000000, NULL },
 	{ "client_ip_max_connections", conf_count, conf_dump_count, 0, NULL,
@@ -860,6 +869,28 @@ conf_count(struct conf_parse *p, const struct conf_directive *d, int argc,
 	return 0;
 }
 
+/* on or off, as Squid writes them */
+static int
+conf_flag(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	int	 v;
+
+	if (argc != 2 || ((v = strcasecmp(argv[1], "on") == 0) == 0 &&
+	    strcasecmp(argv[1], "off") != 0))
+		return conf_error(p, "usage: %s on|off", argv[0]);
+	*(int *)((char *)p->cp_conf + d->cd_offset) = v;
+	return 0;
+}
+
+static void
+conf_dump_flag(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	fprintf(fp, "%s %s\n", d->cd_name,
+	    *(const int *)((const char *)c + d->cd_offset) ? "on" : "off");
+}
+
 static int
 conf_user(struct conf_parse *p, const struct conf_directive *d, int argc,
     char **argv)
@@ -1058,6 +1089,10 @@ conf_new(const char *name)
 	c->c_shutdown_lifetime = 0;
 	c->c_request_header_max_size = REQUEST_HEADER_MAX;
 	c->c_client_lifetime = 86400;
+	/* Squid's defaults */
+	c->c_client_idle_pconn_timeout = 2 * 60;
+	c->c_server_idle_pconn_timeout = 60;
+	c->c_strip_query_terms = 1;
 	return c;
 }
 

@@ -51,6 +51,7 @@ static const char *const conn_state_names[] = {
 	[CONN_RESOLVE] = "resolve",
 	[CONN_CONNECT] = "connect",
 	[CONN_RELAY] = "relay",
+	[CONN_FORWARD] = "forward",
 	[CONN_REPLY] = "reply",
 	[CONN_CLOSED] = "closed",
 };
@@ -58,8 +59,10 @@ static const char *const conn_state_names[] = {
 static void	conn_go(struct conn *, enum conn_state);
 static void	conn_uncount(struct conn *);
 static void	conn_head_free(struct conn *);
+static int	conn_idle(const struct conn *);
+static int	conn_head_parse(struct conn *);
+static int	conn_pooled(struct conn *);
 static void	conn_advance(struct conn *);
-static void	conn_fail(struct conn *, int, enum close_reason, const char *);
 static void	conn_head_cb(EV_P_ ev_io *, int);
 static void	conn_timer_cb(EV_P_ ev_timer *, int);
 static void	conn_resolved(void *, int, const struct sockaddr_storage *,
@@ -146,6 +149,10 @@ conn_state_deadline(struct conn *c)
 
 	switch (c->c_state) {
 	case CONN_HEAD:
+		/* between requests: the wait for the next one's first byte */
+		if (conn_idle(c))
+			return c->c_state_since +
+			    cf->c_client_idle_pconn_timeout;
 		return c->c_state_since + cf->c_request_header_timeout;
 	case CONN_DECIDE:
 		d = c->c_wait_since + cf->c_connect_timeout;
@@ -155,6 +162,8 @@ conn_state_deadline(struct conn *c)
 		return c->c_wait_since + cf->c_connect_timeout;
 	case CONN_CONNECT:
 		return c->c_state_since + cf->c_connect_timeout;
+	case CONN_FORWARD:
+		return c->c_activity + cf->c_read_timeout;
 	case CONN_RELAY:
 		d = c->c_activity + cf->c_read_timeout;
 		if ((c->c_flags & (CONN_CLIENT_EOF | CONN_SERVER_EOF)) &&
@@ -176,7 +185,7 @@ conn_deadline(struct conn *c)
 	ev_tstamp	 d, life;
 
 	d = conn_state_deadline(c);
-	life = c->c_rec->lr_start + c->c_conf->c_client_lifetime;
+	life = c->c_born + c->c_conf->c_client_lifetime;
 	return c->c_state != CONN_REPLY && life < d ? life : d;
 }
 
@@ -205,13 +214,17 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 		return;
 	}
 	if (c->c_state != CONN_REPLY &&
-	    now >= c->c_rec->lr_start + c->c_conf->c_client_lifetime) {
+	    now >= c->c_born + c->c_conf->c_client_lifetime) {
 		conn_set_detail(c, "client_lifetime reached");
 		conn_close(c, CLOSE_LIFETIME);
 		return;
 	}
 	switch (c->c_state) {
 	case CONN_HEAD:
+		if (conn_idle(c)) {
+			conn_close(c, CLOSE_IDLE_TIMEOUT);
+			break;
+		}
 		conn_fail(c, 408, CLOSE_HEADER_TIMEOUT,
 		    "no complete request head in time");
 		break;
@@ -239,6 +252,13 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 	case CONN_RELAY:
 		conn_close(c, CLOSE_IDLE_TIMEOUT);
 		break;
+	case CONN_FORWARD:
+		if (!forward_replied(c))
+			conn_fail(c, 504, CLOSE_IDLE_TIMEOUT,
+			    "no response within read_timeout");
+		else
+			conn_close(c, CLOSE_IDLE_TIMEOUT);
+		break;
 	case CONN_REPLY:
 		conn_close(c, c->c_reason);
 		break;
@@ -265,6 +285,9 @@ conn_go(struct conn *c, enum conn_state state)
 	c->c_state_since = ev_now(loop);
 	switch (state) {
 	case CONN_HEAD:
+		ev_io_stop(loop, &c->c_cread);
+		ev_io_init(&c->c_cread, conn_head_cb, c->c_cfd, EV_READ);
+		c->c_cread.data = c;
 		ev_io_start(loop, &c->c_cread);
 		break;
 	case CONN_DECIDE:
@@ -280,6 +303,10 @@ conn_go(struct conn *c, enum conn_state state)
 	case CONN_RELAY:
 		relay_start(c);
 		break;
+	case CONN_FORWARD:
+		conn_timer_arm(c);
+		forward_start(c);
+		return;
 	case CONN_REPLY:
 		ev_io_stop(loop, &c->c_cread);
 		ev_io_stop(loop, &c->c_cwrite);
@@ -305,9 +332,11 @@ conn_close(struct conn *c, enum close_reason reason)
 {
 	struct worker	*w = c->c_worker;
 	struct linger	 lg = { 1, 0 };
+	int		 idle;
 
 	if (c->c_state == CONN_CLOSED)
 		return;
+	idle = conn_idle(c);
 	conn_go(c, CONN_CLOSED);
 	ev_timer_stop(w->w_loop, &c->c_timer);
 	ev_io_stop(w->w_loop, &c->c_cread);
@@ -326,7 +355,9 @@ conn_close(struct conn *c, enum close_reason reason)
 		close(c->c_cfd);
 	if (c->c_sfd != -1)
 		close(c->c_sfd);
-	c->c_cfd = c->c_sfd = -1;
+	if (c->c_pooled != -1)
+		close(c->c_pooled);
+	c->c_cfd = c->c_sfd = c->c_pooled = -1;
 
 	if (c->c_rec->lr_end == 0)
 		c->c_rec->lr_end = ev_now(w->w_loop);
@@ -336,9 +367,15 @@ conn_close(struct conn *c, enum close_reason reason)
 	w->w_stats.st_active--;
 	conn_uncount(c);
 	helper_acl_free(c);
-	accesslog_submit(w, c->c_conf, c->c_rec, c->c_lookups);
+	/* a kept-alive connection that closes between requests: no line */
+	if (idle) {
+		logrec_free(c->c_rec);
+		helper_log_free(c->c_lookups);
+	} else
+		accesslog_submit(w, c->c_conf, c->c_rec, c->c_lookups);
 	c->c_rec = NULL;
 	c->c_lookups = NULL;
+	forward_free(c);
 
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	TAILQ_INSERT_TAIL(&w->w_closed, c, c_entry);
@@ -379,6 +416,17 @@ conn_head_free(struct conn *c)
 	c->c_head = NULL;
 }
 
+/*
+ * Between two requests of a kept-alive connection, before a byte of
+ * the next one: closing now is no event worth a log line.
+ */
+static int
+conn_idle(const struct conn *c)
+{
+	return c->c_state == CONN_HEAD && c->c_nreq > 0 &&
+	    (c->c_head == NULL || c->c_head->ch_buf.b_len == 0);
+}
+
 /* Free the connections closed during this loop turn. */
 void
 conn_reap(struct worker *w)
@@ -397,7 +445,7 @@ conn_reap(struct worker *w)
  * The client's further input is read and discarded for a moment so that
  * close() does not turn into a reset that destroys the reply.
  */
-static void
+void
 conn_fail(struct conn *c, int status, enum close_reason reason,
     const char *detail)
 {
@@ -456,6 +504,9 @@ conn_reply_cb(EV_P_ ev_io *io, int revents)
 		}
 		b->rb_off += (size_t)n;
 		c->c_rec->lr_reply_out += (uint64_t)n;
+		/* a forwarded request's reply is the response message */
+		if (c->c_rec->lr_scheme != NULL)
+			c->c_rec->lr_bytes_down += (uint64_t)n;
 	}
 	ev_io_stop(EV_A, &c->c_cwrite);
 	free(c->c_down);
@@ -510,8 +561,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 		return;
 	}
 	c->c_cfd = fd;
-	c->c_sfd = -1;
+	c->c_sfd = c->c_pooled = -1;
 	c->c_worker = w;
+	c->c_born = ev_now(w->w_loop);
 	c->c_conf = conf_ref(w->w_conf);
 	c->c_id = ++w->w_next_id;
 	c->c_rec->lr_id = c->c_id;
@@ -588,15 +640,35 @@ conn_head_done(struct conn *c, const struct http_request *req)
 	struct logrec	*r = c->c_rec;
 	size_t		 rest;
 
+	r->lr_nreq = ++c->c_nreq;
 	r->lr_method = conn_strndup(req->hr_method, req->hr_method_len,
 	    req->hr_method_len);
-	r->lr_authority = conn_target(req->hr_target, req->hr_target_len);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
 	r->lr_host = conn_strndup(req->hr_host, req->hr_host_len,
 	    req->hr_host_len);
 	r->lr_head_in = req->hr_head_len;
 	r->lr_port = req->hr_port;
+	if (req->hr_forward) {
+		/* the URL, and host:port as the authority a CONNECT names */
+		r->lr_scheme = "http";
+		r->lr_bytes_up = req->hr_head_len;
+		r->lr_url = c->c_conf->c_strip_query_terms ?
+		    conn_target(req->hr_target, req->hr_target_len) :
+		    conn_strndup(req->hr_target, req->hr_target_len,
+		    req->hr_target_len);
+		if (r->lr_host != NULL && asprintf(&r->lr_authority,
+		    strchr(r->lr_host, ':') != NULL ? "[%s]:%d" : "%s:%d",
+		    r->lr_host, r->lr_port) == -1)
+			r->lr_authority = NULL;
+		if (r->lr_url == NULL || forward_prepare(c, req,
+		    c->c_head->ch_buf.b_data, &c->c_head->ch_parse) == -1) {
+			conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
+			return;
+		}
+	} else
+		r->lr_authority = conn_target(req->hr_target,
+		    req->hr_target_len);
 	if (r->lr_method == NULL || r->lr_authority == NULL ||
 	    r->lr_host == NULL) {
 		conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");
@@ -627,8 +699,6 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn		*c = io->data;
 	struct buf		*b = &c->c_head->ch_buf;
-	struct http_request	 req;
-	size_t			 max = c->c_conf->c_request_header_max_size;
 	size_t			 avail;
 	ssize_t			 n;
 	char			*p;
@@ -651,23 +721,42 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 		conn_close(c, CLOSE_CLIENT_EOF);
 		return;
 	}
+	/* a kept-alive connection's next request starts with its first byte */
+	if (c->c_rec->lr_id == 0) {
+		c->c_rec->lr_id = ++c->c_worker->w_next_id;
+		c->c_rec->lr_start = ev_now(EV_A);
+	}
 	buf_commit(b, (size_t)n);
+	(void)conn_head_parse(c);
+}
+
+/*
+ * Parse what the head buffer holds.  Returns 1 once the head is done
+ * (the connection has moved on, or failed), 0 while it is incomplete.
+ */
+static int
+conn_head_parse(struct conn *c)
+{
+	struct buf		*b = &c->c_head->ch_buf;
+	struct http_request	 req;
+	size_t			 max = c->c_conf->c_request_header_max_size;
 
 	switch (http_parse_request(&c->c_head->ch_parse, b->b_data, b->b_len,
 	    max, &req)) {
 	case HTTP_PARSE_INCOMPLETE:
 		if (b->b_len < max)
-			return;
+			return 0;
 		req.hr_status = 431;
 		req.hr_error = "request header too large";
 		/* FALLTHROUGH */
 	case HTTP_PARSE_ERROR:
 		conn_head_error(c, &req);
-		return;
+		return 1;
 	case HTTP_PARSE_DONE:
 		conn_head_done(c, &req);
-		return;
+		return 1;
 	}
+	return 1;
 }
 
 /* ------------------------------------------------------------- decision */
@@ -692,6 +781,7 @@ conn_decide(struct conn *c)
 	memset(&ar, 0, sizeof(ar));
 	ar.ar_client = &r->lr_client;
 	ar.ar_method = r->lr_method;
+	ar.ar_scheme = r->lr_scheme;
 	ar.ar_host = r->lr_host;
 	ar.ar_port = r->lr_port;
 	ar.ar_addrs = c->c_addrs;
@@ -725,6 +815,9 @@ conn_advance(struct conn *c)
 		if (c->c_state >= CONN_REPLY || c->c_addrs != NULL ||
 		    c->c_query != NULL)
 			break;
+		/* an idle connection to the same host:port needs no DNS */
+		if (conn_pooled(c) == 0)
+			continue;
 		/* an answer at once (a literal, localhost, hosts) comes back
 		 * through conn_resolved() before this returns */
 		c->c_query = resolve_start(c->c_worker, c->c_rec->lr_host,
@@ -742,6 +835,31 @@ conn_advance(struct conn *c)
 		conn_go(c, CONN_RESOLVE);
 	else
 		conn_connect_next(c);
+}
+
+/*
+ * For a request to forward: an idle server connection to its host:port,
+ * whose address then stands for the resolved ones (the rules decide on
+ * where it really goes).  0 if one was taken, -1 if not.
+ */
+static int
+conn_pooled(struct conn *c)
+{
+	struct sockaddr_storage	 ss;
+	int			 fd;
+
+	if (c->c_fwd == NULL || c->c_pooled != -1 ||
+	    (fd = forward_pool_take(c, &ss)) == -1)
+		return -1;
+	if ((c->c_addrs = calloc(1, sizeof(*c->c_addrs))) == NULL) {
+		close(fd);
+		return -1;
+	}
+	c->c_addrs[0] = ss;
+	c->c_naddrs = 1;
+	c->c_addri = 0;
+	c->c_pooled = fd;
+	return 0;
 }
 
 /* A helper answered what the rules wait for (at the end of a loop turn). */
@@ -792,6 +910,14 @@ conn_connect_next(struct conn *c)
 	const struct sockaddr_storage	*ss;
 	int				 fd;
 
+	if (c->c_pooled != -1) {
+		c->c_sfd = c->c_pooled;
+		c->c_pooled = -1;
+		c->c_rec->lr_server = c->c_addrs[0];
+		c->c_rec->lr_has_server = 1;
+		conn_go(c, CONN_FORWARD);
+		return;
+	}
 	for (; c->c_addri < c->c_naddrs; c->c_addri++) {
 		ss = &c->c_addrs[c->c_addri];
 		fd = socket(ss->ss_family,
@@ -849,6 +975,11 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 	ev_io_stop(EV_A, &c->c_swrite);
 	r->lr_server = c->c_addrs[c->c_addri];
 	r->lr_has_server = 1;
+	if (c->c_fwd != NULL) {
+		/* the addresses stay, should the request go again */
+		conn_go(c, CONN_FORWARD);
+		return;
+	}
 	free(c->c_addrs);
 	c->c_addrs = NULL;
 	c->c_naddrs = c->c_addri = 0;
@@ -865,6 +996,73 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 		return;
 	}
 	conn_go(c, CONN_RELAY);
+}
+
+/* ---------------------------------------------------------- forwarding */
+
+void
+conn_forward_reconnect(struct conn *c)
+{
+	ev_io_stop(c->c_worker->w_loop, &c->c_sread);
+	ev_io_stop(c->c_worker->w_loop, &c->c_swrite);
+	close(c->c_sfd);
+	c->c_sfd = -1;
+	c->c_rec->lr_has_server = 0;
+	c->c_addri = 0;
+	conn_connect_next(c);
+}
+
+/*
+ * A forwarded request and its response are over.  Its line is written;
+ * the connection closes, or waits for the client's next request with a
+ * record of its own (what the client already sent is parsed at once).
+ */
+void
+conn_forward_done(struct conn *c, int client_keep, int server_keep)
+{
+	struct worker	*w = c->c_worker;
+	struct logrec	*r = c->c_rec, *next;
+	struct conn_head *h;
+
+	r->lr_end = ev_now(w->w_loop);
+	w->w_stats.st_forwarded++;
+	free(c->c_addrs);
+	c->c_addrs = NULL;
+	c->c_naddrs = c->c_addri = 0;
+	if (!client_keep || w->w_stopping ||
+	    (next = logrec_new()) == NULL ||
+	    (h = calloc(1, sizeof(*h))) == NULL) {
+		if (client_keep && !w->w_stopping)
+			logrec_free(next);
+		forward_end(c, server_keep, NULL);
+		conn_close(c, CLOSE_DONE);
+		return;
+	}
+	buf_init(&h->ch_buf, w->w_conf->c_request_header_max_size);
+	forward_end(c, server_keep, &h->ch_buf);
+
+	r->lr_close = CLOSE_DONE;
+	w->w_stats.st_bytes_up += r->lr_bytes_up;
+	w->w_stats.st_bytes_down += r->lr_bytes_down;
+	helper_acl_free(c);
+	accesslog_submit(w, c->c_conf, r, c->c_lookups);
+	c->c_lookups = NULL;
+
+	/* the next request is decided under the configuration of its time */
+	conf_unref(c->c_conf);
+	c->c_conf = conf_ref(w->w_conf);
+	/* the id and the start come with the next request's first byte */
+	next->lr_client = r->lr_client;
+	next->lr_local = r->lr_local;
+	c->c_rec = next;
+	c->c_verdict = ACL_WAIT;
+	c->c_head = h;
+	conn_go(c, CONN_HEAD);
+	if (h->ch_buf.b_len > 0) {
+		next->lr_id = ++w->w_next_id;
+		next->lr_start = ev_now(w->w_loop);
+		(void)conn_head_parse(c);
+	}
 }
 
 /* ---------------------------------------------------------------- stop */

@@ -44,8 +44,15 @@ struct http_request {
 	const char	*hr_user_agent;		/* NULL if absent */
 	size_t		 hr_user_agent_len;
 	size_t		 hr_head_len;		/* bytes of the head incl. CRLFCRLF */
-	int		 hr_status;		/* on error: 400, 405, 431, 505 */
+	int		 hr_status;		/* on error: 400, 431, 501, 505 */
 	const char	*hr_error;		/* on error: static text */
+	/* a request to forward (absolute-form, not CONNECT) */
+	int		 hr_forward;		/* http://host[:port]/path */
+	const char	*hr_path;		/* path and query; "" for "/" */
+	size_t		 hr_path_len;
+	int64_t		 hr_clen;		/* Content-Length; -1: none */
+	int		 hr_chunked;		/* Transfer-Encoding: chunked */
+	int		 hr_close;		/* no other request after this */
 };
 
 enum http_parse {
@@ -66,6 +73,8 @@ struct http_field {
 	int		 hf_set;
 };
 
+#define HTTP_HEADERS_MAX	100
+
 struct http_head {
 	size_t		 hh_pos;	/* start of the first line not parsed */
 	size_t		 hh_scan;	/* bytes after it known to hold no LF */
@@ -75,8 +84,60 @@ struct http_head {
 	struct http_field hh_target;
 	struct http_field hh_host;
 	struct http_field hh_user_agent;
+	struct http_field hh_path;
 	uint16_t	 hh_port;
 	int		 hh_version;
+	int		 hh_forward;
+	int64_t		 hh_clen;	/* -1: none */
+	int		 hh_chunked;
+	int		 hh_close;	/* Connection: close, or 1.0 without */
+	int		 hh_keepalive;	/* Connection: keep-alive */
+	int		 hh_seen;	/* HH_* below */
+#define HH_HOST		0x01
+#define HH_CLEN		0x02
+#define HH_TE		0x04
+	struct http_field hh_lines[HTTP_HEADERS_MAX];	/* "name: value" */
+};
+
+/* httpmsg.c: how a message body is delimited (RFC 9112 6.3) */
+enum http_body_kind {
+	HTTP_BODY_NONE,
+	HTTP_BODY_LENGTH,	/* Content-Length */
+	HTTP_BODY_CHUNKED,
+	HTTP_BODY_CLOSE		/* until the server closes */
+};
+
+/* httpmsg.c: a response head; pointers into the caller's buffer */
+struct http_response {
+	int		 rs_version;	/* 10, 11 */
+	int		 rs_status;
+	size_t		 rs_line_len;	/* the status line, without its end */
+	size_t		 rs_head_len;	/* the whole head, empty line included */
+	size_t		 rs_nfields;
+	enum http_body_kind rs_body;
+	int64_t		 rs_clen;	/* -1: none */
+	int		 rs_chunked;
+	int		 rs_close;	/* the server closes after it */
+	const char	*rs_type;	/* Content-Type, or NULL */
+	size_t		 rs_type_len;
+	const char	*rs_error;	/* why it was refused */
+};
+
+/* httpmsg.c: a body's framing as its bytes pass */
+struct http_body {
+	enum http_body_kind hb_kind;
+	uint64_t	 hb_left;	/* of the length, or of the chunk */
+	int		 hb_done;
+	enum {
+		HB_SIZE, HB_EXT, HB_SIZE_LF, HB_DATA, HB_DATA_CR, HB_DATA_LF,
+		HB_TRAILER
+	}		 hb_state;
+	int		 hb_digits;
+	size_t		 hb_count;	/* extension or trailer bytes */
+	size_t		 hb_line;	/* bytes of the trailer line */
+	int		 hb_decode;	/* report chunk data runs */
+	size_t		 hb_data;	/* the last run, in the last input */
+	size_t		 hb_data_len;
 };
 
 /* logformat.c: a compiled log template (opaque) */
@@ -130,6 +191,9 @@ struct conf {
 	char			*c_hosts_file;		/* NULL: /etc/hosts */
 	struct acl_conf		*c_acl;		/* acl.c: acls, http_access */
 	double			 c_client_lifetime;
+	double			 c_client_idle_pconn_timeout;
+	double			 c_server_idle_pconn_timeout;
+	int			 c_strip_query_terms;
 	unsigned		 c_max_connections;	/* 0: from the fd limit */
 	unsigned		 c_client_ip_max_connections; /* 0: none */
 	char			*c_effective_user;	/* NULL: stay */
@@ -155,7 +219,8 @@ enum close_reason {
 	CLOSE_DENIED,
 	CLOSE_LIMIT,
 	CLOSE_LIFETIME,
-	CLOSE_SHUTDOWN
+	CLOSE_SHUTDOWN,
+	CLOSE_DONE		/* a forwarded request and its response ended */
 };
 
 /*
@@ -189,6 +254,12 @@ struct logrec {
 	int			 lr_pod_json;	/* lr_pod is one valid JSON value */
 	const char		*lr_pod_error;	/* no answer: why (static) */
 	char			*lr_rule;	/* the http_access line that denied */
+	/* forwarded requests (absolute-form), not tunnels */
+	const char		*lr_scheme;	/* "http", or NULL for CONNECT */
+	char			*lr_url;	/* scheme://host:port/path */
+	int			 lr_http_status; /* the origin's; 0 if none */
+	char			*lr_content_type; /* the response's */
+	unsigned		 lr_nreq;	/* requests on the connection */
 };
 
 /* acl.c: what the access rules decide */
@@ -208,6 +279,7 @@ enum acl_verdict {
 struct acl_request {
 	const struct sockaddr_storage *ar_client;
 	const char		*ar_method;
+	const char		*ar_scheme;	/* "http"; NULL for CONNECT */
 	const char		*ar_host;
 	int			 ar_port;
 	const struct sockaddr_storage *ar_addrs;
@@ -226,6 +298,7 @@ enum conn_state {
 	CONN_RESOLVE,		/* allowed; waiting for the addresses */
 	CONN_CONNECT,		/* trying the resolved addresses in turn */
 	CONN_RELAY,		/* tunnel established, bytes flow */
+	CONN_FORWARD,		/* a request forwarded, its response back */
 	CONN_REPLY,		/* writing an error reply, then a short linger */
 	CONN_CLOSED		/* logged; freed at the end of the loop turn */
 };
@@ -245,6 +318,7 @@ struct helper_log;
 struct helper_wait;
 struct helper_pools;
 struct conn_head;
+struct fwd;
 TAILQ_HEAD(helper_waits, helper_wait);
 
 struct conn {
@@ -262,6 +336,7 @@ struct conn {
 	ev_tstamp		 c_activity;	/* last byte moved (lazy timer) */
 	ev_tstamp		 c_state_since;
 	ev_tstamp		 c_wait_since;	/* the head was complete */
+	ev_tstamp		 c_born;	/* accepted */
 	struct conn_head	*c_head;	/* reading the head; freed once parsed */
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
@@ -283,6 +358,9 @@ struct conn {
 	enum close_reason	 c_reason;	/* close reason after an error reply */
 	struct logrec		*c_rec;		/* handed to accesslog.c at close */
 	struct helper_log	*c_lookups;	/* helper answers for the line */
+	struct fwd		*c_fwd;		/* forward.c: plain-HTTP requests */
+	int			 c_pooled;	/* a server connection from the pool */
+	unsigned		 c_nreq;	/* requests on this connection */
 	struct helper_waits	 c_acl_waits;	/* helper answers for the rules */
 	TAILQ_ENTRY(conn)	 c_entry;	/* w_conns, then w_closed */
 };
@@ -304,6 +382,7 @@ struct stats {
 	uint64_t		 st_accepted;
 	uint64_t		 st_active;
 	uint64_t		 st_tunnels;	/* 200 sent */
+	uint64_t		 st_forwarded;	/* plain-HTTP requests done */
 	uint64_t		 st_refused;	/* error replies */
 	uint64_t		 st_accept_errors;
 	uint64_t		 st_bytes_up;
@@ -317,6 +396,7 @@ struct stats {
  */
 struct logpark;
 struct ifaddr_set;
+struct pconn_pool;
 struct worker {
 	struct ev_loop		*w_loop;
 	struct conf		*w_conf;	/* current configuration */
@@ -337,6 +417,7 @@ struct worker {
 	struct limit_table	*w_clients;	/* limit.c: conns by client IP */
 	struct helper_pools	*w_helpers;	/* helper_pool.c: running pools */
 	struct ifaddr_set	*w_self;	/* ifaddr.c: this host's addresses */
+	struct pconn_pool	*w_pconns;	/* forward.c: idle server conns */
 	TAILQ_HEAD(, logpark)	 w_parked;	/* accesslog.c: lines that wait */
 	size_t			 w_nparked;
 	ev_prepare		 w_turn_end;	/* work deferred to a safe point */
@@ -436,6 +517,13 @@ int	 http_reply_error(int, char *, size_t);
 size_t	 http_target_redact(const char *, size_t, char *, size_t);
 const char *http_status_text(int);
 
+/* httpmsg.c */
+size_t	 httpmsg_head_end(const char *, size_t, size_t *);
+int	 httpmsg_response(const char *, size_t, int, struct http_response *);
+int	 httpmsg_list_has(const char *, size_t, const char *);
+void	 httpmsg_body_init(struct http_body *, enum http_body_kind, int64_t);
+ssize_t	 httpmsg_body(struct http_body *, const char *, size_t);
+
 /* listener.c */
 int	 listener_sync(struct worker *, struct conf *, char *, size_t);
 void	 listener_limit(struct worker *);
@@ -451,6 +539,24 @@ void	 conn_wake(void *);
 void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
 void	 conn_reap(struct worker *);
+void	 conn_fail(struct conn *, int, enum close_reason, const char *);
+/*
+ * forward.c: the exchange ended; client_keep: the client may send
+ * another request; server_keep: the server connection may be pooled.
+ */
+void	 conn_forward_done(struct conn *, int, int);
+/* forward.c: a pooled connection failed at once: connect afresh. */
+void	 conn_forward_reconnect(struct conn *);
+
+/* forward.c */
+int	 forward_prepare(struct conn *, const struct http_request *,
+	    const char *, const struct http_head *);
+int	 forward_pool_take(struct conn *, struct sockaddr_storage *);
+void	 forward_pool_free(struct worker *);
+void	 forward_start(struct conn *);
+int	 forward_replied(const struct conn *);
+void	 forward_end(struct conn *, int, struct buf *);
+void	 forward_free(struct conn *);
 
 /* limit.c */
 unsigned limit_client_add(struct worker *, const struct sockaddr_storage *);

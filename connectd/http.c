@@ -44,7 +44,6 @@
  */
 #define HTTP_METHOD_MAX		32
 #define HTTP_VERSION_MAX	16	/* "HTTP/" DIGITS "." DIGITS */
-#define HTTP_HEADERS_MAX	100
 /* a CONNECT request line is no longer: method, authority, version */
 #define HTTP_LINE1_EARLY	(HTTP_METHOD_MAX + AUTHORITY_MAX_LEN + \
 				    HTTP_VERSION_MAX + 2)
@@ -56,7 +55,9 @@ static int	http_badbyte(unsigned char, struct http_request *);
 static int	http_request_line(const char *, size_t, int,
 		    struct http_request *);
 static int	http_version(const char *, size_t, int, struct http_request *);
-static int	http_authority(const char *, size_t, struct http_request *);
+static int	http_authority(const char *, size_t, struct http_request *,
+		    int);
+static int	http_absolute(const char *, size_t, struct http_request *);
 static int	http_port(const char *, size_t, struct http_request *);
 static int	http_header(const char *, size_t, int, struct http_request *);
 
@@ -163,11 +164,45 @@ http_request_line(const char *p, size_t n, int complete,
 
 	if (req->hr_version == 0)
 		return http_fail(req, 505, "version not supported");
-	if (!is_connect)
-		return http_fail(req, 405, "method not allowed");
 	if (userinfo)
 		return http_fail(req, 400, "userinfo in target");
-	return http_authority(req->hr_target, req->hr_target_len, req);
+	if (is_connect)
+		return http_authority(req->hr_target, req->hr_target_len,
+		    req, 0);
+	return http_absolute(req->hr_target, req->hr_target_len, req);
+}
+
+/*
+ * The target of a request to forward: absolute-form (RFC 9112 3.2.2),
+ * "http://" authority [path] ["?" query].  Anything else is not a proxy
+ * request, or one connectd will not make.
+ */
+static int
+http_absolute(const char *p, size_t n, struct http_request *req)
+{
+	const char	*a, *end;
+
+	if (n > 0 && (p[0] == '/' || p[0] == '*'))
+		return http_fail(req, 400, "not a proxy request (origin-form "
+		    "target)");
+	if (n >= 8 && strncasecmp(p, "https://", 8) == 0)
+		return http_fail(req, 501, "https:// URLs go through CONNECT");
+	if (n < 7 || strncasecmp(p, "http://", 7) != 0)
+		return http_fail(req, memmem(p, n, "://", 3) != NULL ? 501 : 400,
+		    memmem(p, n, "://", 3) != NULL ? "unsupported scheme" :
+		    "bad target");
+	a = p + 7;
+	for (end = a; end < p + n && *end != '/' && *end != '?' && *end != '#';
+	    end++)
+		;
+	if (memchr(a, '#', (size_t)(p + n - a)) != NULL)
+		return http_fail(req, 400, "fragment in target");
+	if (http_authority(a, (size_t)(end - a), req, 80) == -1)
+		return -1;
+	req->hr_forward = 1;
+	req->hr_path = end;
+	req->hr_path_len = (size_t)(p + n - end);
+	return 0;
 }
 
 /* "HTTP/" 1*DIGIT "." 1*DIGIT; sets hr_version to 10, 11 or 0 (other). */
@@ -242,9 +277,12 @@ http_numeric_host(const char *p, size_t n)
 	return inet_pton(AF_INET, addr, &in) == 1 ? 0 : -1;
 }
 
-/* authority-form: host ":" port, or "[" IPv6 "]" ":" port */
+/*
+ * authority-form: host ":" port, or "[" IPv6 "]" ":" port; the port may
+ * be left out (":" too) when dport is not 0.
+ */
 static int
-http_authority(const char *p, size_t n, struct http_request *req)
+http_authority(const char *p, size_t n, struct http_request *req, int dport)
 {
 	char		 addr[INET6_ADDRSTRLEN];
 	struct in6_addr	 in6;
@@ -256,6 +294,8 @@ http_authority(const char *p, size_t n, struct http_request *req)
 			return http_fail(req, 400, "absolute-form target");
 	if (n > 0 && p[0] == '/')
 		return http_fail(req, 400, "origin-form target");
+	if (dport != 0 && memchr(p, '@', n) != NULL)
+		return http_fail(req, 400, "userinfo in target");
 
 	if (n > 0 && p[0] == '[') {
 		if ((end = memchr(p, ']', n)) == NULL)
@@ -271,12 +311,18 @@ http_authority(const char *p, size_t n, struct http_request *req)
 		if (inet_pton(AF_INET6, addr, &in6) != 1)
 			return http_fail(req, 400, "bad ipv6 address");
 		colon = end + 1;
+		if (colon == p + n && dport != 0) {
+			req->hr_port = (uint16_t)dport;
+			return 0;
+		}
 		if (colon == p + n)
 			return http_fail(req, 400, "missing port");
 		if (*colon != ':')
 			return http_fail(req, 400, "bad port");
 	} else {
-		if ((colon = memchr(p, ':', n)) == NULL)
+		if ((colon = memchr(p, ':', n)) == NULL && dport != 0)
+			colon = p + n;
+		if (colon == NULL)
 			return http_fail(req, 400, "missing port");
 		req->hr_host = p;
 		req->hr_host_len = colon - p;
@@ -289,8 +335,17 @@ http_authority(const char *p, size_t n, struct http_request *req)
 				return http_fail(req, 400, "bad host");
 		if (http_numeric_host(p, req->hr_host_len) == -1)
 			return http_fail(req, 400, "ambiguous numeric host");
+		if (colon == p + n) {
+			req->hr_port = (uint16_t)dport;
+			return 0;
+		}
 	}
 	colon++;
+	/* "host:" with an empty port is the default port (RFC 3986 3.2.3) */
+	if (dport != 0 && colon == p + n) {
+		req->hr_port = (uint16_t)dport;
+		return 0;
+	}
 	return http_port(colon, p + n - colon, req);
 }
 
@@ -372,6 +427,71 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 	return 0;
 }
 
+/*
+ * What a header of a request to forward means for its framing and its
+ * connection (RFC 9112 6, 9.6), refusing what a smuggler would send: two
+ * Hosts, two lengths, a length beside a transfer-coding, a coding other
+ * than chunked.  p[0..n) is the whole line, already checked.
+ */
+static int
+http_forward_header(struct http_head *st, const char *p, size_t n,
+    struct http_request *req)
+{
+	const char	*colon, *v;
+	size_t		 name, vl, i;
+	int64_t		 len;
+
+	colon = memchr(p, ':', n);
+	name = (size_t)(colon - p);
+	for (v = colon + 1; v < p + n && (*v == ' ' || *v == '\t'); v++)
+		;
+	for (vl = (size_t)(p + n - v); vl > 0 && (v[vl - 1] == ' ' ||
+	    v[vl - 1] == '\t'); vl--)
+		;
+#define NAME(s)	(name == sizeof(s) - 1 && strncasecmp(p, s, name) == 0)
+	if (NAME("Host")) {
+		if (st->hh_seen & HH_HOST)
+			return http_fail(req, 400, "several Host fields");
+		st->hh_seen |= HH_HOST;
+	} else if (NAME("Content-Length")) {
+		if (st->hh_seen & HH_CLEN)
+			return http_fail(req, 400, "several Content-Length "
+			    "fields");
+		if (st->hh_seen & HH_TE)
+			return http_fail(req, 400, "Content-Length and "
+			    "Transfer-Encoding");
+		if (vl == 0 || vl > 18)
+			return http_fail(req, 400, "bad Content-Length");
+		for (i = 0, len = 0; i < vl; i++) {
+			if (v[i] < '0' || v[i] > '9')
+				return http_fail(req, 400,
+				    "bad Content-Length");
+			len = len * 10 + (v[i] - '0');
+		}
+		st->hh_seen |= HH_CLEN;
+		st->hh_clen = len;
+	} else if (NAME("Transfer-Encoding")) {
+		if (st->hh_seen & HH_CLEN)
+			return http_fail(req, 400, "Content-Length and "
+			    "Transfer-Encoding");
+		if (st->hh_seen & HH_TE)
+			return http_fail(req, 400, "several Transfer-Encoding "
+			    "fields");
+		st->hh_seen |= HH_TE;
+		if (vl != 7 || strncasecmp(v, "chunked", 7) != 0)
+			return http_fail(req, httpmsg_list_has(v, vl, "chunked") ?
+			    501 : 400, "transfer-coding other than chunked");
+		st->hh_chunked = 1;
+	} else if (NAME("Connection") || NAME("Proxy-Connection")) {
+		if (httpmsg_list_has(v, vl, "close"))
+			st->hh_close = 2;	/* said so: whatever the version */
+		if (httpmsg_list_has(v, vl, "keep-alive"))
+			st->hh_keepalive = 1;
+	}
+#undef NAME
+	return 0;
+}
+
 /* What a complete line gave, kept as offsets from buf. */
 static void
 http_keep(struct http_field *f, const char *buf, const char *p, size_t len)
@@ -403,8 +523,13 @@ http_view(const struct http_head *st, const char *buf,
 	http_give(&st->hh_host, buf, &req->hr_host, &req->hr_host_len);
 	http_give(&st->hh_user_agent, buf, &req->hr_user_agent,
 	    &req->hr_user_agent_len);
+	http_give(&st->hh_path, buf, &req->hr_path, &req->hr_path_len);
 	req->hr_port = st->hh_port;
 	req->hr_version = st->hh_version;
+	req->hr_forward = st->hh_forward;
+	req->hr_clen = st->hh_clen;
+	req->hr_chunked = st->hh_chunked;
+	req->hr_close = st->hh_close;
 }
 
 static void
@@ -416,8 +541,10 @@ http_save(struct http_head *st, const char *buf,
 	http_keep(&st->hh_host, buf, req->hr_host, req->hr_host_len);
 	http_keep(&st->hh_user_agent, buf, req->hr_user_agent,
 	    req->hr_user_agent_len);
+	http_keep(&st->hh_path, buf, req->hr_path, req->hr_path_len);
 	st->hh_port = req->hr_port;
 	st->hh_version = req->hr_version;
+	st->hh_forward = req->hr_forward;
 }
 
 /*
@@ -485,14 +612,25 @@ http_parse_request(struct http_head *st, const char *buf, size_t len,
 			if (http_request_line(buf + pos, n, 1, req) == -1)
 				return HTTP_PARSE_ERROR;
 			st->hh_line1 = 1;
+			st->hh_clen = -1;
 		} else if (n == 0) {
 			req->hr_head_len = (size_t)(lf - buf) + 1;
+			/* HTTP/1.0 closes unless it asked to keep it */
+			req->hr_close = st->hh_close != 0 ||
+			    (st->hh_version == 10 && !st->hh_keepalive);
+			req->hr_clen = st->hh_clen;
+			req->hr_chunked = st->hh_chunked;
 			return HTTP_PARSE_DONE;
-		} else if (st->hh_nheaders++ >= HTTP_HEADERS_MAX) {
+		} else if (st->hh_nheaders >= HTTP_HEADERS_MAX) {
 			http_fail(req, 431, "too many headers");
 			return HTTP_PARSE_ERROR;
-		} else if (http_header(buf + pos, n, 1, req) == -1)
+		} else if (http_header(buf + pos, n, 1, req) == -1 ||
+		    (st->hh_forward && http_forward_header(st, buf + pos, n,
+		    req) == -1))
 			return HTTP_PARSE_ERROR;
+		else
+			http_keep(&st->hh_lines[st->hh_nheaders++], buf,
+			    buf + pos, n);
 		http_save(st, buf, req);
 		pos = st->hh_pos = (size_t)(lf - buf) + 1;
 		st->hh_scan = 0;
@@ -529,6 +667,8 @@ http_status_text(int status)
 		return "Service Unavailable";
 	case 504:
 		return "Gateway Timeout";
+	case 501:
+		return "Not Implemented";
 	case 505:
 		return "HTTP Version Not Supported";
 	}

@@ -6,9 +6,11 @@ connectd_connectd_SOURCES = \
 	connectd/connectd.c \
 	connectd/conf.c \
 	connectd/http.c \
+	connectd/httpmsg.c \
 	connectd/listener.c \
 	connectd/conn.c \
 	connectd/relay.c \
+	connectd/forward.c \
 	connectd/resolve.c \
 	connectd/acl.c \
 	connectd/ifaddr.c \

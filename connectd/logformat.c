@@ -45,11 +45,13 @@ enum lf_code {
 	LFC_HEAD_IN,		/* %>sh */
 	LFC_HEAD_OUT,		/* %<sh */
 	LFC_STATUS,		/* %>Hs */
+	LFC_STATUS_ORIGIN,	/* %<Hs */
+	LFC_MIME_TYPE,		/* %mt */
 	LFC_SQUID_STATUS,	/* %Ss */
 	LFC_HIERARCHY,		/* %Sh */
 	LFC_EXT_LOG,		/* %ea */
 	LFC_USER_AGENT,		/* %{User-Agent}>h */
-	LFC_DASH		/* %un %mt: never known to connectd */
+	LFC_DASH		/* %un: never known to connectd */
 };
 
 /* quoting, as selected by a modifier or inherited from the literal text */
@@ -94,12 +96,13 @@ static const struct lf_code_def lf_codes[] = {
 	{ ">sh",	LFC_HEAD_IN,		0 },
 	{ "<sh",	LFC_HEAD_OUT,		0 },
 	{ ">Hs",	LFC_STATUS,		0 },
+	{ "<Hs",	LFC_STATUS_ORIGIN,	0 },
 	{ "Ss",		LFC_SQUID_STATUS,	0 },
 	{ "Sh",		LFC_HIERARCHY,		0 },
 	{ "ea",		LFC_EXT_LOG,		LCD_QUOTE },
 	{ ">h",		LFC_USER_AGENT,		LCD_QUOTE | LCD_ARG_HEADER },
 	{ "un",		LFC_DASH,		0 },
-	{ "mt",		LFC_DASH,		0 },
+	{ "mt",		LFC_MIME_TYPE,		0 },
 	{ NULL,		LFC_TEXT,		0 }
 };
 
@@ -677,20 +680,22 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 			v->v_int = (uint64_t)port;
 		break;
 	case LFC_URI:
-		lf_setstr(v, r->lr_authority);
+		lf_setstr(v, r->lr_url != NULL ? r->lr_url : r->lr_authority);
 		break;
 	case LFC_METHOD:
 		lf_setstr(v, r->lr_method);
 		break;
 	case LFC_SIZE_IN:
-		v->v_int = r->lr_head_in + r->lr_bytes_up;
+		/* a forwarded request's bytes count its head already */
+		v->v_int = (r->lr_scheme ? 0 : r->lr_head_in) + r->lr_bytes_up;
 		break;
 	case LFC_SIZE_OUT:
-		v->v_int = r->lr_reply_out + r->lr_bytes_down;
+		v->v_int = (r->lr_scheme ? 0 : r->lr_reply_out) +
+		    r->lr_bytes_down;
 		break;
 	case LFC_SIZE_TOTAL:
-		v->v_int = r->lr_head_in + r->lr_bytes_up + r->lr_reply_out +
-		    r->lr_bytes_down;
+		v->v_int = (r->lr_scheme ? 0 : r->lr_head_in + r->lr_reply_out) +
+		    r->lr_bytes_up + r->lr_bytes_down;
 		break;
 	case LFC_HEAD_IN:
 		v->v_int = r->lr_head_in;
@@ -703,10 +708,21 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		v->v_int = r->lr_status > 0 ? (uint64_t)r->lr_status : 0;
 		v->v_nullzero = 1;
 		break;
+	case LFC_STATUS_ORIGIN:
+		v->v_int = r->lr_http_status > 0 ? (uint64_t)r->lr_http_status :
+		    0;
+		v->v_nullzero = 1;
+		break;
+	case LFC_MIME_TYPE:
+		lf_setstr(v, r->lr_content_type);
+		break;
 	case LFC_SQUID_STATUS:
-		/* as Squid 5.7 logs CONNECT outcomes */
-		lf_setstr(v, r->lr_status == 200 ? "TCP_TUNNEL" :
-		    r->lr_status == 403 ? "TCP_DENIED" : "NONE_NONE");
+		/* as Squid 5.7 logs CONNECT outcomes and forwarded requests */
+		lf_setstr(v, r->lr_status == 403 ? "TCP_DENIED" :
+		    r->lr_scheme != NULL && (r->lr_has_server ||
+		    r->lr_http_status > 0) ? "TCP_MISS" :
+		    r->lr_status == 200 && r->lr_scheme == NULL ? "TCP_TUNNEL" :
+		    "NONE_NONE");
 		break;
 	case LFC_HIERARCHY:
 		lf_setstr(v, r->lr_has_server ? "HIER_DIRECT" : "HIER_NONE");
@@ -1082,7 +1098,9 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_addr(jb, ",\"client_ip\":", ",\"client_port\":",
 	    &r->lr_client, 1) == -1 ||
 	    lf_json_str(jb, ",\"method\":", r->lr_method) == -1 ||
+	    lf_json_str(jb, ",\"scheme\":", r->lr_scheme) == -1 ||
 	    lf_json_str(jb, ",\"authority\":", r->lr_authority) == -1 ||
+	    lf_json_str(jb, ",\"url\":", r->lr_url) == -1 ||
 	    lf_json_str(jb, ",\"host\":", r->lr_host) == -1)
 		return -1;
 	if (r->lr_port > 0 && r->lr_port <= 65535)
@@ -1098,9 +1116,18 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 		rv = lf_json_u64(jb, ",\"status\":", (uint64_t)r->lr_status);
 	else
 		rv = lf_json_str(jb, ",\"status\":", NULL);
+	if (rv == -1)
+		return -1;
+	if (r->lr_http_status > 0)
+		rv = lf_json_u64(jb, ",\"http_status\":",
+		    (uint64_t)r->lr_http_status);
+	else
+		rv = lf_json_str(jb, ",\"http_status\":", NULL);
 	if (rv == -1 ||
 	    lf_json_u64(jb, ",\"bytes_up\":", r->lr_bytes_up) == -1 ||
 	    lf_json_u64(jb, ",\"bytes_down\":", r->lr_bytes_down) == -1 ||
+	    lf_json_u64(jb, ",\"request_in_connection\":",
+	    r->lr_nreq > 0 ? r->lr_nreq : 1) == -1 ||
 	    lf_json_str(jb, ",\"close\":", logrec_close_name(r->lr_close)) ==
 	    -1)
 		return -1;

@@ -20,6 +20,7 @@ static const char *const close_names[] = {
 	[CLOSE_LIMIT] = "limit",
 	[CLOSE_LIFETIME] = "lifetime",
 	[CLOSE_SHUTDOWN] = "shutdown",
+	[CLOSE_DONE] = "done",
 };
 
 /* The name of a close reason; NULL for CLOSE_NONE or an unknown value. */
@@ -50,5 +51,7 @@ logrec_free(struct logrec *rec)
 	free(rec->lr_detail);
 	free(rec->lr_pod);
 	free(rec->lr_rule);
+	free(rec->lr_url);
+	free(rec->lr_content_type);
 	free(rec);
 }

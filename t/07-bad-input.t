@@ -7,7 +7,9 @@ client's port.  Each line must be valid JSON (strict UTF-8) whatever the
 input.  A long tunnel opened before the cases must still echo after them,
 and a background client keeps opening good tunnels throughout.
 
-Statuses: malformed 400, non-CONNECT 405, head over 16 KiB 431, unknown
+Statuses: malformed 400 (an origin-form request is not a proxy request),
+a request forwarded to a server that does not speak HTTP 502, an https://
+URL 501, head over 16 KiB 431, unknown
 version 505, header timeout 408 (or a bare close), unresolvable 503
 dns_failed, refused 503 connect_failed.  DNS cases run only inside a
 private mount namespace whose resolv.conf points at 127.0.0.1 (nothing
@@ -64,10 +66,14 @@ CASES = [
     ("trailing junk after version", b"CONNECT ECHO HTTP/1.1 x\r\n\r\n", BAD, "bad_request"),
     ("NUL in method", b"CONN\x00ECT ECHO HTTP/1.1\r\n\r\n", BAD, "bad_request"),
     # --- methods
-    ("GET absolute-form", b"GET http://ECHO/ HTTP/1.1\r\nHost: ECHO\r\n\r\n", 405, "bad_request"),
-    ("POST", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, "bad_request"),
-    ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 405, "bad_request"),
-    ("lower-case connect (methods are case-sensitive)", b"connect ECHO HTTP/1.1\r\n\r\n", 405, "bad_request"),
+    ("GET absolute-form to a server that echoes, not HTTP",
+     b"GET http://ECHO/ HTTP/1.1\r\nHost: ECHO\r\n\r\n", 502, "server_eof"),
+    ("GET https:// (needs CONNECT)", b"GET https://ECHO/ HTTP/1.1\r\nHost: ECHO\r\n\r\n", 501,
+     "bad_request"),
+    ("POST origin-form (not a proxy request)",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", BAD, "bad_request"),
+    ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", BAD, "bad_request"),
+    ("lower-case connect (methods are case-sensitive)", b"connect ECHO HTTP/1.1\r\n\r\n", BAD, "bad_request"),
     # --- authority
     ("absolute-form URI", b"CONNECT http://ECHO/ HTTP/1.1\r\n\r\n", BAD, "bad_request"),
     ("origin-form", b"CONNECT / HTTP/1.1\r\n\r\n", BAD, "bad_request"),
@@ -239,6 +245,12 @@ with h.Connectd(PROXY) as cd:
                 else:   # invalid UTF-8 cannot be JSON as is: any non-empty rendering
                     ok(isinstance(line.get("user_agent"), str) and line["user_agent"],
                        "%s: user_agent logged (%r)" % (name, line.get("user_agent")))
+        elif line.get("scheme") == "http":
+            # a forwarded request counts whole messages: its head, our reply
+            is_((line.get("bytes_up"), line.get("bytes_down")),
+                (len(fill(CASES[[c[0] for c in CASES].index(name)][1])),
+                 len(res.get("reply", b""))),
+                "%s: bytes_up and bytes_down are the request and the reply" % name)
         else:
             is_((line.get("bytes_up"), line.get("bytes_down")), (0, 0),
                 "%s: no payload bytes counted" % name)

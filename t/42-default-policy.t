@@ -7,7 +7,7 @@ even if a rule were wrong.  Origins really listen on every target, so a
 wrong allow would show up as a 200.
 
 Expectations (each denial: 403, logged close=denied with the rule):
-- CONNECT 127.0.0.1:22             -> http_access deny CONNECT !SSL_ports
+- CONNECT 127.0.0.1:22             -> http_access deny !Safe_ports
 - CONNECT 127.0.0.1:443            -> http_access deny to_localhost
 - CONNECT [::1]:443                -> http_access deny to_localhost
 - CONNECT 0.0.0.0:443              -> http_access deny to_localhost
@@ -60,7 +60,8 @@ LINK = "http_access deny to_linklocal"
 SELF = "http_access deny to_self"
 with h.Connectd(conf) as cd:
     o = origins
-    pu.expect_denied(cd, "127.0.0.1:22", PORTS, origin=o[("127.0.0.1", 22)])
+    pu.expect_denied(cd, "127.0.0.1:22", "http_access deny !Safe_ports",
+                     origin=o[("127.0.0.1", 22)])
     pu.expect_denied(cd, "127.0.0.1:443", LOCAL, origin=o[("127.0.0.1", 443)])
     pu.expect_denied(cd, "[::1]:443", LOCAL, origin=o[("::1", 443)])
     pu.expect_denied(cd, "0.0.0.0:443", LOCAL, origin=o[("127.0.0.1", 443)])

@@ -9,7 +9,8 @@ format to a file and a template with %ru to another:
 
 - a well-formed CONNECT with userinfo (400 "userinfo in target");
 - the same without an HTTP version (400 "missing version");
-- an absolute-form GET with userinfo and a query (405);
+- an absolute-form GET with userinfo and a query (400: connectd does not
+  forward userinfo);
 - an absolute-form CONNECT with userinfo (400);
 - a target with userinfo that is still arriving when the head grows too
   large (431): a target cut short is not logged at all;
@@ -56,7 +57,7 @@ CASES = [
      "CONNECT %sexample.com:443\r\n\r\n" % UI, 400,
      "***@example.com:443"),
     ("absolute-form GET",
-     "GET http://%sexample.com/p?token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (UI, TOK), 405,
+     "GET http://%sexample.com/p?token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (UI, TOK), 400,
      "http://***@example.com/p?"),
     ("absolute-form CONNECT",
      "CONNECT https://%sexample.com:443/ HTTP/1.1\r\n\r\n" % UI, 400,
