@@ -478,9 +478,13 @@ http_forward_header(struct http_head *st, const char *p, size_t n,
 			return http_fail(req, 400, "several Transfer-Encoding "
 			    "fields");
 		st->hh_seen |= HH_TE;
+		/* RFC 9112 6.3: chunked must come last (else 400); codings
+		 * before it are not ones connectd would undo (501) */
 		if (vl != 7 || strncasecmp(v, "chunked", 7) != 0)
-			return http_fail(req, httpmsg_list_has(v, vl, "chunked") ?
-			    501 : 400, "transfer-coding other than chunked");
+			return http_fail(req, vl > 7 && strncasecmp(v + vl - 7,
+			    "chunked", 7) == 0 && (v[vl - 8] == ',' ||
+			    v[vl - 8] == ' ' || v[vl - 8] == '\t') ? 501 : 400,
+			    "transfer-coding other than chunked");
 		st->hh_chunked = 1;
 	} else if (NAME("Connection") || NAME("Proxy-Connection")) {
 		if (httpmsg_list_has(v, vl, "close"))

@@ -323,6 +323,7 @@ httpmsg_chunked(struct http_body *b, const char *p, size_t n)
 ssize_t
 httpmsg_body(struct http_body *b, const char *p, size_t n)
 {
+	ssize_t	 r;
 	size_t	 take;
 
 	b->hb_data_len = 0;
@@ -337,7 +338,12 @@ httpmsg_body(struct http_body *b, const char *p, size_t n)
 		b->hb_done = b->hb_left == 0;
 		break;
 	case HTTP_BODY_CHUNKED:
-		return httpmsg_chunked(b, p, n);
+		if ((r = httpmsg_chunked(b, p, n)) > 0 && !b->hb_decode) {
+			/* passed on as it is: framing and data alike */
+			b->hb_data = 0;
+			b->hb_data_len = (size_t)r;
+		}
+		return r;
 	case HTTP_BODY_CLOSE:
 	default:
 		take = n;	/* until the server closes: all of it */

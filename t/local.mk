@@ -59,7 +59,10 @@ T_SCENARIOS = \
 	t/54-to-self.t \
 	t/55-conf-scale.t \
 	t/56-head-trickle.t \
-	t/57-reload-rebind.t
+	t/57-reload-rebind.t \
+	t/60-forward-curl.t \
+	t/61-forward-hostile.t \
+	t/62-forward-squid.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
