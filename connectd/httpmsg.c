@@ -326,6 +326,7 @@ httpmsg_body(struct http_body *b, const char *p, size_t n)
 	ssize_t	 r;
 	size_t	 take;
 
+	b->hb_data = 0;
 	b->hb_data_len = 0;
 	if (b->hb_done)
 		return 0;

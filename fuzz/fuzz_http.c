@@ -1,18 +1,19 @@
-/* fuzz_http.c: libFuzzer harness for the CONNECT request head parser */
-/* fuzz-sources: connectd/http.c */
+/* fuzz_http.c: libFuzzer harness for the request head parser: CONNECT and absolute-form requests to forward */
+/* fuzz-sources: connectd/http.c connectd/httpmsg.c */
 /* fuzz-options: -max_len=20000 */
 #include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "connectd.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const int http_statuses[] = {
-	400, 403, 405, 408, 431, 500, 502, 503, 504, 505
+	400, 403, 405, 408, 431, 500, 501, 502, 503, 504, 505
 };
 
 static int
@@ -41,8 +42,25 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 		    req->hr_head_len <= max);
 		assert(buf[req->hr_head_len - 1] == '\n');
 		assert(memchr(buf, '\0', req->hr_head_len) == NULL);
-		assert(req->hr_method_len == 7 &&
-		    memcmp(req->hr_method, "CONNECT", 7) == 0);
+		if (req->hr_forward) {
+			/* absolute-form, http only (RFC 9112 3.2.2) */
+			assert(!(req->hr_method_len == 7 &&
+			    memcmp(req->hr_method, "CONNECT", 7) == 0));
+			assert(req->hr_target_len >= 8 &&
+			    strncasecmp(req->hr_target, "http://", 7) == 0);
+			assert(req->hr_path != NULL && fuzz_inside(buf,
+			    req->hr_head_len, req->hr_path,
+			    req->hr_path_len));
+			assert(memchr(req->hr_path, '#',
+			    req->hr_path_len) == NULL);
+			/* a length read one way only (RFC 9112 6.3) */
+			assert(!(req->hr_chunked && req->hr_clen != -1));
+			assert(req->hr_clen >= -1);
+		} else {
+			assert(req->hr_method_len == 7 &&
+			    memcmp(req->hr_method, "CONNECT", 7) == 0);
+			assert(req->hr_path == NULL);
+		}
 		assert(req->hr_version == 10 || req->hr_version == 11);
 		assert(req->hr_target != NULL && fuzz_inside(buf,
 		    req->hr_head_len, req->hr_target, req->hr_target_len));
@@ -60,7 +78,8 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 		break;
 	case HTTP_PARSE_ERROR:
 		assert(req->hr_status == 400 || req->hr_status == 405 ||
-		    req->hr_status == 431 || req->hr_status == 505);
+		    req->hr_status == 431 || req->hr_status == 501 ||
+		    req->hr_status == 505);
 		assert(req->hr_error != NULL && req->hr_error[0] != '\0');
 		assert(req->hr_head_len == 0);
 		if (req->hr_status == 405)
@@ -93,6 +112,7 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 	REBASE(hr_target);
 	REBASE(hr_host);
 	REBASE(hr_user_agent);
+	REBASE(hr_path);
 #undef REBASE
 	free(buf);
 	return rv;
