@@ -11,7 +11,8 @@ Expectations, for every case: the status below, a log line that is valid
 JSON with that status, the connection closed afterwards; for a request
 refused for its head, the origin saw nothing of it (a broken chunked body
 is found as it streams, after its head went up: the server connection is
-cut); and every background request succeeds.
+cut); and every background request succeeds.  Then an origin that
+refuses (503, as Squid) and one that does not answer in time (504).
 """
 import os
 import socket
@@ -157,5 +158,26 @@ with h.Connectd({}) as cd:
     t.join(30)
     ok(good["ok"] > 0 and not good["bad"],
        "the background client was never disturbed (%d good, bad %r)" % (good["ok"], good["bad"][:5]))
+    h.all_valid_json(cd.log)
+
+# An origin that is not there gives 503 (Squid 5.7's ERR_CONNECT_FAIL; t/62
+# compares), one that does not answer within read_timeout 504; neither
+# line has an http_status, since no origin said anything.
+with h.Connectd({"read_timeout": "2 seconds"}) as cd:
+    dead = h.free_port()
+    for name, url, want in (
+            ("a refused connection", "http://127.0.0.1:%d/" % dead, 503),
+            ("no response within read_timeout", "http://%s/slow/30" % W, 504)):
+        c = h.ProxyClient(cd.port)
+        st, reply, how = c.request(("GET %s HTTP/1.1\r\n\r\n" % url).encode(),
+                                   timeout=20)
+        port = c.local_port
+        c.close()
+        is_(st, want, "%s: %d" % (name, want))
+        rec = cd.wait_client(port, timeout=10)
+        ok(rec is not None and rec.get("status") == want and
+           rec.get("http_status") is None and rec.get("method") == "GET" and
+           rec.get("scheme") == "http",
+           "%s: its line says %d, http_status null (%r)" % (name, want, rec))
     h.all_valid_json(cd.log)
 done()
