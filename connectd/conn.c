@@ -270,6 +270,30 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 /* ---------------------------------------------------------- transitions */
 
 /*
+ * Point the four watchers at the callbacks of the phase that begins
+ * (relay.c and forward.c, as they start): every one stopped, none
+ * started, the idle clock reset.
+ */
+void
+conn_io_init(struct conn *c, conn_io_cb *cread, conn_io_cb *cwrite,
+    conn_io_cb *sread, conn_io_cb *swrite)
+{
+	struct ev_loop	*loop = c->c_worker->w_loop;
+
+	ev_io_stop(loop, &c->c_cread);
+	ev_io_stop(loop, &c->c_cwrite);
+	ev_io_stop(loop, &c->c_sread);
+	ev_io_stop(loop, &c->c_swrite);
+	ev_io_init(&c->c_cread, cread, c->c_cfd, EV_READ);
+	ev_io_init(&c->c_cwrite, cwrite, c->c_cfd, EV_WRITE);
+	ev_io_init(&c->c_sread, sread, c->c_sfd, EV_READ);
+	ev_io_init(&c->c_swrite, swrite, c->c_sfd, EV_WRITE);
+	c->c_cread.data = c->c_cwrite.data = c;
+	c->c_sread.data = c->c_swrite.data = c;
+	c->c_activity = ev_now(loop);
+}
+
+/*
  * The only place the state changes.  Each state's entry action sets up
  * what that state waits on; the timer follows the new deadline.
  */

@@ -519,8 +519,11 @@ const char *http_status_text(int);
 
 /* httpmsg.c */
 size_t	 httpmsg_head_end(const char *, size_t, size_t *);
+size_t	 httpmsg_field(const char *, size_t, const char **, size_t *);
 int	 httpmsg_response(const char *, size_t, int, struct http_response *);
 int	 httpmsg_list_has(const char *, size_t, const char *);
+int64_t	 httpmsg_content_length(const char *, size_t);
+int	 httpmsg_chunked_last(const char *, size_t);
 void	 httpmsg_body_init(struct http_body *, enum http_body_kind, int64_t);
 ssize_t	 httpmsg_body(struct http_body *, const char *, size_t);
 
@@ -532,6 +535,9 @@ void	 listener_resume(struct worker *);
 void	 listener_close_all(struct worker *);
 
 /* conn.c */
+typedef void conn_io_cb(struct ev_loop *, ev_io *, int);
+void	 conn_io_init(struct conn *, conn_io_cb *, conn_io_cb *, conn_io_cb *,
+	    conn_io_cb *);
 void	 conn_accept(struct worker *, int, const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
 void	 conn_close(struct conn *, enum close_reason);

@@ -843,26 +843,16 @@ forward_down(struct conn *c)
 	fwd_watch(c);
 }
 
+/* The client readable or the server writable: the request moves. */
 static void
-forward_client_read_cb(EV_P_ ev_io *io, int revents)
+forward_up_cb(EV_P_ ev_io *io, int revents)
 {
 	forward_up(io->data);
 }
 
+/* The server readable or the client writable: the response moves. */
 static void
-forward_server_write_cb(EV_P_ ev_io *io, int revents)
-{
-	forward_up(io->data);
-}
-
-static void
-forward_server_read_cb(EV_P_ ev_io *io, int revents)
-{
-	forward_down(io->data);
-}
-
-static void
-forward_client_write_cb(EV_P_ ev_io *io, int revents)
+forward_down_cb(EV_P_ ev_io *io, int revents)
 {
 	forward_down(io->data);
 }
@@ -874,19 +864,8 @@ forward_client_write_cb(EV_P_ ev_io *io, int revents)
 void
 forward_start(struct conn *c)
 {
-	struct ev_loop	*loop = c->c_worker->w_loop;
-
-	ev_io_stop(loop, &c->c_cread);
-	ev_io_stop(loop, &c->c_cwrite);
-	ev_io_stop(loop, &c->c_sread);
-	ev_io_stop(loop, &c->c_swrite);
-	ev_io_init(&c->c_cread, forward_client_read_cb, c->c_cfd, EV_READ);
-	ev_io_init(&c->c_cwrite, forward_client_write_cb, c->c_cfd, EV_WRITE);
-	ev_io_init(&c->c_sread, forward_server_read_cb, c->c_sfd, EV_READ);
-	ev_io_init(&c->c_swrite, forward_server_write_cb, c->c_sfd, EV_WRITE);
-	c->c_cread.data = c->c_cwrite.data = c;
-	c->c_sread.data = c->c_swrite.data = c;
-	c->c_activity = ev_now(loop);
+	conn_io_init(c, forward_up_cb, forward_down_cb, forward_down_cb,
+	    forward_up_cb);
 	forward_up(c);
 	if (c->c_state == CONN_FORWARD)
 		fwd_watch(c);

@@ -437,17 +437,11 @@ static int
 http_forward_header(struct http_head *st, const char *p, size_t n,
     struct http_request *req)
 {
-	const char	*colon, *v;
-	size_t		 name, vl, i;
+	const char	*v;
+	size_t		 name, vl;
 	int64_t		 len;
 
-	colon = memchr(p, ':', n);
-	name = (size_t)(colon - p);
-	for (v = colon + 1; v < p + n && (*v == ' ' || *v == '\t'); v++)
-		;
-	for (vl = (size_t)(p + n - v); vl > 0 && (v[vl - 1] == ' ' ||
-	    v[vl - 1] == '\t'); vl--)
-		;
+	name = httpmsg_field(p, n, &v, &vl);
 #define NAME(s)	(name == sizeof(s) - 1 && strncasecmp(p, s, name) == 0)
 	if (NAME("Host")) {
 		if (st->hh_seen & HH_HOST)
@@ -460,14 +454,8 @@ http_forward_header(struct http_head *st, const char *p, size_t n,
 		if (st->hh_seen & HH_TE)
 			return http_fail(req, 400, "Content-Length and "
 			    "Transfer-Encoding");
-		if (vl == 0 || vl > 18)
+		if ((len = httpmsg_content_length(v, vl)) == -1)
 			return http_fail(req, 400, "bad Content-Length");
-		for (i = 0, len = 0; i < vl; i++) {
-			if (v[i] < '0' || v[i] > '9')
-				return http_fail(req, 400,
-				    "bad Content-Length");
-			len = len * 10 + (v[i] - '0');
-		}
 		st->hh_seen |= HH_CLEN;
 		st->hh_clen = len;
 	} else if (NAME("Transfer-Encoding")) {
@@ -481,10 +469,8 @@ http_forward_header(struct http_head *st, const char *p, size_t n,
 		/* RFC 9112 6.3: chunked must come last (else 400); codings
 		 * before it are not ones connectd would undo (501) */
 		if (vl != 7 || strncasecmp(v, "chunked", 7) != 0)
-			return http_fail(req, vl > 7 && strncasecmp(v + vl - 7,
-			    "chunked", 7) == 0 && (v[vl - 8] == ',' ||
-			    v[vl - 8] == ' ' || v[vl - 8] == '\t') ? 501 : 400,
-			    "transfer-coding other than chunked");
+			return http_fail(req, httpmsg_chunked_last(v, vl) ?
+			    501 : 400, "transfer-coding other than chunked");
 		st->hh_chunked = 1;
 	} else if (NAME("Connection") || NAME("Proxy-Connection")) {
 		if (httpmsg_list_has(v, vl, "close"))

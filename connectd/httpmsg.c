@@ -47,8 +47,11 @@ httpmsg_fail(struct http_response *rs, const char *why)
 	return -1;
 }
 
-/* The value of a field line p[0..n), without OWS; its name's length. */
-static size_t
+/*
+ * The value of the field line p[0..n), without OWS, in *v and *vl.
+ * Returns the length of its name: 0 if it has no colon.
+ */
+size_t
 httpmsg_field(const char *p, size_t n, const char **v, size_t *vl)
 {
 	const char	*colon;
@@ -86,6 +89,38 @@ httpmsg_list_has(const char *v, size_t n, const char *tok)
 }
 
 /*
+ * A Content-Length value v[0..n) without OWS (RFC 9110 8.6): 1*DIGIT, at
+ * most 18 of them so that it fits.  Returns it, or -1 if it is not one;
+ * a list ("1, 1") is refused, as a smuggler's tool.
+ */
+int64_t
+httpmsg_content_length(const char *v, size_t n)
+{
+	int64_t	 len = 0;
+	size_t	 i;
+
+	if (n == 0 || n > 18)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		len = len * 10 + (v[i] - '0');
+	}
+	return len;
+}
+
+/*
+ * Is chunked the last coding of the Transfer-Encoding value v[0..n)
+ * (RFC 9112 6.1)?  Only then is the body's end known from the codings.
+ */
+int
+httpmsg_chunked_last(const char *v, size_t n)
+{
+	return n >= 7 && strncasecmp(v + n - 7, "chunked", 7) == 0 &&
+	    (n == 7 || v[n - 8] == ',' || v[n - 8] == ' ' || v[n - 8] == '\t');
+}
+
+/*
  * The response head buf[0..len) (its empty line included, as
  * httpmsg_head_end() found it) to a request of method head (1: HEAD).
  * Fills rs, pointers into buf, and returns 0; -1 with rs_error if the
@@ -97,7 +132,7 @@ httpmsg_response(const char *buf, size_t len, int head,
 {
 	const char	*p = buf, *end = buf + len, *lf, *v;
 	size_t		 n, name, vl, i;
-	int64_t		 clen = -1;
+	int64_t		 clen = -1, cl;
 	int		 te = 0;
 
 	memset(rs, 0, sizeof(*rs));
@@ -144,24 +179,16 @@ httpmsg_response(const char *buf, size_t len, int head,
 				return httpmsg_fail(rs, "bad header field");
 #define NAME(s)	(name == sizeof(s) - 1 && strncasecmp(p, s, name) == 0)
 		if (NAME("Content-Length")) {
-			if (vl == 0 || vl > 18)
+			if ((cl = httpmsg_content_length(v, vl)) == -1)
 				return httpmsg_fail(rs, "bad Content-Length");
-			for (i = 0, n = 0; i < vl; i++) {
-				if (v[i] < '0' || v[i] > '9')
-					return httpmsg_fail(rs,
-					    "bad Content-Length");
-				n = n * 10 + (size_t)(v[i] - '0');
-			}
-			if (clen != -1 && clen != (int64_t)n)
+			if (clen != -1 && clen != cl)
 				return httpmsg_fail(rs, "several "
 				    "Content-Length values");
-			clen = (int64_t)n;
+			clen = cl;
 		} else if (NAME("Transfer-Encoding")) {
 			/* the last coding decides: chunked, or until close */
 			te = 1;
-			rs->rs_chunked = vl >= 7 && strncasecmp(v + vl - 7,
-			    "chunked", 7) == 0 && (vl == 7 || v[vl - 8] == ',' ||
-			    v[vl - 8] == ' ' || v[vl - 8] == '\t');
+			rs->rs_chunked = httpmsg_chunked_last(v, vl);
 		} else if (NAME("Connection")) {
 			if (httpmsg_list_has(v, vl, "close"))
 				rs->rs_close = 1;
@@ -208,18 +235,6 @@ httpmsg_body_init(struct http_body *b, enum http_body_kind kind,
 	    (kind == HTTP_BODY_LENGTH && length == 0);
 }
 
-static int
-httpmsg_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * The chunked coding (RFC 9112 7.1), a byte at a time where it has to
  * be, a run at a time through chunk data.  Every byte is passed on as
@@ -234,7 +249,7 @@ httpmsg_chunked(struct http_body *b, const char *p, size_t n)
 	while (i < n && !b->hb_done) {
 		switch (b->hb_state) {
 		case HB_SIZE:
-			if ((d = httpmsg_hex(p[i])) >= 0) {
+			if ((d = hexval((unsigned char)p[i])) >= 0) {
 				if (b->hb_digits++ >= 15)
 					return -1;	/* 2^60 and more */
 				b->hb_left = b->hb_left * 16 + (uint64_t)d;

@@ -219,17 +219,8 @@ relay_start(struct conn *c)
 {
 	struct ev_loop	*loop = c->c_worker->w_loop;
 
-	ev_io_stop(loop, &c->c_cread);
-	ev_io_stop(loop, &c->c_cwrite);
-	ev_io_stop(loop, &c->c_sread);
-	ev_io_stop(loop, &c->c_swrite);
-	ev_io_init(&c->c_cread, relay_read_cb, c->c_cfd, EV_READ);
-	ev_io_init(&c->c_cwrite, relay_write_cb, c->c_cfd, EV_WRITE);
-	ev_io_init(&c->c_sread, relay_read_cb, c->c_sfd, EV_READ);
-	ev_io_init(&c->c_swrite, relay_write_cb, c->c_sfd, EV_WRITE);
-	c->c_cread.data = c->c_cwrite.data = c;
-	c->c_sread.data = c->c_swrite.data = c;
-	c->c_activity = ev_now(loop);
+	conn_io_init(c, relay_read_cb, relay_write_cb, relay_read_cb,
+	    relay_write_cb);
 
 	ev_io_start(loop, &c->c_sread);
 	if (c->c_up != NULL)

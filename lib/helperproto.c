@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "helperproto.h"
+#include "util.h"
 
 static const char	 hexdigits[] = "0123456789ABCDEF";
 
@@ -12,18 +13,6 @@ hp_isspace(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' ||
 	    c == '\f' || c == '\r';
-}
-
-static int
-hp_fromhex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Squid's rfc1738_do_escape(RFC1738_ESCAPE_UNSAFE) set, plus controls and 8-bit. */
@@ -77,8 +66,8 @@ helper_unescape(char *s, size_t len)
 			continue;
 		}
 		if (j + 2 >= len ||
-		    (v1 = hp_fromhex((unsigned char)s[j + 1])) < 0 ||
-		    (v2 = hp_fromhex((unsigned char)s[j + 2])) < 0)
+		    (v1 = hexval((unsigned char)s[j + 1])) < 0 ||
+		    (v2 = hexval((unsigned char)s[j + 2])) < 0)
 			continue;
 		if ((v1 << 4 | v2) == 0)
 			continue;	/* Squid leaves %00 alone */
