@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "connectd.h"
+#include "net.h"
 
 /*
  * The route of one connection (HACKING.md tells it in prose):
@@ -511,26 +512,23 @@ conn_reply_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn		*c = io->data;
 	struct relay_buf	*b = c->c_down;
-	ssize_t			 n;
+	size_t			 n;
+	int			 err;
 
-	while (b->rb_off < b->rb_len) {
-		n = write(c->c_cfd, b->rb_data + b->rb_off,
-		    b->rb_len - b->rb_off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN) {
-			ev_io_start(EV_A, &c->c_cwrite);
-			return;
-		}
-		if (n <= 0) {
-			conn_close(c, c->c_reason);
-			return;
-		}
-		b->rb_off += (size_t)n;
-		c->c_rec->lr_reply_out += (uint64_t)n;
-		/* a forwarded request's reply is the response message */
-		if (c->c_rec->lr_scheme != NULL)
-			c->c_rec->lr_bytes_down += (uint64_t)n;
+	n = net_write(c->c_cfd, b->rb_data + b->rb_off, b->rb_len - b->rb_off,
+	    &err);
+	b->rb_off += n;
+	c->c_rec->lr_reply_out += n;
+	/* a forwarded request's reply is the response message */
+	if (c->c_rec->lr_scheme != NULL)
+		c->c_rec->lr_bytes_down += n;
+	if (err != 0) {
+		conn_close(c, c->c_reason);
+		return;
+	}
+	if (b->rb_off < b->rb_len) {
+		ev_io_start(EV_A, &c->c_cwrite);
+		return;
 	}
 	ev_io_stop(EV_A, &c->c_cwrite);
 	free(c->c_down);

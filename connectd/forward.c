@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "connectd.h"
+#include "net.h"
 #include "hash.h"
 
 /*
@@ -414,25 +415,16 @@ static int
 fwd_send(int fd, struct buf *pending, const char *data, size_t len,
     uint64_t *count)
 {
-	ssize_t	 n;
-	size_t	 off = 0;
+	size_t	 off;
+	int	 err;
 
-	while (off < len) {
-		n = write(fd, data + off, len - off);
-		if (n > 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			break;
-		if (n == 0)
-			errno = EPIPE;
-		return -1;
-	}
+	off = net_write(fd, data, len, &err);
 	if (count != NULL)
 		*count += off;
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
 	if (off < len && buf_add(pending, data + off, len - off) == -1)
 		return -1;
 	return 0;
@@ -442,25 +434,18 @@ fwd_send(int fd, struct buf *pending, const char *data, size_t len,
 static int
 fwd_flush(int fd, struct buf *pending, uint64_t *count)
 {
-	ssize_t	 n;
+	size_t	 n;
+	int	 err;
 
-	while (pending->b_len > 0) {
-		n = write(fd, pending->b_data, pending->b_len);
-		if (n > 0) {
-			if (count != NULL)
-				*count += (uint64_t)n;
-			buf_drop(pending, (size_t)n);
-			continue;
-		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return 0;
-		if (n == 0)
-			errno = EPIPE;
+	n = net_write(fd, pending->b_data, pending->b_len, &err);
+	if (count != NULL)
+		*count += n;
+	buf_drop(pending, n);
+	if (err != 0) {
+		errno = err;
 		return -1;
 	}
-	return 1;
+	return pending->b_len == 0;
 }
 
 /*

@@ -14,6 +14,7 @@
 
 #include "connectd.h"
 #include "helper.h"
+#include "net.h"
 
 #define HELPER_READ_CHUNK	4096
 #define HELPER_TICK		0.5	/* timeouts, backoff, retirement */
@@ -293,25 +294,20 @@ static void
 helper_child_flush(struct helper_child *hc)
 {
 	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
-	ssize_t		 n;
+	int		 err;
 
-	while (hc->hc_wbuf.b_len > 0) {
-		n = write(hc->hc_in, hc->hc_wbuf.b_data, hc->hc_wbuf.b_len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN) {
-			ev_io_start(loop, &hc->hc_wio);
-			return;
-		}
-		if (n <= 0) {
-			/* the failure is handled from the loop, not from here */
-			hc->hc_werrno = n == -1 ? errno : EPIPE;
-			ev_feed_event(loop, &hc->hc_wio, EV_WRITE);
-			return;
-		}
-		buf_drop(&hc->hc_wbuf, (size_t)n);
+	buf_drop(&hc->hc_wbuf, net_write(hc->hc_in, hc->hc_wbuf.b_data,
+	    hc->hc_wbuf.b_len, &err));
+	if (err != 0) {
+		/* the failure is handled from the loop, not from here */
+		hc->hc_werrno = err;
+		ev_feed_event(loop, &hc->hc_wio, EV_WRITE);
+		return;
 	}
-	ev_io_stop(loop, &hc->hc_wio);
+	if (hc->hc_wbuf.b_len > 0)
+		ev_io_start(loop, &hc->hc_wio);
+	else
+		ev_io_stop(loop, &hc->hc_wio);
 }
 
 /* Queue "[ID ]LINE\n" for the child; -1 if out of memory. */

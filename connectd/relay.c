@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "connectd.h"
+#include "net.h"
 
 /*
  * Bytes are read into the worker's scratch buffer and written straight to
@@ -94,20 +95,12 @@ relay_write(struct conn *c, struct relay_dir *d, const char *data, size_t len)
 {
 	struct ev_loop		*loop = c->c_worker->w_loop;
 	struct relay_buf	*b;
-	ssize_t			 n;
-	size_t			 off = 0;
+	size_t			 off;
+	int			 err;
 
-	while (off < len) {
-		n = write(d->rd_to, data + off, len - off);
-		if (n > 0) {
-			off += (size_t)n;
-			*d->rd_bytes += (uint64_t)n;
-			continue;
-		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			break;
+	off = net_write(d->rd_to, data, len, &err);
+	*d->rd_bytes += off;
+	if (err != 0) {
 		conn_close(c, d->rd_to_reset);
 		return -1;
 	}
@@ -161,24 +154,21 @@ relay_flush(struct conn *c, struct relay_dir *d)
 {
 	struct ev_loop		*loop = c->c_worker->w_loop;
 	struct relay_buf	*b = *d->rd_pending;
-	ssize_t			 n;
+	size_t			 n;
+	int			 err;
 
-	while (b->rb_off < b->rb_len) {
-		n = write(d->rd_to, b->rb_data + b->rb_off,
-		    b->rb_len - b->rb_off);
-		if (n > 0) {
-			b->rb_off += (size_t)n;
-			*d->rd_bytes += (uint64_t)n;
-			c->c_activity = ev_now(loop);
-			continue;
-		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return;
+	n = net_write(d->rd_to, b->rb_data + b->rb_off, b->rb_len - b->rb_off,
+	    &err);
+	b->rb_off += n;
+	*d->rd_bytes += n;
+	if (n > 0)
+		c->c_activity = ev_now(loop);
+	if (err != 0) {
 		conn_close(c, d->rd_to_reset);
 		return;
 	}
+	if (b->rb_off < b->rb_len)
+		return;
 	free(b);
 	*d->rd_pending = NULL;
 	ev_io_stop(loop, d->rd_write);

@@ -8,4 +8,5 @@ lib_libshared_a_SOURCES = \
 	lib/diag.c lib/diag.h \
 	lib/timefmt.c lib/timefmt.h \
 	lib/helperproto.c lib/helperproto.h \
+	lib/net.c lib/net.h \
 	lib/jsonutil.c lib/jsonutil.h

@@ -1,5 +1,5 @@
 /*
- * unit-lib.c: unit tests of lib/ (buf.h, hash.h, addr.h), as TAP.
+ * unit-lib.c: unit tests of lib/ (buf.h, hash.h, addr.h, util.h, net.h), as TAP.
  *
  * Each check is one test point; the contracts tested are the comments of
  * the headers.  make check runs it through the TAP driver like the
@@ -11,15 +11,20 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "buf.h"
 #include "hash.h"
+#include "net.h"
 #include "util.h"
 
 static int	 tests, failed;
@@ -495,12 +500,72 @@ test_addr(void)
 	ok(small[0] == '\0', "addr_key_ntop: too small a buffer gets \"\"");
 }
 
+static void
+test_util(void)
+{
+	const char	*digits = "0123456789abcdefABCDEF";
+	int		 i, good = 1;
+
+	for (i = 0; digits[i] != '\0'; i++)
+		good &= hexval(digits[i]) == (i < 16 ? i : i - 6);
+	ok(good, "hexval: every hex digit, both cases");
+	ok(hexval('g') == -1 && hexval('/') == -1 && hexval(':') == -1 &&
+	    hexval('@') == -1 && hexval('G') == -1 && hexval(0) == -1 &&
+	    hexval(0xff) == -1, "hexval: the neighbours of the digits are -1");
+}
+
+static void
+test_net(void)
+{
+	static char	 big[1 << 20], back[1 << 20];
+	int		 sv[2], err = -1;
+	size_t		 n, got = 0;
+	ssize_t		 r;
+
+	signal(SIGPIPE, SIG_IGN);
+	memset(big, 'x', sizeof(big));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 ||
+	    fcntl(sv[0], F_SETFL, O_NONBLOCK) == -1 ||
+	    fcntl(sv[1], F_SETFL, O_NONBLOCK) == -1) {
+		ok(0, "net: socketpair: %s", strerror(errno));
+		return;
+	}
+	n = net_write(sv[0], "hello", 5, &err);
+	ok(n == 5 && err == 0, "net_write: a short write goes whole (%zu, %d)",
+	    n, err);
+	r = read(sv[1], back, sizeof(back));
+	ok(r == 5 && memcmp(back, "hello", 5) == 0, "net_write: it arrives");
+
+	/* more than the socket holds: stops where it would block, no error */
+	n = net_write(sv[0], big, sizeof(big), &err);
+	ok(n > 0 && n < sizeof(big) && err == 0,
+	    "net_write: stops where it would block, without an error "
+	    "(%zu of %zu)", n, sizeof(big));
+	while ((r = read(sv[1], back, sizeof(back))) > 0)
+		got += (size_t)r;
+	ok(got == n, "net_write: what it counted is what arrived (%zu)", got);
+
+	n = net_write(sv[0], big, 0, &err);
+	ok(n == 0 && err == 0, "net_write: nothing to write is no error");
+
+	/* the peer is gone: the errno, and no byte counted */
+	close(sv[1]);
+	n = net_write(sv[0], "x", 1, &err);
+	ok(n == 0 && err == EPIPE, "net_write: a closed peer gives EPIPE "
+	    "(%zu, %s)", n, strerror(err));
+	close(sv[0]);
+	n = net_write(sv[0], "x", 1, &err);
+	ok(n == 0 && err == EBADF, "net_write: a bad descriptor gives EBADF");
+}
+
 int
 main(void)
 {
 	test_buf();
 	test_hash();
 	test_addr();
+	test_util();
+	test_net();
 	printf("1..%d\n", tests);
 	return failed != 0;
 }
