@@ -321,9 +321,9 @@ void	 watch_stop(struct watch *);
 /*
  * Read the PodList at path into pm's index now and whenever the file
  * changes (checked every second); podmeta_synced() after every load.
- * A worker thread parses the file and renders the pods (with its own
- * struct render from pm's configuration); the loop puts them in the
- * index a slice per turn, so lookups go on meanwhile.  What is not a
+ * A worker thread reads the file and renders its pods an item at a time
+ * (with its own struct render from pm's configuration); the loop puts
+ * them in the index a slice per turn, so lookups go on meanwhile.  What is not a
  * regular file is refused, and never opened in a way that could block.
  * NULL after logging why (out of memory, a bad --labels pattern).
  * source_stop() stops and frees it, abandoning a load under way

@@ -1,4 +1,4 @@
-/* source.c: --source file:PATH, a PodList read by a worker thread at start and whenever it changes */
+/* source.c: --source file:PATH, a PodList read by a worker thread, an item at a time, at start and on change */
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -22,6 +22,8 @@
  * most (about a millisecond), never for a whole list.
  */
 #define SOURCE_SLICE	1024
+#define SOURCE_READ	(1024 * 1024)	/* bytes per read(2): the worker looks
+					   at l_stop in between */
 
 TAILQ_HEAD(source_pods, pod);
 
@@ -32,8 +34,10 @@ TAILQ_HEAD(source_pods, pod);
  */
 struct load {
 	int			 l_fd;		/* the file; the worker closes it */
+	size_t			 l_size;	/* its size when opened */
+	struct buf		 l_in;		/* all of it, bounded by l_size */
 	int			 l_stop;	/* atomic: the loop asks the worker to give up */
-	int			 l_errno;	/* read(2) failed */
+	int			 l_errno;	/* reading failed */
 	char			 l_err[256];	/* ":line: why" it is unusable, or "" */
 	struct source_pods	 l_pods;	/* rendered, in file order */
 	size_t			 l_npods;
@@ -107,27 +111,241 @@ source_stopping(struct load *l)
 	return __atomic_load_n(&l->l_stop, __ATOMIC_RELAXED);
 }
 
-/* jansson's reader: the file, a piece at a time, until asked to stop. */
-static size_t
-source_read_cb(void *buffer, size_t buflen, void *arg)
+/*
+ * Read the whole file into l_in: exactly the size fstat() gave, else it
+ * changed meanwhile (the next tick sees it).  0, or -1 with l_err or
+ * l_errno set (or when asked to stop).
+ */
+static int
+source_read(struct load *l)
 {
-	struct load	*l = arg;
-	ssize_t		 n;
+	char	*p;
+	size_t	 avail;
+	ssize_t	 n;
 
-	if (source_stopping(l))
-		return (size_t)-1;
-	do
-		n = read(l->l_fd, buffer, buflen);
-	while (n == -1 && errno == EINTR);
-	if (n == -1) {
-		l->l_errno = errno;
-		return (size_t)-1;
+	/* one more byte than expected, to see a file that grew */
+	buf_init(&l->l_in, l->l_size + 1);
+	for (;;) {
+		if (source_stopping(l))
+			return -1;
+		if ((p = buf_space(&l->l_in, l->l_size + 1 - l->l_in.b_len,
+		    &avail)) == NULL) {
+			if (errno != E2BIG) {
+				l->l_errno = errno;
+				return -1;
+			}
+			break;
+		}
+		if (avail > SOURCE_READ)
+			avail = SOURCE_READ;
+		if ((n = read(l->l_fd, p, avail)) == -1) {
+			if (errno == EINTR)
+				continue;
+			l->l_errno = errno;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		buf_commit(&l->l_in, (size_t)n);
 	}
-	return (size_t)n;
+	if (l->l_in.b_len != l->l_size) {
+		snprintf(l->l_err, sizeof(l->l_err),
+		    ": changed while being read");
+		return -1;
+	}
+	return 0;
 }
 
 /*
- * Parse the file and render its pods into l_pods.  Touches nothing but
+ * A scanner that only finds where things end in l_in; jansson parses
+ * (and so checks) every value it delimits, so a file that is not JSON
+ * is still refused.  NULL: it does not end before end.
+ */
+static const char *
+scan_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
+	    *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p is at a '"'. */
+static const char *
+scan_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\') {
+			if (end - p < 2)
+				return NULL;
+			p++;
+		} else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+static const char *
+scan_value(const char *p, const char *end)
+{
+	const char	*q;
+	size_t		 depth = 0;
+
+	if (p == end)
+		return NULL;
+	if (*p != '{' && *p != '[' && *p != '"') {
+		/* a number, true, false or null */
+		for (q = p; q < end; q++)
+			if (*q == ',' || *q == ':' || *q == ']' || *q == '}' ||
+			    *q == ' ' || *q == '\t' || *q == '\n' ||
+			    *q == '\r')
+				break;
+		return q;
+	}
+	do {
+		if (*p == '"') {
+			if ((p = scan_string(p, end)) == NULL)
+				return NULL;
+			continue;
+		}
+		if (*p == '{' || *p == '[')
+			depth++;
+		else if (*p == '}' || *p == ']')
+			depth--;
+		p++;
+	} while (depth > 0 && p < end);
+	return depth == 0 ? p : NULL;
+}
+
+/* l_err = ":LINE: what", the line that of p in l_in plus line - 1. */
+static int
+source_error(struct load *l, const char *p, int line, const char *what)
+{
+	const char	*q = l->l_in.b_data;
+
+	if (line < 1)
+		line = 1;
+	while ((q = memchr(q, '\n', (size_t)(p - q))) != NULL) {
+		line++;
+		q++;
+	}
+	snprintf(l->l_err, sizeof(l->l_err), ":%d: %s", line, what);
+	return -1;
+}
+
+/* The JSON value p[0..len) of l_in, or NULL after source_error(). */
+static json_t *
+source_json(struct load *l, const char *p, const char *end)
+{
+	json_error_t	 err;
+	json_t		*v;
+
+	if ((v = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY,
+	    &err)) == NULL)
+		source_error(l, p, err.line, err.text);
+	return v;
+}
+
+/*
+ * Render each item of the PodList in l_in into l_pods.  Only one item at
+ * a time is a JSON tree: a tree of the whole list is ten times the file,
+ * and freeing it would hold up an exit.  0, or -1 with l_err set (or when
+ * asked to stop).
+ */
+static int
+source_parse(struct source *s)
+{
+	struct load	*l = &s->s_load;
+	const char	*p = l->l_in.b_data, *end = p + l->l_in.b_len, *q;
+	json_t		*v;
+	struct pod	*pod;
+	int		 items = 0, isitems;
+
+	p = scan_ws(p, end);
+	if (p == end || *p != '{')
+		return source_error(l, p, 1, "a JSON object expected");
+	p = scan_ws(p + 1, end);
+	if (p < end && *p == '}')
+		p++;
+	else for (;;) {
+		if (p == end || *p != '"' || (q = scan_string(p, end)) == NULL)
+			return source_error(l, p, 1, "a string (a key) expected");
+		if ((v = source_json(l, p, q)) == NULL)
+			return -1;
+		/* key on items, not kind: kubelet lists say "Pod" */
+		isitems = strcmp(json_string_value(v), "items") == 0;
+		json_decref(v);
+		p = scan_ws(q, end);
+		if (p == end || *p != ':')
+			return source_error(l, p, 1, "':' expected");
+		p = scan_ws(p + 1, end);
+		if (!isitems) {
+			if ((q = scan_value(p, end)) == NULL || q == p)
+				return source_error(l, p, 1, q == NULL ?
+				    "premature end of input" :
+				    "a value expected");
+			if ((v = source_json(l, p, q)) == NULL)
+				return -1;
+			json_decref(v);
+			p = q;
+		} else if (p == end || *p != '[')
+			return source_error(l, p, 1, "no \"items\" array");
+		else {
+			/* a later "items" wins, as in jansson's objects */
+			source_free_pods(l);
+			l->l_bad = 0;
+			items = 1;
+			p = scan_ws(p + 1, end);
+			if (p < end && *p == ']')
+				p++;
+			else for (;;) {
+				if (source_stopping(l))
+					return -1;
+				if ((q = scan_value(p, end)) == NULL || q == p)
+					return source_error(l, p, 1, q == NULL ?
+					    "premature end of input" :
+					    "a value expected");
+				if ((v = source_json(l, p, q)) == NULL)
+					return -1;
+				if ((pod = render_pod(s->s_render, v)) == NULL)
+					l->l_bad++;
+				else {
+					TAILQ_INSERT_TAIL(&l->l_pods, pod,
+					    p_entry);
+					l->l_npods++;
+				}
+				json_decref(v);
+				p = scan_ws(q, end);
+				if (p < end && *p == ']') {
+					p++;
+					break;
+				}
+				if (p == end || *p != ',')
+					return source_error(l, p, 1,
+					    "',' or ']' expected");
+				p = scan_ws(p + 1, end);
+			}
+		}
+		p = scan_ws(p, end);
+		if (p < end && *p == '}') {
+			p++;
+			break;
+		}
+		if (p == end || *p != ',')
+			return source_error(l, p, 1, "',' or '}' expected");
+		p = scan_ws(p + 1, end);
+	}
+	if (scan_ws(p, end) != end)
+		return source_error(l, p, 1, "end of file expected");
+	if (!items) {
+		snprintf(l->l_err, sizeof(l->l_err), ": no \"items\" array");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read the file and render its pods into l_pods.  Touches nothing but
  * its load and its own struct render, and logs nothing: the loop reports.
  */
 static void *
@@ -135,38 +353,12 @@ source_main(void *arg)
 {
 	struct source	*s = arg;
 	struct load	*l = &s->s_load;
-	json_error_t	 err;
-	json_t		*root, *items, *item;
-	struct pod	*p;
-	size_t		 i;
 
-	root = json_load_callback(source_read_cb, l, 0, &err);
+	if (source_read(l) == -1 || source_parse(s) == -1)
+		source_free_pods(l);
 	close(l->l_fd);
 	l->l_fd = -1;
-	if (root == NULL) {
-		if (l->l_errno == 0 && !source_stopping(l))
-			snprintf(l->l_err, sizeof(l->l_err), ":%d: %s",
-			    err.line, err.text);
-		goto done;
-	}
-	/* key on items, not kind: kubelet lists say "Pod" */
-	items = json_object_get(root, "items");
-	if (!json_is_array(items)) {
-		snprintf(l->l_err, sizeof(l->l_err), ": no \"items\" array");
-		goto done;
-	}
-	json_array_foreach(items, i, item) {
-		if (source_stopping(l))
-			break;
-		if ((p = render_pod(s->s_render, item)) == NULL) {
-			l->l_bad++;
-			continue;
-		}
-		TAILQ_INSERT_TAIL(&l->l_pods, p, p_entry);
-		l->l_npods++;
-	}
- done:
-	json_decref(root);
+	buf_free(&l->l_in);
 #ifdef __GLIBC__
 	malloc_trim(0);
 #endif
@@ -247,6 +439,7 @@ source_begin(struct source *s, int fd, const struct stat *st)
 	memset(l, 0, sizeof(*l));
 	TAILQ_INIT(&l->l_pods);
 	l->l_fd = fd;
+	l->l_size = (size_t)st->st_size;
 	/* signals are the loop's */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);

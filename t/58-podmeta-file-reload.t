@@ -203,7 +203,7 @@ try:
     pu.check_known(tap, pm.lookup("10.60.0.1", timeout=60 * W), small[0], "10.60.0.1",
                    name="another podmeta, on a small file")
     ok(h.wait_for(lambda: ends(pm.stderr(), eof) == 1, 30), "... its load is complete")
-    write_list(old, eof)
+    write_list(old + old, eof)          # twice the pods: a load long enough to interrupt
     ok(h.wait_for(lambda: loading(pm, 1, eof), 30, interval=0.005), "the file grows: a load is under way")
     is_(pm.close(60 * W), 0, "EOF during the load: exit 0")
     is_(ends(pm.stderr(), eof), 1, "... before the load completed")
