@@ -413,7 +413,7 @@ main(int argc, char *argv[])
 			    "--delete-grace", optarg);
 			break;
 		case OPT_CHANNEL_ID:
-			/* Squid never tells a helper whether concurrency is on */
+			/* Squid never tells a helper about concurrency */
 			if (strcmp(optarg, "auto") == 0)
 				conf->pc_idmode = HELPER_ID_AUTO;
 			else if (strcmp(optarg, "yes") == 0)
@@ -428,9 +428,10 @@ main(int argc, char *argv[])
 			errno = 0;
 			ul = strtoul(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' ||
-			    optarg[0] == '-' || ul < 1 || ul > HELPER_TOKENS_MAX)
-				fatalx("--address-token: a number from 1 to %d, "
-				    "not %s", HELPER_TOKENS_MAX, optarg);
+			    optarg[0] == '-' || ul < 1 ||
+			    ul > HELPER_TOKENS_MAX)
+				fatalx("--address-token: a number from 1 to "
+				    "%d, not %s", HELPER_TOKENS_MAX, optarg);
 			conf->pc_addrtok = ul;
 			break;
 		default:

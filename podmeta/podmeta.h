@@ -323,11 +323,11 @@ void	 watch_stop(struct watch *);
  * changes (checked every second); podmeta_synced() after every load.
  * A worker thread reads the file and renders its pods an item at a time
  * (with its own struct render from pm's configuration); the loop puts
- * them in the index a slice per turn, so lookups go on meanwhile.  What is not a
- * regular file is refused, and never opened in a way that could block.
- * NULL after logging why (out of memory, a bad --labels pattern).
- * source_stop() stops and frees it, abandoning a load under way
- * promptly (NULL is fine).
+ * them in the index a slice per turn, so lookups go on meanwhile.  What
+ * is not a regular file is refused, and never opened in a way that could
+ * block.  NULL after logging why (out of memory, a bad --labels
+ * pattern).  source_stop() stops and frees it, abandoning a load under
+ * way promptly (NULL is fine).
  */
 struct source *source_start(struct podmeta *pm, const char *path);
 void	 source_stop(struct source *);

@@ -33,15 +33,15 @@ TAILQ_HEAD(source_pods, pod);
  * everything in it but l_stop belongs to the worker.
  */
 struct load {
-	int			 l_fd;		/* the file; the worker closes it */
-	size_t			 l_size;	/* its size when opened */
-	struct buf		 l_in;		/* all of it, bounded by l_size */
-	int			 l_stop;	/* atomic: the loop asks the worker to give up */
+	int			 l_fd;		/* the worker closes it */
+	size_t			 l_size;	/* the file's when opened */
+	struct buf		 l_in;		/* the file, up to l_size + 1 */
+	int			 l_stop;	/* atomic: give up, says the loop */
 	int			 l_errno;	/* reading failed */
-	char			 l_err[256];	/* ":line: why" it is unusable, or "" */
+	char			 l_err[256];	/* ":line: why", or "" */
 	struct source_pods	 l_pods;	/* rendered, in file order */
 	size_t			 l_npods;
-	unsigned long long	 l_bad;		/* objects that are not usable pods */
+	unsigned long long	 l_bad;		/* not usable as pods */
 };
 
 enum source_state {
@@ -50,17 +50,17 @@ enum source_state {
 	SOURCE_APPLYING		/* the loop puts the pods in the index */
 };
 
+/* s_render is the worker's: its pcre2 match data is never the loop's. */
 struct source {
 	struct podmeta		*s_pm;
 	const char		*s_path;	/* borrowed from the caller */
-	struct render		*s_render;	/* the worker's own: its pcre2 match data
-						   is never shared with the loop */
+	struct render		*s_render;
 	ev_timer		 s_timer;	/* looks at the file every second */
 	ev_async		 s_done;	/* the worker has finished */
-	ev_timer		 s_apply;	/* the next slice, on the next loop turn */
+	ev_timer		 s_apply;	/* the next slice, next turn */
 	struct stat		 s_seen;	/* the version last tried */
 	int			 s_tried;
-	int			 s_errno;	/* last stat() failure, to log it once */
+	int			 s_errno;	/* of stat(), to log it once */
 	enum source_state	 s_state;
 	pthread_t		 s_thread;
 	struct load		 s_load;
@@ -269,7 +269,8 @@ source_parse(struct source *s)
 		p++;
 	else for (;;) {
 		if (p == end || *p != '"' || (q = scan_string(p, end)) == NULL)
-			return source_error(l, p, 1, "a string (a key) expected");
+			return source_error(l, p, 1,
+			    "a string (a key) expected");
 		if ((v = source_json(l, p, q)) == NULL)
 			return -1;
 		/* key on items, not kind: kubelet lists say "Pod" */
@@ -477,7 +478,7 @@ source_check(struct source *s)
 		return;
 	s->s_seen = st;
 	s->s_tried = 1;
-	/* opening a FIFO would wait for a writer, and a device may do anything */
+	/* opening a FIFO waits for a writer; a device may do anything */
 	if (!S_ISREG(st.st_mode)) {
 		log_warnx("%s: not a regular file (%s): ignored", s->s_path,
 		    source_kind(st.st_mode));
@@ -526,6 +527,8 @@ source_start(struct podmeta *pm, const char *path)
 		free(s);
 		return NULL;
 	}
+	/* jansson seeds its hash on the first object: before any thread */
+	json_object_seed(0);
 	s->s_pm = pm;
 	s->s_path = path;
 	TAILQ_INIT(&s->s_load.l_pods);
