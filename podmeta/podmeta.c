@@ -31,7 +31,7 @@ usage(int status)
 "\t[--token-file FILE] [--ca-file FILE] [--kubeconfig FILE] [--context NAME]\n"
 "\t[--node NAME] [--namespace NS] [--labels REGEX] [--annotations REGEX]\n"
 "\t[--max-value N] [--unknown ok|err] [--sync-wait SECONDS]\n"
-"\t[--delete-grace SECONDS]\n"
+"\t[--delete-grace SECONDS] [--channel-id auto|yes|no] [--address-token N]\n"
 "A Squid external ACL helper: reads client IPs on stdin, answers with\n"
 "the pod that owns each one, from a list+watch of the Kubernetes API.\n"
 "See podmeta(8).\n");
@@ -103,7 +103,8 @@ podmeta_request(struct podmeta *pm, char *line, size_t len)
 	struct proto_req	 pr;
 	struct pending		*pe;
 
-	if (proto_parse(line, len, &pr) == -1) {
+	if (proto_parse_as(line, len, pm->pm_conf.pc_idmode,
+	    pm->pm_conf.pc_addrtok, &pr) == -1) {
 		pm->pm_stats.ps_bad_requests++;
 		podmeta_reply(pm, &pr, PROTO_BAD, NULL, 0);
 		return;
@@ -201,7 +202,8 @@ podmeta_lines(struct podmeta *pm, int eof)
 	}
 	if (left == PODMETA_LINE_MAX && !pm->pm_discard) {
 		/* keep the channel ID from the start of the line */
-		proto_parse(p, left, &pm->pm_longreq);
+		proto_parse_as(p, left, pm->pm_conf.pc_idmode,
+		    pm->pm_conf.pc_addrtok, &pm->pm_longreq);
 		pm->pm_longreq.pr_error = "request line too long";
 		pm->pm_discard = 1;
 		left = 0;
@@ -297,7 +299,7 @@ enum {
 	OPT_SOURCE = 256, OPT_SERVER, OPT_TOKEN_FILE, OPT_CA_FILE,
 	OPT_KUBECONFIG, OPT_CONTEXT, OPT_NODE, OPT_NAMESPACE, OPT_LABELS,
 	OPT_ANNOTATIONS, OPT_MAX_VALUE, OPT_UNKNOWN, OPT_SYNC_WAIT,
-	OPT_DELETE_GRACE
+	OPT_DELETE_GRACE, OPT_CHANNEL_ID, OPT_ADDRESS_TOKEN
 };
 
 static const struct option podmeta_opts[] = {
@@ -318,6 +320,8 @@ static const struct option podmeta_opts[] = {
 	{ "unknown",		required_argument,	NULL, OPT_UNKNOWN },
 	{ "sync-wait",		required_argument,	NULL, OPT_SYNC_WAIT },
 	{ "delete-grace",	required_argument,	NULL, OPT_DELETE_GRACE },
+	{ "channel-id",		required_argument,	NULL, OPT_CHANNEL_ID },
+	{ "address-token",	required_argument,	NULL, OPT_ADDRESS_TOKEN },
 	{ NULL,			0,			NULL, 0 }
 };
 
@@ -338,6 +342,8 @@ main(int argc, char *argv[])
 	conf->pc_max_value = PODMETA_MAX_VALUE;
 	conf->pc_sync_wait = 5.0;
 	conf->pc_delete_grace = 120.0;
+	conf->pc_idmode = HELPER_ID_AUTO;
+	conf->pc_addrtok = 1;
 
 	diag_init(argv[0], 0);
 	conf->pc_node = getenv("NODE_NAME");
@@ -405,6 +411,28 @@ main(int argc, char *argv[])
 		case OPT_DELETE_GRACE:
 			conf->pc_delete_grace = podmeta_seconds(
 			    "--delete-grace", optarg);
+			break;
+		case OPT_CHANNEL_ID:
+			/* Squid never tells a helper about concurrency */
+			if (strcmp(optarg, "auto") == 0)
+				conf->pc_idmode = HELPER_ID_AUTO;
+			else if (strcmp(optarg, "yes") == 0)
+				conf->pc_idmode = HELPER_ID_REQUIRED;
+			else if (strcmp(optarg, "no") == 0)
+				conf->pc_idmode = HELPER_ID_NONE;
+			else
+				fatalx("--channel-id: auto, yes or no, not %s",
+				    optarg);
+			break;
+		case OPT_ADDRESS_TOKEN:
+			errno = 0;
+			ul = strtoul(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    optarg[0] == '-' || ul < 1 ||
+			    ul > HELPER_TOKENS_MAX)
+				fatalx("--address-token: a number from 1 to "
+				    "%d, not %s", HELPER_TOKENS_MAX, optarg);
+			conf->pc_addrtok = ul;
 			break;
 		default:
 			usage(2);

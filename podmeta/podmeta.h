@@ -39,6 +39,8 @@ struct podmeta_conf {
 	const char	*pc_annotations;	/* NULL: no annotation */
 	size_t		 pc_max_value;		/* 0: no cap */
 	int		 pc_unknown_err;
+	enum helper_idmode pc_idmode;		/* --channel-id */
+	size_t		 pc_addrtok;		/* --address-token, 1-based */
 	double		 pc_sync_wait;
 	double		 pc_delete_grace;
 };
@@ -169,10 +171,16 @@ void	 podmeta_stats_log(struct podmeta *pm, const char *why);
 /* proto.c */
 
 /*
- * Parse the request line[0..len) in place (line[len] must be writable).
- * Returns 0 with *pr filled, or -1 with pr->pr_error saying why (and
- * pr->pr_id set if the line had a channel ID).
+ * Parse the request line[0..len) in place (line[len] must be writable):
+ * a channel ID as idmode says, then tokens, of which the addrtok-th
+ * (1-based, at most HELPER_TOKENS_MAX) is the client address.  Returns 0
+ * with *pr filled, or -1 with pr->pr_error saying why (and pr->pr_id set
+ * if the line had a channel ID).
  */
+int	 proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
+	    size_t addrtok, struct proto_req *pr);
+
+/* proto_parse_as() with the defaults: HELPER_ID_AUTO, the first token. */
 int	 proto_parse(char *line, size_t len, struct proto_req *pr);
 
 /*
@@ -313,8 +321,13 @@ void	 watch_stop(struct watch *);
 /*
  * Read the PodList at path into pm's index now and whenever the file
  * changes (checked every second); podmeta_synced() after every load.
- * NULL if out of memory.  source_stop() stops and frees it (NULL is
- * fine).
+ * A worker thread reads the file and renders its pods an item at a time
+ * (with its own struct render from pm's configuration); the loop puts
+ * them in the index a slice per turn, so lookups go on meanwhile.  What
+ * is not a regular file is refused, and never opened in a way that could
+ * block.  NULL after logging why (out of memory, a bad --labels
+ * pattern).  source_stop() stops and frees it, abandoning a load under
+ * way promptly (NULL is fine).
  */
 struct source *source_start(struct podmeta *pm, const char *path);
 void	 source_stop(struct source *);

@@ -48,13 +48,16 @@ proto_addr_parse(char *s, size_t len, struct in6_addr *a)
 }
 
 int
-proto_parse(char *line, size_t len, struct proto_req *pr)
+proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
+    size_t addrtok, struct proto_req *pr)
 {
 	struct helper_request	 rq;
 
 	memset(pr, 0, sizeof(*pr));
-	if (helper_request_split(line, len, HELPER_ID_AUTO, 1, &rq) == -1) {
-		pr->pr_error = "unparseable request";
+	if (helper_request_split(line, len, idmode, 1, &rq) == -1) {
+		/* only HELPER_ID_REQUIRED fails, without a leading number */
+		pr->pr_error = rq.rq_ntok == 0 ? "empty request" :
+		    "no channel ID";
 		return -1;
 	}
 	if (rq.rq_id != NULL)
@@ -63,13 +66,27 @@ proto_parse(char *line, size_t len, struct proto_req *pr)
 		pr->pr_error = "empty request";
 		return -1;
 	}
-	/* later tokens (%DATA, usually "-") are not used */
-	if (proto_addr_parse(rq.rq_tok[0], rq.rq_toklen[0],
+	/*
+	 * The address is where %SRC is in the FORMAT: podmeta cannot tell
+	 * %SRC from %MYADDR or %DST by looking, so it never guesses.  The
+	 * other tokens (%SRCPORT, %DATA, usually "-") are not used.
+	 */
+	if (addrtok < 1 || addrtok > rq.rq_ntok) {
+		pr->pr_error = "no client address";
+		return -1;
+	}
+	if (proto_addr_parse(rq.rq_tok[addrtok - 1], rq.rq_toklen[addrtok - 1],
 	    &pr->pr_addr) == -1) {
 		pr->pr_error = "not an IP address";
 		return -1;
 	}
 	return 0;
+}
+
+int
+proto_parse(char *line, size_t len, struct proto_req *pr)
+{
+	return proto_parse_as(line, len, HELPER_ID_AUTO, 1, pr);
 }
 
 int
