@@ -60,6 +60,8 @@ T_SCENARIOS = \
 	t/55-conf-scale.t \
 	t/56-head-trickle.t \
 	t/57-reload-rebind.t \
+	t/58-podmeta-file-reload.t \
+	t/59-podmeta-srcport.t \
 	t/60-forward-curl.t \
 	t/61-forward-hostile.t \
 	t/62-forward-squid.t
