@@ -32,7 +32,7 @@ import sys
 import time
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
 import harness as h
-import k8sapi
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu
 import tap
 from tap import ok, is_, diag, done
@@ -63,10 +63,10 @@ def write_list(pods, p=path):
     os.replace(tmp, p)
 
 
-old = [k8sapi.make_pod("a-%d" % i, ip=ip_a(i), namespace="ns-%d" % (i % 5)) for i in range(N)]
+old = [kf.make_pod("a-%d" % i, ip=ip_a(i), namespace="ns-%d" % (i % 5)) for i in range(N)]
 kept = old[0]
 changed = dict(kept, metadata=dict(kept["metadata"], labels={"app": "a", "version": "two"}))
-born = [k8sapi.make_pod("b-%d" % i, ip=ip_b(i), namespace="ns-b") for i in range(GONE)]
+born = [kf.make_pod("b-%d" % i, ip=ip_b(i), namespace="ns-b") for i in range(GONE)]
 new = [changed] + old[1:N - GONE] + born
 gone = old[N - GONE]
 write_list(old)
@@ -182,7 +182,7 @@ try:
     pu.check_known(tap, pm.lookup(KEEP_IP, timeout=10 * W), changed, KEEP_IP, name="... lookups still answered")
     ok(pm.alive(), "podmeta still runs")
     os.rmdir(path)
-    small = [k8sapi.make_pod("c-1", ip="10.60.0.1", namespace="ns-c")]
+    small = [kf.make_pod("c-1", ip="10.60.0.1", namespace="ns-c")]
     write_list(small)
     r = pm.wait_reply("10.60.0.1", lambda r: r.log is not None and r.log.get("name") == "c-1", 30 * W)
     pu.check_known(tap, r, small[0], "10.60.0.1", name="a regular file put back is loaded")

@@ -28,7 +28,7 @@ import sys
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
 import harness as h
 import helper_util as hu
-import k8sapi
+from k8sapi import fixtures as kf  # noqa: E402
 import podmeta_util as pu
 import tap
 from tap import ok, is_, diag, done
@@ -38,7 +38,7 @@ h.need_connectd()
 h.watchdog(120)
 
 # ---------------------------------------------------------------- direct
-pods = [k8sapi.make_pod("web-%d" % i, ip="10.0.0.%d" % i, namespace="ns", slim=True)
+pods = [kf.make_pod("web-%d" % i, ip="10.0.0.%d" % i, namespace="ns", slim=True)
         for i in range(1, 4)]
 direct = hu.write_pods(h.tmpfile("direct.json"), pods)
 p1 = pods[0]
