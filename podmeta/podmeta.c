@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,20 @@ usage(int status)
 "the pod that owns each one, from a list+watch of the Kubernetes API.\n"
 "See podmeta(8).\n");
 	exit(status);
+}
+
+/* A bad option value: a usage error (exit 2, as podmeta(8) says). */
+static __attribute__((noreturn, format(printf, 1, 2))) void
+badarg(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fputs("podmeta: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
 }
 
 static void
@@ -291,7 +306,7 @@ podmeta_seconds(const char *flag, const char *s)
 	errno = 0;
 	d = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' || d < 0 || d > 1e7)
-		fatalx("%s: bad number of seconds: %s", flag, s);
+		badarg("%s: bad number of seconds: %s", flag, s);
 	return d;
 }
 
@@ -393,7 +408,7 @@ main(int argc, char *argv[])
 			ul = strtoul(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' ||
 			    optarg[0] == '-' || ul > 1024 * 1024)
-				fatalx("--max-value: bad number: %s", optarg);
+				badarg("--max-value: bad number: %s", optarg);
 			conf->pc_max_value = ul;
 			break;
 		case OPT_UNKNOWN:
@@ -402,7 +417,7 @@ main(int argc, char *argv[])
 			else if (strcmp(optarg, "err") == 0)
 				conf->pc_unknown_err = 1;
 			else
-				fatalx("--unknown: ok or err, not %s", optarg);
+				badarg("--unknown: ok or err, not %s", optarg);
 			break;
 		case OPT_SYNC_WAIT:
 			conf->pc_sync_wait = podmeta_seconds("--sync-wait",
@@ -421,7 +436,7 @@ main(int argc, char *argv[])
 			else if (strcmp(optarg, "no") == 0)
 				conf->pc_idmode = HELPER_ID_NONE;
 			else
-				fatalx("--channel-id: auto, yes or no, not %s",
+				badarg("--channel-id: auto, yes or no, not %s",
 				    optarg);
 			break;
 		case OPT_ADDRESS_TOKEN:
@@ -430,7 +445,7 @@ main(int argc, char *argv[])
 			if (errno != 0 || end == optarg || *end != '\0' ||
 			    optarg[0] == '-' || ul < 1 ||
 			    ul > HELPER_TOKENS_MAX)
-				fatalx("--address-token: a number from 1 to "
+				badarg("--address-token: a number from 1 to "
 				    "%d, not %s", HELPER_TOKENS_MAX, optarg);
 			conf->pc_addrtok = ul;
 			break;
@@ -448,7 +463,7 @@ main(int argc, char *argv[])
 	if (strncmp(source, "file:", 5) == 0 && source[5] != '\0')
 		conf->pc_source_file = source + 5;
 	else if (strcmp(source, "api") != 0)
-		fatalx("--source: api or file:PATH, not %s", source);
+		badarg("--source: api or file:PATH, not %s", source);
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((pm.pm_loop = ev_default_loop(EVFLAG_AUTO)) == NULL)

@@ -7,7 +7,9 @@
   `#directive ...`) and every directive of the core issue is documented
   in connectd.conf(5);
 - every command-line flag in connectd's usage line is documented in
-  connectd(8).
+  connectd(8), every option in podmeta's in podmeta(8);
+- podmeta exits 2, as podmeta(8) says of a usage error, for a bad option
+  value, saying which option and why.
 podmeta.8 belongs to the podmeta issue: while it is empty it is skipped."""
 import os
 import re
@@ -104,4 +106,29 @@ else:
 man8 = rendered.get("man/connectd.8", "")
 for fl in flags:
     ok(re.search(r"(?<![\w-])-%s\b" % fl, man8), "connectd(8) documents -%s" % fl)
+
+# podmeta: its options, and what a bad value gets
+PODMETA = os.environ.get("PODMETA", "")
+if PODMETA and os.access(PODMETA, os.X_OK):
+    pm8 = rendered.get("man/podmeta.8", "")
+    rc, out, err = h.run([PODMETA, "-h"], timeout=10)
+    opts = re.findall(r"\[(--[a-z][a-z-]*)", out + err)
+    ok(rc == 0 and len(opts) >= 10, "podmeta -h prints its options (%d)" % len(opts))
+    for o in opts:
+        ok(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(o), pm8), "podmeta(8) documents %s" % o)
+    for args, opt in ((["--max-value", "x"], "--max-value"),
+                      (["--max-value", "-1"], "--max-value"),
+                      (["--unknown", "maybe"], "--unknown"),
+                      (["--sync-wait", "soon"], "--sync-wait"),
+                      (["--delete-grace", "-5"], "--delete-grace"),
+                      (["--channel-id", "sometimes"], "--channel-id"),
+                      (["--address-token", "0"], "--address-token"),
+                      (["--source", "ftp://x"], "--source"),
+                      (["--no-such-option"], "no-such-option"),
+                      (["extra-argument"], "usage")):
+        rc, out, err = h.run([PODMETA] + args, timeout=10, input="")
+        ok(rc == 2 and opt in err,
+           "podmeta %s: exit 2 (%r), naming %s: %r" % (" ".join(args), rc, opt, err.strip()[-200:]))
+else:
+    diag("PODMETA not set: podmeta's options not checked")
 done()
