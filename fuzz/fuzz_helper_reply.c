@@ -118,7 +118,8 @@ fuzz_escape(const uint8_t *data, size_t len)
 
 /* podmeta: one request line gives exactly one well-formed reply line. */
 static void
-fuzz_request(const uint8_t *data, size_t len)
+fuzz_request(const uint8_t *data, size_t len, enum helper_idmode idmode,
+    size_t addrtok)
 {
 	static const char	 tail[] = "\\\",\\\"x\\\":1}\" pod=p";
 	struct proto_req	 pr;
@@ -128,9 +129,14 @@ fuzz_request(const uint8_t *data, size_t len)
 	char			*buf = fuzz_copy(data, len);
 	int			 rc;
 
-	rc = proto_parse(buf, len, &pr);
+	rc = proto_parse_as(buf, len, idmode, addrtok, &pr);
 	CHECK((rc == -1) == (pr.pr_error != NULL));
 	CHECK(strlen(pr.pr_id) <= HELPER_ID_MAXLEN);
+	/* --channel-id yes: an answer always carries one; no: never */
+	if (idmode == HELPER_ID_REQUIRED && rc == 0)
+		CHECK(pr.pr_id[0] != '\0');
+	if (idmode == HELPER_ID_NONE)
+		CHECK(pr.pr_id[0] == '\0');
 	for (ans = PROTO_HIT; ans <= PROTO_BAD; ans++) {
 		if (rc == -1 && ans != PROTO_BAD)
 			continue;
@@ -160,6 +166,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	fuzz_reply(data, len);
 	fuzz_quote(data, len);
 	fuzz_escape(data, len);
-	fuzz_request(data, len);
+	/* podmeta's defaults, then --channel-id and --address-token */
+	fuzz_request(data, len, HELPER_ID_AUTO, 1);
+	fuzz_request(data, len, HELPER_ID_REQUIRED, 1 + (len ? data[0] % 3 : 0));
+	fuzz_request(data, len, HELPER_ID_NONE, 1 + (len ? data[0] % 5 : 0));
 	return 0;
 }

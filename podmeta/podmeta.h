@@ -180,9 +180,6 @@ void	 podmeta_stats_log(struct podmeta *pm, const char *why);
 int	 proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
 	    size_t addrtok, struct proto_req *pr);
 
-/* proto_parse_as() with the defaults: HELPER_ID_AUTO, the first token. */
-int	 proto_parse(char *line, size_t len, struct proto_req *pr);
-
 /*
  * Append one reply line for pr, newline included, to out.  For
  * PROTO_HIT, tail[0..taillen) is a pod's rendered tail; for PROTO_BH and

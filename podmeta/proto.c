@@ -84,12 +84,6 @@ proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
 }
 
 int
-proto_parse(char *line, size_t len, struct proto_req *pr)
-{
-	return proto_parse_as(line, len, HELPER_ID_AUTO, 1, pr);
-}
-
-int
 proto_reply(struct buf *out, const struct proto_req *pr,
     enum proto_answer ans, const char *tail, size_t taillen)
 {
