@@ -62,7 +62,9 @@ T_SCENARIOS = \
 	t/57-reload-rebind.t \
 	t/60-forward-curl.t \
 	t/61-forward-hostile.t \
-	t/62-forward-squid.t
+	t/62-forward-squid.t \
+	t/63-forward-apt.t \
+	t/64-forward-pip.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
