@@ -372,7 +372,10 @@ with cd:
          % err.strip()[-120:])
     lines = cd.wait_idle()
     valid = h.all_valid_json(cd.log)
-    access = reg.access()
+    # the registry writes its access line once its handler returns
+    n_http = sum(1 for x in valid if x.get("method") != "CONNECT")
+    access = h.wait_for(lambda: (lambda a: a if len(a) >= n_http else None)(reg.access()),
+                        timeout=5) or reg.access()
 
 http = [x for x in valid if x.get("method") != "CONNECT"]
 tunnels = [x for x in valid if x.get("method") == "CONNECT"]
