@@ -34,7 +34,6 @@ import email.utils
 import gzip
 import hashlib
 import os
-import subprocess
 import sys
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
 import harness as h

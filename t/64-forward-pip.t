@@ -34,7 +34,6 @@ import gzip
 import hashlib
 import io
 import os
-import subprocess
 import sys
 import zipfile
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))

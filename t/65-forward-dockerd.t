@@ -59,7 +59,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
 import harness as h
 import policy_util as pu
@@ -263,7 +262,8 @@ class Dockerd:
 
     def stop(self):
         """dockerd, then its containerd (by its pid file, if it is ours and
-        still there), then every mount under our roots."""
+        still there), then every mount under our roots that shows here
+        (none should: they are made in dockerd's own mount namespace)."""
         if self.proc is not None:
             self.proc.stop(grace=20)
         cpid = os.path.join(self.exec_root, "containerd", "containerd.pid")
@@ -272,9 +272,12 @@ class Dockerd:
         except ValueError:
             pid = 0
         if pid and self._ours(pid):
-            os.kill(pid, signal.SIGTERM)
-            if not h.wait_for(lambda: not self._ours(pid), timeout=10):
-                os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGTERM)
+                if not h.wait_for(lambda: not self._ours(pid), timeout=10):
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         mounts = []
         for ln in h.read_text("/proc/self/mounts").splitlines():
             parts = ln.split()
