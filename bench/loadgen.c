@@ -958,6 +958,7 @@ struct hgen {
 };
 
 static void	h_open(struct hgen *, int, double);
+static void	h_retry(struct hgen *, struct hconn *);
 
 /* Keep an error's text printable and safe inside a JSON string. */
 static void
@@ -1029,6 +1030,11 @@ h_send(struct hgen *g, struct hconn *c)
 		c->t0 = now();
 	}
 	n = write(c->fd, g->req, (size_t)g->reqlen);
+	if (n == -1 && (errno == EPIPE || errno == ECONNRESET) &&
+	    c->nreq > 0 && !c->resent) {
+		h_retry(g, c);		/* it closed the kept-alive connection */
+		return;
+	}
 	if (n != g->reqlen) {
 		h_fail(g, c, "write request", n == -1 ? strerror(errno) :
 		    "short write");
