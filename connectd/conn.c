@@ -504,6 +504,7 @@ conn_fail(struct conn *c, int status, enum close_reason reason,
 	memcpy(c->c_down->rb_data, buf, (size_t)n);
 	c->c_down->rb_off = 0;
 	c->c_down->rb_len = c->c_down->rb_cap = (size_t)n;
+	c->c_down->rb_reply = (size_t)n;
 	conn_go(c, CONN_REPLY);
 }
 
@@ -706,6 +707,7 @@ conn_head_done(struct conn *c, const struct http_request *req)
 		    c->c_head->ch_buf.b_data + req->hr_head_len, rest);
 		c->c_up->rb_off = 0;
 		c->c_up->rb_len = c->c_up->rb_cap = rest;
+		c->c_up->rb_reply = 0;
 	}
 	conn_head_free(c);
 
@@ -985,8 +987,8 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 	struct conn		*c = io->data;
 	struct logrec		*r = c->c_rec;
 	socklen_t		 len = sizeof(int);
-	int			 error = 0;
-	ssize_t			 n;
+	int			 error = 0, err;
+	size_t			 n, rest;
 
 	if (getsockopt(c->c_sfd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
 		error = errno;
@@ -1008,14 +1010,27 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 
 	r->lr_status = 200;
 	c->c_worker->w_stats.st_tunnels++;
-	/* 39 bytes into an empty socket buffer: a short write is a dead client */
-	n = write(c->c_cfd, ok, sizeof(ok) - 1);
-	if (n > 0)
-		r->lr_reply_out = (uint64_t)n;
-	if (n != (ssize_t)(sizeof(ok) - 1)) {
-		conn_close(c, n == -1 && errno == ECONNRESET ?
-		    CLOSE_CLIENT_RESET : CLOSE_CLIENT_EOF);
+	/*
+	 * 39 bytes usually go at once, but not into a socket still full of
+	 * a forwarded response before this CONNECT: the rest then goes
+	 * first when relaying starts, as the reply it is.
+	 */
+	n = net_write(c->c_cfd, ok, sizeof(ok) - 1, &err);
+	r->lr_reply_out = n;
+	if (err != 0) {
+		conn_close(c, err == ECONNRESET ? CLOSE_CLIENT_RESET :
+		    CLOSE_CLIENT_EOF);
 		return;
+	}
+	if ((rest = sizeof(ok) - 1 - n) > 0) {
+		if ((c->c_down = malloc(sizeof(*c->c_down) + rest)) == NULL) {
+			conn_close(c, CLOSE_CLIENT_EOF);
+			return;
+		}
+		memcpy(c->c_down->rb_data, ok + n, rest);
+		c->c_down->rb_off = 0;
+		c->c_down->rb_len = c->c_down->rb_cap = rest;
+		c->c_down->rb_reply = rest;
 	}
 	conn_go(c, CONN_RELAY);
 }

@@ -308,6 +308,8 @@ struct relay_buf {
 	size_t			 rb_off;
 	size_t			 rb_len;
 	size_t			 rb_cap;
+	size_t			 rb_reply;	/* bytes at rb_off that are our
+						   own reply, not the tunnel's */
 	char			 rb_data[];
 };
 

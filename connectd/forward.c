@@ -410,8 +410,9 @@ forward_pool_free(struct worker *w)
 /* ----------------------------------------------------------- the relay */
 
 /*
- * Write what the peer takes of data; keep the rest in pending, which
- * must be empty.  Returns 0, or -1 with errno if the peer is gone.
+ * Write what the peer takes of data; keep the rest in pending.  Behind
+ * bytes already pending, data waits its turn: it is only appended.
+ * Returns 0, or -1 with errno if the peer is gone.
  */
 static int
 fwd_send(int fd, struct buf *pending, const char *data, size_t len,
@@ -420,6 +421,13 @@ fwd_send(int fd, struct buf *pending, const char *data, size_t len,
 	size_t	 off;
 	int	 err;
 
+	if (pending->b_len > 0) {
+		if (buf_add(pending, data, len) == -1) {
+			errno = ENOMEM;
+			return -1;
+		}
+		return 0;
+	}
 	off = net_write(fd, data, len, &err);
 	if (count != NULL)
 		*count += off;
@@ -533,33 +541,36 @@ forward_up(struct conn *c)
 	ssize_t			 n;
 	int			 rv;
 
+	/* what came with the head joins it, for one write */
+	if ((up = c->c_up) != NULL && !f->f_req_done) {
+		c->c_up = NULL;
+		rv = fwd_up_bytes(c, up->rb_data + up->rb_off,
+		    up->rb_len - up->rb_off);
+		free(up);
+		if (rv == -1)
+			return;
+	}
 	if ((rv = fwd_flush(c->c_sfd, &f->f_toserver, NULL)) == -1) {
 		fwd_down(c, -1);
 		return;
 	}
 	while (rv == 1 && !f->f_req_done) {
-		if ((up = c->c_up) != NULL) {
-			/* what came with the head */
-			c->c_up = NULL;
-			rv = fwd_up_bytes(c, up->rb_data + up->rb_off,
-			    up->rb_len - up->rb_off);
-			free(up);
-		} else {
-			n = read(c->c_cfd, w->w_scratch, w->w_scratch_len);
-			if (n == -1 && (errno == EAGAIN || errno == EINTR))
-				break;
-			if (n <= 0) {
-				/* the client went away in the middle of it */
-				conn_close(c, n == 0 ? CLOSE_CLIENT_EOF :
-				    CLOSE_CLIENT_RESET);
-				return;
-			}
-			c->c_activity = ev_now(w->w_loop);
-			rv = fwd_up_bytes(c, w->w_scratch, (size_t)n);
-		}
-		if (rv == -1)
+		n = read(c->c_cfd, w->w_scratch, w->w_scratch_len);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n <= 0) {
+			/* the client went away in the middle of it */
+			conn_close(c, n == 0 ? CLOSE_CLIENT_EOF :
+			    CLOSE_CLIENT_RESET);
 			return;
-		rv = f->f_toserver.b_len == 0;
+		}
+		c->c_activity = ev_now(w->w_loop);
+		if (fwd_up_bytes(c, w->w_scratch, (size_t)n) == -1)
+			return;
+		if ((rv = fwd_flush(c->c_sfd, &f->f_toserver, NULL)) == -1) {
+			fwd_down(c, -1);
+			return;
+		}
 	}
 	fwd_watch(c);
 }
@@ -655,8 +666,7 @@ fwd_down_head(struct conn *c)
 	struct fwd		*f = c->c_fwd;
 	struct logrec		*r = c->c_rec;
 	struct http_response	 rs;
-	struct buf		 out = BUF_INITIALIZER(0);
-	size_t			 end;
+	size_t			 end, before;
 
 	while (f->f_state == FWD_HEAD &&
 	    (end = httpmsg_head_end(f->f_rhead.b_data, f->f_rhead.b_len,
@@ -695,20 +705,19 @@ fwd_down_head(struct conn *c)
 		httpmsg_body_init(&f->f_resp, rs.rs_body, rs.rs_clen);
 		f->f_resp.hb_decode = rs.rs_body == HTTP_BODY_CHUNKED &&
 		    f->f_client10;
-		if (fwd_response_head(c, f->f_rhead.b_data, &rs, &out) == -1) {
-			buf_free(&out);
+		/*
+		 * The head waits in f_toclient for what came with it, so
+		 * that both go in one write (forward_down flushes).
+		 */
+		before = f->f_toclient.b_len;
+		if (fwd_response_head(c, f->f_rhead.b_data, &rs,
+		    &f->f_toclient) == -1) {
+			buf_truncate(&f->f_toclient, before);
 			fwd_fail(c, 500, CLOSE_SERVER_EOF, "out of memory");
 			return -1;
 		}
 		f->f_replied = 1;
-		r->lr_reply_out = out.b_len;
-		if (fwd_send(c->c_cfd, &f->f_toclient, out.b_data, out.b_len,
-		    &r->lr_bytes_down) == -1) {
-			buf_free(&out);
-			conn_close(c, CLOSE_CLIENT_RESET);
-			return -1;
-		}
-		buf_free(&out);
+		r->lr_reply_out = f->f_toclient.b_len - before;
 		f->f_state = f->f_resp.hb_done ? FWD_DONE : FWD_BODY;
 		buf_drop(&f->f_rhead, end);
 		/* what came with the head is the body's */
@@ -818,7 +827,12 @@ forward_down(struct conn *c)
 				return;
 		} else if (fwd_down_body(c, p, (size_t)n) == -1)
 			return;
-		rv = f->f_toclient.b_len == 0;
+		/* what this read left waiting (a head, short writes) goes now */
+		if ((rv = fwd_flush(c->c_cfd, &f->f_toclient,
+		    &c->c_rec->lr_bytes_down)) == -1) {
+			conn_close(c, CLOSE_CLIENT_RESET);
+			return;
+		}
 	}
 	if (c->c_state != CONN_FORWARD)
 		return;

@@ -113,6 +113,7 @@ relay_write(struct conn *c, struct relay_dir *d, const char *data, size_t len)
 	memcpy(b->rb_data, data + off, len - off);
 	b->rb_off = 0;
 	b->rb_len = b->rb_cap = len - off;
+	b->rb_reply = 0;
 	*d->rd_pending = b;
 	ev_io_stop(loop, d->rd_read);
 	ev_io_start(loop, d->rd_write);
@@ -154,13 +155,17 @@ relay_flush(struct conn *c, struct relay_dir *d)
 {
 	struct ev_loop		*loop = c->c_worker->w_loop;
 	struct relay_buf	*b = *d->rd_pending;
-	size_t			 n;
+	size_t			 n, own;
 	int			 err;
 
 	n = net_write(d->rd_to, b->rb_data + b->rb_off, b->rb_len - b->rb_off,
 	    &err);
 	b->rb_off += n;
-	*d->rd_bytes += n;
+	/* the rest of a 200 that did not go at once is ours, not the tunnel's */
+	own = n < b->rb_reply ? n : b->rb_reply;
+	b->rb_reply -= own;
+	c->c_rec->lr_reply_out += own;
+	*d->rd_bytes += n - own;
 	if (n > 0)
 		c->c_activity = ev_now(loop);
 	if (err != 0) {
@@ -201,8 +206,9 @@ relay_write_cb(EV_P_ ev_io *io, int revents)
 }
 
 /*
- * The 200 is out (conn.c's entry action for CONN_RELAY): start relaying,
- * bytes pipelined after the head first.
+ * The 200 is sent (conn.c's entry action for CONN_RELAY): start relaying,
+ * bytes pipelined after the head first, and the rest of the 200 before
+ * anything from the server if the client's socket did not take it whole.
  */
 void
 relay_start(struct conn *c)
@@ -212,7 +218,10 @@ relay_start(struct conn *c)
 	conn_io_init(c, relay_read_cb, relay_write_cb, relay_read_cb,
 	    relay_write_cb);
 
-	ev_io_start(loop, &c->c_sread);
+	if (c->c_down != NULL)
+		ev_io_start(loop, &c->c_cwrite);
+	else
+		ev_io_start(loop, &c->c_sread);
 	if (c->c_up != NULL)
 		ev_io_start(loop, &c->c_swrite);
 	else

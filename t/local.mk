@@ -67,7 +67,8 @@ T_SCENARIOS = \
 	t/62-forward-squid.t \
 	t/63-forward-apt.t \
 	t/64-forward-pip.t \
-	t/65-forward-dockerd.t
+	t/65-forward-dockerd.t \
+	t/66-short-writes.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
