@@ -64,7 +64,10 @@ T_SCENARIOS = \
 	t/59-podmeta-srcport.t \
 	t/60-forward-curl.t \
 	t/61-forward-hostile.t \
-	t/62-forward-squid.t
+	t/62-forward-squid.t \
+	t/70-log-tcp.t \
+	t/71-log-udp.t \
+	t/72-log-syslog.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
