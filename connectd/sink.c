@@ -798,6 +798,25 @@ sink_connect_unix(struct sink *s)
 }
 
 /*
+ * A TCP connect to a port of this host that nobody listens on can pick
+ * that very port as its own and connect to itself (a simultaneous open):
+ * then every line would be "acknowledged" by connectd itself.
+ */
+static int
+sink_self_connected(int fd)
+{
+	struct sockaddr_storage	 a, b;
+	socklen_t		 al = sizeof(a), bl = sizeof(b);
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	if (getsockname(fd, (struct sockaddr *)&a, &al) == -1 ||
+	    getpeername(fd, (struct sockaddr *)&b, &bl) == -1)
+		return 0;
+	return al == bl && memcmp(&a, &b, al) == 0;
+}
+
+/*
  * Resolves the host (getaddrinfo(3) may wait for DNS: this is the
  * writer thread, never the loop) and connects to each address in turn.
  * A TCP connect waits at most SINK_CONNECT_TIMEOUT, and stops on abort.
@@ -864,6 +883,12 @@ sink_connect_inet(struct sink *s, int type)
 	if (fd == -1) {
 		freeaddrinfo(res);
 		sink_failed(s, "%s", why);
+		return -1;
+	}
+	if (type == SOCK_STREAM && sink_self_connected(fd)) {
+		close(fd);
+		freeaddrinfo(res);
+		sink_failed(s, "connect to %s: %s", addr, strerror(ECONNREFUSED));
 		return -1;
 	}
 	/* a receiver whose host vanished is noticed on an idle connection */
@@ -1326,11 +1351,12 @@ sink_net_main(void *arg)
 			s->s_reopen = 0;
 			s->s_retry = 0;
 		}
-		if (s->s_stop && !stopping) {
-			/* one last attempt for what is queued */
+		if (s->s_stop && stopping == 0) {
+			/* one last attempt for what is queued ... */
 			stopping = 1;
 			s->s_retry = 0;
-		}
+		} else if (s->s_stop && s->s_fd == -1 && stopping == 2)
+			break;	/* ... failed: what is left is dropped */
 		if (s->s_stop && s->s_qlen == 0)
 			break;
 		if (sink_report_locked(s, 0, msg, sizeof(msg))) {
@@ -1339,6 +1365,8 @@ sink_net_main(void *arg)
 			pthread_mutex_lock(&s->s_mtx);
 		}
 		if (s->s_fd == -1 && sink_mono() >= s->s_retry) {
+			if (stopping)
+				stopping = 2;
 			pthread_mutex_unlock(&s->s_mtx);
 			(void)sink_connect(s);
 			pthread_mutex_lock(&s->s_mtx);
