@@ -589,9 +589,10 @@ lf_mark_truncated(char **linep, size_t *lenp)
 		return -1;
 	/* {} takes the member without a comma */
 	add = sizeof(mark) - 1 + (line[before - 1] == '{' ? 0 : 1);
-	if ((n = realloc(line, len + add)) == NULL)
+	if ((n = realloc(line, len + add + 1)) == NULL)
 		return -1;
-	memmove(n + brace + add, n + brace, len - brace);
+	/* the rest and its NUL move up: lines stay NUL-terminated */
+	memmove(n + brace + add, n + brace, len - brace + 1);
 	if (add == sizeof(mark) - 1)
 		memcpy(n + brace, mark, sizeof(mark) - 1);
 	else {
@@ -639,6 +640,7 @@ logformat_render_fit(const struct logformat *lf, const struct logrec *rec,
 	    ((unsigned char)line[cut] & 0xc0) == 0x80; cut--)
 		;
 	line[cut] = '\n';
+	line[cut + 1] = '\0';
 	*lenp = cut + 1;
 	return line;
 }
