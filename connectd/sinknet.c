@@ -663,7 +663,7 @@ sink_dgram_send(struct sink *s, char *line, size_t len)
 	struct iovec	 iov[2];
 	char		 hdr[512];
 	short		 rev;
-	int		 n = 0, refused = 0;
+	int		 n = 0, refused = 0, error;
 
 	if (s->s_kind == ALK_SYSLOG) {
 		iov[n].iov_base = hdr;
@@ -705,48 +705,51 @@ sink_dgram_send(struct sink *s, char *line, size_t len)
 		default:
 			break;
 		}
+		error = errno;
 		pthread_mutex_lock(&s->s_mtx);
 		s->s_errors++;
-		s->s_errno = errno;
+		s->s_errno = error;
 		pthread_mutex_unlock(&s->s_mtx);
 		return 1;
 	}
 }
 
 /*
- * Sends lines[0..n) as datagrams; on a socket gone, the rest goes back
- * to the queue and the output reconnects.
+ * Sends lines[0..n) as datagrams, counting each as it goes (a daemon
+ * that reads slowly holds a batch up: SIGUSR1 still tells the truth).
+ * On a socket gone, the rest goes back to the queue and the output
+ * connects anew.
  */
 static void
 sink_dgram_batch(struct sink *s, char **lines, size_t *lens, int n)
 {
 	char	 why[160];
-	size_t	 bytes = 0;
 	int	 i, rv = 0, error = 0;
-	uint64_t sent = 0;
 
 	for (i = 0; i < n; i++) {
-		if ((rv = sink_dgram_send(s, lines[i], lens[i])) < 0)
+		if ((rv = sink_dgram_send(s, lines[i], lens[i])) < 0) {
+			error = errno;
 			break;
+		}
+		pthread_mutex_lock(&s->s_mtx);
 		if (rv == 0)
-			sent++;
-		bytes += lens[i];
+			s->s_written++;
+		s->s_bytes -= lens[i];
+		s->s_busy--;
+		pthread_mutex_unlock(&s->s_mtx);
 		free(lines[i]);
 	}
 	if (rv == -1) {
-		error = errno;
 		close(s->s_fd);
 		s->s_fd = -1;
 		s->s_retry = 0;
 	}
 	pthread_mutex_lock(&s->s_mtx);
-	s->s_written += sent;
-	s->s_bytes -= bytes;
 	s->s_busy = 0;
 	for (n--; n >= i; n--)
 		sink_unshift_locked(s, lines[n], lens[n]);
 	pthread_mutex_unlock(&s->s_mtx);
-	if (error != 0) {
+	if (rv == -1) {
 		snprintf(why, sizeof(why), "send to %s: %s", s->s_peer,
 		    strerror(error));
 		sink_note_failure(s, why);

@@ -18,8 +18,11 @@ checks only server=unix:PATH and server=udp://.
   flow.  A daemon that restarts (its socket made anew): no line is lost.
 - A line too long for datagram-size=2KB: the message fits, its MSG is
   valid JSON with "truncated":true.
+- A daemon that does not read: the queue bound holds, drops are counted,
+  tunnels keep working; once it reads, the queued lines arrive.
 - connectd -t refuses bad syslog specs with FILE:LINE.
 """
+import concurrent.futures
 import json
 import os
 import re
@@ -175,6 +178,43 @@ with h.Connectd(conf) as cd:
     is_(len(grams), 5, "all 5 arrive: the first send fails, connectd connects anew and sends it again")
 rx.close()
 urx.close()
+
+# ------------------------------------- a syslog daemon that does not read
+stallpath = os.path.join(h.tmpdir(), "stall.sock")
+stall = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+stall.bind(stallpath)
+name = "syslog:local4.info server=unix:%s" % stallpath
+N = 300
+with h.Connectd("access_log %s buffer-size=16KB\n" % name) as cd:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        res = list(pool.map(lambda _: tunnel_from(cd.port), range(N)))
+    is_(res.count(True), N, "all %d tunnels worked while the daemon read nothing" % N)
+    ok(cd.wait_stderr(r"access log %s: \d+ lines dropped \(queue full\)" % re.escape(name), 20),
+       "stderr counts the dropped lines")
+    st = lr.sink_stats(cd, name)
+    ok(st and st["dropped"] > 0 and st["queued_bytes"] <= 16 * 1024,
+       "SIGUSR1: drops counted, the 16 KB bound holds (%r)" % (st,))
+    got = []
+    stall.settimeout(0.5)
+
+    def drain():
+        try:
+            while True:
+                got.append(stall.recv(65536))
+        except OSError:
+            pass
+    st = None
+    for _ in range(40):
+        drain()
+        st = lr.sink_stats(cd, name)
+        if st and st["queued"] == 0:
+            break
+    drain()
+    ok(st and st["queued"] == 0 and st["written"] == len(got),
+       "once it reads, every queued line arrives (%d)" % len(got))
+    ok(st and st["written"] + st["dropped"] + st["errors"] == N,
+       "written + dropped + errors == %d (%r)" % (N, st))
+stall.close()
 
 # ------------------------------------------------------- /dev/log itself
 if DEVLOG:
