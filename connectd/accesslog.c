@@ -38,8 +38,7 @@ accesslog_open(struct conf *conf, char *err, size_t errlen)
 	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
 		if (alc->alc_sink != NULL)
 			continue;
-		if ((alc->alc_sink = sink_open(alc->alc_path,
-		    alc->alc_buffer_size, err, errlen)) == NULL) {
+		if ((alc->alc_sink = sink_open(alc, err, errlen)) == NULL) {
 			accesslog_close(conf);
 			return -1;
 		}
@@ -56,6 +55,10 @@ accesslog_check(const struct conf *conf, char *err, size_t errlen)
 	char			 dir[PATH_MAX];
 
 	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
+		/* a network output's spelling was checked by conf.c; it is
+		   not connected to here: its receiver may well start later */
+		if (alc->alc_kind != ALK_STDIO)
+			continue;
 		if (strcmp(alc->alc_path, "/dev/stdout") == 0 ||
 		    strcmp(alc->alc_path, "/dev/stderr") == 0)
 			continue;
@@ -115,14 +118,19 @@ accesslog_format(const struct access_log_conf *alc)
 	return logformat_builtin("json");
 }
 
-/* Render rec once per format and push the lines to conf's sinks. */
+/*
+ * Render rec once per format and push the lines to conf's sinks.  A line
+ * too long for an output's datagrams is rendered again, shorter, for
+ * that output alone (logformat_render_fit()): never cut in the sink,
+ * which would leave invalid JSON.
+ */
 static void
 accesslog_write(const struct conf *conf, const struct logrec *rec)
 {
 	struct access_log_conf	*alc, *next;
 	const struct logformat	*fmt, *cfmt = NULL;
 	char			*line, *cached = NULL;
-	size_t			 clen = 0;
+	size_t			 clen = 0, max, len;
 
 	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
 		if (alc->alc_sink == NULL ||
@@ -137,6 +145,14 @@ accesslog_write(const struct conf *conf, const struct logrec *rec)
 		}
 		if (cached == NULL)
 			continue;
+		if ((max = sink_line_max(alc->alc_sink)) > 0 && clen > max) {
+			if ((line = logformat_render_fit(fmt, rec, max,
+			    &len)) == NULL)
+				sink_drop(alc->alc_sink);
+			else
+				sink_push(alc->alc_sink, line, len, 1);
+			continue;
+		}
 		/* the sink owns what it is given: copy if a later log reuses it */
 		for (next = TAILQ_NEXT(alc, alc_entry); next != NULL &&
 		    next->alc_sink == NULL; next = TAILQ_NEXT(next, alc_entry))
@@ -150,7 +166,7 @@ accesslog_write(const struct conf *conf, const struct logrec *rec)
 			cached = NULL;
 			cfmt = NULL;
 		}
-		sink_push(alc->alc_sink, line, clen);
+		sink_push(alc->alc_sink, line, clen, 0);
 	}
 	free(cached);
 }

@@ -25,6 +25,11 @@
 #define CONF_BUFFER_DEFAULT	(4 * 1024 * 1024)
 #define CONF_BUFFER_MAX		(1024 * 1024 * 1024)
 #define CONF_LOG_DEFAULT	"/dev/stdout"
+#define CONF_DGRAM_DEFAULT	8192	/* rsyslog's default maximum */
+#define CONF_DGRAM_MIN		1024	/* room for a line left short */
+#define CONF_DGRAM_MAX		65507	/* the most a UDP/IPv4 datagram holds */
+#define CONF_SYSLOG_FACILITY	1	/* user: what Squid 5.7 sends */
+#define CONF_SYSLOG_SEVERITY	6	/* info: Squid's default */
 #define CONF_FORMAT_DEFAULT	"json"
 
 struct conf_parse;
@@ -183,6 +188,30 @@ static const struct conf_unit conf_time_units[] = {
 	{ "month",		86400 * 30 },
 	{ "year",		86400 * 365.2522 },
 	{ "decade",		86400 * 365.2522 * 10 },
+};
+
+/*
+ * syslog names, as in syslog.conf(5), with their RFC 5424 codes.  Squid
+ * documents authpriv, daemon, local0..local7 and user, and the
+ * priorities err, warning, notice, info and debug; the other names are
+ * taken too, but kern, which only the kernel may claim.
+ */
+struct conf_code {
+	const char	*cc_name;
+	int		 cc_code;
+};
+
+static const struct conf_code conf_facilities[] = {
+	{ "user", 1 }, { "mail", 2 }, { "daemon", 3 }, { "auth", 4 },
+	{ "syslog", 5 }, { "lpr", 6 }, { "news", 7 }, { "uucp", 8 },
+	{ "cron", 9 }, { "authpriv", 10 }, { "ftp", 11 },
+	{ "local0", 16 }, { "local1", 17 }, { "local2", 18 }, { "local3", 19 },
+	{ "local4", 20 }, { "local5", 21 }, { "local6", 22 }, { "local7", 23 },
+};
+
+static const struct conf_code conf_severities[] = {
+	{ "emerg", 0 }, { "alert", 1 }, { "crit", 2 }, { "err", 3 },
+	{ "warning", 4 }, { "notice", 5 }, { "info", 6 }, { "debug", 7 },
 };
 
 static const struct conf_unit conf_size_units[] = {
@@ -674,33 +703,299 @@ conf_logformat(struct conf_parse *p, const struct conf_directive *d,
 	return conf_error(p, "%s", msg);
 }
 
+/* A syslog name, "local4" or Squid's "LOG_LOCAL4", in any case. */
+static const struct conf_code *
+conf_code_find(const struct conf_code *t, size_t n, const char *s,
+    size_t len)
+{
+	size_t	 i;
+
+	if (len > 4 && strncasecmp(s, "LOG_", 4) == 0) {
+		s += 4;
+		len -= 4;
+	}
+	for (i = 0; i < n; i++)
+		if (strlen(t[i].cc_name) == len &&
+		    strncasecmp(t[i].cc_name, s, len) == 0)
+			return &t[i];
+	return NULL;
+}
+
+static const char *
+conf_code_name(const struct conf_code *t, size_t n, int code)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (t[i].cc_code == code)
+			return t[i].cc_name;
+	return "?";
+}
+
+/*
+ * HOST:PORT as Squid's GetHostWithPort() takes it: a name, an IPv4
+ * address or a bracketed IPv6 one, then a port.  Nothing is resolved
+ * here: the output's writer thread does that when it connects, so that
+ * neither -t nor a reload waits for DNS.
+ */
+static int
+conf_hostport(const char *s, char **hostp, char **portp, char *msg,
+    size_t msglen)
+{
+	struct in6_addr	 a6;
+	char		 host[HOST_NAME_MAX_LEN + 1];
+	const char	*port, *colon, *close;
+	size_t		 hl, i;
+	unsigned long	 n;
+	char		*end;
+
+	if (s[0] == '[') {
+		if ((close = strchr(s, ']')) == NULL) {
+			snprintf(msg, msglen, "missing ']' after IPv6 address");
+			return -1;
+		}
+		hl = (size_t)(close - (s + 1));
+		if (hl == 0 || hl >= INET6_ADDRSTRLEN) {
+			snprintf(msg, msglen, "bad IPv6 address");
+			return -1;
+		}
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1) {
+			snprintf(msg, msglen, "bad IPv6 address '%.64s'", host);
+			return -1;
+		}
+		if (close[1] != ':') {
+			snprintf(msg, msglen, "missing ':PORT' after ']'");
+			return -1;
+		}
+		port = close + 2;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL) {
+			snprintf(msg, msglen, "needs HOST:PORT, e.g. "
+			    "127.0.0.1:5170");
+			return -1;
+		}
+		hl = (size_t)(colon - s);
+		if (memchr(s, ':', hl) != NULL) {
+			snprintf(msg, msglen, "an IPv6 address needs brackets, "
+			    "e.g. [::1]:5170");
+			return -1;
+		}
+		if (hl == 0) {
+			snprintf(msg, msglen, "missing host before ':'");
+			return -1;
+		}
+		if (hl > HOST_NAME_MAX_LEN) {
+			snprintf(msg, msglen, "host name too long");
+			return -1;
+		}
+		for (i = 0; i < hl; i++)
+			if (!isalnum((unsigned char)s[i]) &&
+			    strchr("-._", s[i]) == NULL) {
+				snprintf(msg, msglen, "bad host name '%.*s'",
+				    (int)(hl > 64 ? 64 : hl), s);
+				return -1;
+			}
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		port = colon + 1;
+	}
+	if (!isdigit((unsigned char)port[0])) {
+		snprintf(msg, msglen, "missing or bad port");
+		return -1;
+	}
+	errno = 0;
+	n = strtoul(port, &end, 10);
+	if (*end != '\0' || errno != 0 || n < 1 || n > 65535) {
+		snprintf(msg, msglen, "bad port '%.16s' (1..65535)", port);
+		return -1;
+	}
+	if ((*hostp = strdup(host)) == NULL ||
+	    asprintf(portp, "%lu", n) == -1) {
+		free(*hostp);
+		*hostp = NULL;
+		*portp = NULL;
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * syslog:FACILITY.PRIORITY, Squid's place for its syslog module.  As in
+ * Squid either may come alone, "|" may stand for ".", and the names may
+ * be syslog.conf's or LOG_ constants.  Squid 5.7 sends LOG_USER when no
+ * facility is named (it never calls openlog(3)) and ORs the priority into
+ * LOG_INFO (so that syslog:daemon.err arrives as daemon.debug, and a lone
+ * syslog:local4 is ignored); connectd keeps the defaults, user.info, and
+ * sends what is named.
+ */
+static int
+conf_syslog_place(struct conf_parse *p, const char *place,
+    struct access_log_conf *alc)
+{
+	const struct conf_code	*c;
+	const char		*s, *e;
+	size_t			 len;
+	int			 fac = 0, sev = 0;
+
+	alc->alc_facility = CONF_SYSLOG_FACILITY;
+	alc->alc_severity = CONF_SYSLOG_SEVERITY;
+	if (*place == '\0')
+		return 0;
+	for (s = place;; s = e + 1) {
+		e = s + strcspn(s, ".|");
+		if ((len = (size_t)(e - s)) == 0)
+			return conf_error(p, "access_log syslog: empty facility "
+			    "or priority");
+		if ((c = conf_code_find(conf_facilities,
+		    nitems(conf_facilities), s, len)) != NULL) {
+			if (fac++)
+				return conf_error(p, "access_log syslog: two "
+				    "facilities");
+			alc->alc_facility = c->cc_code;
+		} else if ((c = conf_code_find(conf_severities,
+		    nitems(conf_severities), s, len)) != NULL) {
+			if (sev++)
+				return conf_error(p, "access_log syslog: two "
+				    "priorities");
+			alc->alc_severity = c->cc_code;
+		} else
+			return conf_error(p, "access_log syslog: unknown "
+			    "facility or priority '%.*s' (e.g. "
+			    "syslog:local4.info)", (int)(len > 32 ? 32 : len), s);
+		if (*e == '\0')
+			return 0;
+	}
+}
+
+/*
+ * Squid's modules (access_log MODULE:PLACE): stdio:PATH (or a bare
+ * path), tcp://HOST:PORT, udp://HOST:PORT, syslog[:FACILITY.PRIORITY].
+ * Squid also takes tcp:HOST:PORT, without the slashes; so does connectd.
+ */
 static int
 conf_access_log_module(struct conf_parse *p, const char *where,
-    const char **path)
+    struct access_log_conf *alc)
 {
-	static const char	*later[] = { "daemon:", "syslog:", "udp://",
-				    "tcp://" };
-	size_t			 i, n;
+	const char	*place;
+	char		 msg[128];
+	size_t		 n;
 
+	alc->alc_kind = ALK_STDIO;
 	if (strncmp(where, "stdio:", 6) == 0) {
-		*path = where + 6;
-		if (**path == '\0')
+		if (where[6] == '\0')
 			return conf_error(p, "access_log stdio: needs a "
 			    "path");
+		alc->alc_path = strdup(where + 6);
+		return alc->alc_path == NULL ? conf_error(p, "out of memory") :
+		    0;
+	}
+	if (strncmp(where, "tcp:", 4) == 0 || strncmp(where, "udp:", 4) == 0) {
+		alc->alc_kind = where[0] == 't' ? ALK_TCP : ALK_UDP;
+		place = where + 4;
+		if (strncmp(place, "//", 2) == 0)
+			place += 2;
+		if (conf_hostport(place, &alc->alc_host, &alc->alc_port, msg,
+		    sizeof(msg)) == -1)
+			return conf_error(p, "access_log %.3s: %s", where, msg);
 		return 0;
 	}
-	for (i = 0; i < nitems(later); i++)
-		if (strncmp(where, later[i], strlen(later[i])) == 0)
-			return conf_error(p, "access_log module '%.*s' is not "
-			    "supported yet (only stdio:PATH)",
-			    (int)strcspn(later[i], ":"), later[i]);
+	if (strcmp(where, "syslog") == 0 || strncmp(where, "syslog:", 7) == 0) {
+		alc->alc_kind = ALK_SYSLOG;
+		return conf_syslog_place(p, where[6] == ':' ? where + 7 : "",
+		    alc);
+	}
+	if (strncmp(where, "daemon:", 7) == 0)
+		return conf_error(p, "access_log module 'daemon' is not "
+		    "supported: stdio:PATH already writes from a thread of "
+		    "its own");
 	n = strspn(where, "abcdefghijklmnopqrstuvwxyz"
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
 	if (n > 0 && where[n] == ':' && isalpha((unsigned char)where[0]))
 		return conf_error(p, "unknown access_log module '%.*s' "
-		    "(only stdio:PATH)", (int)n, where);
-	*path = where;		/* a bare path is stdio, as in Squid */
+		    "(stdio, tcp, udp, syslog)", (int)n, where);
+	/* a bare path is stdio, as in Squid */
+	alc->alc_path = strdup(where);
+	return alc->alc_path == NULL ? conf_error(p, "out of memory") : 0;
+}
+
+/* syslog's server=: unix:PATH (or PATH), udp://HOST:PORT */
+static int
+conf_syslog_server(struct conf_parse *p, const char *v,
+    struct access_log_conf *alc)
+{
+	char	 msg[128];
+
+	if (alc->alc_path != NULL || alc->alc_host != NULL)
+		return conf_error(p, "server= given twice");
+	if (strncmp(v, "udp:", 4) == 0) {
+		v += 4;
+		if (strncmp(v, "//", 2) == 0)
+			v += 2;
+		if (conf_hostport(v, &alc->alc_host, &alc->alc_port, msg,
+		    sizeof(msg)) == -1)
+			return conf_error(p, "server=udp: %s", msg);
+		return 0;
+	}
+	if (strncmp(v, "unix:", 5) == 0)
+		v += 5;
+	if (v[0] != '/')
+		return conf_error(p, "server= needs unix:/PATH or "
+		    "udp://HOST:PORT");
+	/* sizeof(sun_path), less its NUL */
+	if (strlen(v) > 107)
+		return conf_error(p, "server=: the socket path is too long");
+	if ((alc->alc_path = strdup(v)) == NULL)
+		return conf_error(p, "out of memory");
 	return 0;
+}
+
+/* The canonical module:place, for conf_dump() and the sink's messages. */
+static int
+conf_access_log_name(struct access_log_conf *alc)
+{
+	const char	*br = "", *ket = "";
+	int		 rv = 0;
+
+	if (alc->alc_host != NULL && strchr(alc->alc_host, ':') != NULL) {
+		br = "[";
+		ket = "]";
+	}
+	switch (alc->alc_kind) {
+	case ALK_STDIO:
+		alc->alc_name = strdup(alc->alc_path);
+		break;
+	case ALK_TCP:
+	case ALK_UDP:
+		rv = asprintf(&alc->alc_name, "%s://%s%s%s:%s",
+		    alc->alc_kind == ALK_TCP ? "tcp" : "udp", br, alc->alc_host,
+		    ket, alc->alc_port);
+		break;
+	case ALK_SYSLOG:
+		rv = asprintf(&alc->alc_name, "syslog:%s.%s",
+		    conf_code_name(conf_facilities, nitems(conf_facilities),
+		    alc->alc_facility), conf_code_name(conf_severities,
+		    nitems(conf_severities), alc->alc_severity));
+		break;
+	}
+	if (rv == -1)
+		alc->alc_name = NULL;
+	return alc->alc_name == NULL ? -1 : 0;
+}
+
+static void
+conf_access_log_free(struct access_log_conf *alc)
+{
+	if (alc == NULL)
+		return;
+	free(alc->alc_name);
+	free(alc->alc_path);
+	free(alc->alc_host);
+	free(alc->alc_port);
+	free(alc->alc_line);
+	free(alc);
 }
 
 static int
@@ -708,15 +1003,18 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
     int argc, char **argv)
 {
 	struct conf		*c = p->cp_conf;
-	struct access_log_conf	*alc = NULL;
+	struct access_log_conf	*alc;
 	struct conf_pending	*pf, *npf;
-	const char		*path = NULL, *format = NULL, *v;
+	const char		*format = NULL, *v;
 	size_t			 bufsz = CONF_BUFFER_DEFAULT, numlen;
+	size_t			 dgram = 0;
 	char			 msg[128];
-	int			 i;
+	int			 i, rv = -1;
 
 	if (argc < 2)
-		return conf_error(p, "access_log needs stdio:PATH or none");
+		return conf_error(p, "access_log needs a module:place "
+		    "(stdio:PATH, tcp://HOST:PORT, udp://HOST:PORT, syslog) "
+		    "or none");
 	if (strcmp(argv[1], "none") == 0) {
 		if (argc > 2)
 			return conf_error(p, "unexpected '%s' after "
@@ -728,69 +1026,111 @@ conf_access_log(struct conf_parse *p, const struct conf_directive *d,
 	if (p->cp_log_none != 0)
 		return conf_error(p, "access_log after 'access_log none' "
 		    "(line %zu) is never used", p->cp_log_none);
-	if (conf_access_log_module(p, argv[1], &path) == -1)
-		return -1;
+	if ((alc = calloc(1, sizeof(*alc))) == NULL)
+		return conf_error(p, "out of memory");
+	if (conf_access_log_module(p, argv[1], alc) == -1)
+		goto out;
 
 	for (i = 2; i < argc; i++) {
 		if (strncmp(argv[i], "logformat=", 10) == 0) {
-			if (format != NULL)
-				return conf_error(p, "access_log format "
-				    "given twice");
+			if (format != NULL) {
+				conf_error(p, "access_log format given twice");
+				goto out;
+			}
 			format = argv[i] + 10;
-			if (*format == '\0')
-				return conf_error(p, "logformat= needs a "
-				    "name");
+			if (*format == '\0') {
+				conf_error(p, "logformat= needs a name");
+				goto out;
+			}
 		} else if (strncmp(argv[i], "buffer-size=", 12) == 0) {
 			v = argv[i] + 12;
 			numlen = strspn(v, "0123456789.");
 			if (conf_size_value(v, numlen, v + numlen, &bufsz, msg,
-			    sizeof(msg)) == -1)
-				return conf_error(p, "buffer-size: %s", msg);
-			if (bufsz < 1 || bufsz > CONF_BUFFER_MAX)
-				return conf_error(p, "buffer-size must be "
-				    "between 1 byte and 1 GB");
+			    sizeof(msg)) == -1) {
+				conf_error(p, "buffer-size: %s", msg);
+				goto out;
+			}
+			if (bufsz < 1 || bufsz > CONF_BUFFER_MAX) {
+				conf_error(p, "buffer-size must be between 1 "
+				    "byte and 1 GB");
+				goto out;
+			}
+		} else if (strncmp(argv[i], "datagram-size=", 14) == 0) {
+			if (alc->alc_kind != ALK_UDP &&
+			    alc->alc_kind != ALK_SYSLOG) {
+				conf_error(p, "datagram-size= is for udp:// "
+				    "and syslog outputs");
+				goto out;
+			}
+			v = argv[i] + 14;
+			numlen = strspn(v, "0123456789.");
+			if (conf_size_value(v, numlen, v + numlen, &dgram, msg,
+			    sizeof(msg)) == -1) {
+				conf_error(p, "datagram-size: %s", msg);
+				goto out;
+			}
+			if (dgram < CONF_DGRAM_MIN || dgram > CONF_DGRAM_MAX) {
+				conf_error(p, "datagram-size must be between "
+				    "%d and %d bytes", CONF_DGRAM_MIN,
+				    CONF_DGRAM_MAX);
+				goto out;
+			}
+		} else if (strncmp(argv[i], "server=", 7) == 0) {
+			if (alc->alc_kind != ALK_SYSLOG) {
+				conf_error(p, "server= is for syslog outputs");
+				goto out;
+			}
+			if (conf_syslog_server(p, argv[i] + 7, alc) == -1)
+				goto out;
 		} else if (strcmp(argv[i], "on-error=drop") == 0) {
 			/* connectd always drops and counts; nothing to set */
 		} else if (strchr(argv[i], '=') != NULL) {
-			return conf_error(p, "access_log option '%s' is not "
-			    "supported", argv[i]);
+			conf_error(p, "access_log option '%s' is not supported",
+			    argv[i]);
+			goto out;
 		} else if (format == NULL && i == 2) {
 			format = argv[i];
-		} else
-			return conf_error(p, "unexpected '%s' (ACLs on "
-			    "access_log are not supported)", argv[i]);
+		} else {
+			conf_error(p, "unexpected '%s' (ACLs on access_log are "
+			    "not supported)", argv[i]);
+			goto out;
+		}
 	}
 	if (format == NULL)
 		format = CONF_FORMAT_DEFAULT;
+	if (dgram == 0 && (alc->alc_kind == ALK_UDP ||
+	    alc->alc_kind == ALK_SYSLOG))
+		dgram = CONF_DGRAM_DEFAULT;
 
 	if ((npf = reallocarray(p->cp_pending, p->cp_npending + 1,
-	    sizeof(*npf))) == NULL)
-		return conf_error(p, "out of memory");
+	    sizeof(*npf))) == NULL) {
+		conf_error(p, "out of memory");
+		goto out;
+	}
 	p->cp_pending = npf;
 	pf = &npf[p->cp_npending];
 	memset(pf, 0, sizeof(*pf));
-	if ((alc = calloc(1, sizeof(*alc))) == NULL ||
-	    (alc->alc_path = strdup(path)) == NULL ||
+	if (conf_access_log_name(alc) == -1 ||
 	    (pf->pf_name = strdup(format)) == NULL ||
 	    (pf->pf_line = strdup(p->cp_line)) == NULL ||
-	    (alc->alc_line = strdup(p->cp_line)) == NULL)
-		goto fail;
+	    (alc->alc_line = strdup(p->cp_line)) == NULL) {
+		free(pf->pf_name);
+		free(pf->pf_line);
+		conf_error(p, "out of memory");
+		goto out;
+	}
 	alc->alc_buffer_size = bufsz;
+	alc->alc_datagram_size = dgram;
 	alc->alc_lineno = p->cp_lineno;
 	pf->pf_alc = alc;
 	pf->pf_lineno = p->cp_lineno;
 	p->cp_npending++;
 	TAILQ_INSERT_TAIL(&c->c_access_logs, alc, alc_entry);
-	return 0;
- fail:
-	free(pf->pf_name);
-	free(pf->pf_line);
-	if (alc != NULL) {
-		free(alc->alc_path);
-		free(alc->alc_line);
-	}
-	free(alc);
-	return conf_error(p, "out of memory");
+	alc = NULL;
+	rv = 0;
+ out:
+	conf_access_log_free(alc);
+	return rv;
 }
 
 static int
@@ -1017,8 +1357,9 @@ conf_finish(struct conf_parse *p)
 	if (TAILQ_EMPTY(&c->c_access_logs) && p->cp_log_none == 0) {
 		if ((alc = calloc(1, sizeof(*alc))) == NULL)
 			return conf_error_at(p, 0, NULL, "out of memory");
-		if ((alc->alc_path = strdup(CONF_LOG_DEFAULT)) == NULL) {
-			free(alc);
+		if ((alc->alc_path = strdup(CONF_LOG_DEFAULT)) == NULL ||
+		    (alc->alc_name = strdup(CONF_LOG_DEFAULT)) == NULL) {
+			conf_access_log_free(alc);
 			return conf_error_at(p, 0, NULL, "out of memory");
 		}
 		alc->alc_buffer_size = CONF_BUFFER_DEFAULT;
@@ -1047,9 +1388,7 @@ conf_free(struct conf *c)
 	}
 	while ((alc = TAILQ_FIRST(&c->c_access_logs)) != NULL) {
 		TAILQ_REMOVE(&c->c_access_logs, alc, alc_entry);
-		free(alc->alc_path);
-		free(alc->alc_line);
-		free(alc);
+		conf_access_log_free(alc);
 	}
 	while ((lfc = TAILQ_FIRST(&c->c_logformats)) != NULL) {
 		TAILQ_REMOVE(&c->c_logformats, lfc, lfc_entry);
@@ -1339,8 +1678,23 @@ conf_dump_access_log(const struct conf *c, const struct conf_directive *d,
 		conf_fmt_size(buf, sizeof(buf), alc->alc_buffer_size, "");
 		name = alc->alc_format != NULL ?
 		    logformat_name(alc->alc_format) : NULL;
-		fprintf(fp, "%s stdio:%s logformat=%s buffer-size=%s\n",
-		    d->cd_name, alc->alc_path, name != NULL ? name : "?", buf);
+		fprintf(fp, "%s %s%s logformat=%s buffer-size=%s", d->cd_name,
+		    alc->alc_kind == ALK_STDIO ? "stdio:" : "", alc->alc_name,
+		    name != NULL ? name : "?", buf);
+		if (alc->alc_datagram_size > 0) {
+			conf_fmt_size(buf, sizeof(buf), alc->alc_datagram_size,
+			    "");
+			fprintf(fp, " datagram-size=%s", buf);
+		}
+		if (alc->alc_kind == ALK_SYSLOG && alc->alc_host != NULL)
+			fprintf(fp, " server=udp://%s%s%s:%s",
+			    strchr(alc->alc_host, ':') != NULL ? "[" : "",
+			    alc->alc_host,
+			    strchr(alc->alc_host, ':') != NULL ? "]" : "",
+			    alc->alc_port);
+		else if (alc->alc_kind == ALK_SYSLOG && alc->alc_path != NULL)
+			fprintf(fp, " server=unix:%s", alc->alc_path);
+		fputc('\n', fp);
 	}
 }
 

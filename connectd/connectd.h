@@ -146,6 +146,30 @@ struct logformat;
 /* sink.c: a log output with its own writer thread (opaque) */
 struct sink;
 
+/*
+ * sink.c: an output's counters (sink_stats()), for SIGUSR1 and a metrics
+ * exporter.  They count from the output's opening: an output kept across
+ * a reload (same destination) keeps counting, a new one starts at zero.
+ * Every line pushed ends up in exactly one of written, dropped, errors,
+ * or is still queued.
+ */
+struct sink_counters {
+	uint64_t		 sc_written;	/* lines written; TCP: those the
+						   receiver's TCP acknowledged */
+	uint64_t		 sc_dropped;	/* queue full, too big, or given up
+						   at exit */
+	uint64_t		 sc_errors;	/* lines lost to write errors */
+	uint64_t		 sc_truncated;	/* shortened to fit a datagram
+						   (also counted once written) */
+	uint64_t		 sc_reconnects;	/* connections after the first */
+	uint64_t		 sc_connect_failures; /* attempts that failed and
+						   connections that broke */
+	size_t			 sc_queued;	/* lines waiting, or in flight */
+	size_t			 sc_queued_bytes;
+	int			 sc_connected;	/* network: a connection is up;
+						   a file: 1 */
+};
+
 /* acl.c and helper.c keep their configuration in these (opaque to conf.c) */
 struct acl_conf;
 struct helper_conf;
@@ -165,8 +189,25 @@ struct logformat_conf {
 	TAILQ_ENTRY(logformat_conf) lfc_entry;
 };
 
+/* conf.c: where an access_log line writes: Squid's module names */
+enum access_log_kind {
+	ALK_STDIO,		/* stdio:PATH: a file, a FIFO, standard output */
+	ALK_TCP,		/* tcp://HOST:PORT: lines, newline-delimited */
+	ALK_UDP,		/* udp://HOST:PORT: one line per datagram */
+	ALK_SYSLOG		/* syslog:FACILITY.PRIORITY: RFC 5424 datagrams */
+};
+
 struct access_log_conf {
-	char			*alc_path;	/* after "stdio:" */
+	enum access_log_kind	 alc_kind;
+	char			*alc_name;	/* canonical module:place */
+	char			*alc_path;	/* stdio: the file; syslog: the
+						   unix socket, NULL: /dev/log */
+	char			*alc_host;	/* tcp, udp; syslog over UDP */
+	char			*alc_port;	/* its port, as text */
+	int			 alc_facility;	/* syslog: RFC 5424 code, 0..23 */
+	int			 alc_severity;	/* syslog: 0..7 */
+	size_t			 alc_datagram_size; /* udp, syslog: bytes a
+						   datagram may hold */
 	const struct logformat	*alc_format;	/* owned by conf or built in */
 	size_t			 alc_buffer_size; /* queue bound, bytes */
 	size_t			 alc_lineno;	/* 0: the default log */
@@ -630,14 +671,49 @@ const char *logformat_name(const struct logformat *);
 /* The line for rec with its newline, malloc'd; NULL if out of memory. */
 char	*logformat_render(const struct logformat *, const struct logrec *,
 	    size_t *);
+/*
+ * The line for rec in at most max bytes, newline included, for an
+ * output that cannot take more (a datagram).  The fields that can be
+ * large are left out (logformat.c's lf_shrink() names them): a JSON
+ * line then says "truncated":true and is still valid JSON; a Squid-style
+ * line prints "-" for them and, still too long, is cut at a character
+ * boundary.  Returns the malloc'd line, or NULL when even that does not
+ * fit (a JSON line) or memory ran out.
+ */
+char	*logformat_render_fit(const struct logformat *, const struct logrec *,
+	    size_t, size_t *);
 
-/* sink.c */
-struct sink *sink_open(const char *, size_t, char *, size_t);
+/*
+ * sink.c: log outputs, each with a writer thread behind a bounded queue.
+ * Everything but sink_stats() and sink_name() is for the loop thread.
+ */
+/* Open (or share: same destination, same kind) the output alc names. */
+struct sink *sink_open(const struct access_log_conf *, char *, size_t);
 void	 sink_release(struct sink *);
-void	 sink_push(struct sink *, char *, size_t);
+/*
+ * Queue a line (malloc'd, with its newline; the sink owns it), or drop
+ * and count it if the queue is full.  truncated: the line was shortened
+ * to fit (logformat_render_fit()), and is counted as such.
+ */
+void	 sink_push(struct sink *, char *, size_t, int);
+/* Count a line that could not be made to fit the output as dropped. */
+void	 sink_drop(struct sink *);
+/* The longest line, newline included, the output takes; 0: any. */
+size_t	 sink_line_max(const struct sink *);
 void	 sink_kick_all(void);
+/* SIGUSR1: files are reopened; a network output retries at once. */
 void	 sink_reopen_all(void);
 void	 sink_flush_all(double);
+/* SIGUSR1: one line of counters per output on stderr. */
 void	 sink_stats_log(void);
+
+/* The outputs in use, in opening order: sink_next(NULL) is the first. */
+struct sink *sink_next(const struct sink *);
+/* "stdio", "tcp", "udp" or "syslog". */
+const char *sink_kind(const struct sink *);
+/* Its destination, as messages name it: a path, "tcp://host:port" ... */
+const char *sink_name(const struct sink *);
+/* A consistent snapshot of its counters; safe from any thread. */
+void	 sink_stats(struct sink *, struct sink_counters *);
 
 #endif

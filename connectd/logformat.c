@@ -542,6 +542,109 @@ logformat_render(const struct logformat *lf, const struct logrec *rec,
 	return buf_take(&jb, lenp);
 }
 
+/*
+ * Leave out of r the fields that can make a line long: at step 0 the
+ * pod (a helper's answer, the usual culprit), at step 1 also every
+ * string a client, an origin or a helper chose.  What is left is
+ * bounded: addresses, numbers, times, names from a fixed list.  A new
+ * field of unbounded length must be added here.
+ */
+static void
+lf_shrink(struct logrec *r, int step)
+{
+	r->lr_pod = NULL;
+	r->lr_pod_json = 0;
+	if (step == 0)
+		return;
+	r->lr_user_agent = NULL;
+	r->lr_url = NULL;
+	r->lr_authority = NULL;
+	r->lr_host = NULL;
+	r->lr_detail = NULL;
+	r->lr_rule = NULL;
+	r->lr_content_type = NULL;
+}
+
+/*
+ * Adds "truncated":true to a rendered JSON object: before its closing
+ * brace, which only blanks and the newline follow (the built-in format
+ * ends so, and a JSON template is checked to be one object).
+ */
+static int
+lf_mark_truncated(char **linep, size_t *lenp)
+{
+	static const char	 mark[] = "\"truncated\":true";
+	char			*line = *linep, *n;
+	size_t			 len = *lenp, brace, before, add;
+
+	for (brace = len; brace > 0 && line[brace - 1] != '}'; brace--)
+		;
+	if (brace == 0)
+		return -1;
+	brace--;
+	for (before = brace; before > 0 && strchr(" \t\r\n",
+	    line[before - 1]) != NULL; before--)
+		;
+	if (before == 0)
+		return -1;
+	/* {} takes the member without a comma */
+	add = sizeof(mark) - 1 + (line[before - 1] == '{' ? 0 : 1);
+	if ((n = realloc(line, len + add + 1)) == NULL)
+		return -1;
+	/* the rest and its NUL move up: lines stay NUL-terminated */
+	memmove(n + brace + add, n + brace, len - brace + 1);
+	if (add == sizeof(mark) - 1)
+		memcpy(n + brace, mark, sizeof(mark) - 1);
+	else {
+		n[brace] = ',';
+		memcpy(n + brace + 1, mark, sizeof(mark) - 1);
+	}
+	*linep = n;
+	*lenp = len + add;
+	return 0;
+}
+
+char *
+logformat_render_fit(const struct logformat *lf, const struct logrec *rec,
+    size_t max, size_t *lenp)
+{
+	struct logrec	 r = *rec;	/* shallow: nothing here is freed */
+	char		*line = NULL;
+	size_t		 len = 0, cut;
+	int		 step, json = lf->lf_kind != LFK_SQUID;
+
+	for (step = 0; step < 2; step++) {
+		free(line);
+		lf_shrink(&r, step);
+		if ((line = logformat_render(lf, &r, &len)) == NULL)
+			return NULL;
+		if (json && lf_mark_truncated(&line, &len) == -1) {
+			free(line);
+			return NULL;
+		}
+		if (len <= max) {
+			*lenp = len;
+			return line;
+		}
+	}
+	if (json || max < 2) {
+		free(line);
+		return NULL;
+	}
+	/*
+	 * A Squid-style line has no room for a mark: cut it, but not inside
+	 * a UTF-8 sequence (a client's bytes are not checked to be UTF-8;
+	 * this only keeps valid text valid).
+	 */
+	for (cut = max - 1; cut > 0 &&
+	    ((unsigned char)line[cut] & 0xc0) == 0x80; cut--)
+		;
+	line[cut] = '\n';
+	line[cut + 1] = '\0';
+	*lenp = cut + 1;
+	return line;
+}
+
 static void
 lf_split_time(double t, time_t *sec, long *usec)
 {

@@ -144,7 +144,8 @@ opener_start(const struct conf *cf, char *err, size_t errlen)
 	}
 	n = 0;
 	TAILQ_FOREACH(alc, &cf->c_access_logs, alc_entry)
-		if (strcmp(alc->alc_path, "/dev/stdout") != 0 &&
+		if (alc->alc_kind == ALK_STDIO &&
+		    strcmp(alc->alc_path, "/dev/stdout") != 0 &&
 		    strcmp(alc->alc_path, "/dev/stderr") != 0)
 			paths[n++] = alc->alc_path;
 	if (n == 0) {

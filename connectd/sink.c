@@ -1,4 +1,4 @@
-/* sink.c: log outputs that never block the loop: a bounded queue, a writer thread */
+/* sink.c: log outputs that never block the loop: a bounded queue and a writer thread each (files here, the network in sinknet.c) */
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -10,113 +10,154 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "connectd.h"
+#include "sink.h"
 
-#define SINK_BATCH		64	/* lines per writev() */
-#define SINK_QUEUE_INIT		64	/* initial ring slots */
 #define SINK_BUFMAX_DEFAULT	(4 * 1024 * 1024)
-#define SINK_REPORT_INTERVAL	10	/* seconds between drop/error reports */
 #define SINK_ABORT_GRACE	0.2	/* seconds for a thread told to give up */
-
-struct sink {
-	char			*s_path;
-	int			 s_refcnt;	/* loop thread only */
-	int			 s_std;		/* stdout/stderr: never reopened */
-	int			 s_is_stderr;	/* same file as our diagnostics */
-	int			 s_fd;		/* the writer thread's, once started */
-	pthread_t		 s_thread;
-	int			 s_joined;
-	int			 s_kick;	/* lines pushed since sink_kick_all() */
-	TAILQ_ENTRY(sink)	 s_entry;	/* loop thread only */
-
-	/* shared with the writer thread, under s_mtx */
-	pthread_mutex_t		 s_mtx;
-	pthread_cond_t		 s_wake;	/* work for the writer */
-	pthread_cond_t		 s_idle;	/* queue drained, or exited */
-	struct iovec		*s_q;		/* ring of owned lines */
-	size_t			 s_qcap;
-	size_t			 s_qhead;
-	size_t			 s_qlen;
-	size_t			 s_bytes;	/* queued or being written */
-	size_t			 s_bufmax;
-	int			 s_reopen;
-	int			 s_stop;	/* drain, close, exit */
-	int			 s_abort;	/* exit now, dropping the rest */
-	int			 s_exited;
-	int			 s_sleeping;	/* the writer waits on s_wake */
-	uint64_t		 s_written;
-	uint64_t		 s_dropped;
-	uint64_t		 s_errors;	/* lines lost to write errors */
-	int			 s_errno;	/* the last write error */
-	uint64_t		 s_rep_dropped;	/* counts already reported */
-	uint64_t		 s_rep_errors;
-	time_t			 s_rep_time;
-};
 
 TAILQ_HEAD(sink_list, sink);
 static struct sink_list	sink_live = TAILQ_HEAD_INITIALIZER(sink_live);
 static struct sink_list	sink_dying = TAILQ_HEAD_INITIALIZER(sink_dying);
 
 static void	*sink_main(void *);
-static int	 sink_report_locked(struct sink *, int, char *, size_t);
 static void	 sink_reap(void);
 static void	 sink_free(struct sink *);
 
-struct sink *
-sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
+static const char *const sink_kinds[] = {
+	[ALK_STDIO] = "stdio",
+	[ALK_TCP] = "tcp",
+	[ALK_UDP] = "udp",
+	[ALK_SYSLOG] = "syslog",
+};
+
+double
+sink_mono(void)
 {
-	struct sink	*s;
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * What makes two access_log lines one output: the destination, and for
+ * datagrams their size.  The name is what messages call it.
+ */
+static int
+sink_names(struct sink *s, const struct access_log_conf *alc)
+{
+	char	 server[400];
+	int	 v6;
+
+	server[0] = '\0';
+	if (alc->alc_kind == ALK_SYSLOG && alc->alc_host != NULL) {
+		v6 = strchr(alc->alc_host, ':') != NULL;
+		snprintf(server, sizeof(server), " server=udp://%s%s%s:%s",
+		    v6 ? "[" : "", alc->alc_host, v6 ? "]" : "",
+		    alc->alc_port);
+	} else if (alc->alc_kind == ALK_SYSLOG && alc->alc_path != NULL)
+		snprintf(server, sizeof(server), " server=unix:%s",
+		    alc->alc_path);
+	if (asprintf(&s->s_name, "%s%s", alc->alc_name, server) == -1) {
+		s->s_name = NULL;
+		return -1;
+	}
+	if (asprintf(&s->s_key, "%s %s datagram-size=%zu",
+	    sink_kinds[alc->alc_kind], s->s_name,
+	    alc->alc_datagram_size) == -1) {
+		s->s_key = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+struct sink *
+sink_open(const struct access_log_conf *alc, char *err, size_t errlen)
+{
+	struct sink	*s, *o;
 	struct stat	 st, st2;
 	sigset_t	 all, old;
+	size_t		 bufmax = alc->alc_buffer_size;
 	int		 rv;
 
 	if (bufmax == 0)
 		bufmax = SINK_BUFMAX_DEFAULT;
-	TAILQ_FOREACH(s, &sink_live, s_entry) {
-		if (strcmp(s->s_path, path) != 0)
+	if ((s = calloc(1, sizeof(*s))) == NULL || sink_names(s, alc) == -1) {
+		snprintf(err, errlen, "%s: %s", alc->alc_name, strerror(ENOMEM));
+		if (s != NULL) {
+			free(s->s_name);
+			free(s->s_key);
+		}
+		free(s);
+		return NULL;
+	}
+	TAILQ_FOREACH(o, &sink_live, s_entry) {
+		if (strcmp(o->s_key, s->s_key) != 0)
 			continue;
-		s->s_refcnt++;
-		pthread_mutex_lock(&s->s_mtx);
-		if (bufmax > s->s_bufmax)
-			s->s_bufmax = bufmax;
-		pthread_mutex_unlock(&s->s_mtx);
-		return s;
+		free(s->s_name);
+		free(s->s_key);
+		free(s);
+		o->s_refcnt++;
+		pthread_mutex_lock(&o->s_mtx);
+		if (bufmax > o->s_bufmax)
+			o->s_bufmax = bufmax;
+		pthread_mutex_unlock(&o->s_mtx);
+		return o;
 	}
 	sink_reap();
 
-	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->s_path = strdup(path)) == NULL ||
-	    (s->s_q = calloc(SINK_QUEUE_INIT, sizeof(*s->s_q))) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
-		if (s != NULL)
-			free(s->s_path);
-		free(s);
-		return NULL;
+	s->s_kind = alc->alc_kind;
+	s->s_fd = -1;
+	if ((s->s_q = calloc(SINK_QUEUE_INIT, sizeof(*s->s_q))) == NULL ||
+	    (alc->alc_path != NULL &&
+	    (s->s_path = strdup(alc->alc_path)) == NULL) ||
+	    (alc->alc_host != NULL &&
+	    ((s->s_host = strdup(alc->alc_host)) == NULL ||
+	    (s->s_port = strdup(alc->alc_port)) == NULL))) {
+		snprintf(err, errlen, "%s: %s", s->s_name, strerror(ENOMEM));
+		goto fail;
 	}
 	s->s_qcap = SINK_QUEUE_INIT;
 	s->s_bufmax = bufmax;
 	s->s_refcnt = 1;
-	if (strcmp(path, "/dev/stdout") == 0) {
-		s->s_std = 1;
-		s->s_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
-	} else if (strcmp(path, "/dev/stderr") == 0) {
-		s->s_std = 1;
-		s->s_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
-	} else
-		s->s_fd = opener_open(path);
-	if (s->s_fd == -1) {
-		snprintf(err, errlen, "%s: %s", path, errno == ENXIO ?
-		    "a FIFO with no reader" : strerror(errno));
-		goto fail;
+	switch (s->s_kind) {
+	case ALK_STDIO:
+		if (strcmp(s->s_path, "/dev/stdout") == 0) {
+			s->s_std = 1;
+			s->s_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+		} else if (strcmp(s->s_path, "/dev/stderr") == 0) {
+			s->s_std = 1;
+			s->s_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+		} else
+			s->s_fd = opener_open(s->s_path);
+		if (s->s_fd == -1) {
+			snprintf(err, errlen, "%s: %s", s->s_path,
+			    errno == ENXIO ? "a FIFO with no reader" :
+			    strerror(errno));
+			goto fail;
+		}
+		if (fstat(s->s_fd, &st) == 0 &&
+		    fstat(STDERR_FILENO, &st2) == 0 &&
+		    st.st_dev == st2.st_dev && st.st_ino == st2.st_ino)
+			s->s_is_stderr = 1;
+		break;
+	case ALK_TCP:
+	case ALK_UDP:
+	case ALK_SYSLOG:
+		if (sink_net_init(s, alc) == -1) {
+			snprintf(err, errlen, "%s: %s", s->s_name,
+			    strerror(ENOMEM));
+			goto fail;
+		}
+		break;
 	}
-	if (fstat(s->s_fd, &st) == 0 && fstat(STDERR_FILENO, &st2) == 0 &&
-	    st.st_dev == st2.st_dev && st.st_ino == st2.st_ino)
-		s->s_is_stderr = 1;
 	pthread_mutex_init(&s->s_mtx, NULL);
 	pthread_cond_init(&s->s_wake, NULL);
 	pthread_cond_init(&s->s_idle, NULL);
@@ -124,15 +165,17 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
 	/* signals stay with the event loop */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rv = pthread_create(&s->s_thread, NULL, sink_main, s);
+	rv = pthread_create(&s->s_thread, NULL, s->s_kind == ALK_STDIO ?
+	    sink_main : sink_net_main, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rv != 0) {
 		snprintf(err, errlen, "%s: cannot start a writer thread: %s",
-		    path, strerror(rv));
+		    s->s_name, strerror(rv));
 		pthread_cond_destroy(&s->s_idle);
 		pthread_cond_destroy(&s->s_wake);
 		pthread_mutex_destroy(&s->s_mtx);
-		close(s->s_fd);
+		if (s->s_fd != -1)
+			close(s->s_fd);
 		goto fail;
 	}
 	TAILQ_INSERT_TAIL(&sink_live, s, s_entry);
@@ -140,12 +183,15 @@ sink_open(const char *path, size_t bufmax, char *err, size_t errlen)
  fail:
 	free(s->s_q);
 	free(s->s_path);
+	free(s->s_host);
+	free(s->s_port);
+	free(s->s_name);
+	free(s->s_key);
 	free(s);
 	return NULL;
 }
 
-/* Room for one more line in the ring; -1 if out of memory. */
-static int
+int
 sink_grow_locked(struct sink *s)
 {
 	struct iovec	*q;
@@ -166,7 +212,7 @@ sink_grow_locked(struct sink *s)
 }
 
 void
-sink_push(struct sink *s, char *line, size_t len)
+sink_push(struct sink *s, char *line, size_t len, int truncated)
 {
 	char	 msg[512];
 	int	 drop = 0, report = 0;
@@ -176,6 +222,8 @@ sink_push(struct sink *s, char *line, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&s->s_mtx);
+	if (truncated)
+		s->s_truncated++;
 	if (s->s_stop || s->s_bytes > s->s_bufmax ||
 	    len > s->s_bufmax - s->s_bytes || sink_grow_locked(s) == -1) {
 		s->s_dropped++;
@@ -198,21 +246,39 @@ sink_push(struct sink *s, char *line, size_t len)
 		log_warnx("%s", msg);
 }
 
-/*
- * New drops and write errors since the last report, if the last report
- * is SINK_REPORT_INTERVAL old (or final is set).  The caller logs msg
- * once the lock is released.
- */
-static int
+void
+sink_drop(struct sink *s)
+{
+	char	 msg[512];
+	int	 report;
+
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->s_mtx);
+	s->s_dropped++;
+	report = sink_report_locked(s, 0, msg, sizeof(msg));
+	pthread_mutex_unlock(&s->s_mtx);
+	if (report)
+		log_warnx("%s", msg);
+}
+
+size_t
+sink_line_max(const struct sink *s)
+{
+	return s != NULL ? s->s_linemax : 0;
+}
+
+int
 sink_report_locked(struct sink *s, int final, char *msg, size_t msglen)
 {
-	uint64_t	 dropped, errors;
+	uint64_t	 dropped, errors, connfail;
 	time_t		 now;
-	int		 n = 0;
+	int		 n = 0, m;
 
 	dropped = s->s_dropped - s->s_rep_dropped;
 	errors = s->s_errors - s->s_rep_errors;
-	if (dropped == 0 && errors == 0)
+	connfail = s->s_connfail - s->s_rep_connfail;
+	if (dropped == 0 && errors == 0 && connfail == 0)
 		return 0;
 	now = time(NULL);
 	if (!final && now < s->s_rep_time + SINK_REPORT_INTERVAL)
@@ -220,15 +286,22 @@ sink_report_locked(struct sink *s, int final, char *msg, size_t msglen)
 	s->s_rep_time = now;
 	s->s_rep_dropped = s->s_dropped;
 	s->s_rep_errors = s->s_errors;
+	s->s_rep_connfail = s->s_connfail;
 	msg[0] = '\0';
 	if (dropped > 0)
 		n = snprintf(msg, msglen, "access log %s: %llu lines dropped "
-		    "(queue full)", s->s_path, (unsigned long long)dropped);
-	if (errors > 0 && n >= 0 && (size_t)n < msglen)
+		    "(queue full)", s->s_name, (unsigned long long)dropped);
+	if (errors > 0 && n >= 0 && (size_t)n < msglen &&
+	    (m = snprintf(msg + n, msglen - (size_t)n, "%saccess log %s: "
+	    "%llu lines lost to write errors (%s)", n > 0 ? "; " : "",
+	    s->s_name, (unsigned long long)errors,
+	    strerror(s->s_errno))) > 0)
+		n += m;
+	if (connfail > 0 && n >= 0 && (size_t)n < msglen)
 		snprintf(msg + n, msglen - (size_t)n, "%saccess log %s: %llu "
-		    "lines lost to write errors (%s)", n > 0 ? "; " : "",
-		    s->s_path, (unsigned long long)errors,
-		    strerror(s->s_errno));
+		    "connection failures (%s), %s", n > 0 ? "; " : "",
+		    s->s_name, (unsigned long long)connfail, s->s_why,
+		    s->s_up ? "connected again" : "retrying with backoff");
 	return 1;
 }
 
@@ -376,6 +449,7 @@ sink_main(void *arg)
 			s->s_qhead = (s->s_qhead + 1) % s->s_qcap;
 			s->s_qlen--;
 		}
+		s->s_busy = (size_t)n;
 		pthread_mutex_unlock(&s->s_mtx);
 
 		if (reopen)
@@ -388,6 +462,7 @@ sink_main(void *arg)
 
 		pthread_mutex_lock(&s->s_mtx);
 		s->s_bytes -= bytes;
+		s->s_busy = 0;
 		s->s_written += (uint64_t)done;
 		if (error) {
 			s->s_errors += (uint64_t)(n - done);
@@ -480,11 +555,18 @@ sink_free(struct sink *s)
 
 	for (i = 0; i < s->s_qlen; i++)
 		free(s->s_q[(s->s_qhead + i) % s->s_qcap].iov_base);
+	for (i = 0; i < s->s_flylen; i++)
+		free(s->s_fly[(s->s_flyhead + i) % s->s_flycap].sl_data);
 	pthread_cond_destroy(&s->s_idle);
 	pthread_cond_destroy(&s->s_wake);
 	pthread_mutex_destroy(&s->s_mtx);
 	free(s->s_q);
+	free(s->s_fly);
 	free(s->s_path);
+	free(s->s_host);
+	free(s->s_port);
+	free(s->s_name);
+	free(s->s_key);
 	free(s);
 }
 
@@ -509,7 +591,7 @@ sink_reap(void)
 	}
 }
 
-static void
+void
 sink_deadline(struct timespec *ts, double secs)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
@@ -573,7 +655,7 @@ sink_flush_all(double timeout)
 	TAILQ_FOREACH(s, &sink_live, s_entry) {
 		if (!sink_wait(s, &deadline, 0, &qlen)) {
 			log_warnx("access log %s: writer blocked, %zu lines "
-			    "not written at exit", s->s_path, qlen);
+			    "not written at exit", s->s_name, qlen);
 			continue;
 		}
 		if (!s->s_joined) {
@@ -584,28 +666,78 @@ sink_flush_all(double timeout)
 	TAILQ_FOREACH(s, &sink_dying, s_entry)
 		if (!sink_wait(s, &deadline, 0, &qlen))
 			log_warnx("access log %s: writer blocked, %zu lines "
-			    "not written at exit", s->s_path, qlen);
+			    "not written at exit", s->s_name, qlen);
 	sink_reap();
 }
 
 void
+sink_stats(struct sink *s, struct sink_counters *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->s_mtx);
+	sc->sc_written = s->s_written;
+	sc->sc_dropped = s->s_dropped;
+	sc->sc_errors = s->s_errors;
+	sc->sc_truncated = s->s_truncated;
+	sc->sc_reconnects = s->s_reconnects;
+	sc->sc_connect_failures = s->s_connfail;
+	sc->sc_queued = s->s_qlen + s->s_busy;
+	sc->sc_queued_bytes = s->s_bytes;
+	sc->sc_connected = s->s_kind == ALK_STDIO ? !s->s_exited : s->s_up;
+	pthread_mutex_unlock(&s->s_mtx);
+}
+
+struct sink *
+sink_next(const struct sink *s)
+{
+	return s == NULL ? TAILQ_FIRST(&sink_live) : TAILQ_NEXT(s, s_entry);
+}
+
+const char *
+sink_kind(const struct sink *s)
+{
+	return sink_kinds[s->s_kind];
+}
+
+const char *
+sink_name(const struct sink *s)
+{
+	return s->s_name;
+}
+
+/*
+ * One line per output.  The first counts are worded as they always
+ * were (scripts and tests read them); a network output adds its own.
+ */
+void
 sink_stats_log(void)
 {
-	struct sink	*s;
-	uint64_t	 written, dropped, errors;
-	size_t		 qlen, bytes;
+	struct sink_counters	 sc;
+	struct sink		*s;
 
 	TAILQ_FOREACH(s, &sink_live, s_entry) {
-		pthread_mutex_lock(&s->s_mtx);
-		written = s->s_written;
-		dropped = s->s_dropped;
-		errors = s->s_errors;
-		qlen = s->s_qlen;
-		bytes = s->s_bytes;
-		pthread_mutex_unlock(&s->s_mtx);
+		sink_stats(s, &sc);
+		if (s->s_kind == ALK_STDIO) {
+			log_info("access log %s: %llu lines written, %llu "
+			    "dropped, %llu write errors, %zu queued (%zu "
+			    "bytes)", s->s_name,
+			    (unsigned long long)sc.sc_written,
+			    (unsigned long long)sc.sc_dropped,
+			    (unsigned long long)sc.sc_errors, sc.sc_queued,
+			    sc.sc_queued_bytes);
+			continue;
+		}
 		log_info("access log %s: %llu lines written, %llu dropped, "
-		    "%llu write errors, %zu queued (%zu bytes)", s->s_path,
-		    (unsigned long long)written, (unsigned long long)dropped,
-		    (unsigned long long)errors, qlen, bytes);
+		    "%llu write errors, %zu queued (%zu bytes), %llu "
+		    "truncated, %llu reconnects, %llu connection failures, %s",
+		    s->s_name, (unsigned long long)sc.sc_written,
+		    (unsigned long long)sc.sc_dropped,
+		    (unsigned long long)sc.sc_errors, sc.sc_queued,
+		    sc.sc_queued_bytes, (unsigned long long)sc.sc_truncated,
+		    (unsigned long long)sc.sc_reconnects,
+		    (unsigned long long)sc.sc_connect_failures,
+		    sc.sc_connected ? "connected" : "not connected");
 	}
 }

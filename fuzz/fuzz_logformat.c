@@ -120,6 +120,26 @@ fuzz_check_json(const char *line, size_t len)
 	json_decref(j);
 }
 
+/* A line from logformat_render_fit(): NULL (too long even so), or fits. */
+static void
+fuzz_check_fit(const char *line, size_t len, size_t max, int json)
+{
+	json_t		*j;
+	json_error_t	 jerr;
+
+	if (line == NULL)
+		return;
+	fuzz_check_line(line, len);
+	if (len > max)
+		__builtin_trap();
+	if (!json)
+		return;
+	if ((j = json_loadb(line, len, 0, &jerr)) == NULL ||
+	    json_object_get(j, "truncated") != json_true())
+		__builtin_trap();
+	json_decref(j);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -129,7 +149,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct logrec		*r;
 	const char		*tpl, *t;
 	char			*field, *line, err[256];
-	size_t			 len, n;
+	size_t			 len, n, max;
 	int			 present, jsonmode;
 	uint8_t			 num[64];
 
@@ -204,6 +224,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	line = logformat_render(logformat_builtin("squid"), r, &len);
 	fuzz_check_line(line, len);
 	free(line);
+
+	/* shortened for a datagram: still one line, within max; JSON marked */
+	max = 64 + (size_t)num[18] * 8;
+	line = logformat_render_fit(json, r, max, &len);
+	fuzz_check_fit(line, len, max, 1);
+	free(line);
+	line = logformat_render_fit(logformat_builtin("squid"), r, max, &len);
+	fuzz_check_fit(line, len, max, 0);
+	free(line);
+	if ((lf = logformat_compile("fuzz", tpl, NULL, 0)) != NULL) {
+		for (t = tpl; *t == ' ' || *t == '\t'; t++)
+			;
+		line = logformat_render_fit(lf, r, max, &len);
+		fuzz_check_fit(line, len, max, *t == '{');
+		free(line);
+		logformat_free(lf);
+	}
 
 	free(field);
 	logrec_free(r);

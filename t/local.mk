@@ -68,7 +68,10 @@ T_SCENARIOS = \
 	t/63-forward-apt.t \
 	t/64-forward-pip.t \
 	t/65-forward-dockerd.t \
-	t/66-short-writes.t
+	t/66-short-writes.t \
+	t/70-log-tcp.t \
+	t/71-log-udp.t \
+	t/72-log-syslog.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
