@@ -24,4 +24,6 @@ connectd_connectd_SOURCES = \
 	connectd/accesslog.c \
 	connectd/opener.c \
 	connectd/logformat.c \
-	connectd/sink.c
+	connectd/sink.c \
+	connectd/metrics.c \
+	connectd/admin.c

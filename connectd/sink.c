@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -607,5 +608,24 @@ sink_stats_log(void)
 		    "%llu write errors, %zu queued (%zu bytes)", s->s_path,
 		    (unsigned long long)written, (unsigned long long)dropped,
 		    (unsigned long long)errors, qlen, bytes);
+	}
+}
+
+void
+sink_metrics(void (*cb)(void *, const char *, const struct sink_counts *),
+    void *arg)
+{
+	struct sink		*s;
+	struct sink_counts	 sc;
+	char			 name[PATH_MAX + 8];
+
+	TAILQ_FOREACH(s, &sink_live, s_entry) {
+		pthread_mutex_lock(&s->s_mtx);
+		sc.sc_written = s->s_written;
+		sc.sc_dropped = s->s_dropped;
+		sc.sc_errors = s->s_errors;
+		pthread_mutex_unlock(&s->s_mtx);
+		snprintf(name, sizeof(name), "stdio:%s", s->s_path);
+		cb(arg, name, &sc);
 	}
 }
