@@ -68,7 +68,11 @@ T_SCENARIOS = \
 	t/63-forward-apt.t \
 	t/64-forward-pip.t \
 	t/65-forward-dockerd.t \
-	t/66-short-writes.t
+	t/66-short-writes.t \
+	t/74-metrics.t \
+	t/75-health.t \
+	t/76-empty-connections.t \
+	t/77-shutdown-drain.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
