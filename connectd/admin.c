@@ -344,7 +344,7 @@ admin_response(struct admin_conn *ac, int status, const char *type,
 	return 0;
 }
 
-/* A method is a token (RFC 9110 5.6.2); these are the letters of ours. */
+/* A method is a token (RFC 9110 5.6.2). */
 static int
 admin_token(const char *s, size_t len)
 {
@@ -359,58 +359,89 @@ admin_token(const char *s, size_t len)
 	return 1;
 }
 
-/*
- * The request line of a complete head: "METHOD SP TARGET SP HTTP/1.x"
- * (RFC 9112 3).  Headers are not looked at: nothing here depends on
- * them.  Returns the status to answer and the body's text.
- */
+/* The end of the head: an empty line, CRLF or a bare LF (RFC 9112 2.2). */
 static int
-admin_route(struct admin_conn *ac, struct buf *body, const char **type,
-    int *head_only)
+admin_head_done(const char *buf, size_t len)
+{
+	const char	*p = buf, *end = buf + len;
+
+	for (; p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
+	    p++) {
+		if (p + 1 < end && p[1] == '\n')
+			return 1;
+		if (p + 2 < end && p[1] == '\r' && p[2] == '\n')
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The head read so far, buf[0..len): 0 while it is incomplete and
+ * under max bytes, 431 once it is not, 400 for a request line that is
+ * not "METHOD SP TARGET SP HTTP/1.x" (RFC 9112 3) with an origin-form
+ * target, else 200 with the method and the path (the target without
+ * its query) in *aq, pointing into buf.  Header fields are not looked
+ * at: nothing here depends on them.  Pure; fuzz/fuzz_admin.c.
+ */
+int
+admin_parse(const char *buf, size_t len, size_t max,
+    struct admin_request *aq)
+{
+	const char	*sp1, *sp2, *eol, *target;
+	size_t		 line, tlen;
+
+	memset(aq, 0, sizeof(*aq));
+	if (!admin_head_done(buf, len))
+		return len >= max ? 431 : 0;
+	eol = memchr(buf, '\n', len);
+	line = (size_t)(eol - buf);
+	if (line > 0 && buf[line - 1] == '\r')
+		line--;
+	if ((sp1 = memchr(buf, ' ', line)) == NULL ||
+	    (sp2 = memchr(sp1 + 1, ' ', line - (size_t)(sp1 + 1 - buf))) ==
+	    NULL)
+		return 400;
+	target = sp1 + 1;
+	tlen = (size_t)(sp2 - target);
+	if (!admin_token(buf, (size_t)(sp1 - buf)) || tlen == 0 ||
+	    line - (size_t)(sp2 + 1 - buf) != 8 ||
+	    (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 &&
+	    memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
+		return 400;
+	/* origin-form only (RFC 9112 3.2.1): this is no proxy port */
+	if (target[0] != '/')
+		return 400;
+	aq->aq_method = buf;
+	aq->aq_method_len = (size_t)(sp1 - buf);
+	aq->aq_path = target;
+	for (aq->aq_path_len = 0; aq->aq_path_len < tlen &&
+	    target[aq->aq_path_len] != '?'; aq->aq_path_len++)
+		;
+	return 200;
+}
+
+static int
+admin_is(const char *s, size_t len, const char *word)
+{
+	return len == strlen(word) && memcmp(s, word, len) == 0;
+}
+
+/* What a parsed request gets: its status, and the body's text. */
+static int
+admin_route(struct admin_conn *ac, const struct admin_request *aq,
+    struct buf *body, const char **type, int *head_only)
 {
 	struct worker	*w = ac->ac_admin->a_worker;
-	const char	*line = ac->ac_in.b_data, *sp1, *sp2, *eol, *why;
-	size_t		 len, mlen, tlen, plen;
+	const char	*why;
 
 	*type = ADMIN_TEXT_TYPE;
-	*head_only = 0;
-	eol = memchr(line, '\n', ac->ac_in.b_len);
-	len = (size_t)(eol - line);
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	if ((sp1 = memchr(line, ' ', len)) == NULL ||
-	    (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line))) ==
-	    NULL) {
-		(void)buf_addstr(body, "bad request line\n");
-		return 400;
-	}
-	mlen = (size_t)(sp1 - line);
-	tlen = (size_t)(sp2 - (sp1 + 1));
-	if (!admin_token(line, mlen) || tlen == 0 ||
-	    memchr(sp1 + 1, ' ', tlen) != NULL ||
-	    len - (size_t)(sp2 + 1 - line) != 8 ||
-	    (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 &&
-	    memcmp(sp2 + 1, "HTTP/1.0", 8) != 0)) {
-		(void)buf_addstr(body, "bad request line\n");
-		return 400;
-	}
-	/* origin-form only: this is no proxy port */
-	if (sp1[1] != '/') {
-		(void)buf_addstr(body, "only /metrics, /healthz and /readyz "
-		    "are served here\n");
-		return 400;
-	}
-	if (mlen == 4 && memcmp(line, "HEAD", 4) == 0)
-		*head_only = 1;
-	else if (mlen != 3 || memcmp(line, "GET", 3) != 0) {
+	*head_only = admin_is(aq->aq_method, aq->aq_method_len, "HEAD");
+	if (!*head_only && !admin_is(aq->aq_method, aq->aq_method_len,
+	    "GET")) {
 		(void)buf_addstr(body, "only GET and HEAD\n");
 		return 405;
 	}
-	for (plen = 0; plen < tlen && sp1[1 + plen] != '?'; plen++)
-		;
-#define ADMIN_PATH(p)	(plen == sizeof(p) - 1 && \
-	    memcmp(sp1 + 1, (p), plen) == 0)
-	if (ADMIN_PATH("/metrics")) {
+	if (admin_is(aq->aq_path, aq->aq_path_len, "/metrics")) {
 		*type = ADMIN_METRICS_TYPE;
 		if (metrics_render(w, body) == -1) {
 			log_warnx("metrics_port: /metrics is over %d bytes",
@@ -422,12 +453,12 @@ admin_route(struct admin_conn *ac, struct buf *body, const char **type,
 		}
 		return 200;
 	}
-	if (ADMIN_PATH("/healthz")) {
+	if (admin_is(aq->aq_path, aq->aq_path_len, "/healthz")) {
 		/* the loop turned to answer: the process is alive */
 		(void)buf_addstr(body, "ok\n");
 		return 200;
 	}
-	if (ADMIN_PATH("/readyz")) {
+	if (admin_is(aq->aq_path, aq->aq_path_len, "/readyz")) {
 		if ((why = admin_unready(w)) != NULL) {
 			(void)buf_addstr(body, "not ready: ");
 			(void)buf_addstr(body, why);
@@ -437,7 +468,6 @@ admin_route(struct admin_conn *ac, struct buf *body, const char **type,
 		(void)buf_addstr(body, "ready\n");
 		return 200;
 	}
-#undef ADMIN_PATH
 	(void)buf_addstr(body, "not found: try /metrics, /healthz or "
 	    "/readyz\n");
 	return 404;
@@ -445,16 +475,19 @@ admin_route(struct admin_conn *ac, struct buf *body, const char **type,
 
 /* Build the whole response, then write what the socket takes now. */
 static void
-admin_answer(struct admin_conn *ac, int status)
+admin_answer(struct admin_conn *ac, int status,
+    const struct admin_request *aq)
 {
 	struct buf	 body = BUF_INITIALIZER(ADMIN_BODY_MAX);
 	const char	*type = ADMIN_TEXT_TYPE;
 	int		 head_only = 0;
 
-	if (status == 0)
-		status = admin_route(ac, &body, &type, &head_only);
+	if (status == 200)
+		status = admin_route(ac, aq, &body, &type, &head_only);
 	else
-		(void)buf_addstr(&body, "request head too large\n");
+		(void)buf_addstr(&body, status == 431 ?
+		    "request head too large\n" : "bad request line (only "
+		    "GET or HEAD of /metrics, /healthz or /readyz)\n");
 	if (admin_response(ac, status, type, &body, head_only) == -1) {
 		log_warnx("metrics_port: out of memory");
 		buf_free(&body);
@@ -468,32 +501,18 @@ admin_answer(struct admin_conn *ac, int status)
 	admin_write_cb(ac->ac_admin->a_worker->w_loop, &ac->ac_io, EV_WRITE);
 }
 
-/* Is the head complete: an empty line, CRLF or a bare LF (RFC 9112 2.2)? */
-static int
-admin_head_done(const struct buf *b)
-{
-	const char	*p = b->b_data, *end = b->b_data + b->b_len;
-
-	for (; p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
-	    p++) {
-		if (p + 1 < end && p[1] == '\n')
-			return 1;
-		if (p + 2 < end && p[1] == '\r' && p[2] == '\n')
-			return 1;
-	}
-	return 0;
-}
-
 static void
 admin_read_cb(EV_P_ ev_io *io, int revents)
 {
 	struct admin_conn	*ac = io->data;
+	struct admin_request	 aq;
 	size_t			 avail;
 	ssize_t			 n;
+	int			 status;
 	char			*p;
 
 	if ((p = buf_space(&ac->ac_in, 1024, &avail)) == NULL) {
-		admin_answer(ac, 431);
+		admin_answer(ac, 431, NULL);
 		return;
 	}
 	if ((n = read(ac->ac_fd, p, avail)) == -1) {
@@ -507,10 +526,9 @@ admin_read_cb(EV_P_ ev_io *io, int revents)
 		return;
 	}
 	buf_commit(&ac->ac_in, (size_t)n);
-	if (admin_head_done(&ac->ac_in))
-		admin_answer(ac, 0);
-	else if (ac->ac_in.b_len >= ADMIN_HEAD_MAX)
-		admin_answer(ac, 431);
+	if ((status = admin_parse(ac->ac_in.b_data, ac->ac_in.b_len,
+	    ADMIN_HEAD_MAX, &aq)) != 0)
+		admin_answer(ac, status, &aq);
 }
 
 static void

@@ -444,6 +444,14 @@ struct metrics {
 	struct metrics_lines	*m_lines;
 };
 
+/* admin.c: a metrics_port request's method and path (no query) */
+struct admin_request {
+	const char		*aq_method;	/* into the caller's buffer */
+	size_t			 aq_method_len;
+	const char		*aq_path;
+	size_t			 aq_path_len;
+};
+
 /*
  * One event loop and everything that lives on it.  There is one worker
  * today; the type exists so that several loops can come later, and
@@ -749,6 +757,12 @@ void	 metrics_observe(struct metrics_hist *, double);
 int	 metrics_render(struct worker *, struct buf *);
 
 /* admin.c: the metrics_port listener: /metrics, /healthz, /readyz */
+/*
+ * The head read so far: 0 while incomplete (and under max bytes), 431
+ * once over, 400 for a bad request line or a target not in origin-form,
+ * 200 with aq filled.  Pure (fuzz/fuzz_admin.c).
+ */
+int	 admin_parse(const char *, size_t, size_t, struct admin_request *);
 /*
  * Listen on cf's metrics_port, keeping the socket if the address is
  * unchanged, or stop listening (none).  On a failure nothing changes:
