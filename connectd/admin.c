@@ -230,7 +230,7 @@ admin_accept_cb(EV_P_ ev_io *io, int revents)
 		if ((fd = accept4(a->a_fd, NULL, NULL, SOCK_NONBLOCK |
 		    SOCK_CLOEXEC)) == -1) {
 			if (errno == EMFILE || errno == ENFILE) {
-				/* the queue stays readable: rest, do not spin */
+				/* the queue stays readable: rest, no spin */
 				log_warn("accept on metrics_port %s",
 				    a->a_text);
 				a->a_resting = 1;
@@ -353,8 +353,8 @@ admin_token(const char *s, size_t len)
 	if (len == 0)
 		return 0;
 	for (i = 0; i < len; i++)
-		if (s[i] <= 0x20 || s[i] >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}",
-		    s[i]) != NULL)
+		if (s[i] <= 0x20 || s[i] >= 0x7f ||
+		    strchr("\"(),/:;<=>?@[\\]{}", s[i]) != NULL)
 			return 0;
 	return 1;
 }

@@ -434,13 +434,13 @@ struct sink_counts {
 
 struct metrics {
 	double			 m_start;	/* wall clock, seconds */
-	uint64_t		 m_empty;	/* connections that sent nothing */
+	uint64_t		 m_empty;	/* conns that sent nothing */
 	uint64_t		 m_bytes[2][2];	/* [tunnel, http][up, down] */
 	uint64_t		 m_reloads;	/* SIGHUPs acted on */
 	uint64_t		 m_reload_failures;
 	int			 m_reload_failed; /* the last one was refused */
 	struct metrics_hist	 m_dns;		/* resolve.c: c-ares queries */
-	struct metrics_hist	 m_connect;	/* conn.c: connect() to connected */
+	struct metrics_hist	 m_connect;	/* conn.c: connect() to done */
 	struct metrics_lines	*m_lines;
 };
 

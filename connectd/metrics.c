@@ -348,7 +348,8 @@ emit_bytes(struct mwriter *mw)
 		for (d = 0; d < 2; d++) {
 			labels[1] = kinds[k];
 			labels[3] = dirs[d];
-			mw_u64(mw, labels, mw->mw_worker->w_metrics.m_bytes[k][d]);
+			mw_u64(mw, labels,
+			    mw->mw_worker->w_metrics.m_bytes[k][d]);
 		}
 }
 
