@@ -16,11 +16,13 @@ BUILD_DEPS="build-essential autoconf automake libtool pkg-config clang
 	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev libyaml-dev"
 # curl: the README's first try of the proxy
 RUN_DEPS="ca-certificates curl"
-# pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere
+# pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere.
+# python3-prometheus-client: its parser reads /metrics in t/74 (Debian's
+# prometheus, for promtool, is 96 MB: t/74 uses it only when present)
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
-	docker.io:dockerd"
+	docker.io:dockerd python3-prometheus-client"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

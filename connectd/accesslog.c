@@ -211,6 +211,8 @@ accesslog_submit(struct worker *w, struct conf *cf, struct logrec *rec,
 	struct logpark	*lp;
 	double		 wait;
 
+	/* counted here, where every line is handed over: /metrics agrees */
+	metrics_line(w, rec);
 	if (hl != NULL && !w->w_stopping && w->w_nparked < ACCESSLOG_PARK_MAX &&
 	    (lp = calloc(1, sizeof(*lp))) != NULL) {
 		if ((wait = helper_log_park(hl, accesslog_answer_cb, lp)) > 0.) {

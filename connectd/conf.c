@@ -78,6 +78,7 @@ struct conf_parse {
 	struct conf_pending	*cp_pending;
 	size_t			 cp_npending;
 	size_t			 cp_log_none;	/* line of `access_log none` */
+	size_t			 cp_metrics;	/* line of metrics_port */
 };
 
 struct conf_unit {
@@ -86,6 +87,8 @@ struct conf_unit {
 };
 
 static int	 conf_http_port(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_metrics_port(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_time(struct conf_parse *, const struct conf_directive *,
 		    int, char **);
@@ -117,6 +120,8 @@ static void	 conf_dump_dns(const struct conf *,
 		    const struct conf_directive *, FILE *);
 static void	 conf_dump_http_port(const struct conf *,
 		    const struct conf_directive *, FILE *);
+static void	 conf_dump_metrics_port(const struct conf *,
+		    const struct conf_directive *, FILE *);
 static void	 conf_dump_time(const struct conf *,
 		    const struct conf_directive *, FILE *);
 static void	 conf_dump_size(const struct conf *,
@@ -132,6 +137,8 @@ static void	 conf_dump_access_log(const struct conf *,
 
 static const struct conf_directive conf_directives[] = {
 	{ "http_port", conf_http_port, conf_dump_http_port, CD_REPEAT, NULL,
+	    0, 0, 0, NULL },
+	{ "metrics_port", conf_metrics_port, conf_dump_metrics_port, 0, NULL,
 	    0, 0, 0, NULL },
 	CONF_TIME("connect_timeout", c_connect_timeout, CD_NONZERO),
 	CONF_TIME("read_timeout", c_read_timeout, CD_NONZERO),
@@ -573,6 +580,40 @@ conf_http_port(struct conf_parse *p, const struct conf_directive *d,
 	lc->lc_addr = ss;
 	lc->lc_addrlen = sslen;
 	TAILQ_INSERT_TAIL(&c->c_listens, lc, lc_entry);
+	return 0;
+}
+
+/*
+ * metrics_port [ADDRESS:]PORT, as http_port takes it, or none: the
+ * listener of /metrics, /healthz and /readyz (admin.c).  Whether it
+ * clashes with an http_port is checked once the whole file is read.
+ */
+static int
+conf_metrics_port(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	struct conf		*c = p->cp_conf;
+	struct listen_conf	*lc;
+	char			 msg[128];
+
+	if (argc != 2)
+		return conf_error(p, "usage: metrics_port [ADDRESS:]PORT | "
+		    "none");
+	if (strcmp(argv[1], "none") == 0)
+		return 0;
+	if ((lc = calloc(1, sizeof(*lc))) == NULL)
+		return conf_error(p, "out of memory");
+	if (conf_parse_addrport(argv[1], &lc->lc_addr, &lc->lc_addrlen, msg,
+	    sizeof(msg)) == -1) {
+		free(lc);
+		return conf_error(p, "metrics_port: %s", msg);
+	}
+	if ((lc->lc_text = strdup(argv[1])) == NULL) {
+		free(lc);
+		return conf_error(p, "out of memory");
+	}
+	c->c_metrics = lc;
+	p->cp_metrics = p->cp_lineno;
 	return 0;
 }
 
@@ -1336,6 +1377,7 @@ conf_finish(struct conf_parse *p)
 	struct conf		*c = p->cp_conf;
 	struct access_log_conf	*alc;
 	struct logformat_conf	*lfc;
+	struct listen_conf	*lc;
 	struct conf_pending	*pf;
 	size_t			 i;
 	char			 err[ERRBUF_LEN];
@@ -1351,6 +1393,13 @@ conf_finish(struct conf_parse *p)
 	}
 	if (TAILQ_EMPTY(&c->c_listens))
 		return conf_error_at(p, 0, NULL, "no http_port line");
+	if (c->c_metrics != NULL)
+		TAILQ_FOREACH(lc, &c->c_listens, lc_entry)
+			if (addr_bind_clash(&c->c_metrics->lc_addr,
+			    &lc->lc_addr))
+				return conf_error_at(p, p->cp_metrics, NULL,
+				    "metrics_port %s clashes with http_port %s",
+				    c->c_metrics->lc_text, lc->lc_text);
 	if (helper_conf_finish(c, err, sizeof(err)) == -1 ||
 	    acl_conf_finish(c, err, sizeof(err)) == -1)
 		return conf_error_at(p, 0, NULL, "%s", err);
@@ -1399,6 +1448,10 @@ conf_free(struct conf *c)
 	}
 	acl_conf_free(c);
 	helper_conf_free(c);
+	if (c->c_metrics != NULL) {
+		free(c->c_metrics->lc_text);
+		free(c->c_metrics);
+	}
 	free(c->c_dns_nameservers);
 	free(c->c_hosts_file);
 	free(c->c_effective_user);
@@ -1425,7 +1478,7 @@ conf_new(const char *name)
 	c->c_read_timeout = 15 * 60;
 	c->c_request_header_timeout = 30;
 	c->c_half_closed_timeout = 2 * 60;
-	c->c_shutdown_lifetime = 0;
+	c->c_shutdown_lifetime = 30;	/* Squid's default */
 	c->c_request_header_max_size = REQUEST_HEADER_MAX;
 	c->c_client_lifetime = 86400;
 	/* Squid's defaults */
@@ -1629,6 +1682,14 @@ conf_dump_http_port(const struct conf *c, const struct conf_directive *d,
 
 	TAILQ_FOREACH(lc, &c->c_listens, lc_entry)
 		fprintf(fp, "%s %s\n", d->cd_name, lc->lc_text);
+}
+
+static void
+conf_dump_metrics_port(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	fprintf(fp, "%s %s\n", d->cd_name, c->c_metrics != NULL ?
+	    c->c_metrics->lc_text : "none");
 }
 
 static void

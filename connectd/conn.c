@@ -61,6 +61,7 @@ static void	conn_go(struct conn *, enum conn_state);
 static void	conn_uncount(struct conn *);
 static void	conn_head_free(struct conn *);
 static int	conn_idle(const struct conn *);
+static int	conn_empty(const struct conn *, enum close_reason);
 static int	conn_head_parse(struct conn *);
 static int	conn_pooled(struct conn *);
 static void	conn_advance(struct conn *);
@@ -357,11 +358,12 @@ conn_close(struct conn *c, enum close_reason reason)
 {
 	struct worker	*w = c->c_worker;
 	struct linger	 lg = { 1, 0 };
-	int		 idle;
+	int		 idle, empty;
 
 	if (c->c_state == CONN_CLOSED)
 		return;
 	idle = conn_idle(c);
+	empty = !idle && conn_empty(c, reason);
 	conn_go(c, CONN_CLOSED);
 	ev_timer_stop(w->w_loop, &c->c_timer);
 	ev_io_stop(w->w_loop, &c->c_cread);
@@ -392,8 +394,14 @@ conn_close(struct conn *c, enum close_reason reason)
 	w->w_stats.st_active--;
 	conn_uncount(c);
 	helper_acl_free(c);
-	/* a kept-alive connection that closes between requests: no line */
-	if (idle) {
+	/*
+	 * No line for a kept-alive connection that closes between requests,
+	 * nor for one that never sent a byte (conn_empty()): that one is
+	 * only counted.
+	 */
+	if (idle || empty) {
+		if (empty)
+			w->w_metrics.m_empty++;
 		logrec_free(c->c_rec);
 		helper_log_free(c->c_lookups);
 	} else
@@ -450,6 +458,39 @@ conn_idle(const struct conn *c)
 {
 	return c->c_state == CONN_HEAD && c->c_nreq > 0 &&
 	    (c->c_head == NULL || c->c_head->ch_buf.b_len == 0);
+}
+
+/*
+ * A connection that closes without having sent a byte gets no line, only
+ * a count (connectd_connections_empty_total): Kubernetes tcpSocket probes,
+ * load balancers' health checks and port scanners open and close such
+ * connections all day, and a line of nulls for each drowns the log.
+ * Squid 5.7 does log them, as "NONE_NONE/000 ... error:transaction-end-
+ * before-headers" (tried: a connect and close, or an RST, or silence
+ * until request_start_timeout); its squid.conf.documented suggests
+ * `acl hasRequest has request` on the access_log line to leave them
+ * out, and connectd behaves as Squid with that acl.  So the same goes
+ * for one that stays silent until request_header_timeout (it still gets
+ * its 408), a shutdown or client_lifetime.  A refusal made before the
+ * first byte (client_ip_max_connections) is logged: the proxy did
+ * something.  One byte of a request head makes a request: logged.
+ */
+static int
+conn_empty(const struct conn *c, enum close_reason reason)
+{
+	if (c->c_nreq > 0 || c->c_rec->lr_head_in > 0 ||
+	    (c->c_head != NULL && c->c_head->ch_buf.b_len > 0))
+		return 0;
+	switch (reason) {
+	case CLOSE_CLIENT_EOF:
+	case CLOSE_CLIENT_RESET:
+	case CLOSE_HEADER_TIMEOUT:
+	case CLOSE_SHUTDOWN:
+	case CLOSE_LIFETIME:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* Free the connections closed during this loop turn. */
@@ -997,6 +1038,9 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 		return;
 	}
 	ev_io_stop(EV_A, &c->c_swrite);
+	/* from connect() (the state's start) to established */
+	metrics_observe(&c->c_worker->w_metrics.m_connect,
+	    ev_now(EV_A) - c->c_state_since);
 	r->lr_server = c->c_addrs[c->c_addri];
 	r->lr_has_server = 1;
 	if (c->c_fwd != NULL) {
@@ -1104,6 +1148,34 @@ conn_forward_done(struct conn *c, int client_keep, int server_keep)
 }
 
 /* ---------------------------------------------------------------- stop */
+
+/*
+ * The start of a drain (SIGTERM with a shutdown_lifetime): a kept-alive
+ * connection waiting between requests has nothing to finish, so it is
+ * closed now, without a line.  Every other connection goes on: one that
+ * has not sent its head yet may still send it (it was accepted before
+ * the listeners closed, and its client has no reason to retry), and a
+ * forwarded request's connection closes after its response.
+ */
+void
+conn_drain(struct worker *w)
+{
+	struct conn	*c, *next;
+
+	for (c = TAILQ_FIRST(&w->w_conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, c_entry);
+		if (conn_idle(c))
+			conn_close(c, CLOSE_SHUTDOWN);
+	}
+}
+
+const char *
+conn_state_name(enum conn_state s)
+{
+	if ((size_t)s >= nitems(conn_state_names))
+		return "unknown";
+	return conn_state_names[s];
+}
 
 /* Stop: close every connection with reason "shutdown" (each is logged). */
 void

@@ -53,25 +53,42 @@ static void
 reload(struct worker *w)
 {
 	struct conf	*conf = NULL, *old = w->w_conf;
-	char		 err[ERRBUF_LEN];
+	char		 err[ERRBUF_LEN], err2[ERRBUF_LEN];
 
+	w->w_metrics.m_reloads++;
+	w->w_metrics.m_reload_failed = 1;
 	if (conf_load(old->c_path, &conf, err, sizeof(err)) == -1) {
+		w->w_metrics.m_reload_failures++;
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
 		return;
 	}
 	if (accesslog_open(conf, err, sizeof(err)) == -1 ||
-	    listener_sync(w, conf, err, sizeof(err)) == -1) {
+	    admin_sync(w, conf, err, sizeof(err)) == -1) {
+		w->w_metrics.m_reload_failures++;
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
 		conf_unref(conf);
 		return;
 	}
+	if (listener_sync(w, conf, err, sizeof(err)) == -1) {
+		/* the metrics_port goes back where it was */
+		if (admin_sync(w, old, err2, sizeof(err2)) == -1)
+			log_warnx("%s", err2);
+		w->w_metrics.m_reload_failures++;
+		log_warnx("reload refused, keeping the running configuration: "
+		    "%s", err);
+		conf_unref(conf);
+		return;
+	}
+	w->w_metrics.m_reload_failed = 0;
 	resolve_reconfigure(w, conf);
 	helper_sync(w, conf);
 	w->w_conf = conf;
 	conf_unref(old);
 	listener_limit(w);
+	if (conf->c_metrics != NULL && !w->w_helpers_ready)
+		helper_probe_start(w);
 	log_info("configuration reloaded from %s", conf->c_path);
 }
 
@@ -113,14 +130,23 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 		}
 		log_info("signal %d: shutting down, %llu connections open",
 		    s->signum, (unsigned long long)w->w_stats.st_active);
+		/*
+		 * As Squid does (tried with 5.7): the ports close, so that
+		 * new clients are refused, while what is open carries on
+		 * for shutdown_lifetime; /readyz says 503 meanwhile.  The
+		 * process exits as soon as the last one closes.
+		 */
 		w->w_stopping = 1;
 		listener_close_all(w);
+		conn_drain(w);
 		grace = w->w_conf->c_shutdown_lifetime;
 		if (TAILQ_EMPTY(&w->w_conns) || grace <= 0.) {
 			conn_shutdown_all(w);
 			ev_break(EV_A, EVBREAK_ALL);
 			return;
 		}
+		log_info("draining for up to %.3g seconds (shutdown_lifetime); "
+		    "another SIGTERM ends it now", grace);
 		ev_timer_set(&shutdown_timer, grace, 0.);
 		ev_timer_start(EV_A, &shutdown_timer);
 		break;
@@ -156,6 +182,7 @@ worker_create(struct conf *conf)
 		fatal("calloc");
 	if ((w->w_loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
 		fatalx("cannot initialise the event loop");
+	metrics_init(w);
 	w->w_conf = conf;
 	w->w_scratch_len = SCRATCH_LEN;
 	if ((w->w_scratch = malloc(w->w_scratch_len)) == NULL)
@@ -181,6 +208,8 @@ worker_free(struct worker *w)
 	ev_prepare_stop(w->w_loop, &w->w_turn_end);
 	listener_close_all(w);
 	forward_pool_free(w);
+	admin_free(w);
+	metrics_free(w);
 	limit_free(w);
 	ifaddr_free(w);
 	resolve_free(w);
@@ -255,9 +284,15 @@ main(int argc, char *argv[])
 		fatalx("%s", err);
 	if (listener_sync(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	w->w_listening = 1;
+	if (admin_sync(w, conf, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	if (limit_drop_privileges(conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	helper_sync(w, conf);
+	/* only /readyz needs a helper to have answered before any request */
+	if (conf->c_metrics != NULL)
+		helper_probe_start(w);
 
 	ev_signal_init(&sig_term, signal_cb, SIGTERM);
 	ev_signal_init(&sig_int, signal_cb, SIGINT);

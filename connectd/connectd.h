@@ -239,6 +239,7 @@ struct conf {
 	unsigned		 c_client_ip_max_connections; /* 0: none */
 	char			*c_effective_user;	/* NULL: stay */
 	struct helper_conf	*c_helpers;	/* helper.c: external_acl_type */
+	struct listen_conf	*c_metrics;	/* metrics_port; NULL: none */
 };
 
 /*
@@ -433,6 +434,59 @@ struct stats {
 };
 
 /*
+ * metrics.c: what /metrics reports beyond struct stats.  Histograms
+ * have fixed buckets (metrics.c's table); each bucket counts the
+ * observations up to its bound, and the writer adds them up, as the
+ * exposition format wants (cumulative, ending with +Inf).
+ */
+#define METRICS_NBUCKETS	9
+
+struct metrics_hist {
+	uint64_t		 mh_bucket[METRICS_NBUCKETS];
+	uint64_t		 mh_count;	/* +Inf */
+	double			 mh_sum;
+};
+
+struct metrics_lines;	/* lines by kind, status and close reason */
+
+/* helper_pool.c: one external_acl_type's counts, for metrics.c */
+struct helper_counts {
+	uint64_t		 hm_lookups;
+	uint64_t		 hm_hits;	/* answered from the cache */
+	uint64_t		 hm_requests;	/* lines sent to children */
+	uint64_t		 hm_ok;
+	uint64_t		 hm_err;
+	uint64_t		 hm_bh;
+	uint64_t		 hm_timeouts;
+	uint64_t		 hm_queue_full;
+	uint64_t		 hm_down;
+	uint64_t		 hm_malformed;
+	uint64_t		 hm_restarts;
+	uint64_t		 hm_queued;	/* now */
+	uint64_t		 hm_running;	/* now */
+};
+
+struct metrics {
+	double			 m_start;	/* wall clock, seconds */
+	uint64_t		 m_empty;	/* conns that sent nothing */
+	uint64_t		 m_bytes[2][2];	/* [tunnel, http][up, down] */
+	uint64_t		 m_reloads;	/* SIGHUPs acted on */
+	uint64_t		 m_reload_failures;
+	int			 m_reload_failed; /* the last one was refused */
+	struct metrics_hist	 m_dns;		/* resolve.c: c-ares queries */
+	struct metrics_hist	 m_connect;	/* conn.c: connect() to done */
+	struct metrics_lines	*m_lines;
+};
+
+/* admin.c: a metrics_port request's method and path (no query) */
+struct admin_request {
+	const char		*aq_method;	/* into the caller's buffer */
+	size_t			 aq_method_len;
+	const char		*aq_path;
+	size_t			 aq_path_len;
+};
+
+/*
  * One event loop and everything that lives on it.  There is one worker
  * today; the type exists so that several loops can come later, and
  * every function that needs the loop's state is given the worker.
@@ -440,6 +494,7 @@ struct stats {
 struct logpark;
 struct ifaddr_set;
 struct pconn_pool;
+struct admin;
 struct worker {
 	struct ev_loop		*w_loop;
 	struct conf		*w_conf;	/* current configuration */
@@ -465,8 +520,12 @@ struct worker {
 	size_t			 w_nparked;
 	ev_prepare		 w_turn_end;	/* work deferred to a safe point */
 	int			 w_stopping;
+	int			 w_listening;	/* every http_port is bound */
+	int			 w_helpers_ready; /* each helper has answered */
 	uint64_t		 w_next_id;
 	struct stats		 w_stats;
+	struct metrics		 w_metrics;
+	struct admin		*w_admin;	/* admin.c: metrics_port */
 };
 
 /* ----------------------------------------------------------- prototypes */
@@ -515,6 +574,19 @@ void	 helper_sync(struct worker *, struct conf *);
 void	 helper_shutdown(struct worker *);
 void	 helper_stats_log(struct worker *);
 
+/*
+ * For /metrics: cb(arg, name, counts) for each helper name, the
+ * counts of its running pool and of the retired ones still finishing
+ * added together.  A pool whose definition changed starts from zero.
+ */
+void	 helper_metrics(struct worker *, void (*)(void *, const char *,
+	    const struct helper_counts *), void *);
+/*
+ * For /readyz: the name of a helper of the running configuration that
+ * has not answered OK or ERR yet, or NULL once every one has.
+ */
+const char *helper_unanswered(struct worker *);
+
 /* helper_cache.c */
 /* Run the callbacks of lookups answered this turn (from w_turn_end). */
 void	 helper_ready_run(struct worker *);
@@ -552,6 +624,13 @@ ev_tstamp helper_acl_deadline(const struct conn *);
 /* Give up on the acl answers due by now (all of them if all is set). */
 void	 helper_acl_expire(struct conn *, ev_tstamp, int);
 void	 helper_acl_free(struct conn *);
+/*
+ * For /readyz: ask each helper that has not answered yet one lookup,
+ * as for a client at 127.0.0.1, again each second while it answers BH
+ * or nothing, until it answers OK or ERR.  Nothing is asked twice at
+ * once, so calling it again (after a reload) only adds new helpers.
+ */
+void	 helper_probe_start(struct worker *);
 
 /* http.c */
 enum http_parse http_parse_request(struct http_head *, const char *, size_t,
@@ -571,6 +650,8 @@ void	 httpmsg_body_init(struct http_body *, enum http_body_kind, int64_t);
 ssize_t	 httpmsg_body(struct http_body *, const char *, size_t);
 
 /* listener.c */
+/* A listening socket on ss, non-blocking; -1 with errno. */
+int	 listener_bind(const struct sockaddr_storage *, socklen_t);
 int	 listener_sync(struct worker *, struct conf *, char *, size_t);
 void	 listener_limit(struct worker *);
 void	 listener_pause(struct worker *);
@@ -587,7 +668,14 @@ void	 conn_close(struct conn *, enum close_reason);
 void	 conn_wake(void *);
 void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
+/*
+ * SIGTERM: close at once, without a line, the connections with nothing
+ * to finish (between two requests, or that have sent nothing); the
+ * others may finish within shutdown_lifetime.
+ */
+void	 conn_drain(struct worker *);
 void	 conn_reap(struct worker *);
+const char *conn_state_name(enum conn_state);
 void	 conn_fail(struct conn *, int, enum close_reason, const char *);
 /*
  * forward.c: the exchange ended; client_keep: the client may send
@@ -706,6 +794,38 @@ void	 sink_reopen_all(void);
 void	 sink_flush_all(double);
 /* SIGUSR1: one line of counters per output on stderr. */
 void	 sink_stats_log(void);
+
+/* metrics.c */
+void	 metrics_init(struct worker *);
+void	 metrics_free(struct worker *);
+/* Count rec's line (accesslog_submit()): by kind, status, reason, bytes. */
+void	 metrics_line(struct worker *, const struct logrec *);
+/* One observation, in seconds, into a histogram. */
+void	 metrics_observe(struct metrics_hist *, double);
+/*
+ * Append the Prometheus text exposition (format 0.0.4) to the buffer.
+ * 0, or -1 when its bound was reached or memory ran out: the partial
+ * text must not be served.
+ */
+int	 metrics_render(struct worker *, struct buf *);
+
+/* admin.c: the metrics_port listener: /metrics, /healthz, /readyz */
+/*
+ * The head read so far: 0 while incomplete (and under max bytes), 431
+ * once over, 400 for a bad request line or a target not in origin-form,
+ * 200 with aq filled.  Pure (fuzz/fuzz_admin.c).
+ */
+int	 admin_parse(const char *, size_t, size_t, struct admin_request *);
+/*
+ * Listen on cf's metrics_port, keeping the socket if the address is
+ * unchanged, or stop listening (none).  On a failure nothing changes:
+ * -1 with the reason in err.
+ */
+int	 admin_sync(struct worker *, const struct conf *, char *, size_t);
+/* Close the listener and every admin connection (at exit). */
+void	 admin_free(struct worker *);
+/* Why /readyz answers 503 (static text), or NULL when ready. */
+const char *admin_unready(struct worker *);
 
 /* The outputs in use, in opening order: sink_next(NULL) is the first. */
 struct sink *sink_next(const struct sink *);

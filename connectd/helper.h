@@ -245,11 +245,14 @@ struct helper_pool {
 	TAILQ_ENTRY(helper_pool) hp_entry;
 };
 
+struct helper_probe;
+
 /* A worker's pools, and the waiters to call back at the end of a turn. */
 struct helper_pools {
 	TAILQ_HEAD(, helper_pool) hr_active;	/* in configuration order */
 	TAILQ_HEAD(, helper_pool) hr_retired;	/* finishing their work */
 	TAILQ_HEAD(, helper_wait) hr_ready;	/* done, callback owed */
+	TAILQ_HEAD(, helper_probe) hr_probes;	/* helper_conn.c: /readyz */
 	struct buf		 hr_line;	/* request lines are built here */
 };
 
@@ -264,5 +267,10 @@ const char *helper_pool_submit(struct helper_pool *, struct helper_lookup *);
 struct helper_pool *helper_pool_find(struct worker *, const char *);
 void	 helper_pool_ref(struct helper_pool *);
 void	 helper_pool_unref(struct helper_pool *);
+
+/* ------------------------------------------------------ helper_conn.c */
+
+/* At exit, before the pools go: forget the readiness probes. */
+void	 helper_probe_stop(struct helper_pools *);
 
 #endif

@@ -336,3 +336,127 @@ helper_acl_free(struct conn *c)
 		free(hw);
 	}
 }
+
+/* ----------------------------------------------------- readiness probes */
+
+#define HELPER_PROBE_RETRY	1.0	/* seconds, after BH or no answer */
+
+/*
+ * One lookup on behalf of /readyz.  Squid asks a helper only when a
+ * request needs it, but a pod that is not ready gets no requests: so
+ * connectd asks once itself, as for a client at 127.0.0.1 (podmeta
+ * holds a request until its first pod list is in, then answers it;
+ * until then, or with no list in --sync-wait, it says BH).
+ */
+struct helper_probe {
+	struct worker		*hpr_worker;
+	struct helper_pool	*hpr_pool;	/* reference held */
+	struct helper_wait	 hpr_wait;
+	ev_timer		 hpr_timer;	/* the next try */
+	TAILQ_ENTRY(helper_probe) hpr_entry;
+};
+
+static void	helper_probe_send(struct helper_probe *);
+
+static void
+helper_probe_free(struct helper_probe *p)
+{
+	ev_timer_stop(p->hpr_worker->w_loop, &p->hpr_timer);
+	helper_wait_clear(&p->hpr_wait);
+	helper_pool_unref(p->hpr_pool);
+	TAILQ_REMOVE(&p->hpr_worker->w_helpers->hr_probes, p, hpr_entry);
+	free(p);
+}
+
+/* The lookup is done: OK or ERR ends the probe; BH or none, again later. */
+static void
+helper_probe_result(struct helper_probe *p)
+{
+	struct helper_wait	*hw = &p->hpr_wait;
+	int			 answered;
+
+	answered = hw->hw_answer != NULL &&
+	    (hw->hw_answer->ha_result == HELPER_OK ||
+	    hw->hw_answer->ha_result == HELPER_ERR);
+	helper_wait_clear(hw);
+	if (answered || !p->hpr_pool->hp_active ||
+	    p->hpr_worker->w_stopping) {
+		helper_probe_free(p);
+		return;
+	}
+	ev_timer_set(&p->hpr_timer, HELPER_PROBE_RETRY, 0.);
+	ev_timer_start(p->hpr_worker->w_loop, &p->hpr_timer);
+}
+
+static void
+helper_probe_cb(void *arg)
+{
+	helper_probe_result(arg);
+}
+
+static void
+helper_probe_timer_cb(EV_P_ ev_timer *t, int revents)
+{
+	helper_probe_send(t->data);
+}
+
+static void
+helper_probe_send(struct helper_probe *p)
+{
+	struct logrec		 rec;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&rec.lr_client;
+	struct listen_conf	*lc;
+
+	memset(&rec, 0, sizeof(rec));
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((lc = TAILQ_FIRST(&p->hpr_worker->w_conf->c_listens)) != NULL)
+		rec.lr_local = lc->lc_addr;
+	memset(&p->hpr_wait, 0, sizeof(p->hpr_wait));
+	p->hpr_wait.hw_cb = helper_probe_cb;
+	p->hpr_wait.hw_arg = p;
+	helper_ask(&p->hpr_wait, p->hpr_pool, &rec, NULL);
+	/* from the cache, or refused at once: no callback comes */
+	if (p->hpr_wait.hw_done)
+		helper_probe_result(p);
+}
+
+void
+helper_probe_start(struct worker *w)
+{
+	struct helper_pools	*hr = w->w_helpers;
+	struct helper_pool	*hp;
+	struct helper_probe	*p;
+
+	if (hr == NULL || w->w_stopping)
+		return;
+	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry) {
+		if (hp->hp_st.hs_ok + hp->hp_st.hs_err > 0)
+			continue;
+		TAILQ_FOREACH(p, &hr->hr_probes, hpr_entry)
+			if (p->hpr_pool == hp)
+				break;
+		if (p != NULL)
+			continue;
+		if ((p = calloc(1, sizeof(*p))) == NULL) {
+			log_warn("helper: calloc");
+			return;
+		}
+		p->hpr_worker = w;
+		p->hpr_pool = hp;
+		helper_pool_ref(hp);
+		ev_init(&p->hpr_timer, helper_probe_timer_cb);
+		p->hpr_timer.data = p;
+		TAILQ_INSERT_TAIL(&hr->hr_probes, p, hpr_entry);
+		log_debug("helper %s: one lookup for /readyz",
+		    hp->hp_def->hd_name);
+		helper_probe_send(p);
+	}
+}
+
+void
+helper_probe_stop(struct helper_pools *hr)
+{
+	while (!TAILQ_EMPTY(&hr->hr_probes))
+		helper_probe_free(TAILQ_FIRST(&hr->hr_probes));
+}

@@ -899,6 +899,7 @@ helper_sync(struct worker *w, struct conf *cf)
 		TAILQ_INIT(&hr->hr_active);
 		TAILQ_INIT(&hr->hr_retired);
 		TAILQ_INIT(&hr->hr_ready);
+		TAILQ_INIT(&hr->hr_probes);
 		buf_init(&hr->hr_line, HELPER_KEY_MAX);
 		w->w_helpers = hr;
 	}
@@ -951,6 +952,7 @@ helper_shutdown(struct worker *w)
 	if (hr == NULL)
 		return;
 	helper_stats_log(w);
+	helper_probe_stop(hr);
 	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
 		helper_pool_kill_all(hp);
 	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry)
@@ -1012,4 +1014,104 @@ helper_stats_log(struct worker *w)
 	if (w->w_nparked > 0)
 		log_info("stats: helper: %zu log lines waiting for answers",
 		    w->w_nparked);
+}
+
+static void
+helper_counts_add(struct helper_counts *hc, const struct helper_pool *hp)
+{
+	const struct helper_pool_stats	*st = &hp->hp_st;
+
+	hc->hm_lookups += st->hs_lookups;
+	hc->hm_hits += st->hs_hits;
+	hc->hm_requests += st->hs_requests;
+	hc->hm_ok += st->hs_ok;
+	hc->hm_err += st->hs_err;
+	hc->hm_bh += st->hs_bh;
+	hc->hm_timeouts += st->hs_timeouts;
+	hc->hm_queue_full += st->hs_queue_full;
+	hc->hm_down += st->hs_down;
+	hc->hm_malformed += st->hs_malformed;
+	hc->hm_restarts += st->hs_restarts;
+	hc->hm_queued += hp->hp_nqueued;
+	hc->hm_running += (uint64_t)hp->hp_nrunning;
+}
+
+/* Was a pool of this name reported already (one earlier in the lists)? */
+static int
+helper_metrics_seen(const struct helper_pools *hr, const struct helper_pool *me)
+{
+	const struct helper_pool	*hp;
+
+	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry) {
+		if (hp == me)
+			return 0;
+		if (strcmp(hp->hp_def->hd_name, me->hp_def->hd_name) == 0)
+			return 1;
+	}
+	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry) {
+		if (hp == me)
+			return 0;
+		if (strcmp(hp->hp_def->hd_name, me->hp_def->hd_name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+helper_metrics_name(const struct helper_pools *hr, const char *name,
+    struct helper_counts *hc)
+{
+	const struct helper_pool	*hp;
+
+	memset(hc, 0, sizeof(*hc));
+	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
+		if (strcmp(hp->hp_def->hd_name, name) == 0)
+			helper_counts_add(hc, hp);
+	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry)
+		if (strcmp(hp->hp_def->hd_name, name) == 0)
+			helper_counts_add(hc, hp);
+}
+
+/*
+ * A name has one set of series: a reload that changes a definition
+ * starts a new pool while the old one finishes, and the two are added.
+ * Once the old one is freed its counts go: Prometheus' rate() takes
+ * that as a counter reset.
+ */
+void
+helper_metrics(struct worker *w, void (*cb)(void *, const char *,
+    const struct helper_counts *), void *arg)
+{
+	struct helper_pools	*hr = w->w_helpers;
+	struct helper_pool	*hp;
+	struct helper_counts	 hc;
+
+	if (hr == NULL)
+		return;
+	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry) {
+		if (helper_metrics_seen(hr, hp))
+			continue;
+		helper_metrics_name(hr, hp->hp_def->hd_name, &hc);
+		cb(arg, hp->hp_def->hd_name, &hc);
+	}
+	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry) {
+		if (helper_metrics_seen(hr, hp))
+			continue;
+		helper_metrics_name(hr, hp->hp_def->hd_name, &hc);
+		cb(arg, hp->hp_def->hd_name, &hc);
+	}
+}
+
+/* An answer, OK or ERR, says the helper works; BH says it does not (yet). */
+const char *
+helper_unanswered(struct worker *w)
+{
+	struct helper_pool	*hp;
+
+	if (w->w_helpers == NULL)
+		return NULL;
+	TAILQ_FOREACH(hp, &w->w_helpers->hr_active, hp_entry)
+		if (hp->hp_st.hs_ok + hp->hp_st.hs_err == 0)
+			return hp->hp_def->hd_name;
+	return NULL;
 }

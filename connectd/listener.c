@@ -142,8 +142,8 @@ listener_accept_cb(EV_P_ ev_io *io, int revents)
 	}
 }
 
-/* A listening socket on ss, or -1 with errno. */
-static int
+/* Also the metrics_port's (admin.c): one way to bind. */
+int
 listener_bind(const struct sockaddr_storage *ss, socklen_t sslen)
 {
 	int	 fd, on = 1, off = 0, saved;

@@ -26,4 +26,6 @@ connectd_connectd_SOURCES = \
 	connectd/logformat.c \
 	connectd/sink.h \
 	connectd/sink.c \
-	connectd/sinknet.c
+	connectd/sinknet.c \
+	connectd/metrics.c \
+	connectd/admin.c

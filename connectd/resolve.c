@@ -28,6 +28,7 @@ struct resolver {
 	char			*r_servers;	/* as configured, for reload */
 	char			*r_hosts;
 	struct ev_loop		*r_loop;
+	struct metrics_hist	*r_latency;	/* the worker's */
 	ev_timer		 r_timer;
 	TAILQ_HEAD(, resolve_sock) r_socks;
 };
@@ -37,6 +38,7 @@ struct resolve_query {
 	resolve_cb		 q_cb;		/* NULL once cancelled */
 	void			*q_arg;
 	uint16_t		 q_port;
+	ev_tstamp		 q_start;
 	int			 q_starting;	/* inside resolve_start() */
 	int			 q_done;
 };
@@ -152,6 +154,7 @@ resolve_init(struct worker *w, const struct conf *conf, char *err,
 		return -1;
 	}
 	r->r_loop = w->w_loop;
+	r->r_latency = &w->w_metrics.m_dns;
 	TAILQ_INIT(&r->r_socks);
 	ev_timer_init(&r->r_timer, resolve_timer_cb, 0., 0.);
 	r->r_timer.data = r;
@@ -216,6 +219,10 @@ resolve_done_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 	size_t				 naddrs = 0;
 	const char			*errtext = NULL;
 
+	/* every query that ended, even one nobody waits for any more */
+	if (status != ARES_EDESTRUCTION)
+		metrics_observe(q->q_resolver->r_latency,
+		    ev_now(q->q_resolver->r_loop) - q->q_start);
 	if (q->q_cb == NULL)
 		goto done;
 	if (status != ARES_SUCCESS)
@@ -319,6 +326,7 @@ resolve_start(struct worker *w, const char *host, uint16_t port,
 	q->q_cb = cb;
 	q->q_arg = arg;
 	q->q_port = port;
+	q->q_start = ev_now(r->r_loop);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;

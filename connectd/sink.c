@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -741,3 +742,4 @@ sink_stats_log(void)
 		    sc.sc_connected ? "connected" : "not connected");
 	}
 }
+

@@ -71,7 +71,11 @@ T_SCENARIOS = \
 	t/66-short-writes.t \
 	t/70-log-tcp.t \
 	t/71-log-udp.t \
-	t/72-log-syslog.t
+	t/72-log-syslog.t \
+	t/74-metrics.t \
+	t/75-health.t \
+	t/76-empty-connections.t \
+	t/77-shutdown-drain.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c

@@ -555,6 +555,9 @@ TEST_POLICY = [
     ("http_access", "deny all"),
 ]
 TEST_DNS = ("dns_nameservers", "127.0.0.1")
+# SIGTERM exits at once unless a test wants a drain: stop() and finish()
+# must not wait for shutdown_lifetime (30 seconds by default, as Squid).
+TEST_SHUTDOWN = ("shutdown_lifetime", "0 seconds")
 
 
 class Connectd:
@@ -562,15 +565,18 @@ class Connectd:
 
     conf is a dict (directive -> value or list; None drops a default) or the
     whole text.  Unless it names one, `http_port 127.0.0.1:PORT` is added
-    first; unless it has http_access lines, TEST_POLICY is added last, and
-    unless it names dns_nameservers, TEST_DNS.  The access log goes to
-    stdout (the default), which is captured in self.stdout_path; self.log
-    is a JsonLog over it."""
+    first; unless it has http_access lines, TEST_POLICY is added last,
+    unless it names dns_nameservers, TEST_DNS, and unless it names
+    shutdown_lifetime, TEST_SHUTDOWN.  With metrics=True, `metrics_port
+    127.0.0.1:PORT` on another free port (self.metrics_port) is added
+    unless the conf names one.  The access log goes to stdout (the
+    default), which is captured in self.stdout_path; self.log is a
+    JsonLog over it."""
 
     _n = 0
 
     def __init__(self, conf=None, name=None, start=True, args=(), env=None,
-                 wrapper=(), port=None):
+                 wrapper=(), port=None, metrics=False):
         Connectd._n += 1
         self.name = name or "connectd%d" % Connectd._n
         self.dir = os.path.join(tmpdir(), self.name)
@@ -586,6 +592,8 @@ class Connectd:
         self.fixed_port = port          # else a free port, new on each try
         self.proc = None
         self.port = None
+        self.metrics = metrics
+        self.metrics_port = None
         if start:
             self.start()
 
@@ -594,6 +602,8 @@ class Connectd:
         port = self.port if port is None else port
         if isinstance(conf, str):
             text = conf.replace("{port}", str(port))
+            if self.metrics_port:
+                text = text.replace("{metrics_port}", str(self.metrics_port))
             if not re.search(r"^\s*http_port\b", text, re.M):
                 text = "http_port 127.0.0.1:%d\n" % port + text
             if not text.endswith("\n"):
@@ -602,6 +612,10 @@ class Connectd:
                 text += "%s %s\n" % TEST_DNS
             if not re.search(r"^\s*http_access\b", text, re.M):
                 text += "".join("%s %s\n" % kv for kv in TEST_POLICY)
+            if not re.search(r"^\s*shutdown_lifetime\b", text, re.M):
+                text += "%s %s\n" % TEST_SHUTDOWN
+            if self.metrics_port and not re.search(r"^\s*metrics_port\b", text, re.M):
+                text += "metrics_port 127.0.0.1:%d\n" % self.metrics_port
             return text
         d = dict(conf or {})
         lines = {}
@@ -613,6 +627,10 @@ class Connectd:
             text += "%s %s\n" % TEST_DNS
         if "http_access" not in d:
             text += "".join("%s %s\n" % kv for kv in TEST_POLICY)
+        if "shutdown_lifetime" not in d:
+            text += "%s %s\n" % TEST_SHUTDOWN
+        if self.metrics_port and "metrics_port" not in d:
+            text += "metrics_port 127.0.0.1:%d\n" % self.metrics_port
         return text
 
     def write_conf(self, conf=None):
@@ -625,11 +643,16 @@ class Connectd:
         binpath = need_connectd()
         for _ in range(tries):
             self.port = self.fixed_port or free_port()
+            if self.metrics:
+                self.metrics_port = free_port()
+                while self.metrics_port == self.port:
+                    self.metrics_port = free_port()
             self.write_conf()
             self.proc = Proc(self.wrapper + [binpath, "-f", self.conf_path] + self.args,
                              stdout=self.stdout_path, stderr=self.stderr_path,
                              env=self.env)
-            if wait_port(self.port, proc=self.proc.p):
+            if wait_port(self.port, proc=self.proc.p) and (
+                    not self.metrics_port or wait_port(self.metrics_port, proc=self.proc.p)):
                 return self
             rc = self.proc.stop()
             err = self.proc.read_stderr()

@@ -1,0 +1,619 @@
+/* metrics.c: the counters behind /metrics and their Prometheus text exposition (format 0.0.4) */
+#include <sys/types.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connectd.h"
+
+/*
+ * The text format is specified in Prometheus' "Exposition formats"
+ * (https://prometheus.io/docs/instrumenting/exposition_formats/): one
+ * "# HELP" and one "# TYPE" line per family, then its samples, label
+ * values escaped (\\, \", \n).  Names follow "Metric and label naming"
+ * (https://prometheus.io/docs/practices/naming/): a connectd_ prefix,
+ * base units (seconds, bytes), counters ending in _total.  Debian 12
+ * has no C client library (no libprom), and what is needed here is a
+ * table of families and a printf: every family is one row of
+ * metric_defs[] below, and a new one is a new row.
+ */
+
+#define KIND_TUNNEL	0	/* lines of CONNECT requests */
+#define KIND_HTTP	1	/* every other line */
+
+/* One count of lines: by kind, status sent and close reason. */
+struct metrics_line {
+	uint8_t			 ml_kind;
+	uint8_t			 ml_reason;
+	uint16_t		 ml_status;
+	uint64_t		 ml_count;
+};
+
+/* Kept sorted, so that the output is stable; a few dozen entries. */
+struct metrics_lines {
+	struct metrics_line	*mls_v;
+	size_t			 mls_n;
+	size_t			 mls_cap;
+};
+
+/*
+ * Seconds.  DNS answers and connects on a LAN take a millisecond or
+ * less, across the Internet tens to hundreds; connect_timeout defaults
+ * to a minute.
+ */
+static const char *const bucket_text[METRICS_NBUCKETS] = {
+	"0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "10"
+};
+static const double bucket_le[METRICS_NBUCKETS] = {
+	0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10
+};
+
+/* The text being written; the first failure sticks (the bound is hit). */
+struct mwriter {
+	struct buf		*mw_buf;
+	int			 mw_err;
+	struct worker		*mw_worker;
+	const struct metric_def	*mw_def;
+};
+
+struct metric_def {
+	const char	*md_name;
+	const char	*md_type;	/* counter, gauge, histogram */
+	const char	*md_help;
+	void		(*md_emit)(struct mwriter *);
+	size_t		 md_arg;	/* an offset or an index, for md_emit */
+};
+
+/* ------------------------------------------------------------ counting */
+
+void
+metrics_init(struct worker *w)
+{
+	memset(&w->w_metrics, 0, sizeof(w->w_metrics));
+	w->w_metrics.m_start = ev_time();
+}
+
+void
+metrics_free(struct worker *w)
+{
+	if (w->w_metrics.m_lines != NULL)
+		free(w->w_metrics.m_lines->mls_v);
+	free(w->w_metrics.m_lines);
+	w->w_metrics.m_lines = NULL;
+}
+
+void
+metrics_observe(struct metrics_hist *mh, double v)
+{
+	size_t	 i;
+
+	if (!(v >= 0.))		/* a clock that went back, or NaN */
+		v = 0.;
+	for (i = 0; i < METRICS_NBUCKETS; i++)
+		if (v <= bucket_le[i]) {
+			mh->mh_bucket[i]++;
+			break;
+		}
+	mh->mh_count++;
+	mh->mh_sum += v;
+}
+
+static int
+metrics_line_cmp(const struct metrics_line *a, int kind, int status,
+    int reason)
+{
+	if (a->ml_kind != kind)
+		return a->ml_kind < kind ? -1 : 1;
+	if (a->ml_status != status)
+		return a->ml_status < status ? -1 : 1;
+	if (a->ml_reason != reason)
+		return a->ml_reason < reason ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Count a line as accesslog_submit() writes it, so that the counters
+ * and the lines of a run agree: a line of a CONNECT request is a
+ * tunnel's, any other (a forwarded request, or a head that never named
+ * a method) a request's.  Statuses are 0 to 999 and reasons the
+ * enum's, so there are at most a few thousand distinct entries; in
+ * practice a few dozen.
+ */
+void
+metrics_line(struct worker *w, const struct logrec *rec)
+{
+	struct metrics		*m = &w->w_metrics;
+	struct metrics_lines	*mls;
+	struct metrics_line	*v;
+	size_t			 lo, hi, mid;
+	int			 kind, status, reason, c;
+
+	kind = rec->lr_method != NULL && strcmp(rec->lr_method, "CONNECT") ==
+	    0 ? KIND_TUNNEL : KIND_HTTP;
+	status = rec->lr_status > 0 && rec->lr_status < 1000 ?
+	    rec->lr_status : 0;
+	reason = (int)rec->lr_close;
+	m->m_bytes[kind][0] += rec->lr_bytes_up;
+	m->m_bytes[kind][1] += rec->lr_bytes_down;
+
+	if ((mls = m->m_lines) == NULL &&
+	    (mls = m->m_lines = calloc(1, sizeof(*mls))) == NULL)
+		return;
+	lo = 0;
+	hi = mls->mls_n;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = metrics_line_cmp(&mls->mls_v[mid], kind, status, reason);
+		if (c == 0) {
+			mls->mls_v[mid].ml_count++;
+			return;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (mls->mls_n == mls->mls_cap) {
+		if ((v = reallocarray(mls->mls_v, mls->mls_cap * 2 + 16,
+		    sizeof(*v))) == NULL) {
+			log_warnx("metrics: out of memory");
+			return;
+		}
+		mls->mls_v = v;
+		mls->mls_cap = mls->mls_cap * 2 + 16;
+	}
+	memmove(&mls->mls_v[lo + 1], &mls->mls_v[lo],
+	    (mls->mls_n - lo) * sizeof(*mls->mls_v));
+	mls->mls_v[lo].ml_kind = (uint8_t)kind;
+	mls->mls_v[lo].ml_status = (uint16_t)status;
+	mls->mls_v[lo].ml_reason = (uint8_t)reason;
+	mls->mls_v[lo].ml_count = 1;
+	mls->mls_n++;
+}
+
+/* ------------------------------------------------------------- writing */
+
+static void
+mw_printf(struct mwriter *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+mw_printf(struct mwriter *mw, const char *fmt, ...)
+{
+	char	 small[256], *big = NULL;
+	va_list	 ap;
+	int	 n;
+
+	if (mw->mw_err)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		mw->mw_err = 1;
+		return;
+	}
+	if ((size_t)n >= sizeof(small)) {
+		va_start(ap, fmt);
+		n = vasprintf(&big, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			mw->mw_err = 1;
+			return;
+		}
+	}
+	if (buf_add(mw->mw_buf, big != NULL ? big : small, (size_t)n) == -1)
+		mw->mw_err = 1;
+	free(big);
+}
+
+/* A label value as the format wants it: \\, \" and \n escaped. */
+static void
+mw_label_value(struct mwriter *mw, const char *s)
+{
+	const char	*p;
+
+	for (p = s; *p != '\0' && !mw->mw_err; p++) {
+		if (*p == '\\' || *p == '"')
+			mw_printf(mw, "\\%c", *p);
+		else if (*p == '\n')
+			mw_printf(mw, "\\n");
+		else if (buf_addc(mw->mw_buf, *p) == -1)
+			mw->mw_err = 1;
+	}
+}
+
+/*
+ * One sample of the current family: name, then suffix (_bucket, _sum,
+ * _count or ""), labels as NULL-terminated name, value pairs, the value.
+ */
+static void
+mw_sample(struct mwriter *mw, const char *suffix, const char *const *labels,
+    const char *value)
+{
+	size_t	 i;
+
+	mw_printf(mw, "%s%s", mw->mw_def->md_name, suffix);
+	if (labels != NULL && labels[0] != NULL) {
+		mw_printf(mw, "{");
+		for (i = 0; labels[i] != NULL; i += 2) {
+			mw_printf(mw, "%s%s=\"", i > 0 ? "," : "", labels[i]);
+			mw_label_value(mw, labels[i + 1]);
+			mw_printf(mw, "\"");
+		}
+		mw_printf(mw, "}");
+	}
+	mw_printf(mw, " %s\n", value);
+}
+
+static void
+mw_u64(struct mwriter *mw, const char *const *labels, uint64_t v)
+{
+	char	 num[32];
+
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+	mw_sample(mw, "", labels, num);
+}
+
+static void
+mw_double(struct mwriter *mw, const char *suffix, const char *const *labels,
+    double v)
+{
+	char	 num[64];
+
+	/* %.17g gives the double back exactly; Go's parser takes it */
+	snprintf(num, sizeof(num), "%.17g", v);
+	mw_sample(mw, suffix, labels, num);
+}
+
+/* ------------------------------------------------------------ families */
+
+#define MFIELD(f)	offsetof(struct metrics, f)
+
+static void
+emit_field(struct mwriter *mw)
+{
+	const char	*m = (const char *)&mw->mw_worker->w_metrics;
+
+	mw_u64(mw, NULL, *(const uint64_t *)(m + mw->mw_def->md_arg));
+}
+
+static void
+emit_stat(struct mwriter *mw)
+{
+	const char	*st = (const char *)&mw->mw_worker->w_stats;
+
+	mw_u64(mw, NULL, *(const uint64_t *)(st + mw->mw_def->md_arg));
+}
+
+static void
+emit_hist(struct mwriter *mw)
+{
+	const struct metrics_hist	*mh;
+	const char			*labels[3] = { "le", NULL, NULL };
+	uint64_t			 cum = 0;
+	char				 num[32];
+	size_t				 i;
+
+	mh = (const struct metrics_hist *)((const char *)
+	    &mw->mw_worker->w_metrics + mw->mw_def->md_arg);
+	for (i = 0; i < METRICS_NBUCKETS; i++) {
+		cum += mh->mh_bucket[i];
+		labels[1] = bucket_text[i];
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)cum);
+		mw_sample(mw, "_bucket", labels, num);
+	}
+	labels[1] = "+Inf";
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)mh->mh_count);
+	mw_sample(mw, "_bucket", labels, num);
+	mw_double(mw, "_sum", NULL, mh->mh_sum);
+	mw_sample(mw, "_count", NULL, num);
+}
+
+static void
+emit_lines(struct mwriter *mw)
+{
+	const struct metrics_lines	*mls = mw->mw_worker->w_metrics.m_lines;
+	const struct metrics_line	*ml;
+	const char			*labels[5] = { "status", NULL, "reason",
+					    NULL, NULL };
+	const char			*reason;
+	char				 status[16];
+	size_t				 i;
+
+	for (i = 0; mls != NULL && i < mls->mls_n; i++) {
+		ml = &mls->mls_v[i];
+		if (ml->ml_kind != mw->mw_def->md_arg)
+			continue;
+		snprintf(status, sizeof(status), "%u", ml->ml_status);
+		reason = logrec_close_name((enum close_reason)ml->ml_reason);
+		labels[1] = status;
+		labels[3] = reason != NULL ? reason : "none";
+		mw_u64(mw, labels, ml->ml_count);
+	}
+}
+
+static void
+emit_bytes(struct mwriter *mw)
+{
+	static const char *const kinds[] = { "tunnel", "http" };
+	static const char *const dirs[] = { "up", "down" };
+	const char	*labels[5] = { "kind", NULL, "direction", NULL, NULL };
+	size_t		 k, d;
+
+	for (k = 0; k < 2; k++)
+		for (d = 0; d < 2; d++) {
+			labels[1] = kinds[k];
+			labels[3] = dirs[d];
+			mw_u64(mw, labels,
+			    mw->mw_worker->w_metrics.m_bytes[k][d]);
+		}
+}
+
+/* Every state a connection can be seen in, open or not, so none is missing. */
+static void
+emit_conn_states(struct mwriter *mw)
+{
+	const char	*labels[3] = { "state", NULL, NULL };
+	uint64_t	 n[CONN_CLOSED];
+	struct conn	*c;
+	size_t		 i;
+
+	memset(n, 0, sizeof(n));
+	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
+		if (c->c_state < CONN_CLOSED)
+			n[c->c_state]++;
+	for (i = 0; i < CONN_CLOSED; i++) {
+		labels[1] = conn_state_name((enum conn_state)i);
+		mw_u64(mw, labels, n[i]);
+	}
+}
+
+static void
+emit_tunnels_open(struct mwriter *mw)
+{
+	struct conn	*c;
+	uint64_t	 n = 0;
+
+	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
+		if (c->c_state == CONN_RELAY)
+			n++;
+	mw_u64(mw, NULL, n);
+}
+
+static void
+emit_parked(struct mwriter *mw)
+{
+	mw_u64(mw, NULL, mw->mw_worker->w_nparked);
+}
+
+static void
+emit_build_info(struct mwriter *mw)
+{
+	const char	*labels[3] = { "version", PACKAGE_VERSION, NULL };
+
+	mw_u64(mw, labels, 1);
+}
+
+static void
+emit_start_time(struct mwriter *mw)
+{
+	mw_double(mw, "", NULL, mw->mw_worker->w_metrics.m_start);
+}
+
+static void
+emit_ready(struct mwriter *mw)
+{
+	mw_u64(mw, NULL, admin_unready(mw->mw_worker) == NULL);
+}
+
+static void
+emit_reload_ok(struct mwriter *mw)
+{
+	mw_u64(mw, NULL, !mw->mw_worker->w_metrics.m_reload_failed);
+}
+
+/* helper_metrics() calls this for each helper; md_arg is the field. */
+static void
+emit_helper_one(void *arg, const char *name, const struct helper_counts *hc)
+{
+	struct mwriter	*mw = arg;
+	const char	*labels[3] = { "helper", name, NULL };
+
+	mw_u64(mw, labels, *(const uint64_t *)((const char *)hc +
+	    mw->mw_def->md_arg));
+}
+
+static void
+emit_helper(struct mwriter *mw)
+{
+	helper_metrics(mw->mw_worker, emit_helper_one, mw);
+}
+
+/* The families broken down by a second label: md_arg is HB_* below. */
+#define HB_RESULT	0
+#define HB_ERROR	1
+static const struct {
+	int		 hb_family;
+	const char	*hb_value;
+	size_t		 hb_off;
+} helper_breakdown[] = {
+	{ HB_RESULT, "OK", offsetof(struct helper_counts, hm_ok) },
+	{ HB_RESULT, "ERR", offsetof(struct helper_counts, hm_err) },
+	{ HB_RESULT, "BH", offsetof(struct helper_counts, hm_bh) },
+	{ HB_ERROR, "timeout", offsetof(struct helper_counts, hm_timeouts) },
+	{ HB_ERROR, "queue_full",
+	    offsetof(struct helper_counts, hm_queue_full) },
+	{ HB_ERROR, "helper_down", offsetof(struct helper_counts, hm_down) },
+	{ HB_ERROR, "malformed", offsetof(struct helper_counts, hm_malformed) },
+};
+
+static void
+emit_helper_by_one(void *arg, const char *name,
+    const struct helper_counts *hc)
+{
+	struct mwriter	*mw = arg;
+	const char	*labels[5] = { "helper", name, NULL, NULL, NULL };
+	size_t		 i;
+
+	labels[2] = mw->mw_def->md_arg == HB_RESULT ? "result" : "error";
+	for (i = 0; i < nitems(helper_breakdown); i++) {
+		if ((size_t)helper_breakdown[i].hb_family != mw->mw_def->md_arg)
+			continue;
+		labels[3] = helper_breakdown[i].hb_value;
+		mw_u64(mw, labels, *(const uint64_t *)((const char *)hc +
+		    helper_breakdown[i].hb_off));
+	}
+}
+
+static void
+emit_helper_by(struct mwriter *mw)
+{
+	helper_metrics(mw->mw_worker, emit_helper_by_one, mw);
+}
+
+/*
+ * One sample per log output, labelled as access_log names it: a file as
+ * "stdio:PATH", the others as written ("tcp://host:port", "syslog:...").
+ */
+static void
+emit_sink(struct mwriter *mw)
+{
+	struct sink_counters	 sc;
+	struct sink		*s;
+	char			 name[1024];
+	const char		*labels[3] = { "output", name, NULL };
+
+	for (s = sink_next(NULL); s != NULL; s = sink_next(s)) {
+		sink_stats(s, &sc);
+		snprintf(name, sizeof(name), "%s%s", strcmp(sink_kind(s),
+		    "stdio") == 0 ? "stdio:" : "", sink_name(s));
+		mw_u64(mw, labels, *(const uint64_t *)((const char *)&sc +
+		    mw->mw_def->md_arg));
+	}
+}
+
+#define HC(f)	offsetof(struct helper_counts, f)
+#define SC(f)	offsetof(struct sink_counters, f)
+#define ST(f)	offsetof(struct stats, f)
+
+static const struct metric_def metric_defs[] = {
+	{ "connectd_build_info", "gauge",
+	    "Always 1; the version connectd was built from.",
+	    emit_build_info, 0 },
+	{ "process_start_time_seconds", "gauge",
+	    "Start time of the process since the Unix epoch in seconds.",
+	    emit_start_time, 0 },
+	{ "connectd_ready", "gauge",
+	    "1 while /readyz answers 200, else 0.", emit_ready, 0 },
+	{ "connectd_connections_accepted_total", "counter",
+	    "Client connections accepted on the http_port listeners.",
+	    emit_stat, ST(st_accepted) },
+	{ "connectd_accept_errors_total", "counter",
+	    "Failed accept() calls on the http_port listeners.",
+	    emit_stat, ST(st_accept_errors) },
+	{ "connectd_connections_empty_total", "counter",
+	    "Client connections closed before sending a byte "
+	    "(TCP probes, scanners): they get no log line.",
+	    emit_field, MFIELD(m_empty) },
+	{ "connectd_connections_open", "gauge",
+	    "Client connections open, by state.", emit_conn_states, 0 },
+	{ "connectd_tunnels_open", "gauge",
+	    "Tunnels established and relaying (state relay).",
+	    emit_tunnels_open, 0 },
+	{ "connectd_tunnels_total", "counter",
+	    "Log lines of CONNECT requests, by status sent and close reason.",
+	    emit_lines, KIND_TUNNEL },
+	{ "connectd_http_requests_total", "counter",
+	    "Log lines of every other request (forwarded plain HTTP, "
+	    "or a head without a method), by status sent and close reason.",
+	    emit_lines, KIND_HTTP },
+	{ "connectd_bytes_total", "counter",
+	    "The log lines' bytes_up (client to server) and bytes_down, "
+	    "counted when each line is written.", emit_bytes, 0 },
+	{ "connectd_dns_resolution_duration_seconds", "histogram",
+	    "Name resolutions that went to the resolver (c-ares), "
+	    "answered or failed.", emit_hist, MFIELD(m_dns) },
+	{ "connectd_connect_duration_seconds", "histogram",
+	    "connect() to an origin server until it was established.",
+	    emit_hist, MFIELD(m_connect) },
+	{ "connectd_helper_queue_length", "gauge",
+	    "Lookups waiting for a free helper child.",
+	    emit_helper, HC(hm_queued) },
+	{ "connectd_helper_children", "gauge",
+	    "Helper children running.", emit_helper, HC(hm_running) },
+	{ "connectd_helper_lookups_total", "counter",
+	    "Lookups asked of the helper, from the cache or not.",
+	    emit_helper, HC(hm_lookups) },
+	{ "connectd_helper_cache_hits_total", "counter",
+	    "Lookups answered from the helper's cache.",
+	    emit_helper, HC(hm_hits) },
+	{ "connectd_helper_requests_total", "counter",
+	    "Request lines sent to helper children.",
+	    emit_helper, HC(hm_requests) },
+	{ "connectd_helper_answers_total", "counter",
+	    "Answers from helper children, by result.",
+	    emit_helper_by, HB_RESULT },
+	{ "connectd_helper_errors_total", "counter",
+	    "Lookups that got no answer, by why, and malformed replies.",
+	    emit_helper_by, HB_ERROR },
+	{ "connectd_helper_restarts_total", "counter",
+	    "Helper children started again after one failed.",
+	    emit_helper, HC(hm_restarts) },
+	{ "connectd_log_lines_waiting", "gauge",
+	    "Finished log lines waiting for a helper's answer (log-wait).",
+	    emit_parked, 0 },
+	{ "connectd_log_lines_written_total", "counter",
+	    "Log lines written, by access_log output.",
+	    emit_sink, SC(sc_written) },
+	{ "connectd_log_lines_dropped_total", "counter",
+	    "Log lines dropped: the output's queue was full, a line too "
+	    "big, or what was left at exit.",
+	    emit_sink, SC(sc_dropped) },
+	{ "connectd_log_write_errors_total", "counter",
+	    "Log lines lost to write errors.", emit_sink, SC(sc_errors) },
+	{ "connectd_log_lines_truncated_total", "counter",
+	    "Log lines shortened to fit a datagram (udp, syslog).",
+	    emit_sink, SC(sc_truncated) },
+	{ "connectd_log_reconnects_total", "counter",
+	    "Connections of a network log output after its first.",
+	    emit_sink, SC(sc_reconnects) },
+	{ "connectd_log_connect_failures_total", "counter",
+	    "Failed or broken connections of a network log output.",
+	    emit_sink, SC(sc_connect_failures) },
+	{ "connectd_config_reloads_total", "counter",
+	    "Configuration reloads (SIGHUP) attempted.",
+	    emit_field, MFIELD(m_reloads) },
+	{ "connectd_config_reload_failures_total", "counter",
+	    "Configuration reloads refused (the old one stayed).",
+	    emit_field, MFIELD(m_reload_failures) },
+	{ "connectd_config_last_reload_successful", "gauge",
+	    "0 if the last reload was refused, else 1.", emit_reload_ok, 0 },
+};
+
+/*
+ * The whole exposition into b (appended; b's bound applies).  Returns
+ * 0, or -1 if the bound was reached or memory ran out: b then holds a
+ * partial text that must not be served.
+ */
+int
+metrics_render(struct worker *w, struct buf *b)
+{
+	struct mwriter	 mw;
+	size_t		 i;
+
+	memset(&mw, 0, sizeof(mw));
+	mw.mw_buf = b;
+	mw.mw_worker = w;
+	for (i = 0; i < nitems(metric_defs) && !mw.mw_err; i++) {
+		mw.mw_def = &metric_defs[i];
+		mw_printf(&mw, "# HELP %s %s\n# TYPE %s %s\n",
+		    metric_defs[i].md_name, metric_defs[i].md_help,
+		    metric_defs[i].md_name, metric_defs[i].md_type);
+		metric_defs[i].md_emit(&mw);
+	}
+	return mw.mw_err ? -1 : 0;
+}
