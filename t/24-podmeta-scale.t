@@ -31,9 +31,9 @@ def rss_kb(pid, key="VmHWM"):
 
 with pu.Scenario(api):
     t0 = time.time()
-    pm = pu.start_podmeta(api, "--sync-wait", "30")
+    pm = pu.start_podmeta(api, "--sync-wait", "120")  # ASan on a busy machine: slow
     first = pods[0]
-    r = pm.lookup(first["status"]["podIP"], timeout=40)
+    r = pm.lookup(first["status"]["podIP"], timeout=130)
     pu.check_known(tap, r, first, first["status"]["podIP"], name="first lookup after the big list")
     tap.diag("synced %d pods in %.2fs" % (N, time.time() - t0))
 
