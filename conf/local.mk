@@ -7,6 +7,10 @@ confdir = $(sysconfdir)/connectd
 conf_DATA = conf/pods.example.json
 doc_DATA = conf/connectd-kubernetes.conf README.md
 
+# The BigQuery table schema of the json format (connectd.conf(5)), data
+# rather than configuration: DATADIR/connectd/bigquery-schema.json.
+dist_pkgdata_DATA = conf/bigquery-schema.json
+
 install-data-local:
 	$(MKDIR_P) $(DESTDIR)$(confdir)
 	if [ ! -f $(DESTDIR)$(confdir)/connectd.conf ]; then \

@@ -64,7 +64,8 @@ T_SCENARIOS = \
 	t/59-podmeta-srcport.t \
 	t/60-forward-curl.t \
 	t/61-forward-hostile.t \
-	t/62-forward-squid.t
+	t/62-forward-squid.t \
+	t/78-bigquery-schema.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
