@@ -65,7 +65,8 @@ T_SCENARIOS = \
 	t/60-forward-curl.t \
 	t/61-forward-hostile.t \
 	t/62-forward-squid.t \
-	t/78-bigquery-schema.t
+	t/78-bigquery-schema.t \
+	t/79-interim-records.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
