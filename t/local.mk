@@ -66,7 +66,8 @@ T_SCENARIOS = \
 	t/61-forward-hostile.t \
 	t/62-forward-squid.t \
 	t/78-bigquery-schema.t \
-	t/79-interim-records.t
+	t/79-interim-records.t \
+	t/80-fluent-bit-parsers.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
