@@ -1139,6 +1139,10 @@ conn_forward_done(struct conn *c, int client_keep, int server_keep)
 	r->lr_close = CLOSE_DONE;
 	w->w_stats.st_bytes_up += r->lr_bytes_up;
 	w->w_stats.st_bytes_down += r->lr_bytes_down;
+	/* the addresses go on; the id and the start come with the next
+	 * request's first byte.  Copied first: the log owns r from here */
+	next->lr_client = r->lr_client;
+	next->lr_local = r->lr_local;
 	helper_acl_free(c);
 	accesslog_submit(w, c->c_conf, r, c->c_lookups);
 	c->c_lookups = NULL;
@@ -1146,9 +1150,6 @@ conn_forward_done(struct conn *c, int client_keep, int server_keep)
 	/* the next request is decided under the configuration of its time */
 	conf_unref(c->c_conf);
 	c->c_conf = conf_ref(w->w_conf);
-	/* the id and the start come with the next request's first byte */
-	next->lr_client = r->lr_client;
-	next->lr_local = r->lr_local;
 	c->c_rec = next;
 	c->c_verdict = ACL_WAIT;
 	c->c_head = h;
