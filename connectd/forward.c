@@ -217,14 +217,16 @@ forward_prepare(struct conn *c, const struct http_request *req,
 	char		 port[16];
 	int		 v6;
 
-	if ((f = c->c_fwd) == NULL && (f = c->c_fwd = calloc(1,
-	    sizeof(*f))) == NULL)
-		return -1;
+	if ((f = c->c_fwd) == NULL) {
+		if ((f = c->c_fwd = calloc(1, sizeof(*f))) == NULL)
+			return -1;
+		buf_init(&f->f_rhead, FWD_HEAD_MAX);
+	}
+	/* the next request on the connection reuses the buffers */
 	buf_reset(&f->f_toserver);
 	buf_reset(&f->f_toclient);
 	buf_reset(&f->f_rhead);
 	buf_reset(&f->f_next);
-	buf_init(&f->f_rhead, FWD_HEAD_MAX);
 	f->f_rscan = 0;
 	f->f_state = FWD_HEAD;
 	f->f_req_done = 0;
