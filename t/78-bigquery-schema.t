@@ -117,7 +117,7 @@ ANSWERS = %r
 for line in sys.stdin:
     a = ANSWERS.get(line.split()[0], "ERR")
     if a == "LATE":
-        time.sleep(3)
+        time.sleep(8)
         a = 'OK log="{}"'
     sys.stdout.buffer.write(a.encode() + b"\n")
     sys.stdout.buffer.flush()
@@ -131,7 +131,7 @@ denied_port = h.free_port()
 CONF = ("visible_hostname t78-proxy.example\n"
         "access_log_interval 1 second\n"
         "request_header_timeout 1 second\n"
-        "external_acl_type meta ttl=60 negative_ttl=60 log-wait=1 %%SRC %s\n"
+        "external_acl_type meta ttl=60 negative_ttl=60 log-wait=4 children-startup=5 %%SRC %s\n"
         "acl denied_port port %d\n"
         "http_access deny denied_port\n"
         "http_access allow all\n" % (helper, denied_port))

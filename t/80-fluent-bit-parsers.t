@@ -163,7 +163,7 @@ helper = hu.script("helper80.py", HELPER)
 echo = h.EchoServer()
 web = h.HttpOrigin()
 with h.Connectd("access_log_interval 1 second\n"
-                "external_acl_type meta %%SRC %s\n"
+                "external_acl_type meta log-wait=10 children-startup=2 %%SRC %s\n"
                 "http_access allow all\n" % helper, name="fb") as cd:
     c = hu.Client(cd.port, echo.authority, src="127.0.1.1")
     c.echo(b"hello")
