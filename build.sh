@@ -19,7 +19,8 @@ RUN_DEPS="ca-certificates curl"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
-	util-linux libclang-rt-dev valgrind logrotate luajit"
+	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
+	docker.io:dockerd luajit"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -2,22 +2,30 @@
 """bench.py: connectd side by side with Squid and tinyproxy, on loopback.
 
     python3 bench/bench.py --connectd /tmp/b-bench/connectd/connectd
+    python3 bench/bench.py --connectd build/connectd/connectd --parts http
+    python3 bench/bench.py --connectd NEW --connectd-before OLD --parts tunnel
 
 Builds bench/loadgen.c into bench/out/loadgen, starts every target at once
 (direct, connectd with its access log to a file, to /dev/null and off,
-squid, tinyproxy), each on a free 127.0.0.1 port with an origin of its own,
-and measures
+optionally an older connectd, squid, tinyproxy), each on a free 127.0.0.1
+port with an origin of its own, and measures (--parts picks them)
 
-  idle   RSS per idle tunnel (all of the proxy's processes, after a warm-up),
-         once per proxy, first
-  bulk   one stream origin -> client through a tunnel, MB/s
-  short  CONNECT + 1-byte echo + close, --concurrency in flight, tunnels/s
+  idle      RSS per idle tunnel (all of the proxy's processes, after a
+            warm-up), once per proxy, first
+  bulk      one stream origin -> client through a tunnel, MB/s
+  short     CONNECT + 1-byte echo + close, --concurrency in flight, tunnels/s
+  rps       plain HTTP: --http-concurrency keep-alive connections, each
+            sending absolute-form GETs one after another (no pipelining)
+            for a --http-body-byte body, requests/s
+  httpbulk  plain HTTP: one GET for a --http-bulk-bytes body, MB/s
 
-with bulk and short repeated for --rounds rounds, targets interleaved (the
+with all but idle repeated for --rounds rounds, targets interleaved (the
 order rotates), reported as median (min-max); plus the proxy's CPU time
-(user+sys, from /proc) during bulk and short, and how busy the rest of the
-machine was.  Prints a Markdown table and writes it to bench/out/results.md
-(and the raw figures to bench/out/results.json).  See bench/README.md.
+(user+sys, from /proc) during each, and how busy the rest of the machine
+was.  Every HTTP response is checked (status 200, Content-Length, every
+body byte); a run with errors shows the errors, not a figure.  Prints
+Markdown tables and writes them to bench/out/results.md (and the raw
+figures to bench/out/results.json).  See bench/README.md.
 
 Python 3 stdlib only, and t/lib/harness.py.  Every wait has a deadline;
 every process started here is killed at exit; all traffic stays on
@@ -165,8 +173,9 @@ def loadgen_json(argv, timeout):
 
 
 class Origin:
-    """loadgen origin: an echo port and a source port (sends BYTES per
-    connection).  It exits when we close its stdin."""
+    """loadgen origin: an echo port, a source port (sends BYTES per
+    connection) and an HTTP port (GET /bytes/N: N bytes, keep-alive).  It
+    exits when we close its stdin."""
 
     def __init__(self, lg, nbytes, logdir):
         self.p = spawn([lg, "origin", str(nbytes)], log=os.path.join(logdir, "origin.err"),
@@ -175,7 +184,7 @@ class Origin:
         if not line:
             raise RuntimeError("origin did not start")
         ports = json.loads(line)
-        self.echo, self.source = ports["echo"], ports["source"]
+        self.echo, self.source, self.http = ports["echo"], ports["source"], ports["http"]
 
     def stop(self):
         try:
@@ -239,7 +248,9 @@ class Proxy:
 
 
 class Connectd(Proxy):
-    """log: "file" (its real configuration), "devnull" or "none"."""
+    """log: "file" (its real configuration), "devnull" or "none".  Every
+    directive beyond http_port and access_log is probed with `connectd -t`
+    first, so an older binary (--connectd-before) gets what it understands."""
 
     def __init__(self, workdir, binpath, log="file", name="connectd"):
         self.name = name
@@ -286,7 +297,11 @@ class Squid(Proxy):
     def write_conf(self):
         # as t/lib/harness.py's Squid runner (no "deny CONNECT !SSL_ports":
         # CONNECT to any port is allowed), plus the kid process model
-        # Debian's squid.service uses (squid --foreground)
+        # Debian's squid.service uses (squid --foreground).  For plain HTTP:
+        # "http_access allow all" and no Safe_ports rule, so a GET to the
+        # origin's port is allowed; "cache deny all", so every response
+        # comes from the origin; persistent connections to clients and
+        # servers are Squid's defaults (on).
         d = self.dir
         lines = h.squid_conf_lines(d, self.port) + [
             "access_log stdio:%s/access.log squid" % d,
@@ -334,6 +349,8 @@ class Tinyproxy(Proxy):
             'PidFile "%s/tinyproxy.pid"' % d,
             # the default (100) is below the idle-tunnel count
             "MaxClients 8192",
+            # plain HTTP (GET http://127.0.0.1:PORT/...) from these clients
+            # is forwarded to any port; tinyproxy caches nothing
             "Allow 127.0.0.0/8",
             # no ConnectPort line: CONNECT to any port is allowed
         ]
@@ -391,7 +408,7 @@ class Target:
         self.name = name
         self.proxy = proxy
         self.origin = None
-        self.res = {"name": name, "bulk": [], "short": []}
+        self.res = {"name": name, "bulk": [], "short": [], "rps": [], "httpbulk": []}
 
     @property
     def sid(self):
@@ -477,6 +494,59 @@ def measure_short(lg, t, a):
     return r
 
 
+def measure_http_warm(lg, t, a):
+    """A short warm-up of the HTTP path (fills the proxy's server
+    connection pool).  Returns an error text if no request got through:
+    the target does not forward plain HTTP, and the http parts skip it."""
+    n = min(1000, a.http_requests)
+    r = loadgen_json([lg, "http", str(t.port), str(t.origin.http), str(n), "16",
+                      str(a.http_body), "0", "30"], timeout=40)
+    t.drain(5)
+    t.res["http_warmup"] = r
+    if r.get("error"):
+        return r["error"]
+    if not r.get("ok"):
+        return "no request got through (first error: %s)" % r.get("first_error")
+    return None
+
+
+def measure_rps(lg, t, a):
+    bg = Background()
+    c0 = cpu_seconds(t.sid) if t.sid else 0
+    o0 = h.cpu_seconds(t.origin.p.pid)
+    m0 = rss_kb(t.sid) if t.sid else 0
+    r = loadgen_json([lg, "http", str(t.port), str(t.origin.http), str(a.http_requests),
+                      str(a.http_concurrency), str(a.http_body), str(a.http_seconds),
+                      str(a.http_seconds + 60)], timeout=a.http_seconds + 70)
+    if t.sid and r.get("ok"):
+        r["cpu_s_per_10k"] = (cpu_seconds(t.sid) - c0) / r["ok"] * 1e4
+        # what the proxy's RSS grew by: flat once warm, unless it leaks
+        r["rss_kb_before"], r["rss_kb_after"] = m0, rss_kb(t.sid)
+        r["rss_kb_per_10k"] = (r["rss_kb_after"] - m0) / r["ok"] * 1e4
+    r["origin_cpu_s"] = round(h.cpu_seconds(t.origin.p.pid) - o0, 2)
+    r.update(bg.pct())
+    t.drain(5)
+    return r
+
+
+def measure_httpbulk(lg, t, a):
+    bg = Background()
+    c0 = cpu_seconds(t.sid) if t.sid else 0
+    r = loadgen_json([lg, "http", str(t.port), str(t.origin.http), "1", "1",
+                      str(a.http_bulk_bytes), "0", "120"], timeout=130)
+    if t.sid and r.get("body_bytes"):
+        r["cpu_s_per_gb"] = (cpu_seconds(t.sid) - c0) / (r["body_bytes"] / 1e9)
+    r.update(bg.pct())
+    t.drain(5)
+    return r
+
+
+def http_clean(r):
+    """An HTTP run whose every response was complete and correct."""
+    return bool(r.get("ok")) and not r.get("error") and not r.get("errors") \
+        and not r.get("unfinished")
+
+
 def summarize(t):
     res = t.res
     good = [r for r in res["bulk"] if r.get("mbps") and not r.get("error")]
@@ -492,7 +562,42 @@ def summarize(t):
         res["p99_ms"] = statistics.median(r["p99_ms"] for r in good)
         cu = [r["cpu_us_per_tunnel"] for r in good if "cpu_us_per_tunnel" in r]
         res["cpu_us_per_tunnel"] = statistics.median(cu) if cu else None
-    bgs = [r["other_pct"] for r in res["bulk"] + res["short"] if r.get("other_pct") is not None]
+    # HTTP: figures only from runs without a single bad response; the
+    # medians over every run, bad ones too, are kept as *_all for the record
+    for part in ("rps", "httpbulk"):
+        runs = res[part]
+        if not runs:
+            continue
+        key = "rate" if part == "rps" else "mbps"
+        everything = [r[key] for r in runs if r.get(key)]
+        if everything:
+            res["%s_%s_all" % (part, key)] = statistics.median(everything)
+        bad = [r for r in runs if not http_clean(r)]
+        res["%s_bad_runs" % part] = len(bad)
+        if part == "rps":
+            # memory is shown whatever the responses were
+            mg = [r["rss_kb_per_10k"] for r in runs if "rss_kb_per_10k" in r]
+            res["rps_rss_kb_per_10k"] = statistics.median(mg) if mg else None
+            res["rss_after_http_kb"] = max(r.get("rss_kb_after", 0) for r in runs) or None
+        if bad:
+            continue
+        res["%s_%s" % (part, key)] = statistics.median(r[key] for r in runs)
+        res["%s_%s_range" % (part, key)] = (min(r[key] for r in runs),
+                                            max(r[key] for r in runs))
+        if part == "rps":
+            res["rps_p99_ms"] = statistics.median(r["p99_ms"] for r in runs)
+            res["rps_conns"] = statistics.median(r["conns"] for r in runs)
+            cu = [r["cpu_s_per_10k"] for r in runs if "cpu_s_per_10k" in r]
+            res["rps_cpu_s_per_10k"] = statistics.median(cu) if cu else None
+        else:
+            cg = [r["cpu_s_per_gb"] for r in runs if "cpu_s_per_gb" in r]
+            res["httpbulk_cpu_s_per_gb"] = statistics.median(cg) if cg else None
+    for parts, key in ((("bulk", "short"), "tunnel"), (("rps", "httpbulk"), "http")):
+        bgs = [r["other_pct"] for p in parts for r in res[p]
+               if r.get("other_pct") is not None]
+        res["other_pct_max_" + key] = max(bgs) if bgs else None
+    bgs = [r["other_pct"] for r in res["bulk"] + res["short"] + res["rps"] + res["httpbulk"]
+           if r.get("other_pct") is not None]
     res["other_pct_max"] = max(bgs) if bgs else None
     res["bytes_per_idle_tunnel"] = get(res, "idle", "bytes_per_tunnel")
     res["rss_before_kb"] = get(res, "idle", "rss_before_kb")
@@ -526,6 +631,8 @@ def machine_info(a):
         "cpu": model,
         "kernel": platform.release(),
         "connectd": "%s (%s)" % (version_of([a.connectd, "-V"]), a.connectd),
+        "connectd_before": "%s (%s)" % (version_of([a.connectd_before, "-V"]),
+                                        a.connectd_before) if a.connectd_before else None,
         "squid": version_of([SQUID, "-v"]),
         "tinyproxy": version_of([TINYPROXY, "-v"]),
     }
@@ -557,21 +664,60 @@ def with_range(v, rng):
     return "%.0f (%.0f-%.0f)" % (v, rng[0], rng[1])
 
 
+def part_load(results, parts):
+    """Mean and max of the other load over the measurements of these parts."""
+    v = [x["other_pct"] for r in results for p in parts
+         for x in (r.get(p) if isinstance(r.get(p), list) else [])
+         if x.get("other_pct") is not None]
+    return (statistics.mean(v), max(v)) if v else (None, None)
+
+
+def http_cell(r, part, key, spec="%.0f"):
+    """A figure of an HTTP part, or what went wrong instead of it."""
+    runs = r.get(part) or []
+    if r.get("http_skip"):
+        return "not forwarded"
+    if not runs:
+        return "-"
+    bad = r.get("%s_bad_runs" % part)
+    if bad:
+        return "**errors** (%d of %d runs)" % (bad, len(runs))
+    v = r.get("%s_%s" % (part, key))
+    rng = r.get("%s_%s_range" % (part, key))
+    if key in ("rate", "mbps"):
+        return with_range(v, rng)
+    return fmt(v, spec)
+
+
 def report(results, info, a, bg):
     by = {r["name"]: r for r in results}
     sq = by.get("squid", {})
+    tunnel = any(p in a.parts for p in ("idle", "bulk", "short"))
+    http = any(p in a.parts for p in ("rps", "httpbulk"))
     L = []
     L.append("# connectd vs Squid vs tinyproxy, loopback")
     L.append("")
     L.append("- %s; %s CPUs (%s); Linux %s" % (info["date"], info["nproc"], info["cpu"],
                                                info["kernel"]))
     L.append("- %s; %s; %s" % (info["connectd"], info["squid"], info["tinyproxy"]))
-    L.append("- bulk: %.2f GB origin -> client through one tunnel, 1 MB = 10^6 bytes; "
-             "short: %d x (CONNECT + 1-byte echo + close), %d in flight, from %d source "
-             "addresses; idle: %d tunnels; %d rounds, targets interleaved, "
-             "median (min-max) over rounds" % (
-                 a.bulk_bytes / 1e9, a.tunnels, a.concurrency, a.sources, a.idle,
-                 a.rounds))
+    if info.get("connectd_before"):
+        L.append("- connectd-before: %s" % info["connectd_before"])
+    L.append("- parts: %s; %d rounds, targets interleaved, median (min-max) over rounds"
+             % (",".join(a.parts), a.rounds))
+    if tunnel:
+        L.append("- bulk: %.2f GB origin -> client through one tunnel, 1 MB = 10^6 bytes; "
+                 "short: %d x (CONNECT + 1-byte echo + close), %d in flight, from %d source "
+                 "addresses; idle: %d tunnels" % (
+                     a.bulk_bytes / 1e9, a.tunnels, a.concurrency, a.sources, a.idle))
+    if http:
+        L.append("- HTTP requests/s: %d keep-alive connections, each sending `GET "
+                 "http://127.0.0.1:PORT/bytes/%d` (absolute-form; origin-form for direct), "
+                 "one at a time, reading each whole %d-byte Content-Length response "
+                 "before the next; up to %d requests or %g s per run. HTTP bulk: one GET "
+                 "of a %.2f GB (%d-byte) body. Every response checked: status 200, "
+                 "Content-Length, every body byte" % (
+                     a.http_concurrency, a.http_body, a.http_body, a.http_requests,
+                     a.http_seconds, a.http_bulk_bytes / 1e9, a.http_bulk_bytes))
     L.append("- CPU = user+sys of all the proxy's processes (from /proc); RSS = sum of "
              "VmRSS of all its processes")
     L.append("- other load on the machine during the run: %s%% of all CPUs on average "
@@ -579,31 +725,72 @@ def report(results, info, a, bg):
                  fmt(bg.get("other_pct"), "%.0f"),
                  fmt(max([r.get("other_pct_max") or 0 for r in results] or [0]), "%.0f"),
                  fmt(bg.get("steal_pct"), "%.0f")))
+    for label, parts in (("tunnel", ("bulk", "short")), ("HTTP", ("rps", "httpbulk"))):
+        mean, mx = part_load(results, parts)
+        if mean is not None:
+            L.append("- other load during the %s measurements: %.0f%% on average, "
+                     "%.0f%% at most" % (label, mean, mx))
     L.append("")
-    L.append("| target | bulk MB/s | /squid | CPU s/GB | /squid | tunnels/s | /squid "
-             "| p99 ms | CPU us/tunnel | /squid | RSS/idle tunnel | /squid | RSS at start |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        mem = r.get("bytes_per_idle_tunnel")
-        base = r.get("rss_before_kb")
-        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            r["name"],
-            with_range(r.get("mbps"), r.get("mbps_range")), ratio(r.get("mbps"), sq.get("mbps")),
-            fmt(r.get("cpu_s_per_gb"), "%.2f"),
-            ratio(r.get("cpu_s_per_gb"), sq.get("cpu_s_per_gb")),
-            with_range(r.get("rate"), r.get("rate_range")), ratio(r.get("rate"), sq.get("rate")),
-            fmt(r.get("p99_ms"), "%.1f"),
-            fmt(r.get("cpu_us_per_tunnel")),
-            ratio(r.get("cpu_us_per_tunnel"), sq.get("cpu_us_per_tunnel")),
-            "-" if mem is None else "%.1f KB" % (mem / 1024),
-            ratio(mem, sq.get("bytes_per_idle_tunnel")),
-            "-" if base is None else "%.1f MB" % (base / 1024)))
-    L.append("")
-    L.append("/squid: above 1x is better for MB/s and tunnels/s, below 1x for CPU and "
-             "memory. KB = 1024 bytes.")
+    if tunnel:
+        L.append("## CONNECT tunnels")
+        L.append("")
+        L.append("| target | bulk MB/s | /squid | CPU s/GB | /squid | tunnels/s | /squid "
+                 "| p99 ms | CPU us/tunnel | /squid | RSS/idle tunnel | /squid | RSS at start |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            mem = r.get("bytes_per_idle_tunnel")
+            base = r.get("rss_before_kb")
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["name"],
+                with_range(r.get("mbps"), r.get("mbps_range")),
+                ratio(r.get("mbps"), sq.get("mbps")),
+                fmt(r.get("cpu_s_per_gb"), "%.2f"),
+                ratio(r.get("cpu_s_per_gb"), sq.get("cpu_s_per_gb")),
+                with_range(r.get("rate"), r.get("rate_range")),
+                ratio(r.get("rate"), sq.get("rate")),
+                fmt(r.get("p99_ms"), "%.1f"),
+                fmt(r.get("cpu_us_per_tunnel")),
+                ratio(r.get("cpu_us_per_tunnel"), sq.get("cpu_us_per_tunnel")),
+                "-" if mem is None else "%.1f KB" % (mem / 1024),
+                ratio(mem, sq.get("bytes_per_idle_tunnel")),
+                "-" if base is None else "%.1f MB" % (base / 1024)))
+        L.append("")
+    if http:
+        L.append("## Plain HTTP (forwarded GETs)")
+        L.append("")
+        L.append("| target | requests/s | /squid | p99 ms | CPU s/10k req | /squid "
+                 "| client conns | RSS growth/10k req | RSS after | bulk MB/s | /squid "
+                 "| CPU s/GB | /squid |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            grow, after = r.get("rps_rss_kb_per_10k"), r.get("rss_after_http_kb")
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["name"],
+                http_cell(r, "rps", "rate"),
+                ratio(r.get("rps_rate"), sq.get("rps_rate")),
+                fmt(r.get("rps_p99_ms"), "%.1f"),
+                fmt(r.get("rps_cpu_s_per_10k"), "%.2f"),
+                ratio(r.get("rps_cpu_s_per_10k"), sq.get("rps_cpu_s_per_10k")),
+                fmt(r.get("rps_conns")),
+                "-" if grow is None else "%.0f KB" % grow,
+                "-" if after is None else "%.1f MB" % (after / 1024),
+                http_cell(r, "httpbulk", "mbps"),
+                ratio(r.get("httpbulk_mbps"), sq.get("httpbulk_mbps")),
+                fmt(r.get("httpbulk_cpu_s_per_gb"), "%.2f"),
+                ratio(r.get("httpbulk_cpu_s_per_gb"), sq.get("httpbulk_cpu_s_per_gb"))))
+        L.append("")
+        L.append("client conns: TCP connections the client opened per run (%d means every "
+                 "connection was kept alive to the end; more means the proxy closed "
+                 "connections and the client opened new ones). RSS growth: how much the "
+                 "proxy's RSS grew during a requests/s run, per 10,000 requests (about 0 "
+                 "once warm, unless memory leaks); RSS after: the most after any of "
+                 "them." % a.http_concurrency)
+        L.append("")
+    L.append("/squid: above 1x is better for MB/s, tunnels/s and requests/s, below 1x for "
+             "CPU and memory. KB = 1024 bytes.")
     L.append("")
     cd = by.get("connectd", {})
-    if cd and sq:
+    if cd and sq and tunnel:
         L.append("connectd/squid: bulk %s, tunnels/s %s, CPU per GB %s, CPU per tunnel %s, "
                  "memory per idle tunnel %s." % (
                      ratio(cd.get("mbps"), sq.get("mbps")),
@@ -611,34 +798,68 @@ def report(results, info, a, bg):
                      ratio(cd.get("cpu_s_per_gb"), sq.get("cpu_s_per_gb")),
                      ratio(cd.get("cpu_us_per_tunnel"), sq.get("cpu_us_per_tunnel")),
                      ratio(cd.get("bytes_per_idle_tunnel"), sq.get("bytes_per_idle_tunnel"))))
+    if cd and sq and http:
+        L.append("connectd/squid, plain HTTP: requests/s %s (issue 10's target: at least "
+                 "2x), CPU per request %s, bulk %s, CPU per GB %s." % (
+                     ratio(cd.get("rps_rate"), sq.get("rps_rate")),
+                     ratio(cd.get("rps_cpu_s_per_10k"), sq.get("rps_cpu_s_per_10k")),
+                     ratio(cd.get("httpbulk_mbps"), sq.get("httpbulk_mbps")),
+                     ratio(cd.get("httpbulk_cpu_s_per_gb"), sq.get("httpbulk_cpu_s_per_gb"))))
+        if cd.get("rps_bad_runs") and cd.get("rps_rate_all") and sq.get("rps_rate_all"):
+            L.append("(connectd's requests/s runs had errors; counting those runs anyway, "
+                     "requests/s %.0f vs Squid's %.0f: %s.)" % (
+                         cd["rps_rate_all"], sq["rps_rate_all"],
+                         ratio(cd["rps_rate_all"], sq["rps_rate_all"])))
+    old = by.get("connectd-before", {})
+    if cd and old and tunnel:
+        L.append("connectd vs connectd-before: bulk %s vs %s MB/s, tunnels/s %s vs %s, "
+                 "CPU per tunnel %s vs %s us, memory per idle tunnel %s vs %s KB." % (
+                     fmt(cd.get("mbps")), fmt(old.get("mbps")),
+                     fmt(cd.get("rate")), fmt(old.get("rate")),
+                     fmt(cd.get("cpu_us_per_tunnel")), fmt(old.get("cpu_us_per_tunnel")),
+                     fmt(cd.get("bytes_per_idle_tunnel") and
+                         cd["bytes_per_idle_tunnel"] / 1024, "%.1f"),
+                     fmt(old.get("bytes_per_idle_tunnel") and
+                         old["bytes_per_idle_tunnel"] / 1024, "%.1f")))
     for other, what in (("connectd-devnull", "to /dev/null"), ("connectd-nolog",
                                                                 "off (access_log none)")):
         o = by.get(other, {})
-        if cd.get("rate") and o.get("rate"):
+        if tunnel and cd.get("rate") and o.get("rate"):
             L.append("connectd access log to a file vs %s: tunnels/s %.0f vs %.0f, "
                      "CPU per tunnel %s vs %s us." % (
                          what, cd["rate"], o["rate"], fmt(cd.get("cpu_us_per_tunnel")),
                          fmt(o.get("cpu_us_per_tunnel"))))
+        if http and cd.get("rps_rate") and o.get("rps_rate"):
+            L.append("connectd access log to a file vs %s: requests/s %.0f vs %.0f, "
+                     "CPU per 10k requests %s vs %s s." % (
+                         what, cd["rps_rate"], o["rps_rate"],
+                         fmt(cd.get("rps_cpu_s_per_10k"), "%.2f"),
+                         fmt(o.get("rps_cpu_s_per_10k"), "%.2f")))
     notes = []
     for r in results:
         if r.get("error"):
             notes.append("%s: %s" % (r["name"], r["error"]))
-        for part in ("idle", "bulk", "short"):
+        if r.get("http_skip"):
+            notes.append("%s http: skipped, %s" % (r["name"], r["http_skip"]))
+        for part in ("idle", "bulk", "short", "http_warmup", "rps", "httpbulk"):
             runs = r.get(part)
             runs = runs if isinstance(runs, list) else [runs or {}]
-            for x in runs:
+            for i, x in enumerate(runs):
+                where = "%s %s%s" % (r["name"], part,
+                                     " round %d" % (i + 1) if len(runs) > 1 else "")
                 if x.get("error"):
-                    notes.append("%s %s: %s" % (r["name"], part, x["error"]))
+                    notes.append("%s: %s" % (where, x["error"]))
                 if x.get("errors"):
-                    notes.append("%s %s: %d errors (first: %s)" % (
-                        r["name"], part, x["errors"], x.get("first_error")))
+                    notes.append("%s: %d errors of %d (first: %s)" % (
+                        where, x["errors"], x.get("ok", 0) + x["errors"],
+                        x.get("first_error")))
                 if x.get("unfinished"):
-                    notes.append("%s %s: %d unfinished at the deadline" % (
-                        r["name"], part, x["unfinished"]))
+                    notes.append("%s: %d unfinished at the deadline" % (
+                        where, x["unfinished"]))
     if notes:
         L.append("")
         L.append("Notes:")
-        for n in notes[:30]:
+        for n in notes[:40]:
             L.append("- " + n)
     return "\n".join(L) + "\n"
 
@@ -661,18 +882,41 @@ def main():
     ap.add_argument("--idle", type=int, default=2000)
     ap.add_argument("--sources", type=int, default=8,
                     help="client source addresses 127.0.0.1..127.0.0.N (default 8)")
+    ap.add_argument("--http-requests", type=int, default=40000,
+                    help="HTTP requests per requests/s run (default 40000)")
+    ap.add_argument("--http-seconds", type=float, default=8,
+                    help="... or this many seconds, whichever comes first (default 8)")
+    ap.add_argument("--http-concurrency", type=int, default=64,
+                    help="keep-alive client connections for requests/s (default 64)")
+    ap.add_argument("--http-body", type=int, default=100,
+                    help="response body bytes for requests/s (default 100)")
+    ap.add_argument("--http-bulk-bytes", type=int, default=1 << 30,
+                    help="response body bytes for HTTP bulk (default 1 GiB)")
+    ap.add_argument("--connectd-before", metavar="PATH",
+                    help="an older connectd binary, run beside --connectd as the target "
+                         "connectd-before (log to a file, as connectd)")
     ap.add_argument("--only", default="",
-                    help="comma-separated subset of: " + ",".join(TARGETS))
+                    help="comma-separated subset of targets: " + ",".join(TARGETS))
+    ap.add_argument("--parts", default="all",
+                    help="comma-separated measurements: %s, or the groups %s "
+                         "(default all)" % (",".join(PARTS), ", ".join(
+                             "%s=%s" % (k, "+".join(v)) for k, v in PART_GROUPS.items())))
     ap.add_argument("--quick", action="store_true",
                     help="small counts, for a smoke test (seconds)")
-    ap.add_argument("--time-limit", type=float, default=300,
-                    help="abort and report what was measured after this many s")
+    ap.add_argument("--time-limit", type=float, default=900,
+                    help="abort and report what was measured after this many s "
+                         "(default 900)")
     a = ap.parse_args()
     if not a.connectd or not os.access(a.connectd, os.X_OK):
         ap.error("give the connectd binary: --connectd PATH or CONNECTD=PATH")
     a.connectd = os.path.abspath(a.connectd)
+    if a.connectd_before:
+        if not os.access(a.connectd_before, os.X_OK):
+            ap.error("--connectd-before %s: not an executable" % a.connectd_before)
+        a.connectd_before = os.path.abspath(a.connectd_before)
     if a.quick:
         a.bulk_bytes, a.rounds, a.tunnels, a.idle = 100 << 20, 1, 2000, 200
+        a.http_requests, a.http_seconds, a.http_bulk_bytes = 5000, 3, 100 << 20
     # bounds, whatever the arguments say
     a.bulk_bytes = max(1 << 20, min(a.bulk_bytes, 8 << 30))
     a.rounds = max(1, min(a.rounds, 9))
@@ -680,10 +924,29 @@ def main():
     a.concurrency = max(1, min(a.concurrency, 1024))
     a.idle = max(1, min(a.idle, 8000))     # RLIMIT_NOFILE here is 20000
     a.sources = max(1, min(a.sources, 250))
+    a.http_requests = max(1, min(a.http_requests, 1000000))
+    a.http_seconds = max(0.5, min(a.http_seconds, 120))
+    a.http_concurrency = max(1, min(a.http_concurrency, 1024))
+    a.http_body = max(0, min(a.http_body, 1 << 20))
+    a.http_bulk_bytes = max(1 << 20, min(a.http_bulk_bytes, 8 << 30))
+    parts = []
+    for x in a.parts.split(","):
+        x = x.strip()
+        if not x:
+            continue
+        if x not in PARTS and x not in PART_GROUPS:
+            ap.error("unknown part %r (parts: %s; groups: %s)" % (
+                x, ",".join(PARTS), ",".join(PART_GROUPS)))
+        parts += PART_GROUPS.get(x, [x])
+    a.parts = [p for p in PARTS if p in parts]
+    if not a.parts:
+        ap.error("--parts: nothing to measure")
     only = [x for x in a.only.split(",") if x]
     for x in only:
         if x not in TARGETS:
             ap.error("unknown target %r" % x)
+    if "connectd-before" in only and not a.connectd_before:
+        ap.error("target connectd-before needs --connectd-before PATH")
 
     os.makedirs(OUT, exist_ok=True)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
@@ -699,6 +962,8 @@ def main():
     makers = {
         "direct": lambda: None,
         "connectd": lambda: Connectd(workdir, a.connectd, "file"),
+        "connectd-before": lambda: Connectd(workdir, a.connectd_before, "file",
+                                            name="connectd-before"),
         "connectd-devnull": lambda: Connectd(workdir, a.connectd, "devnull",
                                              name="connectd-devnull"),
         "connectd-nolog": lambda: Connectd(workdir, a.connectd, "none",
@@ -716,6 +981,8 @@ def main():
         for name in TARGETS:
             if only and name not in only:
                 continue
+            if name == "connectd-before" and not a.connectd_before:
+                continue
             t = Target(name, None)
             targets.append(t)
             if name in installed and not os.access(installed[name], os.X_OK):
@@ -732,23 +999,34 @@ def main():
                 t.res["error"] = "start: %s" % e
         log = lambda m: sys.stderr.write("bench: %5.1fs %s\n" % (time.monotonic() - t0, m))
         # memory first, on fresh proxies
-        for t in targets:
-            if t.proxy and t.alive():
-                log("%s: %d idle tunnels" % (t.name, a.idle))
-                t.res["idle"] = measure_idle(lg, t, a)
+        if "idle" in a.parts:
+            for t in targets:
+                if t.proxy and t.alive():
+                    log("%s: %d idle tunnels" % (t.name, a.idle))
+                    t.res["idle"] = measure_idle(lg, t, a)
+        # an HTTP warm-up; a target that forwards nothing is left out of it
+        if "rps" in a.parts or "httpbulk" in a.parts:
+            for t in targets:
+                if t.alive():
+                    log("%s: HTTP warm-up" % t.name)
+                    err = measure_http_warm(lg, t, a)
+                    if err:
+                        t.res["http_skip"] = err
         # then rounds; the order rotates so no target always goes first
+        steps = [("bulk", "bulk", measure_bulk), ("short", "short tunnels", measure_short),
+                 ("rps", "HTTP requests/s", measure_rps),
+                 ("httpbulk", "HTTP bulk", measure_httpbulk)]
         for rnd in range(a.rounds):
             order = targets[rnd % len(targets):] + targets[:rnd % len(targets)] \
                 if targets else []
             for t in order:
-                if not t.alive():
-                    continue
-                log("round %d: %s bulk" % (rnd + 1, t.name))
-                t.res["bulk"].append(measure_bulk(lg, t, a))
-                if not t.alive():
-                    continue
-                log("round %d: %s short tunnels" % (rnd + 1, t.name))
-                t.res["short"].append(measure_short(lg, t, a))
+                for part, what, fn in steps:
+                    if part not in a.parts or not t.alive():
+                        continue
+                    if part in ("rps", "httpbulk") and t.res.get("http_skip"):
+                        continue
+                    log("round %d: %s %s" % (rnd + 1, t.name, what))
+                    t.res[part].append(fn(lg, t, a))
                 t.alive()
     except Abort as e:
         aborted = ("time limit (--time-limit %.0f s) reached" % a.time_limit
@@ -781,7 +1059,10 @@ def main():
     return 0 if not aborted else 1
 
 
-TARGETS = ["direct", "connectd", "connectd-devnull", "connectd-nolog", "squid", "tinyproxy"]
+TARGETS = ["direct", "connectd", "connectd-before", "connectd-devnull", "connectd-nolog",
+           "squid", "tinyproxy"]
+PARTS = ["idle", "bulk", "short", "rps", "httpbulk"]
+PART_GROUPS = {"all": PARTS, "tunnel": ["idle", "bulk", "short"], "http": ["rps", "httpbulk"]}
 
 if __name__ == "__main__":
     sys.exit(main())

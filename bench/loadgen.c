@@ -5,9 +5,16 @@
  * deadline.  Results are printed as one JSON object on stdout.
  *
  *   loadgen origin BYTES
- *	Listen on two 127.0.0.1 ports and print "{"echo":P,"source":Q}".
+ *	Listen on three 127.0.0.1 ports and print
+ *	"{"echo":P,"source":Q,"http":R}".
  *	echo:   echo every byte back; close at the client's EOF.
  *	source: send BYTES bytes, shutdown(SHUT_WR), close at the client's EOF.
+ *	http:   an HTTP/1.1 origin with keep-alive: GET (or HEAD) /bytes/N,
+ *		in origin-form or absolute-form, is answered 200 with
+ *		Content-Length: N and N bytes of the pattern (below); anything
+ *		else 404 (no body) or 501 (a request body).  It closes after
+ *		the response when the request says Connection: close (or is
+ *		HTTP/1.0 without keep-alive).
  *	Exits when its standard input reaches EOF (the parent went away).
  *
  *   loadgen bulk PROXYPORT TARGETPORT BYTES TIMEOUT
@@ -22,11 +29,28 @@
  *   loadgen idle PROXYPORT TARGETPORT N CONC NSRC TIMEOUT
  *	Open N tunnels as above but keep them open after the echo; print the
  *	result, then wait for EOF on standard input (or TIMEOUT) and exit.
+ *
+ *   loadgen http PROXYPORT ORIGINPORT COUNT CONC BODY SECONDS TIMEOUT
+ *	CONC keep-alive connections (through the proxy at PROXYPORT, in
+ *	absolute-form, GET http://127.0.0.1:ORIGINPORT/bytes/BODY; PROXYPORT
+ *	0: straight to the origin, in origin-form), each sending one GET,
+ *	reading the whole response, then sending the next (no pipelining),
+ *	until COUNT requests were sent or SECONDS have passed (0: no limit);
+ *	the ones under way finish.  A response must be 200 with
+ *	Content-Length BODY, no more bytes than that, and the body must be
+ *	the origin's pattern; anything else is an error (and that connection
+ *	is replaced).  A connection the proxy closes (Connection: close, or
+ *	an EOF before any byte of the next response) is replaced; such a
+ *	request is sent again once and counted in "retries".  Reports
+ *	requests/s, latency per request, connections opened and, for one big
+ *	body, MB/s of body (1 MB = 10^6 bytes).
  */
 #define _GNU_SOURCE
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/resource.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -40,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +74,9 @@
 
 #define BULK_BUF	(256 * 1024)
 #define MAX_EVENTS	256
+#define PAT_PERIOD	65521		/* prime: a lost or moved chunk shows */
+#define HREQ_MAX	8192		/* an HTTP request head, at the origin */
+#define HRESP_MAX	16384		/* an HTTP response head, at the client */
 
 static double
 now(void)
@@ -117,8 +145,20 @@ bound_port(int fd)
 
 /* ------------------------------------------------------------ origin */
 
-enum { O_LISTEN_ECHO, O_LISTEN_SOURCE, O_ECHO, O_SOURCE, O_SOURCE_DONE,
-	O_STDIN };
+enum { O_LISTEN_ECHO, O_LISTEN_SOURCE, O_LISTEN_HTTP, O_ECHO, O_SOURCE,
+	O_SOURCE_DONE, O_HTTP, O_STDIN };
+
+/* what the HTTP origin keeps per connection */
+struct ohttp {
+	char		req[HREQ_MAX];	/* request bytes not yet answered */
+	size_t		reqlen;
+	char		head[256];	/* the response head being sent */
+	size_t		hlen, hoff;
+	long long	body_left;	/* response body still to send */
+	long long	body_off;	/* offset of the next body byte */
+	int		close_after;	/* close once this response is out */
+	uint32_t	events;		/* what epoll watches now */
+};
 
 struct oconn {
 	int		kind;
@@ -126,15 +166,40 @@ struct oconn {
 	long long	left;		/* source: bytes still to send */
 	char		pend[512];	/* echo: bytes not yet echoed */
 	size_t		npend;
+	struct ohttp	*h;		/* http only */
 };
 
 static char *bulk_data;
+
+/*
+ * The body pattern: byte k of every HTTP response body is
+ * pattern[k % PAT_PERIOD]; the buffer holds BULK_BUF bytes more so that
+ * a chunk of up to BULK_BUF can start at any offset of the period.
+ */
+static char *pattern;
+
+static void
+pattern_init(void)
+{
+	size_t i;
+
+	if (pattern != NULL)
+		return;
+	if ((pattern = malloc(PAT_PERIOD + BULK_BUF)) == NULL)
+		die("malloc");
+	for (i = 0; i < PAT_PERIOD + BULK_BUF; i++) {
+		size_t k = i % PAT_PERIOD;
+
+		pattern[i] = (char)(k * 131 + (k >> 8) + 7);
+	}
+}
 
 static void
 o_close(int ep, struct oconn *c)
 {
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	free(c->h);
 	free(c);
 }
 
@@ -236,24 +301,220 @@ o_echo(int ep, struct oconn *c, uint32_t events)
 	}
 }
 
+/* Case-insensitive: does head[0..len) have a field name: with token in its value? */
+static int
+head_has(const char *head, size_t len, const char *name, const char *token)
+{
+	const char	*p = head, *end = head + len, *eol, *v;
+	size_t		 nl = strlen(name), tl = strlen(token);
+
+	while (p < end && (eol = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 &&
+		    p[nl] == ':') {
+			for (v = p + nl + 1; v + tl <= eol; v++)
+				if (strncasecmp(v, token, tl) == 0)
+					return 1;
+		}
+		p = eol + 1;
+	}
+	return 0;
+}
+
+/* A field's value as a number, or -1 if there is no such field. */
+static long long
+head_number(const char *head, size_t len, const char *name)
+{
+	const char	*p = head, *end = head + len, *eol;
+	size_t		 nl = strlen(name);
+
+	while (p < end && (eol = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 &&
+		    p[nl] == ':') {
+			p += nl + 1;
+			while (p < eol && (*p == ' ' || *p == '\t'))
+				p++;
+			if (p == eol || *p < '0' || *p > '9')
+				return -2;
+			return strtoll(p, NULL, 10);
+		}
+		p = eol + 1;
+	}
+	return -1;
+}
+
+static const char *
+find_crlfcrlf(const char *p, size_t len)
+{
+	const char *e = memmem(p, len, "\r\n\r\n", 4);
+
+	return e != NULL ? e + 4 : NULL;
+}
+
+/* A complete request head is req[0..end): set up its response. */
+static void
+o_http_request(struct ohttp *h, size_t end)
+{
+	const char	*req = h->req, *sp1, *sp2, *path;
+	long long	 n = -1, clen;
+	int		 head_only, v10, status;
+
+	sp1 = memchr(req, ' ', end);
+	sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', end - (size_t)(sp1 + 1 - req)) :
+	    NULL;
+	head_only = sp1 != NULL && sp1 - req == 4 && memcmp(req, "HEAD", 4) == 0;
+	v10 = sp2 != NULL && end - (size_t)(sp2 - req) > 9 &&
+	    memcmp(sp2 + 1, "HTTP/1.0", 8) == 0;
+	h->close_after = head_has(req, end, "Connection", "close") ||
+	    (v10 && !head_has(req, end, "Connection", "keep-alive"));
+	clen = head_number(req, end, "Content-Length");
+	if (sp1 == NULL || sp2 == NULL) {
+		status = 400;
+		h->close_after = 1;
+	} else if (clen > 0 || clen == -2 ||
+	    head_has(req, end, "Transfer-Encoding", "")) {
+		status = 501;		/* no request bodies here */
+		h->close_after = 1;
+	} else {
+		path = sp1 + 1;
+		if (sp2 - path > 7 && strncasecmp(path, "http://", 7) == 0) {
+			path = memchr(path + 7, '/', (size_t)(sp2 - path - 7));
+			if (path == NULL)
+				path = sp2;
+		}
+		if (sp2 - path > 7 && memcmp(path, "/bytes/", 7) == 0 &&
+		    path[7] >= '0' && path[7] <= '9')
+			n = strtoll(path + 7, NULL, 10);
+		status = n >= 0 && n <= (1LL << 40) &&
+		    ((sp1 - req == 3 && memcmp(req, "GET", 3) == 0) ||
+		    head_only) ? 200 : 404;
+	}
+	if (status != 200)
+		n = 0;
+	h->hlen = (size_t)snprintf(h->head, sizeof(h->head),
+	    "HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
+	    "Content-Length: %lld\r\n%s\r\n", status,
+	    status == 200 ? "OK" : status == 404 ? "Not Found" :
+	    status == 501 ? "Not Implemented" : "Bad Request", n,
+	    h->close_after ? "Connection: close\r\n" : "");
+	h->hoff = 0;
+	h->body_left = head_only ? 0 : n;
+	h->body_off = 0;
+	memmove(h->req, h->req + end, h->reqlen - end);
+	h->reqlen -= end;
+}
+
+static void
+o_http_want(int ep, struct oconn *c, uint32_t events)
+{
+	struct epoll_event ev;
+
+	if (c->h->events == events)
+		return;
+	c->h->events = events;
+	ev.events = events;
+	ev.data.ptr = c;
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Answer what has come, one response at a time, then read more. */
+static void
+o_http(int ep, struct oconn *c)
+{
+	struct ohttp	*h = c->h;
+	struct iovec	 iov[2];
+	const char	*end;
+	ssize_t		 n;
+	size_t		 want;
+
+	for (;;) {
+		if (h->hoff < h->hlen || h->body_left > 0) {
+			int k = 0;
+
+			if (h->hoff < h->hlen) {
+				iov[k].iov_base = h->head + h->hoff;
+				iov[k++].iov_len = h->hlen - h->hoff;
+			}
+			if (h->body_left > 0) {
+				want = h->body_left > BULK_BUF ? BULK_BUF :
+				    (size_t)h->body_left;
+				iov[k].iov_base = pattern +
+				    h->body_off % PAT_PERIOD;
+				iov[k++].iov_len = want;
+			}
+			n = writev(c->fd, iov, k);
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == -1 && errno == EAGAIN) {
+				o_http_want(ep, c, EPOLLOUT);
+				return;
+			}
+			if (n <= 0) {
+				o_close(ep, c);
+				return;
+			}
+			if (h->hoff < h->hlen) {
+				size_t hk = h->hlen - h->hoff;
+
+				if ((size_t)n < hk) {
+					h->hoff += (size_t)n;
+					continue;
+				}
+				h->hoff = h->hlen;
+				n -= (ssize_t)hk;
+			}
+			h->body_left -= n;
+			h->body_off += n;
+			continue;
+		}
+		if (h->close_after) {
+			o_close(ep, c);
+			return;
+		}
+		if ((end = find_crlfcrlf(h->req, h->reqlen)) != NULL) {
+			o_http_request(h, (size_t)(end - h->req));
+			continue;
+		}
+		if (h->reqlen == sizeof(h->req)) {
+			o_close(ep, c);		/* a head too long */
+			return;
+		}
+		n = read(c->fd, h->req + h->reqlen, sizeof(h->req) - h->reqlen);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			o_http_want(ep, c, EPOLLIN);
+			return;
+		}
+		if (n <= 0) {
+			o_close(ep, c);
+			return;
+		}
+		h->reqlen += (size_t)n;
+	}
+}
+
 static int
 cmd_origin(long long bytes)
 {
 	struct epoll_event	 evs[MAX_EVENTS];
-	int			 ep, le, ls, i, n, fd;
+	int			 ep, le, ls, lh, i, n, fd;
 
 	if ((bulk_data = malloc(BULK_BUF)) == NULL)
 		die("malloc");
 	for (i = 0; i < BULK_BUF; i++)
 		bulk_data[i] = (char)(i * 131 + (i >> 8));
+	pattern_init();
 	le = listen_on();
 	ls = listen_on();
+	lh = listen_on();
 	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		die("epoll_create1");
 	o_add(ep, le, O_LISTEN_ECHO, EPOLLIN);
 	o_add(ep, ls, O_LISTEN_SOURCE, EPOLLIN);
+	o_add(ep, lh, O_LISTEN_HTTP, EPOLLIN);
 	o_add(ep, 0, O_STDIN, EPOLLIN);
-	printf("{\"echo\":%d,\"source\":%d}\n", bound_port(le), bound_port(ls));
+	printf("{\"echo\":%d,\"source\":%d,\"http\":%d}\n", bound_port(le),
+	    bound_port(ls), bound_port(lh));
 	fflush(stdout);
 
 	for (;;) {
@@ -271,9 +532,23 @@ cmd_origin(long long bytes)
 				return 0;	/* parent gone or done */
 			case O_LISTEN_ECHO:
 			case O_LISTEN_SOURCE:
+			case O_LISTEN_HTTP:
 				while ((fd = accept4(c->fd, NULL, NULL,
 				    SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1) {
-					if (c->kind == O_LISTEN_ECHO) {
+					if (c->kind == O_LISTEN_HTTP) {
+						int one = 1;
+						struct oconn *hc;
+
+						setsockopt(fd, IPPROTO_TCP,
+						    TCP_NODELAY, &one,
+						    sizeof(one));
+						hc = o_add(ep, fd, O_HTTP,
+						    EPOLLIN);
+						if ((hc->h = calloc(1,
+						    sizeof(*hc->h))) == NULL)
+							die("calloc");
+						hc->h->events = EPOLLIN;
+					} else if (c->kind == O_LISTEN_ECHO) {
 						int one = 1;
 
 						setsockopt(fd, IPPROTO_TCP,
@@ -292,6 +567,9 @@ cmd_origin(long long bytes)
 				break;
 			case O_SOURCE:
 				o_source_write(ep, c);
+				break;
+			case O_HTTP:
+				o_http(ep, c);
 				break;
 			case O_SOURCE_DONE: {
 				char	buf[4096];
@@ -647,6 +925,373 @@ cmd_tunnels(int proxy, int target, long count, int conc, int nsrc,
 	return g.errors != 0;
 }
 
+/* -------------------------------------------------------------- http */
+
+enum { H_CONNECTING, H_HEAD, H_BODY };
+
+struct hconn {
+	int		fd;
+	int		state;
+	int		nreq;		/* responses complete on it */
+	int		has_req;	/* a request is under way */
+	int		resent;		/* ... and it is the second try */
+	int		close_after;	/* the response said Connection: close */
+	char		head[HRESP_MAX];
+	size_t		hlen;
+	long long	body_left, body_off;
+	double		t0;		/* the request under way was first sent */
+};
+
+struct hgen {
+	int		 ep;
+	int		 proxy, origin;
+	long		 count, sent, ok, errors, retries, conns, active;
+	long		 inflight;
+	long long	 body;		/* the expected body length */
+	long long	 body_bytes;	/* body bytes read and checked */
+	double		 stop_at;	/* no new request after this */
+	double		*lat;
+	char		 first_error[200];
+	char		 req[512];
+	int		 reqlen;
+	char		*scratch;
+};
+
+static void	h_open(struct hgen *, int, double);
+static void	h_retry(struct hgen *, struct hconn *);
+
+/* Keep an error's text printable and safe inside a JSON string. */
+static void
+h_note(struct hgen *g, const char *fmt, const char *what, const char *detail)
+{
+	char	*p;
+
+	if (g->first_error[0] != '\0')
+		return;
+	snprintf(g->first_error, sizeof(g->first_error), fmt, what, detail);
+	for (p = g->first_error; *p != '\0'; p++)
+		if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\')
+			*p = ' ';
+}
+
+static int
+h_more(struct hgen *g)
+{
+	return g->sent < g->count && now() < g->stop_at;
+}
+
+static void
+h_drop(struct hgen *g, struct hconn *c)
+{
+	epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->has_req)
+		g->inflight--;
+	g->active--;
+	free(c);
+}
+
+/* The request under way (or the connection) failed; replace the connection. */
+static void
+h_fail(struct hgen *g, struct hconn *c, const char *what, const char *detail)
+{
+	g->errors++;
+	h_note(g, "%s: %s", what, detail);
+	h_drop(g, c);
+	/* a target that fails everything is not hammered until the deadline */
+	if (h_more(g) && !(g->errors >= 100 && g->errors > g->ok))
+		h_open(g, 0, 0.);
+}
+
+static void
+h_want(struct hgen *g, struct hconn *c, uint32_t events)
+{
+	struct epoll_event ev;
+
+	ev.events = events;
+	ev.data.ptr = c;
+	epoll_ctl(g->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Send the next request (resend: the one under way, again) or retire. */
+static void
+h_send(struct hgen *g, struct hconn *c)
+{
+	ssize_t n;
+
+	if (!c->has_req) {
+		if (!h_more(g)) {
+			h_drop(g, c);
+			return;
+		}
+		g->sent++;
+		g->inflight++;
+		c->has_req = 1;
+		c->t0 = now();
+	}
+	n = write(c->fd, g->req, (size_t)g->reqlen);
+	if (n == -1 && (errno == EPIPE || errno == ECONNRESET) &&
+	    c->nreq > 0 && !c->resent) {
+		h_retry(g, c);		/* it closed the kept-alive connection */
+		return;
+	}
+	if (n != g->reqlen) {
+		h_fail(g, c, "write request", n == -1 ? strerror(errno) :
+		    "short write");
+		return;
+	}
+	c->state = H_HEAD;
+	c->hlen = 0;
+}
+
+/* The response is complete and correct. */
+static void
+h_done(struct hgen *g, struct hconn *c)
+{
+	g->lat[g->ok++] = now() - c->t0;
+	g->inflight--;
+	c->has_req = 0;
+	c->resent = 0;
+	c->nreq++;
+	if (c->close_after) {
+		h_drop(g, c);
+		if (h_more(g))
+			h_open(g, 0, 0.);
+		return;
+	}
+	h_send(g, c);
+}
+
+/*
+ * The proxy closed a kept-alive connection before a byte of the
+ * response: what a client does, send the request once more on a new one.
+ */
+static void
+h_retry(struct hgen *g, struct hconn *c)
+{
+	double t0 = c->t0;
+
+	g->retries++;
+	c->has_req = 0;		/* it moves to the new connection */
+	g->inflight--;
+	h_drop(g, c);
+	g->sent--;		/* h_open's connection sends it again */
+	h_open(g, 1, t0);
+}
+
+/* Check body bytes against the pattern; -1 if they differ. */
+static int
+h_body(struct hgen *g, struct hconn *c, const char *p, size_t n)
+{
+	if ((long long)n > c->body_left) {
+		h_fail(g, c, "response", "more bytes than its Content-Length");
+		return -1;
+	}
+	if (memcmp(p, pattern + c->body_off % PAT_PERIOD, n) != 0) {
+		h_fail(g, c, "response", "the body differs from what the "
+		    "origin sent");
+		return -1;
+	}
+	c->body_left -= (long long)n;
+	c->body_off += (long long)n;
+	g->body_bytes += (long long)n;
+	return 0;
+}
+
+/* A complete head is head[0..hl): check it; the rest is body. */
+static int
+h_head(struct hgen *g, struct hconn *c, size_t hl)
+{
+	char		 line[80];
+	long long	 clen;
+	size_t		 ll;
+
+	if (c->hlen < 12 || memcmp(c->head, "HTTP/1.", 7) != 0 ||
+	    memcmp(c->head + 8, " 200", 4) != 0) {
+		ll = strcspn(c->head, "\r\n");
+		snprintf(line, sizeof(line), "%.*s", (int)(ll < 60 ? ll : 60),
+		    c->head);
+		h_fail(g, c, "status", line);
+		return -1;
+	}
+	if (head_has(c->head, hl, "Transfer-Encoding", "")) {
+		h_fail(g, c, "response", "Transfer-Encoding, not Content-Length");
+		return -1;
+	}
+	if ((clen = head_number(c->head, hl, "Content-Length")) != g->body) {
+		snprintf(line, sizeof(line), "%lld, expected %lld", clen,
+		    g->body);
+		h_fail(g, c, "Content-Length", line);
+		return -1;
+	}
+	c->close_after = head_has(c->head, hl, "Connection", "close") ||
+	    (memcmp(c->head, "HTTP/1.0", 8) == 0 &&
+	    !head_has(c->head, hl, "Connection", "keep-alive"));
+	c->body_left = clen;
+	c->body_off = 0;
+	c->state = H_BODY;
+	return h_body(g, c, c->head + hl, c->hlen - hl);
+}
+
+static void
+h_event(struct hgen *g, struct hconn *c)
+{
+	socklen_t	 len = sizeof(int);
+	int		 soerr = 0;
+	const char	*end;
+	ssize_t		 n;
+
+	if (c->state == H_CONNECTING) {
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+		if (soerr != 0) {
+			h_fail(g, c, "connect", strerror(soerr));
+			return;
+		}
+		h_want(g, c, EPOLLIN);
+		h_send(g, c);
+		return;
+	}
+	for (;;) {
+		if (c->state == H_HEAD)
+			n = read(c->fd, c->head + c->hlen,
+			    sizeof(c->head) - 1 - c->hlen);
+		else
+			n = read(c->fd, g->scratch, BULK_BUF);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0 && c->state == H_HEAD && c->hlen == 0 &&
+		    c->nreq > 0 && !c->resent) {
+			h_retry(g, c);
+			return;
+		}
+		if (n <= 0) {
+			h_fail(g, c, c->state == H_HEAD ? "reading response "
+			    "head" : "reading response body", n == 0 ?
+			    "EOF" : strerror(errno));
+			return;
+		}
+		if (c->state == H_HEAD) {
+			c->hlen += (size_t)n;
+			c->head[c->hlen] = '\0';
+			if ((end = find_crlfcrlf(c->head, c->hlen)) == NULL) {
+				if (c->hlen == sizeof(c->head) - 1) {
+					h_fail(g, c, "response", "head too long");
+					return;
+				}
+				continue;
+			}
+			if (h_head(g, c, (size_t)(end - c->head)) == -1)
+				return;
+		} else if (h_body(g, c, g->scratch, (size_t)n) == -1)
+			return;
+		if (c->body_left == 0) {
+			h_done(g, c);
+			return;
+		}
+	}
+}
+
+/* A new connection; resend: it carries a request sent first at t0. */
+static void
+h_open(struct hgen *g, int resend, double t0)
+{
+	struct hconn		*c;
+	struct sockaddr_in	 dst;
+	struct epoll_event	 ev;
+	int			 one = 1;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		die("calloc");
+	g->conns++;
+	g->active++;
+	if (resend) {
+		g->sent++;
+		g->inflight++;
+		c->has_req = 1;
+		c->resent = 1;
+		c->t0 = t0;
+	}
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd == -1)
+		die("socket");
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->state = H_CONNECTING;
+	ev.events = EPOLLOUT;
+	ev.data.ptr = c;
+	if (epoll_ctl(g->ep, EPOLL_CTL_ADD, c->fd, &ev) == -1)
+		die("epoll_ctl");
+	dst = loopback(g->proxy ? g->proxy : g->origin, 1);
+	if (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) == -1 &&
+	    errno != EINPROGRESS)
+		h_fail(g, c, "connect", strerror(errno));
+}
+
+static int
+cmd_http(int proxy, int origin, long count, int conc, long long body,
+    double seconds, double timeout)
+{
+	struct epoll_event	 evs[MAX_EVENTS];
+	struct rusage		 ru;
+	struct hgen		 g;
+	double			 t0, t1, deadline;
+	long			 i;
+	int			 n;
+
+	memset(&g, 0, sizeof(g));
+	pattern_init();
+	g.proxy = proxy;
+	g.origin = origin;
+	g.count = count;
+	g.body = body;
+	g.lat = calloc((size_t)count, sizeof(double));
+	g.scratch = malloc(BULK_BUF);
+	if (g.lat == NULL || g.scratch == NULL)
+		die("calloc");
+	if (proxy)
+		g.reqlen = snprintf(g.req, sizeof(g.req),
+		    "GET http://127.0.0.1:%d/bytes/%lld HTTP/1.1\r\n"
+		    "Host: 127.0.0.1:%d\r\nUser-Agent: loadgen/1\r\n"
+		    "Accept: */*\r\n\r\n", origin, body, origin);
+	else
+		g.reqlen = snprintf(g.req, sizeof(g.req),
+		    "GET /bytes/%lld HTTP/1.1\r\n"
+		    "Host: 127.0.0.1:%d\r\nUser-Agent: loadgen/1\r\n"
+		    "Accept: */*\r\n\r\n", body, origin);
+	if ((g.ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		die("epoll_create1");
+
+	t0 = now();
+	deadline = t0 + timeout;
+	g.stop_at = seconds > 0 ? t0 + seconds : deadline;
+	for (i = 0; i < conc && i < count; i++)
+		h_open(&g, 0, 0.);
+	while (g.active > 0 && now() < deadline) {
+		n = epoll_wait(g.ep, evs, MAX_EVENTS, 100);
+		for (i = 0; i < n; i++)
+			h_event(&g, evs[i].data.ptr);
+	}
+	t1 = now();
+	getrusage(RUSAGE_SELF, &ru);
+
+	qsort(g.lat, (size_t)g.ok, sizeof(double), cmp_double);
+	printf("{\"ok\":%ld,\"errors\":%ld,\"unfinished\":%ld,\"retries\":%ld,"
+	    "\"conns\":%ld,\"secs\":%.6f,\"rate\":%.1f,\"p50_ms\":%.3f,"
+	    "\"p99_ms\":%.3f,\"body_bytes\":%lld,\"mbps\":%.1f,"
+	    "\"client_cpu_s\":%.3f,\"first_error\":\"%s\"}\n",
+	    g.ok, g.errors, g.inflight, g.retries, g.conns, t1 - t0,
+	    (double)g.ok / (t1 - t0),
+	    g.ok ? g.lat[g.ok / 2] * 1e3 : 0.,
+	    g.ok ? g.lat[(long)((double)g.ok * 0.99)] * 1e3 : 0.,
+	    g.body_bytes, (double)g.body_bytes / (t1 - t0) / 1e6,
+	    (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+	    g.first_error);
+	fflush(stdout);
+	return g.errors != 0 || g.inflight != 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -661,9 +1306,15 @@ main(int argc, char **argv)
 		return cmd_tunnels(atoi(argv[2]), atoi(argv[3]), atol(argv[4]),
 		    atoi(argv[5]), atoi(argv[6]), atof(argv[7]),
 		    strcmp(argv[1], "idle") == 0);
+	if (argc == 9 && strcmp(argv[1], "http") == 0)
+		return cmd_http(atoi(argv[2]), atoi(argv[3]), atol(argv[4]),
+		    atoi(argv[5]), atoll(argv[6]), atof(argv[7]),
+		    atof(argv[8]));
 	fprintf(stderr, "usage: loadgen origin BYTES\n"
 	    "       loadgen bulk PROXYPORT TARGETPORT BYTES TIMEOUT\n"
 	    "       loadgen tunnels|idle PROXYPORT TARGETPORT COUNT CONC NSRC "
+	    "TIMEOUT\n"
+	    "       loadgen http PROXYPORT ORIGINPORT COUNT CONC BODY SECONDS "
 	    "TIMEOUT\n");
 	return 2;
 }

@@ -183,6 +183,7 @@ worker_free(struct worker *w)
 {
 	ev_prepare_stop(w->w_loop, &w->w_turn_end);
 	listener_close_all(w);
+	forward_pool_free(w);
 	limit_free(w);
 	ifaddr_free(w);
 	resolve_free(w);

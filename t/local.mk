@@ -65,6 +65,9 @@ T_SCENARIOS = \
 	t/60-forward-curl.t \
 	t/61-forward-hostile.t \
 	t/62-forward-squid.t \
+	t/63-forward-apt.t \
+	t/64-forward-pip.t \
+	t/65-forward-dockerd.t \
 	t/78-bigquery-schema.t \
 	t/79-interim-records.t \
 	t/80-fluent-bit-parsers.t

@@ -414,6 +414,17 @@ def callgrind(out):
     return ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out]
 
 
+def memcheck():
+    """The argv prefix that runs a program under valgrind's memcheck: an
+    invalid access or a definite leak makes it exit 99 and leaves its
+    report on stderr (sanitizer_report() finds it).  None in a build with
+    sanitizers, which valgrind cannot run, and which check the same."""
+    if os.environ.get("ASAN_OPTIONS") or not have("valgrind"):
+        return None
+    return ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+            "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite"]
+
+
 def callgrind_total(out):
     """Instructions counted in a callgrind output file, or None."""
     m = re.search(r"^summary: (\d+)", read_text(out), re.M)
@@ -790,7 +801,9 @@ class Connectd:
     def sanitizer_report(self):
         """ASan/UBSan/LeakSanitizer text on stderr, or ''."""
         err = self.stderr()
-        m = re.search(r"(==\d+==ERROR: \w+Sanitizer.*|\S+:\d+:\d+: runtime error:.*)", err, re.S)
+        m = re.search(r"(==\d+==ERROR: \w+Sanitizer.*|\S+:\d+:\d+: runtime error:.*|"
+                      r"==\d+== (?:Invalid (?:read|write|free)|Conditional jump|"
+                      r"Syscall param|\d[\d,]* bytes in [\d,]+ blocks are definitely lost).*)", err, re.S)
         return m.group(0)[:3000] if m else ""
 
     # every test's json lines are checked against the BigQuery schema

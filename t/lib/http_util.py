@@ -15,7 +15,21 @@ Paths:
                Content-Length or chunked; Expect: 100-continue is honoured
   /slow/N      waits N seconds, then answers /bytes/10
 Every response says "Connection: keep-alive" unless the path is /close.
+
+    files = hu.FileOrigin(root)          # serves the files under root
+    files.requests                       # [(method, path with query, headers)]
+    files.answered                       # [(method, path with query, status)]
+
+FileOrigin is a static HTTP/1.1 file server for the real-client tests
+(apt, pip): http.server's SimpleHTTPRequestHandler (Content-Length,
+If-Modified-Since -> 304, index.html for a directory), keep-alive on
+every response, errors included, as Debian's mirrors (nginx, Apache) do.
+`special` maps a path (without its query) to a callable that answers it
+instead: fn(handler) -> (status, [(field, value)], body bytes); a
+Content-Length is added unless the fields give one or a
+Transfer-Encoding.
 """
+import functools
 import hashlib
 import http.server
 import json
@@ -142,3 +156,73 @@ class WebOrigin:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class _FileHandler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send_error(self, code, message=None, explain=None):
+        # http.server closes after every error; a mirror keeps the
+        # connection for the next request
+        body = ("%d %s\n" % (code, message or self.responses.get(code, ("",))[0])).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_response(self, code, message=None):
+        self.server.origin.answered.append((self.command, self.path, code))
+        super().send_response(code, message)
+
+    def _record(self):
+        origin = self.server.origin
+        origin.requests.append((self.command, self.path, dict(self.headers.items())))
+        fn = origin.special.get(self.path.split("?")[0])
+        if fn is None:
+            return False
+        status, fields, body = fn(self)
+        self.send_response(status)
+        names = [k.lower() for k, v in fields]
+        for k, v in fields:
+            self.send_header(k, v)
+        if "content-length" not in names and "transfer-encoding" not in names:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return True
+
+    def do_GET(self):
+        if not self._record():
+            super().do_GET()
+
+    def do_HEAD(self):
+        if not self._record():
+            super().do_HEAD()
+
+
+class FileOrigin:
+    """A static file server over root (see the module text)."""
+
+    def __init__(self, root, host="127.0.0.1", port=0, special=None):
+        self.requests = []
+        self.answered = []
+        self.connections = 0
+        self.special = dict(special or {})
+        handler = functools.partial(_FileHandler, directory=root)
+        self.server = _Server((host, port), handler)
+        self.server.origin = self
+        self.host, self.port = host, self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+        h.at_cleanup(self.close)
+
+    authority = WebOrigin.authority
+    url = WebOrigin.url
+    close = WebOrigin.close
