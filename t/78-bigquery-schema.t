@@ -22,7 +22,9 @@ and then makes one connectd write a line of every kind and checks each:
 Every line fits the schema; "pod" is an object or null, "status" an
 integer; every uid is <16 hex>-<id>-<seq>, unique, with one prefix per
 process (a second connectd has another), and "proxy" is visible_hostname
-(by default the host name)."""
+(by default the host name).  A JSON template beside the json log gets
+Squid's %master_xaction (the id) and %>Hs (0, not null, when nothing was
+sent)."""
 import json
 import os
 import re
@@ -128,7 +130,11 @@ echo = h.EchoServer(backlog=32)
 web = h.HttpOrigin(body=b"hello from origin\n")
 closed = h.free_port()
 denied_port = h.free_port()
+TXLOG = os.path.join(h.tmpdir(), "tx.log")
 CONF = ("visible_hostname t78-proxy.example\n"
+        "logformat tx {\"id\":%%master_xaction,\"status\":%%>Hs,\"port\":%%>p}\n"
+        "access_log stdio:/dev/stdout json\n"
+        "access_log stdio:%s tx\n" % TXLOG +
         "access_log_interval 1 second\n"
         "request_header_timeout 1 second\n"
         "external_acl_type meta ttl=60 negative_ttl=60 log-wait=4 children-startup=5 %%SRC %s\n"
@@ -251,6 +257,13 @@ ok(all(x["uid"].endswith("-%d-%d" % (x["id"], x["seq"])) for x in lines), "uid e
 prefixes = {u.split("-")[0] for u in uids}
 is_(len(prefixes), 1, "one uid prefix per process")
 ok(all(x["proxy"] == "t78-proxy.example" for x in lines), "proxy is visible_hostname")
+
+# a JSON template: %master_xaction is the id, %>Hs 0 (not null) when
+# nothing was sent, as Squid prints it
+tx = {(x.get("port"), x.get("id")): x for x in h.JsonLog(TXLOG).lines()}
+is_(sorted((x["client_port"], x["id"], x["status"]) for x in finals.values()),
+    sorted((p, i, x.get("status")) for (p, i), x in tx.items()),
+    "a template's %master_xaction and %>Hs are the json line's id and status (0 included)")
 
 # another process: another prefix; the default proxy is the host name
 with h.Connectd(None, name="second") as cd2:
