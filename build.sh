@@ -22,7 +22,7 @@ RUN_DEPS="ca-certificates curl"
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
-	docker.io:dockerd python3-prometheus-client"
+	docker.io:dockerd python3-prometheus-client luajit"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -119,6 +119,18 @@ accesslog_format(const struct access_log_conf *alc)
 }
 
 /*
+ * Interim records go only to logs in the json format: no other format
+ * can tell one from the tunnel's final line, and a reader summing the
+ * bytes of every line would count them twice.
+ */
+static int
+accesslog_takes(const struct access_log_conf *alc, const struct logrec *rec)
+{
+	return !rec->lr_interim ||
+	    accesslog_format(alc) == logformat_builtin("json");
+}
+
+/*
  * Render rec once per format and push the lines to conf's sinks.  A line
  * too long for an output's datagrams is rendered again, shorter, for
  * that output alone (logformat_render_fit()): never cut in the sink,
@@ -134,7 +146,8 @@ accesslog_write(const struct conf *conf, const struct logrec *rec)
 
 	TAILQ_FOREACH(alc, &conf->c_access_logs, alc_entry) {
 		if (alc->alc_sink == NULL ||
-		    (fmt = accesslog_format(alc)) == NULL)
+		    (fmt = accesslog_format(alc)) == NULL ||
+		    !accesslog_takes(alc, rec))
 			continue;
 		if (fmt != cfmt) {
 			free(cached);
@@ -155,7 +168,8 @@ accesslog_write(const struct conf *conf, const struct logrec *rec)
 		}
 		/* the sink owns what it is given: copy if a later log reuses it */
 		for (next = TAILQ_NEXT(alc, alc_entry); next != NULL &&
-		    next->alc_sink == NULL; next = TAILQ_NEXT(next, alc_entry))
+		    (next->alc_sink == NULL || !accesslog_takes(next, rec));
+		    next = TAILQ_NEXT(next, alc_entry))
 			;
 		if (next != NULL && accesslog_format(next) == fmt) {
 			if ((line = malloc(clen)) == NULL)
@@ -211,8 +225,15 @@ accesslog_submit(struct worker *w, struct conf *cf, struct logrec *rec,
 	struct logpark	*lp;
 	double		 wait;
 
-	/* counted here, where every line is handed over: /metrics agrees */
-	metrics_line(w, rec);
+	/* who writes the line: the names live as long as cf and w */
+	rec->lr_proxy = cf->c_visible_hostname;
+	rec->lr_instance = w->w_instance;
+	/*
+	 * Counted here, where every line is handed over, so that /metrics
+	 * agrees with the log; an interim record is not a tunnel of its own.
+	 */
+	if (!rec->lr_interim)
+		metrics_line(w, rec);
 	if (hl != NULL && !w->w_stopping && w->w_nparked < ACCESSLOG_PARK_MAX &&
 	    (lp = calloc(1, sizeof(*lp))) != NULL) {
 		if ((wait = helper_log_park(hl, accesslog_answer_cb, lp)) > 0.) {

@@ -31,6 +31,8 @@
 #define CONF_SYSLOG_FACILITY	1	/* user: what Squid 5.7 sends */
 #define CONF_SYSLOG_SEVERITY	6	/* info: Squid's default */
 #define CONF_FORMAT_DEFAULT	"json"
+#define CONF_INTERVAL_MIN	1.0	/* access_log_interval, if not 0 */
+#define CONF_HOSTNAME_DEFAULT	"localhost"	/* gethostname() failed */
 
 struct conf_parse;
 struct conf_directive;
@@ -108,6 +110,12 @@ static int	 conf_count(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_user(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
+static int	 conf_interval(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static int	 conf_hostname(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static void	 conf_dump_hostname(const struct conf *,
+		    const struct conf_directive *, FILE *);
 static int	 conf_flag(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static void	 conf_dump_flag(const struct conf *,
@@ -157,6 +165,11 @@ static const struct conf_directive conf_directives[] = {
 	    0, 0, 0, NULL },
 	{ "access_log", conf_access_log, conf_dump_access_log, CD_REPEAT,
 	    NULL, 0, 0, 0, NULL },
+	{ "access_log_interval", conf_interval, conf_dump_time, 0, NULL,
+	    offsetof(struct conf, c_access_log_interval), CONF_INTERVAL_MIN,
+	    CONF_TIME_MAX, NULL },
+	{ "visible_hostname", conf_hostname, conf_dump_hostname, 0, NULL,
+	    0, 0, 0, NULL },
 	{ "dns_nameservers", conf_dns_nameservers, conf_dump_dns, 0, NULL,
 	    0, 0, 0, NULL },
 	{ "hosts_file", conf_hosts_file, NULL, 0, NULL, 0, 0, 0, NULL },
@@ -1292,6 +1305,58 @@ conf_dump_count(const struct conf *c, const struct conf_directive *d,
 	    *(const unsigned *)((const char *)c + d->cd_offset));
 }
 
+/*
+ * access_log_interval: 0 turns interim records off; anything shorter
+ * than a second is refused (a line per tunnel per second is already
+ * more than a log pipeline wants).
+ */
+static int
+conf_interval(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	double	 v;
+
+	if (conf_time(p, d, argc, argv) == -1)
+		return -1;
+	v = *(double *)((char *)p->cp_conf + d->cd_offset);
+	if (v != 0 && v < d->cd_min)
+		return conf_error(p, "%s must be 0 (off) or at least 1 second",
+		    argv[0]);
+	return 0;
+}
+
+/*
+ * Squid's visible_hostname: the name of this proxy, the log line's
+ * "proxy".  One word of printable ASCII.
+ */
+static int
+conf_hostname(struct conf_parse *p, const struct conf_directive *d,
+    int argc, char **argv)
+{
+	const char	*s;
+
+	if (argc != 2)
+		return conf_error(p, "usage: %s NAME", argv[0]);
+	if (strlen(argv[1]) > HOST_NAME_MAX_LEN)
+		return conf_error(p, "%s: longer than %d bytes", argv[0],
+		    HOST_NAME_MAX_LEN);
+	for (s = argv[1]; *s != '\0'; s++)
+		if (*s <= ' ' || *s >= 0x7f)
+			return conf_error(p, "%s: only printable ASCII",
+			    argv[0]);
+	free(p->cp_conf->c_visible_hostname);
+	if ((p->cp_conf->c_visible_hostname = strdup(argv[1])) == NULL)
+		return conf_error(p, "out of memory");
+	return 0;
+}
+
+static void
+conf_dump_hostname(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	fprintf(fp, "%s %s\n", d->cd_name, c->c_visible_hostname);
+}
+
 static void
 conf_dump_user(const struct conf *c, const struct conf_directive *d,
     FILE *fp)
@@ -1455,6 +1520,7 @@ conf_free(struct conf *c)
 	free(c->c_dns_nameservers);
 	free(c->c_hosts_file);
 	free(c->c_effective_user);
+	free(c->c_visible_hostname);
 	free(c->c_path);
 	free(c);
 }
@@ -1463,10 +1529,17 @@ static struct conf *
 conf_new(const char *name)
 {
 	struct conf	*c;
+	char		 host[HOST_NAME_MAX_LEN + 1];
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
-	if ((c->c_path = strdup(name)) == NULL) {
+	/* Squid's default visible_hostname: what gethostname() says */
+	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+		snprintf(host, sizeof(host), "%s", CONF_HOSTNAME_DEFAULT);
+	host[sizeof(host) - 1] = '\0';
+	if ((c->c_path = strdup(name)) == NULL ||
+	    (c->c_visible_hostname = strdup(host)) == NULL) {
+		free(c->c_path);
 		free(c);
 		return NULL;
 	}

@@ -74,6 +74,8 @@ static void	conn_connect_failed(struct conn *, int);
 static void	conn_connect_cb(EV_P_ ev_io *, int);
 static void	conn_reply_cb(EV_P_ ev_io *, int);
 static void	conn_linger_cb(EV_P_ ev_io *, int);
+static void	conn_interim_arm(struct conn *);
+static void	conn_interim(struct conn *);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -195,9 +197,13 @@ void
 conn_timer_arm(struct conn *c)
 {
 	struct ev_loop	*loop = c->c_worker->w_loop;
-	ev_tstamp	 left;
+	ev_tstamp	 when, left;
 
-	left = conn_deadline(c) - ev_now(loop);
+	/* the same timer wakes for the next interim record */
+	when = conn_deadline(c);
+	if (c->c_interim_due != 0. && c->c_interim_due < when)
+		when = c->c_interim_due;
+	left = when - ev_now(loop);
 	if (left < 0.001)
 		left = 0.001;
 	ev_timer_stop(loop, &c->c_timer);
@@ -211,6 +217,8 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 	struct conn	*c = t->data;
 	ev_tstamp	 now = ev_now(EV_A) + TIMER_SLACK;
 
+	if (c->c_interim_due != 0. && c->c_interim_due <= now)
+		conn_interim(c);
 	if (conn_deadline(c) > now) {
 		conn_timer_arm(c);
 		return;
@@ -309,6 +317,7 @@ conn_go(struct conn *c, enum conn_state state)
 		    conn_state_names[c->c_state], conn_state_names[state]);
 	c->c_state = state;
 	c->c_state_since = ev_now(loop);
+	conn_interim_arm(c);
 	switch (state) {
 	case CONN_HEAD:
 		ev_io_stop(loop, &c->c_cread);
@@ -604,6 +613,70 @@ conn_linger_cb(EV_P_ ev_io *io, int revents)
 		conn_close(c, c->c_reason);
 		return;
 	}
+}
+
+/* -------------------------------------------------------------- interim */
+
+/*
+ * access_log_interval: while a tunnel relays, or a forwarded request
+ * streams, its record is written every interval as an interim record,
+ * on the connection's own timer.  The next one is due an interval after
+ * the previous line's time on the record's own clock (start + n
+ * intervals), so that a reconnect or a late wakeup does not shift them;
+ * one more than an interval late waits a whole interval.
+ */
+static void
+conn_interim_arm(struct conn *c)
+{
+	double	 iv = c->c_conf->c_access_log_interval;
+
+	c->c_interim_due = 0.;
+	if (iv <= 0. || (c->c_state != CONN_RELAY &&
+	    c->c_state != CONN_FORWARD))
+		return;
+	c->c_interim_due = c->c_rec->lr_start + iv * (c->c_rec->lr_seq + 1);
+}
+
+/*
+ * Write an interim record: a copy of the record as it stands, with the
+ * bytes since the last line as its deltas; the tunnel's next line (the
+ * final one included) counts from here.  The pod comes from the lookups
+ * the final line will use, or, while they are on their way, from a
+ * lookup of the copy's own that joins them and waits as a final line
+ * would.
+ */
+static void
+conn_interim(struct conn *c)
+{
+	struct worker		*w = c->c_worker;
+	struct logrec		*r = c->c_rec, *copy;
+	struct helper_log	*hl = NULL;
+	ev_tstamp		 now = ev_now(w->w_loop);
+
+	if (c->c_state != CONN_RELAY && c->c_state != CONN_FORWARD) {
+		c->c_interim_due = 0.;
+		return;
+	}
+	if ((copy = logrec_dup(r)) == NULL)
+		log_warn("conn %llu: interim record",
+		    (unsigned long long)c->c_id);
+	else {
+		copy->lr_end = now;
+		copy->lr_interim = 1;
+		r->lr_seq++;
+		r->lr_up_logged = r->lr_bytes_up;
+		r->lr_down_logged = r->lr_bytes_down;
+		if (c->c_lookups != NULL) {
+			if (helper_log_settled(c->c_lookups))
+				helper_log_fill(c->c_lookups, copy, 0);
+			else
+				hl = helper_log_start(w, copy);
+		}
+		accesslog_submit(w, c->c_conf, copy, hl);
+	}
+	conn_interim_arm(c);
+	if (c->c_interim_due <= now)
+		c->c_interim_due = now + c->c_conf->c_access_log_interval;
 }
 
 /* --------------------------------------------------------------- accept */

@@ -184,6 +184,9 @@ worker_create(struct conf *conf)
 		fatalx("cannot initialise the event loop");
 	metrics_init(w);
 	w->w_conf = conf;
+	/* the prefix of every line's uid: unique to this worker's life */
+	if (logrec_instance(w->w_instance, sizeof(w->w_instance)) == -1)
+		log_warnx("getrandom failed: line uids come from the time");
 	w->w_scratch_len = SCRATCH_LEN;
 	if ((w->w_scratch = malloc(w->w_scratch_len)) == NULL)
 		fatal("malloc");

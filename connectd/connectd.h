@@ -25,6 +25,8 @@
 #define USER_AGENT_MAX_LEN	512
 #define REQUEST_HEADER_MAX	(16 * 1024)
 #define ERRBUF_LEN		512
+#define LOGREC_INSTANCE_LEN	17	/* 16 hex digits and the NUL */
+#define LOGREC_POD_RAW_MAX	1024	/* pod_raw is cut here (bytes) */
 
 /* ---------------------------------------------------------------- types */
 
@@ -227,6 +229,8 @@ struct conf {
 	double			 c_request_header_timeout;
 	double			 c_half_closed_timeout;
 	double			 c_shutdown_lifetime;
+	double			 c_access_log_interval;	/* 0: no interim records */
+	char			*c_visible_hostname;	/* the line's "proxy" */
 	size_t			 c_request_header_max_size;
 	char			*c_dns_nameservers;	/* "ip,ip" or NULL */
 	char			*c_hosts_file;		/* NULL: /etc/hosts */
@@ -294,7 +298,7 @@ struct logrec {
 	char			*lr_detail;	/* optional human text, e.g. errno */
 	char			*lr_pod;	/* the helper's log= value */
 	int			 lr_pod_json;	/* lr_pod is one valid JSON value */
-	const char		*lr_pod_error;	/* no answer: why (static) */
+	const char		*lr_pod_error;	/* no pod from the helpers: why */
 	char			*lr_rule;	/* the http_access line that denied */
 	/* forwarded requests (absolute-form), not tunnels */
 	const char		*lr_scheme;	/* "http", or NULL for CONNECT */
@@ -302,6 +306,14 @@ struct logrec {
 	int			 lr_http_status; /* the origin's; 0 if none */
 	char			*lr_content_type; /* the response's */
 	unsigned		 lr_nreq;	/* requests on the connection */
+	/* who wrote the line: set by accesslog_submit() (not owned) */
+	const char		*lr_proxy;	/* visible_hostname */
+	const char		*lr_instance;	/* the worker's random, in hex */
+	/* the lines of one tunnel or request (access_log_interval) */
+	int			 lr_interim;	/* an interim record, not the end */
+	unsigned		 lr_seq;	/* its lines written before this */
+	uint64_t		 lr_up_logged;	/* bytes_up as the last line said */
+	uint64_t		 lr_down_logged;
 };
 
 /* acl.c: what the access rules decide */
@@ -381,6 +393,7 @@ struct conn {
 	ev_tstamp		 c_state_since;
 	ev_tstamp		 c_wait_since;	/* the head was complete */
 	ev_tstamp		 c_born;	/* accepted */
+	ev_tstamp		 c_interim_due;	/* the next interim record; 0: none */
 	struct conn_head	*c_head;	/* reading the head; freed once parsed */
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
@@ -523,6 +536,7 @@ struct worker {
 	int			 w_listening;	/* every http_port is bound */
 	int			 w_helpers_ready; /* each helper has answered */
 	uint64_t		 w_next_id;
+	char			 w_instance[LOGREC_INSTANCE_LEN]; /* the "uid" prefix */
 	struct stats		 w_stats;
 	struct metrics		 w_metrics;
 	struct admin		*w_admin;	/* admin.c: metrics_port */
@@ -728,7 +742,8 @@ void	 accesslog_close(struct conf *);
  * The one way a line gets written.  Takes rec and hl (NULL: no helper
  * answers awaited) and frees them; the line goes to cf's access logs,
  * now or, while hl's answers are on their way, at most their log-wait
- * later.
+ * later.  The line is signed with cf's visible_hostname and w's
+ * instance; an interim record goes to the json-format logs only.
  */
 void	 accesslog_submit(struct worker *, struct conf *, struct logrec *,
 	    struct helper_log *);
@@ -746,9 +761,21 @@ int	 opener_open(const char *);
 
 /* logrec.c */
 struct logrec *logrec_new(void);
+/*
+ * A copy of rec with copies of the strings it owns, for an interim
+ * record; NULL if out of memory.
+ */
+struct logrec *logrec_dup(const struct logrec *);
 /* Free the record and the strings it owns. */
 void	 logrec_free(struct logrec *);
 const char *logrec_close_name(enum close_reason);
+/*
+ * 16 hex digits of getrandom(2) into buf (LOGREC_INSTANCE_LEN bytes):
+ * what makes a line's uid unique across processes and hosts.  0, or -1
+ * if the kernel gave no randomness (then the digits come from the time
+ * and the pid, and the caller should say so).
+ */
+int	 logrec_instance(char *, size_t);
 
 /* logformat.c */
 struct logformat *logformat_compile(const char *, const char *, char *,

@@ -244,8 +244,17 @@ helper_log_fill(struct helper_log *hl, struct logrec *rec, int expired)
 			rec->lr_pod_error = NULL;
 			return;
 		}
+		/*
+		 * Why there is no pod, from the first helper in order: no
+		 * answer (timeout, queue_full, helper_down, bh), or an answer
+		 * without log=: ERR (it does not know the client) or OK.
+		 */
 		if (error == NULL)
-			error = !hw->hw_done ? "timeout" : hw->hw_error;
+			error = !hw->hw_done ? "timeout" :
+			    hw->hw_error != NULL ? hw->hw_error :
+			    hw->hw_answer == NULL ? "helper_down" :
+			    hw->hw_answer->ha_result == HELPER_ERR ? "err" :
+			    "no_log";
 	}
 	rec->lr_pod_error = error;
 }

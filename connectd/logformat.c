@@ -51,6 +51,7 @@ enum lf_code {
 	LFC_HIERARCHY,		/* %Sh */
 	LFC_EXT_LOG,		/* %ea */
 	LFC_USER_AGENT,		/* %{User-Agent}>h */
+	LFC_XACTION,		/* %master_xaction: the json format's "id" */
 	LFC_DASH		/* %un: never known to connectd */
 };
 
@@ -103,6 +104,7 @@ static const struct lf_code_def lf_codes[] = {
 	{ ">h",		LFC_USER_AGENT,		LCD_QUOTE | LCD_ARG_HEADER },
 	{ "un",		LFC_DASH,		0 },
 	{ "mt",		LFC_MIME_TYPE,		0 },
+	{ "master_xaction", LFC_XACTION,	0 },
 	{ NULL,		LFC_TEXT,		0 }
 };
 
@@ -807,9 +809,12 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		v->v_int = r->lr_reply_out;
 		break;
 	case LFC_STATUS:
-		/* Squid prints 0 (000 with %03>Hs) when nothing was sent */
+		/*
+		 * Squid prints 0 (000 with %03>Hs) when nothing was sent
+		 * (Format.cc: LFT_HTTP_SENT_STATUS_CODE is always a number),
+		 * so a JSON template gets 0 too, not null.
+		 */
 		v->v_int = r->lr_status > 0 ? (uint64_t)r->lr_status : 0;
-		v->v_nullzero = 1;
 		break;
 	case LFC_STATUS_ORIGIN:
 		v->v_int = r->lr_http_status > 0 ? (uint64_t)r->lr_http_status :
@@ -836,6 +841,9 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		break;
 	case LFC_USER_AGENT:
 		lf_setstr(v, r->lr_user_agent);
+		break;
+	case LFC_XACTION:
+		v->v_int = r->lr_id;
 		break;
 	case LFC_DASH:
 		v->v_kind = LFV_ABSENT;
@@ -1183,21 +1191,117 @@ lf_json_addr(struct buf *jb, const char *ipkey, const char *portkey,
 	return 0;
 }
 
+/*
+ * A BigQuery TIMESTAMP: RFC 3339 in UTC with milliseconds, always, even
+ * for a time out of range (BigQuery's is 0001-01-01 to 9999-12-31; ours
+ * is clamped to 1970-01-01 .. 9999-12-31).
+ */
+static int
+lf_json_time(struct buf *jb, const char *key, double t)
+{
+	char	 ts[TIMEFMT_RFC3339_LEN];
+
+	if (!(t > 0))
+		t = 0;
+	if (t > LF_TIME_MAX)
+		t = LF_TIME_MAX;
+	if (timefmt_rfc3339(ts, sizeof(ts), t) == 0)
+		snprintf(ts, sizeof(ts), "1970-01-01T00:00:00.000Z");
+	return lf_json_str(jb, key, ts);
+}
+
+/*
+ * The line's uid: the worker's random instance, the id and the line's
+ * number among the lines of its tunnel, "4f1c9a0e2b7d6c35-7-1".  Unique
+ * across processes and hosts, so that BigQuery can take it as insertId
+ * or deduplicate on it.
+ */
+static int
+lf_json_uid(struct buf *jb, const struct logrec *r)
+{
+	char	 uid[LOGREC_INSTANCE_LEN + 48];
+
+	snprintf(uid, sizeof(uid), "%s-%" PRIu64 "-%u",
+	    r->lr_instance != NULL ? r->lr_instance : "0000000000000000",
+	    r->lr_id, r->lr_seq + 1);
+	return lf_json_str(jb, ",\"uid\":", uid);
+}
+
+/* A JSON value that json_valid() accepted: is it an object? */
+static int
+lf_json_is_object(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	return *s == '{';
+}
+
+/*
+ * "pod" is an object or null, never anything else, so that it loads
+ * into a BigQuery JSON column as a record's metadata: a helper value
+ * that is not a JSON object goes to "pod_raw" (cut to
+ * LOGREC_POD_RAW_MAX bytes, on a character boundary) and "pod_error"
+ * says why.
+ */
+static int
+lf_json_pod(struct buf *jb, const struct logrec *r)
+{
+	const char	*error = r->lr_pod_error;
+	size_t		 len = 0;
+	int		 object;
+
+	object = r->lr_pod != NULL && r->lr_pod_json &&
+	    lf_json_is_object(r->lr_pod);
+	if (r->lr_pod != NULL && !object) {
+		error = r->lr_pod_json ? "not_object" : "not_json";
+		if ((len = strlen(r->lr_pod)) > LOGREC_POD_RAW_MAX) {
+			len = LOGREC_POD_RAW_MAX;
+			while (len > 0 &&
+			    ((unsigned char)r->lr_pod[len] & 0xc0) == 0x80)
+				len--;
+		}
+	}
+	if (error != NULL && lf_json_str(jb, ",\"pod_error\":", error) == -1)
+		return -1;
+	if (r->lr_rule != NULL &&
+	    lf_json_str(jb, ",\"rule\":", r->lr_rule) == -1)
+		return -1;
+	if (r->lr_pod != NULL && !object &&
+	    (lf_json_key(jb, ",\"pod_raw\":") == -1 ||
+	    json_buf_string(jb, r->lr_pod, len) == -1))
+		return -1;
+	if (lf_json_key(jb, ",\"pod\":") == -1)
+		return -1;
+	if (object)
+		return buf_addstr(jb, r->lr_pod);
+	return buf_add(jb, "null", 4);
+}
+
+/*
+ * The built-in json format: every field has one JSON type or is null,
+ * as connectd.conf(5) lists them and conf/bigquery-schema.json declares
+ * them (t/78 checks every line of the suite against it).
+ */
 static int
 lf_render_json(const struct logrec *r, struct buf *jb)
 {
-	char	 ts[TIMEFMT_RFC3339_LEN];
-	int	 rv;
+	uint64_t	 up, down;
+	int		 rv;
 
-	if (timefmt_rfc3339(ts, sizeof(ts), r->lr_end) == 0)
-		ts[0] = '\0';
-	if (lf_json_str(jb, "{\"ts\":", ts) == -1)
-		return -1;
-	if (timefmt_rfc3339(ts, sizeof(ts), r->lr_start) == 0)
-		ts[0] = '\0';
-	if (lf_json_str(jb, ",\"start\":", ts) == -1 ||
+	up = r->lr_bytes_up > r->lr_up_logged ?
+	    r->lr_bytes_up - r->lr_up_logged : 0;
+	down = r->lr_bytes_down > r->lr_down_logged ?
+	    r->lr_bytes_down - r->lr_down_logged : 0;
+	if (lf_json_time(jb, "{\"ts\":", r->lr_end) == -1 ||
+	    lf_json_time(jb, ",\"start\":", r->lr_start) == -1 ||
 	    lf_json_u64(jb, ",\"duration_ms\":", lf_duration_ms(r)) == -1 ||
 	    lf_json_u64(jb, ",\"id\":", r->lr_id) == -1 ||
+	    lf_json_uid(jb, r) == -1 ||
+	    lf_json_u64(jb, ",\"seq\":", (uint64_t)r->lr_seq + 1) == -1 ||
+	    lf_json_str(jb, ",\"record\":", r->lr_interim ? "interim" :
+	    "final") == -1 ||
+	    lf_json_str(jb, ",\"proxy\":", r->lr_proxy != NULL ?
+	    r->lr_proxy : "") == -1 ||
 	    lf_json_addr(jb, ",\"client_ip\":", ",\"client_port\":",
 	    &r->lr_client, 1) == -1 ||
 	    lf_json_str(jb, ",\"method\":", r->lr_method) == -1 ||
@@ -1215,11 +1319,9 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_addr(jb, ",\"server_ip\":", ",\"server_port\":",
 	    &r->lr_server, r->lr_has_server) == -1)
 		return -1;
-	if (r->lr_status > 0)
-		rv = lf_json_u64(jb, ",\"status\":", (uint64_t)r->lr_status);
-	else
-		rv = lf_json_str(jb, ",\"status\":", NULL);
-	if (rv == -1)
+	/* never null: 0 when nothing was sent, as Squid's %>Hs */
+	if (lf_json_u64(jb, ",\"status\":", r->lr_status > 0 ?
+	    (uint64_t)r->lr_status : 0) == -1)
 		return -1;
 	if (r->lr_http_status > 0)
 		rv = lf_json_u64(jb, ",\"http_status\":",
@@ -1229,29 +1331,17 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	if (rv == -1 ||
 	    lf_json_u64(jb, ",\"bytes_up\":", r->lr_bytes_up) == -1 ||
 	    lf_json_u64(jb, ",\"bytes_down\":", r->lr_bytes_down) == -1 ||
+	    lf_json_u64(jb, ",\"bytes_up_delta\":", up) == -1 ||
+	    lf_json_u64(jb, ",\"bytes_down_delta\":", down) == -1 ||
 	    lf_json_u64(jb, ",\"request_in_connection\":",
 	    r->lr_nreq > 0 ? r->lr_nreq : 1) == -1 ||
-	    lf_json_str(jb, ",\"close\":", logrec_close_name(r->lr_close)) ==
-	    -1)
+	    lf_json_str(jb, ",\"close\":", r->lr_interim ? NULL :
+	    logrec_close_name(r->lr_close)) == -1)
 		return -1;
 	if (r->lr_detail != NULL &&
 	    lf_json_str(jb, ",\"detail\":", r->lr_detail) == -1)
 		return -1;
-	if (r->lr_pod_error != NULL &&
-	    lf_json_str(jb, ",\"pod_error\":", r->lr_pod_error) == -1)
-		return -1;
-	if (r->lr_rule != NULL &&
-	    lf_json_str(jb, ",\"rule\":", r->lr_rule) == -1)
-		return -1;
-	if (lf_json_key(jb, ",\"pod\":") == -1)
-		return -1;
-	if (r->lr_pod == NULL)
-		rv = buf_add(jb, "null", 4);
-	else if (r->lr_pod_json)
-		rv = buf_addstr(jb, r->lr_pod);
-	else
-		rv = json_buf_string(jb, r->lr_pod, strlen(r->lr_pod));
-	if (rv == -1 || buf_addc(jb, '}') == -1)
+	if (lf_json_pod(jb, r) == -1 || buf_addc(jb, '}') == -1)
 		return -1;
 	return 0;
 }

@@ -1,5 +1,13 @@
-/* logrec.c: the log record of one tunnel or request: allocation and close-reason names */
+/* logrec.c: the log record of one tunnel or request: allocation, copies, close-reason names, the uid's random */
+#include <sys/types.h>
+#include <sys/random.h>
+
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "connectd.h"
 
@@ -37,6 +45,65 @@ struct logrec *
 logrec_new(void)
 {
 	return calloc(1, sizeof(struct logrec));
+}
+
+/* A copy of s, or NULL for NULL; *fail is set when out of memory. */
+static char *
+logrec_strdup(const char *s, int *fail)
+{
+	char	*p;
+
+	if (s == NULL)
+		return NULL;
+	if ((p = strdup(s)) == NULL)
+		*fail = 1;
+	return p;
+}
+
+struct logrec *
+logrec_dup(const struct logrec *rec)
+{
+	struct logrec	*d;
+	int		 fail = 0;
+
+	if ((d = malloc(sizeof(*d))) == NULL)
+		return NULL;
+	*d = *rec;
+	d->lr_method = logrec_strdup(rec->lr_method, &fail);
+	d->lr_authority = logrec_strdup(rec->lr_authority, &fail);
+	d->lr_host = logrec_strdup(rec->lr_host, &fail);
+	d->lr_user_agent = logrec_strdup(rec->lr_user_agent, &fail);
+	d->lr_detail = logrec_strdup(rec->lr_detail, &fail);
+	d->lr_pod = logrec_strdup(rec->lr_pod, &fail);
+	d->lr_rule = logrec_strdup(rec->lr_rule, &fail);
+	d->lr_url = logrec_strdup(rec->lr_url, &fail);
+	d->lr_content_type = logrec_strdup(rec->lr_content_type, &fail);
+	if (fail) {
+		logrec_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+int
+logrec_instance(char *buf, size_t len)
+{
+	struct timespec	 ts;
+	uint64_t	 r = 0;
+	ssize_t		 n;
+	int		 rv = 0;
+
+	/* 8 bytes never block once the pool is initialised (random(7)) */
+	while ((n = getrandom(&r, sizeof(r), 0)) == -1 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(r)) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		r = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		r ^= (uint64_t)getpid() << 40;
+		rv = -1;
+	}
+	snprintf(buf, len, "%016llx", (unsigned long long)r);
+	return rv;
 }
 
 void

@@ -140,6 +140,79 @@ fuzz_check_fit(const char *line, size_t len, size_t max, int json)
 	json_decref(j);
 }
 
+/* A timestamp BigQuery takes: 2026-11-23T18:17:00.123Z */
+static int
+fuzz_is_time(const json_t *v)
+{
+	static const char	 shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+	const char		*s;
+	size_t			 i;
+
+	if (!json_is_string(v) || json_string_length(v) != sizeof(shape) - 1)
+		return 0;
+	s = json_string_value(v);
+	for (i = 0; i < sizeof(shape) - 1; i++)
+		if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * The built-in json format, against conf/bigquery-schema.json's rules:
+ * ts and start are timestamps, status and the counters integers, pod an
+ * object or null, the optional fields strings when present, close null
+ * exactly on interim records.
+ */
+static void
+fuzz_check_schema(const char *line, size_t len, const struct logrec *r)
+{
+	static const char *const ints[] = { "duration_ms", "id", "seq",
+	    "status", "bytes_up", "bytes_down", "bytes_up_delta",
+	    "bytes_down_delta", "request_in_connection", "client_port" };
+	static const char *const strs[] = { "uid", "record", "proxy" };
+	static const char *const optstrs[] = { "detail", "pod_error", "rule",
+	    "pod_raw", "method", "scheme", "authority", "url", "host",
+	    "user_agent", "server_ip", "close" };
+	json_t		*j, *v;
+	json_error_t	 jerr;
+	size_t		 i;
+
+	if (line == NULL)
+		return;
+	if ((j = json_loadb(line, len, 0, &jerr)) == NULL)
+		__builtin_trap();
+	if (!fuzz_is_time(json_object_get(j, "ts")) ||
+	    !fuzz_is_time(json_object_get(j, "start")))
+		__builtin_trap();
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		if (!json_is_integer(json_object_get(j, ints[i])) &&
+		    !(r->lr_client.ss_family == AF_UNIX &&
+		    strcmp(ints[i], "client_port") == 0))
+			__builtin_trap();
+	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		if (!json_is_string(json_object_get(j, strs[i])))
+			__builtin_trap();
+	for (i = 0; i < sizeof(optstrs) / sizeof(optstrs[0]); i++)
+		if ((v = json_object_get(j, optstrs[i])) != NULL &&
+		    !json_is_string(v) && !json_is_null(v))
+			__builtin_trap();
+	v = json_object_get(j, "pod");
+	if (v == NULL || !(json_is_object(v) || json_is_null(v)))
+		__builtin_trap();
+	/* a helper value that is no object: pod_raw and pod_error say so */
+	if (json_is_null(v) && r->lr_pod != NULL &&
+	    (!json_is_string(json_object_get(j, "pod_raw")) ||
+	    !json_is_string(json_object_get(j, "pod_error"))))
+		__builtin_trap();
+	if (json_is_string(json_object_get(j, "pod_raw")) &&
+	    json_string_length(json_object_get(j, "pod_raw")) >
+	    LOGREC_POD_RAW_MAX * 3)
+		__builtin_trap();
+	if (json_is_null(json_object_get(j, "close")) != (r->lr_interim != 0))
+		__builtin_trap();
+	json_decref(j);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -189,7 +262,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->lr_head_in = num[15];
 	r->lr_reply_out = num[16];
 	r->lr_close = (enum close_reason)(num[17] >> 4);
-	r->lr_pod_error = num[17] & 2 ? "timeout" : NULL;
+	r->lr_pod_error = num[17] & 2 ? "timeout" : num[17] & 1 ? "err" : NULL;
+	r->lr_interim = num[18] & 1;
+	r->lr_seq = num[19];
+	r->lr_up_logged = (uint64_t)num[20] << 40 | num[21];
+	r->lr_down_logged = num[22];
+	r->lr_proxy = num[18] & 2 ? "proxy-1" : NULL;
+	r->lr_instance = num[18] & 4 ? "0123456789abcdef" : NULL;
+	if (r->lr_close == CLOSE_NONE && !r->lr_interim)
+		r->lr_close = CLOSE_DONE;	/* a final line always has one */
 	if (num[17] & 4 && (r->lr_detail = strdup(r->lr_host != NULL ?
 	    r->lr_host : "x")) == NULL)
 		abort();
@@ -203,6 +284,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	line = logformat_render(json, r, &len);
 	fuzz_check_line(line, len);
 	fuzz_check_json(line, len);
+	fuzz_check_schema(line, len, r);
 	free(line);
 
 	/* any template: compiles or fails cleanly */

@@ -12,8 +12,9 @@ Expectations:
   - 127.0.1.1 / 127.0.1.2: the tunnel works (the acl waited for the
     helper's OK) and the line's pod is the table's JSON, byte for byte
     after Squid unquoting (a value with a quote and a backslash);
-  - 127.0.1.3 (unknown): ERR -> 403, the line has "pod": null and no
-    pod_error (ERR is an answer, not an error).
+  - 127.0.1.3 (unknown): ERR -> 403, the line has "pod": null and
+    pod_error "err" (the helper answered, and does not know the client:
+    every null pod with a helper running says why, connectd.conf(5)).
 """
 import os
 import sys
@@ -81,8 +82,8 @@ with h.Connectd(conf) as cd:
     is_(got.get("127.0.1.2", {}).get("pod"), {"namespace": "ci", "pod": "runner-2"},
         "127.0.1.2: the pod JSON")
     x3 = got.get("127.0.1.3", {})
-    is_((x3.get("pod"), x3.get("pod_error"), x3.get("status")), (None, None, 403),
-        "127.0.1.3: pod null, no pod_error, 403")
+    is_((x3.get("pod"), x3.get("pod_error"), x3.get("status")), (None, "err", 403),
+        "127.0.1.3: pod null, pod_error err (an ERR answer), 403")
     with open(reqlog) as f:
         reqs = sorted(set(f.read().splitlines()))
     is_(reqs, sorted(["127.0.1.%d %s" % (i, d) for i in (1, 2, 3) for d in ("-", "allowed")]),

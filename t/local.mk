@@ -75,7 +75,10 @@ T_SCENARIOS = \
 	t/74-metrics.t \
 	t/75-health.t \
 	t/76-empty-connections.t \
-	t/77-shutdown-drain.t
+	t/77-shutdown-drain.t \
+	t/78-bigquery-schema.t \
+	t/79-interim-records.t \
+	t/80-fluent-bit-parsers.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c

@@ -527,6 +527,117 @@ def all_valid_json(log):
 RFC3339_MS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 
+# --------------------------------------------------------- BigQuery schema
+
+
+_schema = None
+
+
+def bigquery_schema():
+    """conf/bigquery-schema.json: the BigQuery table schema of the json
+    format, a list of {name, type, mode, description}."""
+    global _schema
+    if _schema is None:
+        with open(os.path.join(topdir(), "conf", "bigquery-schema.json")) as f:
+            _schema = json.load(f)
+    return _schema
+
+
+def _bq_timestamp(v):
+    import datetime
+    if not isinstance(v, str) or not re.match(RFC3339_MS, v):
+        return False
+    try:
+        datetime.datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return False
+    return True
+
+
+# what a value of each BigQuery type must be, as json.loads gives it
+BQ_TYPES = {
+    "STRING": lambda v: isinstance(v, str),
+    # bool is an int in Python; BigQuery's INT64 range
+    "INTEGER": lambda v: isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63,
+    "BOOLEAN": lambda v: isinstance(v, bool),
+    "TIMESTAMP": _bq_timestamp,
+    # a JSON column, here always an object (pod)
+    "JSON": lambda v: isinstance(v, dict),
+}
+
+
+def schema_errors(rec, schema=None):
+    """Why the parsed line rec would not load into a table of the schema:
+    a list of texts, empty if it fits.  A REQUIRED field must be there
+    and not null; a NULLABLE one may be null or absent; every value must
+    have its column's type; no field may be outside the schema."""
+    schema = schema or bigquery_schema()
+    if not isinstance(rec, dict) or "_invalid_json" in rec:
+        return ["not a JSON object: %r" % (rec.get("_invalid_json", rec)
+                                           if isinstance(rec, dict) else rec,)]
+    errs = []
+    names = set()
+    for col in schema:
+        name, typ, mode = col["name"], col["type"], col.get("mode", "NULLABLE")
+        names.add(name)
+        if rec.get(name) is None:
+            if mode == "REQUIRED":
+                errs.append("%s is REQUIRED but %s" % (name, "null" if name in rec else "missing"))
+            continue
+        if not BQ_TYPES[typ](rec[name]):
+            errs.append("%s is not a %s: %r" % (name, typ, rec[name]))
+    errs += ["%s is not in the schema" % k for k in rec if k not in names]
+    return errs
+
+
+def conf_json_logs(text, stdout_path):
+    """The files that a connectd configuration (text) writes in the built-in
+    json format: its access_log lines with that format (the default), or
+    stdout_path without any.  /dev/stdout is stdout_path; /dev/stderr,
+    network outputs and other formats are left out."""
+    logs = []
+    seen = False
+    for ln in text.splitlines():
+        w = ln.split()
+        if not w or w[0] != "access_log" or len(w) < 2:
+            continue
+        seen = True
+        if w[1] == "none":
+            return []
+        path = w[1][len("stdio:"):] if w[1].startswith("stdio:") else w[1]
+        if ":" in path.split("/")[0]:
+            continue            # tcp://, udp://, syslog:, daemon: ...
+        fmt = "json"
+        for i, opt in enumerate(w[2:]):
+            if opt.startswith("logformat="):
+                fmt = opt.split("=", 1)[1]
+            elif i == 0 and "=" not in opt:
+                fmt = opt
+        if fmt != "json" or path == "/dev/stderr":
+            continue
+        logs.append(stdout_path if path == "/dev/stdout" else os.path.abspath(path))
+    if not seen:
+        logs.append(stdout_path)
+    return logs
+
+
+def check_schema(path, name=None, schema=None):
+    """tap.ok that every line of the json-format log at path fits the
+    BigQuery schema (nothing if the file has no line, or is not a regular
+    file: a FIFO is read by its test).  Returns the number of lines."""
+    if not os.path.isfile(path):
+        return 0
+    recs = JsonLog(path).lines()
+    if not recs:
+        return 0
+    bad = [(i + 1, e) for i, r in enumerate(recs) for e in schema_errors(r, schema)[:1]]
+    tap.ok(not bad, "%s: its %d json line%s fit conf/bigquery-schema.json" % (
+        name or os.path.basename(path), len(recs), "" if len(recs) == 1 else "s"))
+    for i, e in bad[:5]:
+        tap.diag("line %d: %s" % (i, e))
+    return len(recs)
+
+
 # ------------------------------------------------------------- connectd
 
 
@@ -718,9 +829,18 @@ class Connectd:
                       r"Syscall param|\d[\d,]* bytes in [\d,]+ blocks are definitely lost).*)", err, re.S)
         return m.group(0)[:3000] if m else ""
 
+    # every test's json lines are checked against the BigQuery schema
+    check_schema = True
+
+    def json_logs(self):
+        """The files this connectd writes in the json format, from its
+        configuration file as it is now."""
+        return conf_json_logs(read_text(self.conf_path), self.stdout_path)
+
     def finish(self):
         """Stop it (SIGTERM) and assert a clean exit: status 0 and no
-        sanitizer report on stderr."""
+        sanitizer report on stderr; then that every line of its json-format
+        access logs fits conf/bigquery-schema.json (types and modes)."""
         if self.proc is None:
             return
         already = self.proc.poll() is not None
@@ -731,6 +851,10 @@ class Connectd:
         tap.ok(not rep, "%s: no sanitizer report on stderr" % self.name)
         if rep:
             tap.diag(rep)
+        if self.check_schema:
+            for path in self.json_logs():
+                check_schema(path, "%s: %s" % (self.name, "stdout" if path == self.stdout_path
+                                                else os.path.basename(path)))
 
     def __enter__(self):
         return self
