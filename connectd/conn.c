@@ -97,6 +97,32 @@ conn_strndup(const char *s, size_t len, size_t max)
 	return p;
 }
 
+/*
+ * "host:port", "[v6]:port" for an IPv6 host: the authority a request to
+ * forward names, as a CONNECT would.  NULL if out of memory.  By hand,
+ * since it is made for every request.
+ */
+static char *
+conn_authority(const char *host, uint16_t port)
+{
+	size_t	 hl = strlen(host), n = 0;
+	int	 v6 = strchr(host, ':') != NULL;
+	char	*a;
+
+	if ((a = malloc(hl + UTIL_U64_LEN + 4)) == NULL)
+		return NULL;
+	if (v6)
+		a[n++] = '[';
+	memcpy(a + n, host, hl);
+	n += hl;
+	if (v6)
+		a[n++] = ']';
+	a[n++] = ':';
+	n += fmt_u64(a + n, port);
+	a[n] = '\0';
+	return a;
+}
+
 /* The request target as the log may hold it (http_target_redact()). */
 static char *
 conn_target(const char *t, size_t len)
@@ -794,10 +820,9 @@ conn_head_done(struct conn *c, const struct http_request *req)
 		    conn_target(req->hr_target, req->hr_target_len) :
 		    conn_strndup(req->hr_target, req->hr_target_len,
 		    req->hr_target_len);
-		if (r->lr_host != NULL && asprintf(&r->lr_authority,
-		    strchr(r->lr_host, ':') != NULL ? "[%s]:%d" : "%s:%d",
-		    r->lr_host, r->lr_port) == -1)
-			r->lr_authority = NULL;
+		if (r->lr_host != NULL)
+			r->lr_authority = conn_authority(r->lr_host,
+			    r->lr_port);
 		if (r->lr_url == NULL || forward_prepare(c, req,
 		    c->c_head->ch_buf.b_data, &c->c_head->ch_parse) == -1) {
 			conn_fail(c, 500, CLOSE_BAD_REQUEST, "out of memory");

@@ -245,13 +245,15 @@ forward_prepare(struct conn *c, const struct http_request *req,
 	f->f_retry = f->f_req.hb_done;
 
 	v6 = memchr(req->hr_host, ':', req->hr_host_len) != NULL;
-	snprintf(port, sizeof(port), ":%u", (unsigned)req->hr_port);
+	/* ":port", by hand: this runs for every request */
+	port[0] = ':';
+	port[1 + fmt_u64(port + 1, req->hr_port)] = '\0';
 	free(f->f_key);
 	if ((f->f_key = malloc(req->hr_host_len + sizeof(port) + 2)) == NULL)
 		return -1;
 	for (i = 0; i < req->hr_host_len; i++)
 		f->f_key[i] = (char)tolower((unsigned char)req->hr_host[i]);
-	snprintf(f->f_key + i, sizeof(port) + 2, "%s", port);
+	memcpy(f->f_key + i, port, strlen(port) + 1);
 
 	/* METHOD SP origin-form SP HTTP/1.1, then Host, then the rest */
 	b = &f->f_toserver;

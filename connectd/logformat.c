@@ -1062,8 +1062,7 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 				rv = buf_add(jb, "null", 4);
 				break;
 			case LFV_INT:
-				len = (size_t)snprintf(num, sizeof(num),
-				    "%" PRIu64, v.v_int);
+				len = fmt_u64(num, v.v_int);
 				rv = buf_add(jb, num, len);
 				break;
 			case LFV_NUMTEXT:
@@ -1103,8 +1102,8 @@ lf_render_template(const struct logformat *lf, const struct logrec *rec,
 				goto fail;
 			continue;
 		case LFV_INT:
-			len = (size_t)snprintf(num, sizeof(num), "%" PRIu64,
-			    v.v_int);
+			len = fmt_u64(num, v.v_int);
+			num[len] = '\0';
 			s = num;
 			zero = (t->lt_flags & LT_ZERO) != 0;
 			break;
@@ -1156,11 +1155,11 @@ lf_json_key(struct buf *jb, const char *key)
 static int
 lf_json_u64(struct buf *jb, const char *key, uint64_t v)
 {
-	char	 num[32];
-	int	 n;
+	char	 num[UTIL_U64_LEN];
+	size_t	 n;
 
-	n = snprintf(num, sizeof(num), "%" PRIu64, v);
-	if (lf_json_key(jb, key) == -1 || buf_add(jb, num, (size_t)n) == -1)
+	n = fmt_u64(num, v);
+	if (lf_json_key(jb, key) == -1 || buf_add(jb, num, n) == -1)
 		return -1;
 	return 0;
 }
@@ -1219,11 +1218,21 @@ lf_json_time(struct buf *jb, const char *key, double t)
 static int
 lf_json_uid(struct buf *jb, const struct logrec *r)
 {
-	char	 uid[LOGREC_INSTANCE_LEN + 48];
+	const char	*inst = r->lr_instance != NULL ? r->lr_instance :
+			    "0000000000000000";
+	char		 uid[LOGREC_INSTANCE_LEN + 2 * UTIL_U64_LEN + 3];
+	size_t		 n;
 
-	snprintf(uid, sizeof(uid), "%s-%" PRIu64 "-%u",
-	    r->lr_instance != NULL ? r->lr_instance : "0000000000000000",
-	    r->lr_id, r->lr_seq + 1);
+	/* by hand: this is on every line, and snprintf costs */
+	n = strlen(inst);
+	if (n > LOGREC_INSTANCE_LEN - 1)
+		n = LOGREC_INSTANCE_LEN - 1;
+	memcpy(uid, inst, n);
+	uid[n++] = '-';
+	n += fmt_u64(uid + n, r->lr_id);
+	uid[n++] = '-';
+	n += fmt_u64(uid + n, (uint64_t)r->lr_seq + 1);
+	uid[n] = '\0';
 	return lf_json_str(jb, ",\"uid\":", uid);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "util.h"
 
 void
 addr_key_raw(int af, const void *src, struct in6_addr *key)
@@ -60,7 +61,16 @@ void
 addr_key_ntop(const struct in6_addr *key, char *buf, size_t len)
 {
 	const char	*p;
+	size_t		 i, n = 0;
 
+	if (IN6_IS_ADDR_V4MAPPED(key) && len >= INET_ADDRSTRLEN) {
+		/* every log line has two: by hand, as inet_ntop would */
+		for (i = 12; i < 16; i++) {
+			n += fmt_u64(buf + n, key->s6_addr[i]);
+			buf[n++] = i < 15 ? '.' : '\0';
+		}
+		return;
+	}
 	if (IN6_IS_ADDR_V4MAPPED(key))
 		p = inet_ntop(AF_INET, &key->s6_addr[12], buf, len);
 	else

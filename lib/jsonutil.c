@@ -98,6 +98,12 @@ json_buf_escape(struct buf *b, const char *src, size_t len)
 
 	/* runs that need no escape are copied whole */
 	for (i = run = 0; i < len; i += n) {
+		/* printable ASCII, most of what a line holds, at once */
+		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' &&
+		    s[i] != '\\') {
+			n = 1;
+			continue;
+		}
 		if ((n = utf8_seqlen(s + i, len - i)) > 1 || (n == 1 &&
 		    s[i] >= 0x20 && s[i] != 0x7f && s[i] != '"' &&
 		    s[i] != '\\'))

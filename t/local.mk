@@ -82,7 +82,7 @@ T_SCENARIOS = \
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
-t_unit_lib_LDADD = lib/libshared.a
+t_unit_lib_LDADD = lib/libshared.a -lm
 
 TESTS = $(T_SCENARIOS) t/unit-lib
 TEST_EXTENSIONS = .t

@@ -1,5 +1,5 @@
 /*
- * unit-lib.c: unit tests of lib/ (buf.h, hash.h, addr.h, util.h, net.h), as TAP.
+ * unit-lib.c: unit tests of lib/ (buf.h, hash.h, addr.h, util.h, net.h, timefmt.h), as TAP.
  *
  * Each check is one test point; the contracts tested are the comments of
  * the headers.  make check runs it through the TAP driver like the
@@ -14,7 +14,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,7 @@
 #include "buf.h"
 #include "hash.h"
 #include "net.h"
+#include "timefmt.h"
 #include "util.h"
 
 static int	 tests, failed;
@@ -514,6 +518,86 @@ test_util(void)
 	    hexval(0xff) == -1, "hexval: the neighbours of the digits are -1");
 }
 
+/* fmt_u64 against printf, at the edges and between */
+static void
+test_fmt(void)
+{
+	static const uint64_t	 vals[] = { 0, 1, 9, 10, 99, 100, 65535,
+	    4294967295ULL, 4294967296ULL, 1000000000000000000ULL,
+	    18446744073709551615ULL };
+	char			 a[UTIL_U64_LEN + 1], b[32];
+	size_t			 i, n;
+	int			 good = 1;
+
+	for (i = 0; i < nitems(vals); i++) {
+		n = fmt_u64(a, vals[i]);
+		a[n] = '\0';
+		snprintf(b, sizeof(b), "%" PRIu64, vals[i]);
+		good &= strcmp(a, b) == 0;
+	}
+	ok(good, "fmt_u64: as printf from 0 to 2^64-1");
+}
+
+/*
+ * timefmt_rfc3339 keeps the last second: a later time in the same
+ * second, the next second, an earlier one, all as gmtime says.
+ */
+static void
+test_timefmt(void)
+{
+	static const double	 ts[] = { 1764611234.001, 1764611234.9994,
+	    1764611234.9996, 1764611235.5, 1764611200.25, 0, 253402300799.999,
+	    951782400.0, 1764611234.123 };
+	char			 got[TIMEFMT_RFC3339_LEN], want[64], small[10];
+	struct tm		 tm;
+	time_t			 sec;
+	long long		 ms;
+	size_t			 i, n;
+	int			 good = 1;
+
+	for (i = 0; i < nitems(ts); i++) {
+		ms = llround(ts[i] * 1000.0);
+		sec = (time_t)(ms / 1000);
+		gmtime_r(&sec, &tm);
+		snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d."
+		    "%03lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		    tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+		n = timefmt_rfc3339(got, sizeof(got), ts[i]);
+		if (n != 24 || strcmp(got, want) != 0) {
+			good = 0;
+			printf("# %.4f: got %s, want %s\n", ts[i], got, want);
+		}
+	}
+	ok(good, "timefmt_rfc3339: each time as gmtime, seconds cached or not");
+	ok(timefmt_rfc3339(small, sizeof(small), ts[0]) == 0,
+	    "timefmt_rfc3339: a short buffer gets 0");
+}
+
+/* The IPv4 fast path of addr_key_ntop writes what inet_ntop writes. */
+static void
+test_ntop_v4(void)
+{
+	static const char *const addrs[] = { "0.0.0.0", "1.2.3.4",
+	    "10.0.0.1", "127.0.0.1", "192.168.100.200", "255.255.255.255",
+	    "9.99.199.255" };
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct in6_addr		 key;
+	char			 out[INET6_ADDRSTRLEN];
+	size_t			 i;
+	int			 good = 1;
+
+	for (i = 0; i < nitems(addrs); i++) {
+		memset(&ss, 0, sizeof(ss));
+		sin->sin_family = AF_INET;
+		inet_pton(AF_INET, addrs[i], &sin->sin_addr);
+		addr_key(&ss, &key);
+		addr_key_ntop(&key, out, sizeof(out));
+		good &= strcmp(out, addrs[i]) == 0;
+	}
+	ok(good, "addr_key_ntop: IPv4 by hand, as inet_ntop");
+}
+
 static void
 test_net(void)
 {
@@ -565,6 +649,9 @@ main(void)
 	test_hash();
 	test_addr();
 	test_util();
+	test_fmt();
+	test_timefmt();
+	test_ntop_v4();
 	test_net();
 	printf("1..%d\n", tests);
 	return failed != 0;
