@@ -19,7 +19,7 @@ RUN_DEPS="ca-certificates curl"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere.
 # python3-prometheus-client: its parser reads /metrics in t/74 (Debian's
 # prometheus, for promtool, is 96 MB: t/74 uses it only when present)
-TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
+TEST_DEPS="python3 perl jq openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
 	docker.io:dockerd python3-prometheus-client luajit"
@@ -48,11 +48,15 @@ deps() {
 	    --no-install-recommends $missing >/dev/null
 }
 
+# Configure DIR with the given options unless it already is (a tree that
+# `run` configured is configured again for `test`, with -Werror), and build.
 build() {
 	dir=$1; shift
 	[ -x "$top/configure" ] || (cd "$top" && autoreconf -fi)
 	mkdir -p "$dir"
-	(cd "$dir" && { [ -f Makefile ] || "$top/configure" -q "$@"; } &&
+	(cd "$dir" &&
+	    { [ -f Makefile ] && [ "$(cat .build-args 2>/dev/null)" = "$*" ] ||
+	      { "$top/configure" -q "$@" && echo "$*" >.build-args; }; } &&
 	    make -s -j"$(nproc)")
 }
 
@@ -74,21 +78,21 @@ phase() {
 	(cd "$dir" && make "$@") >"$log" 2>&1
 	rc=$?
 	set -e
-	# per file: the driver's result lines ("PASS: t/01-curl-tls.t 3 - ...")
-	awk '/^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR): / {
-		f = $2; r = substr($1, 1, length($1) - 1)
-		if (!(f in seen)) { seen[f] = 1; order[++n] = f }
-		c[f, r]++; if (r != "PASS" && r != "SKIP" && r != "XFAIL") bad[f] = 1
-	}
-	END {
-		for (i = 1; i <= n; i++) {
-			f = order[i]; s = ""
+	# per file: the driver's .trs files (make's output interleaves
+	# under -j), one ":test-result: PASS" line per test point
+	find "$dir" -name '*.trs' -newer "$log.stamp" 2>/dev/null | sort |
+	while read -r trs; do
+		f=${trs%.trs}
+		f=$(basename "$(dirname "$f")")/$(basename "$f")
+		awk -v f="$f" '/^:test-result: / { c[$2]++ }
+		/^:global-test-result: (FAIL|ERROR|XPASS)/ { bad = 1 }
+		END {
 			split("PASS SKIP XFAIL FAIL XPASS ERROR", rs, " ")
 			for (j = 1; j <= 6; j++)
-				if (c[f, rs[j]]) s = s sprintf(" %s %d", rs[j], c[f, rs[j]])
-			printf "  %-4s %s:%s\n", (f in bad) ? "FAIL" : "ok", f, s
-		}
-	}' "$log" | sort -k2,2
+				if (c[rs[j]]) s = s sprintf(" %s %d", rs[j], c[rs[j]])
+			printf "  %-4s %s:%s\n", bad ? "FAIL" : "ok", f, s
+		}' "$trs"
+	done
 	# the tail of every failing file's log (what test-suite.log holds)
 	for trs in $(find "$dir" -name '*.trs' -newer "$log.stamp" 2>/dev/null); do
 		grep -q '^:global-test-result: \(FAIL\|ERROR\|XPASS\)' "$trs" ||

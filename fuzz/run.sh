@@ -4,6 +4,7 @@
 # usage: fuzz/run.sh [SECONDS_PER_HARNESS [NAME ...]]
 #	SECONDS defaults to $FUZZ_SECONDS, else 60; 0 only replays.  NAMEs
 #	(e.g. http) pick harnesses; the default is every fuzz/fuzz_*.c.
+#	$FUZZ_JOBS harnesses run at once (default: the number of CPUs).
 #
 # The output is TAP, one test point per harness, so that automake's TAP
 # driver can count it: make check TESTS=fuzz/run.sh (in a configured tree).
@@ -99,29 +100,16 @@ done
 [ -n "$libobjs" ] && ${AR:-ar} rcs "$LIBSHARED" $libobjs >>"$liblog" 2>&1 ||
     rm -f "$LIBSHARED"
 
-failed=0
-found=0
-n=0
-# One TAP test point per harness: "ok N - fuzz_NAME: what was done".
-result()
+# One harness, from build to fuzzing; its TAP line (without its number)
+# and any diagnostics go to $OUT/$base.tap: "ok - ..." or "not ok - ...".
+one()
 {
-	n=$((n + 1))
-	case $1 in
-	ok)	echo "ok $n - $2" ;;
-	*)	echo "not ok $n - $2"; failed=1 ;;
-	esac
-}
-
-for src in $harnesses; do
-	if [ ! -f "$src" ]; then
-		result fail "$src: no such harness"
-		continue
-	fi
-	found=1
+	src=$1
 	base=$(basename "$src" .c)
 	name=${base#fuzz_}
 	bin=$OUT/$base
 	log=$OUT/$base.log
+	tap=$OUT/$base.tap
 
 	: >"$log"
 	sources=$(directive fuzz-sources "$src")
@@ -135,16 +123,16 @@ for src in $harnesses; do
 	options=$(directive fuzz-options "$src")
 
 	if [ ! -f "$LIBSHARED" ]; then
-		result fail "$base: BUILD FAILED: lib/ did not build (see $liblog)"
-		sed 's/^/# /' "$liblog" | tail -n 20
-		continue
+		{ echo "not ok - $base: BUILD FAILED: lib/ did not build (see $liblog)"
+		  sed 's/^/# /' "$liblog" | tail -n 20; } >"$tap"
+		return
 	fi
 	# shellcheck disable=SC2086
 	if ! $CC $CFLAGS -DSYSCONFDIR='"/etc"' -DLIBEXECDIR='"/usr/libexec"' \
 	    -o "$bin" "$src" $sources "$LIBSHARED" $libs >>"$log" 2>&1; then
-		result fail "$base: BUILD FAILED (see $log)"
-		sed 's/^/# /' "$log" | tail -n 20
-		continue
+		{ echo "not ok - $base: BUILD FAILED (see $log)"
+		  sed 's/^/# /' "$log" | tail -n 20; } >"$tap"
+		return
 	fi
 
 	files=$(find "fuzz/regress/$name" "fuzz/corpus/$name" -type f \
@@ -154,13 +142,13 @@ for src in $harnesses; do
 		# shellcheck disable=SC2086
 		if ! "$bin" -timeout=25 $files >>"$log" 2>&1; then
 			bad=$(sed -n 's/^Running: //p' "$log" | tail -n 1)
-			result fail "$base: REPLAY CRASH on $bad (see $log)"
-			continue
+			echo "not ok - $base: REPLAY CRASH on $bad (see $log)" >"$tap"
+			return
 		fi
 	fi
 	if [ "$secs" -eq 0 ]; then
-		result ok "$base: replayed $nfiles inputs"
-		continue
+		echo "ok - $base: replayed $nfiles inputs" >"$tap"
+		return
 	fi
 
 	mkdir -p "$OUT/corpus/$name" "$OUT/artifacts/$name" "fuzz/corpus/$name"
@@ -171,10 +159,47 @@ for src in $harnesses; do
 	    "$OUT/corpus/$name" "fuzz/corpus/$name" >>"$log" 2>&1; then
 		stats=$(grep 'DONE' "$log" | tail -n 1 |
 		    sed 's/^#\([0-9]*\).*cov: \([0-9]*\).*corp: \([0-9]*\).*/\1 runs, cov \2, corpus \3/')
-		result ok "$base: replayed $nfiles inputs, fuzzed ${secs}s: $stats"
+		echo "ok - $base: replayed $nfiles inputs, fuzzed ${secs}s: $stats" >"$tap"
 	else
-		result fail "$base: CRASH while fuzzing (see $log)"
-		keep "$name" | sed 's/^/# /'
+		{ echo "not ok - $base: CRASH while fuzzing (see $log)"
+		  keep "$name" | sed 's/^/# /'; } >"$tap"
+	fi
+}
+
+# FUZZ_JOBS harnesses at a time (default: one per CPU), each one process:
+# every harness fuzzes as long, so batches finish together.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+found=0
+running=0
+for src in $harnesses; do
+	[ -f "$src" ] || continue
+	found=1
+	rm -f "$OUT/$(basename "$src" .c).tap"
+	one "$src" &
+	running=$((running + 1))
+	if [ "$running" -ge "$jobs" ]; then
+		wait
+		running=0
+	fi
+done
+wait
+
+# One TAP test point per harness, in the order given.
+failed=0
+n=0
+for src in $harnesses; do
+	n=$((n + 1))
+	tap=$OUT/$(basename "$src" .c).tap
+	if [ ! -f "$src" ]; then
+		echo "not ok $n - $src: no such harness"
+		failed=1
+	elif [ ! -s "$tap" ]; then
+		echo "not ok $n - $(basename "$src" .c): no result"
+		failed=1
+	else
+		head -n 1 "$tap" | sed "s/^\(not ok\|ok\) -/\1 $n -/"
+		tail -n +2 "$tap"
+		head -n 1 "$tap" | grep -q '^not ok' && failed=1
 	fi
 done
 

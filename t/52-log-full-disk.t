@@ -32,9 +32,11 @@ if os.environ.get("T_TMPFS") != "1":
     base = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
     d = h.tmpdir()
     probe = subprocess.run(base + ["sh", "-c", "mount -t tmpfs -o size=64k tmpfs %s" % d],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if probe.returncode != 0:
-        skip_all("cannot mount a tmpfs in a private mount namespace here")
+        why = probe.stderr.decode(errors="replace").strip().splitlines()
+        skip_all("cannot mount a tmpfs in a private mount namespace here (%s)" %
+                 (why[-1] if why else "exit %d" % probe.returncode))
     sys.stdout.flush()
     h.cleanup()
     env = dict(os.environ, T_TMPFS="1")

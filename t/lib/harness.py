@@ -1431,15 +1431,24 @@ def tunnel(proxy_port, authority, **kw):
 # -------------------------------------------------------------- namespaces
 
 
+_NS_ERROR = ""
+
+
 def _ns_cmd():
-    """The unshare prefix that gives us a private mount namespace, or None."""
+    """The unshare prefix that gives us a private mount namespace, or None
+    (and _NS_ERROR says why: in a chroot, `/` is no mount point, and
+    unshare cannot make the mounts private)."""
+    global _NS_ERROR
     if not which("unshare"):
+        _NS_ERROR = "no unshare"
         return None
     base = ["unshare", "-m"]
     if os.geteuid() != 0:
         base = ["unshare", "-r", "-m"]
-    rc, _, _ = run(base + ["sh", "-c", "mount --bind /dev/null /dev/null 2>/dev/null || "
-                           "mount --bind \"$0\" \"$0\"", tmpdir()], timeout=10)
+    rc, out, err = run(base + ["sh", "-c", "mount --bind /dev/null /dev/null 2>/dev/null || "
+                               "mount --bind \"$0\" \"$0\"", tmpdir()], timeout=10)
+    _NS_ERROR = (err or out or "").strip().splitlines()[-1:] if rc != 0 else ""
+    _NS_ERROR = _NS_ERROR[0] if _NS_ERROR else ""
     return base if rc == 0 else None
 
 
@@ -1461,7 +1470,7 @@ def private_files(files, reason="needs a private mount namespace", optional=Fals
         if optional:
             os.environ["T_PRIVATE_NS"] = "0"
             return False
-        tap.skip_all("%s: unshare -m is not permitted here" % reason)
+        tap.skip_all("%s: unshare -m fails here (%s)" % (reason, _NS_ERROR or "no reason given"))
     d = tempfile.mkdtemp(prefix="connectd-ns-")
     os.chmod(d, 0o755)
     script = []
