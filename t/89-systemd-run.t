@@ -22,8 +22,11 @@ Expectations:
 - the sandbox is in force: the main process runs as nobody with no
   capabilities, the bounding set is CAP_SETUID and CAP_SETGID,
   no_new_privs and a seccomp filter are set;
-- a tunnel's line is in /var/log/connectd/access.log (LogsDirectory),
-  with the pod podmeta (started by connectd, inside the sandbox) names;
+- it runs the shipped connectd.conf, as make install writes it, on free
+  ports and with its commented-out file log: /readyz says 200 once
+  podmeta (started by connectd, inside the sandbox) answered; a CONNECT
+  to this host is denied, and its line is in
+  /var/log/connectd/access.log (LogsDirectory), with the pod;
 - systemctl reload: the same main process, "configuration reloaded";
 - the shipped logrotate file, run as it is: the next line goes to the new
   file, the one before stays in access.log.1, no reopen fails;
@@ -85,13 +88,21 @@ shutil.copy2(os.path.join(src, "conf", "connectd.logrotate"),
              os.path.join(d, "etc", "logrotate.d", "connectd"))
 echo = h.EchoServer()
 port = h.free_port()
-CONF = ("http_port 127.0.0.1:%d\n" % port +
-        "cache_effective_user nobody\n"
-        "dns_nameservers 127.0.0.1\n"
-        "shutdown_lifetime 0 seconds\n"
-        "external_acl_type podmeta ttl=5 %SRC podmeta --source "
-        "file:/run/t89/etc/connectd/pods.example.json\n"
-        "access_log stdio:/var/log/connectd/access.log json\n" + pu.LOOPBACK_ALLOW)
+mport = h.free_port()
+while mport == port:
+    mport = h.free_port()
+# the shipped connectd.conf as make install writes it, on free ports and
+# logging to a file
+CONF = h.read_text(os.path.join(src, "conf", "connectd.conf"))
+for old, new in (("http_port 127.0.0.1:3128", "http_port 127.0.0.1:%d" % port),
+                 ("metrics_port 127.0.0.1:9128", "metrics_port 127.0.0.1:%d" % mport),
+                 ("file:conf/pods.example.json", "file:/run/t89/etc/connectd/pods.example.json"),
+                 ("access_log stdio:/dev/stdout json",
+                  "access_log stdio:/var/log/connectd/access.log json")):
+    ok(old in CONF,
+       "the shipped connectd.conf has %s" % old)
+    CONF = CONF.replace(old, new)
+CONF += "dns_nameservers 127.0.0.1\n"
 conf_path = os.path.join(d, "etc", "connectd", "connectd.conf")
 with open(conf_path, "w") as f:
     f.write(CONF)
@@ -229,6 +240,15 @@ def tunnel(ua):
     return st
 
 
+def readyz():
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % mport, timeout=5) as r:
+            return r.status
+    except Exception:
+        return None
+
+
 def lines(path):
     return h.JsonLog(path).lines()
 
@@ -260,9 +280,12 @@ try:
     is_((st.st_uid, oct(st.st_mode & 0o777)), (0, "0o755"),
         "LogsDirectory: /var/log/connectd is root's, 0755")
 
-    is_(tunnel("t89-1"), 200, "a tunnel through the service")
+    ok(h.wait_for(lambda: readyz() == 200), "/readyz says 200: podmeta answered")
+    # the shipped policy: never to this host
+    is_(tunnel("t89-1"), 403, "a CONNECT to 127.0.0.1 is denied (the shipped policy)")
     got = h.JsonLog(log).wait_lines(1)
-    is_([x.get("user_agent") for x in got], ["t89-1"], "its line is in /var/log/connectd/access.log")
+    is_([(x.get("user_agent"), x.get("close")) for x in got], [("t89-1", "denied")],
+        "its line is in /var/log/connectd/access.log")
     pod = (got[0].get("pod") or {}) if got else {}
     is_((pod.get("namespace"), pod.get("name")), ("ci", "runner-abc"),
         "... naming the pod podmeta found, in the sandbox")
@@ -281,7 +304,7 @@ try:
     ok(os.path.exists(log + ".1"), "... access.log.1")
     ok(h.wait_for(lambda: "access log /var/log/connectd/access.log: " in h.read_text(stderr_path)),
        "... connectd got SIGUSR1 (its statistics)")
-    is_(tunnel("t89-2"), 200, "a tunnel after the rotation")
+    is_(tunnel("t89-2"), 403, "a request after the rotation")
     got = h.JsonLog(log).wait_lines(1)
     is_([x.get("user_agent") for x in got], ["t89-2"], "... its line is in the new access.log")
     is_([x.get("user_agent") for x in lines(log + ".1")], ["t89-1"],
