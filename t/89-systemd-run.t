@@ -234,7 +234,10 @@ log = os.path.join(logdir, "access.log")
 
 
 def tunnel(ua):
-    c = pu.Client(port)
+    try:
+        c = pu.Client(port)
+    except OSError as e:
+        return repr(e)
     st, _ = c.connect(echo.authority, [("Host", echo.authority), ("User-Agent", ua)])
     c.close()
     return st
