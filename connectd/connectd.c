@@ -140,6 +140,15 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 		listener_close_all(w);
 		conn_drain(w);
 		grace = w->w_conf->c_shutdown_lifetime;
+		/*
+		 * systemd's stop timeout is extended to cover the drain and
+		 * the log flush, whatever shutdown_lifetime says.
+		 */
+		sdnotify("STOPPING=1\nSTATUS=shutting down, %llu connections "
+		    "open\nEXTEND_TIMEOUT_USEC=%llu",
+		    (unsigned long long)w->w_stats.st_active,
+		    (unsigned long long)((grace > 0. ? grace : 0.) +
+		    SINK_FLUSH_TIMEOUT + 5.) * 1000000ULL);
 		if (TAILQ_EMPTY(&w->w_conns) || grace <= 0.) {
 			conn_shutdown_all(w);
 			ev_break(EV_A, EVBREAK_ALL);
@@ -151,8 +160,15 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 		ev_timer_start(EV_A, &shutdown_timer);
 		break;
 	case SIGHUP:
-		if (!w->w_stopping)
-			reload(w);
+		if (w->w_stopping)
+			break;
+		/* as Type=notify-reload expects (systemd 253 and later) */
+		sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu",
+		    sdnotify_monotonic_usec());
+		reload(w);
+		sdnotify("READY=1\nSTATUS=%s", w->w_metrics.m_reload_failed ?
+		    "reload refused, running the previous configuration "
+		    "(see the log)" : "configuration reloaded");
 		break;
 	case SIGUSR1:
 		sink_reopen_all();
@@ -274,6 +290,9 @@ main(int argc, char *argv[])
 		return 0;
 	}
 
+	/* before anything is forked or spawned: helpers must not see it */
+	if (sdnotify_init(err, sizeof(err)) == -1)
+		log_warnx("%s", err);
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
@@ -309,6 +328,13 @@ main(int argc, char *argv[])
 	ev_init(&shutdown_timer, shutdown_timer_cb);
 	shutdown_timer.data = w;
 	log_info("connectd %s started with %s", PACKAGE_VERSION, path);
+	/*
+	 * Ready for systemd only now: the ports are bound, the logs open,
+	 * privileges dropped, helpers started, and SIGHUP is handled (its
+	 * default action would end a process reloaded too early).  Helper
+	 * answers are not awaited: a lookup never delays a tunnel.
+	 */
+	sdnotify("READY=1\nSTATUS=accepting connections");
 
 	ev_run(w->w_loop, 0);
 

@@ -759,6 +759,11 @@ const struct in6_addr *ifaddr_list(const struct worker *, size_t *);
 int	 opener_start(const struct conf *, char *, size_t);
 int	 opener_open(const char *);
 
+/* sdnotify.c: systemd's Type=notify protocol */
+int	 sdnotify_init(char *, size_t);
+void	 sdnotify(const char *, ...) __attribute__((format(printf, 1, 2)));
+unsigned long long sdnotify_monotonic_usec(void);
+
 /* logrec.c */
 struct logrec *logrec_new(void);
 /*

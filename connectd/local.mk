@@ -23,6 +23,7 @@ connectd_connectd_SOURCES = \
 	connectd/logrec.c \
 	connectd/accesslog.c \
 	connectd/opener.c \
+	connectd/sdnotify.c \
 	connectd/logformat.c \
 	connectd/sink.h \
 	connectd/sink.c \

@@ -78,7 +78,10 @@ T_SCENARIOS = \
 	t/77-shutdown-drain.t \
 	t/78-bigquery-schema.t \
 	t/79-interim-records.t \
-	t/80-fluent-bit-parsers.t
+	t/80-fluent-bit-parsers.t \
+	t/87-systemd-unit.t \
+	t/88-logrotate.t \
+	t/89-systemd-run.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
