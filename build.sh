@@ -19,10 +19,12 @@ RUN_DEPS="ca-certificates curl"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere.
 # python3-prometheus-client: its parser reads /metrics in t/74 (Debian's
 # prometheus, for promtool, is 96 MB: t/74 uses it only when present)
+# nodejs, npm: t/83 installs npm's kubernetes-models (the Kubernetes
+# OpenAPI schemas) to validate deploy/ offline
 TEST_DEPS="python3 perl jq curl openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
-	docker.io:dockerd python3-prometheus-client luajit"
+	docker.io:dockerd python3-prometheus-client luajit nodejs:node npm:npm"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -78,7 +78,10 @@ T_SCENARIOS = \
 	t/77-shutdown-drain.t \
 	t/78-bigquery-schema.t \
 	t/79-interim-records.t \
-	t/80-fluent-bit-parsers.t
+	t/80-fluent-bit-parsers.t \
+	t/83-deploy-schemas.t \
+	t/84-deploy-conf.t \
+	t/85-deploy-rbac.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
