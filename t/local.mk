@@ -81,7 +81,8 @@ T_SCENARIOS = \
 	t/80-fluent-bit-parsers.t \
 	t/83-deploy-schemas.t \
 	t/84-deploy-conf.t \
-	t/85-deploy-rbac.t
+	t/85-deploy-rbac.t \
+	t/86-deploy-consistency.t
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
