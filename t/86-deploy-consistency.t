@@ -14,6 +14,7 @@ deploy/daemonset, and on the examples:
   terminationGracePeriodSeconds covers the preStop sleep, shutdown_lifetime
   and 5 seconds for the logs;
 - the security context the issue asks for, requests and limits set;
+  ndots 1, so that internet names skip the cluster's search domains;
 - the image is connectd, and kustomize's images: override reaches it;
 - pod and container names that conf/fluent-bit/fluent-bit-kubernetes.conf's
   Path matches;
@@ -158,6 +159,8 @@ for variant, objs in (("Deployment", dep), ("DaemonSet", ds)):
     tap.ok(not spec.get("hostNetwork") and not any("hostPort" in p for p in c.get("ports", [])),
            "%s: no hostNetwork, no hostPort" % variant)
     tap.is_(spec.get("serviceAccountName"), "connectd", "%s: service account connectd" % variant)
+    tap.is_(spec.get("dnsConfig", {}).get("options"), [{"name": "ndots", "value": "1"}],
+            "%s: ndots 1: internet names are not tried under the search domains first" % variant)
     res = c.get("resources", {})
     tap.ok(all(k in res.get(t, {}) for t in ("requests", "limits") for k in ("cpu", "memory"))
            and all(quantity(res["requests"][k]) <= quantity(res["limits"][k]) for k in ("cpu", "memory")),
