@@ -21,11 +21,13 @@ RUN_DEPS="ca-certificates curl"
 # prometheus, for promtool, is 96 MB: t/74 uses it only when present)
 # systemd: systemd-analyze verify (t/87) and the manager t/89 boots in
 # namespaces; it is not started on install
+# nodejs, npm: t/83 installs npm's kubernetes-models (the Kubernetes
+# OpenAPI schemas) to validate deploy/ offline
 TEST_DEPS="python3 perl jq openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
 	docker.io:dockerd python3-prometheus-client luajit
-	systemd:systemd-analyze gzip"
+	systemd:systemd-analyze gzip nodejs:node npm:npm"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

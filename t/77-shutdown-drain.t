@@ -45,7 +45,9 @@ def readyz(port):
 def refused(port):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # a reset: the connection was in the listen queue when the
+        # listener closed (the port closed under it, on a busy machine)
         return True
     s.close()
     return False

@@ -79,6 +79,10 @@ T_SCENARIOS = \
 	t/78-bigquery-schema.t \
 	t/79-interim-records.t \
 	t/80-fluent-bit-parsers.t \
+	t/83-deploy-schemas.t \
+	t/84-deploy-conf.t \
+	t/85-deploy-rbac.t \
+	t/86-deploy-consistency.t \
 	t/87-systemd-unit.t \
 	t/88-logrotate.t \
 	t/89-systemd-run.t
