@@ -17,12 +17,19 @@ Two daemons may use one directory one after the other (stop() the first):
 the second finds the first's images.  netns= runs a daemon in another
 network namespace (a path for nsenter --net=), e.g. one that reaches a
 package mirror, while the test itself runs in a private one.
+
+debian_base() makes (once, then keeps) a tarball of a minimal Debian to
+`docker import` as debian:bookworm-slim, since no registry is reachable.
 """
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
+import threading
+import time
 
 import harness as h
 import tap
@@ -56,10 +63,12 @@ class Dockerd:
     """dockerd with its roots and socket under dir.  daemon_conf: the
     daemon.json (a dict); env: dockerd's environment (default ours
     without proxy variables); netns: a network namespace to run in (a
-    path for nsenter --net=), default ours.  start() returns None, or the
+    path for nsenter --net=), default ours; storage: the storage driver
+    (vfs works on any file system; overlay2, where it works, does not
+    copy the whole tree for each layer).  start() returns None, or the
     reason it could not run."""
 
-    def __init__(self, dir, daemon_conf=None, env=None, netns=None):
+    def __init__(self, dir, daemon_conf=None, env=None, netns=None, storage="vfs"):
         self.dir = dir
         self.data = os.path.join(dir, "data")
         self.exec_root = os.path.join(dir, "exec")
@@ -73,6 +82,7 @@ class Dockerd:
             json.dump(daemon_conf or {}, f)
         self.env = dict(env if env is not None else no_proxy_env(), DOCKER_CONFIG=self.cfg)
         self.netns = netns
+        self.storage = storage
         self.proc = None
         h.at_cleanup(self.stop)
 
@@ -96,7 +106,7 @@ class Dockerd:
 
     def dockerd_argv(self):
         return ["dockerd", "--config-file", self.conf_file,
-                "--storage-driver=vfs", "--iptables=false", "--ip6tables=false",
+                "--storage-driver=" + self.storage, "--iptables=false", "--ip6tables=false",
                 "--ip-forward=false", "--ip-masq=false", "--bridge=none",
                 "--data-root", self.data, "--exec-root", self.exec_root,
                 "--pidfile", os.path.join(self.dir, "docker.pid"),
@@ -123,11 +133,47 @@ class Dockerd:
                                    "did not answer in %d s" % timeout,
                                    line.strip()[:300])
 
-    def cli(self, *args, timeout=60, input=None):
-        """The docker client on our socket: (rc, stdout, stderr); rc None
-        on timeout."""
+    def cli(self, *args, timeout=60, input=None, env=None):
+        """The docker client on our socket (env: more variables for it):
+        (rc, stdout, stderr); rc None on timeout."""
         return h.run([DOCKER, "-H", "unix://" + self.sock] + list(args), timeout=timeout,
-                     input=input, env=no_proxy_env(DOCKER_CONFIG=self.cfg))
+                     input=input, env=no_proxy_env(DOCKER_CONFIG=self.cfg, **(env or {})))
+
+    def build(self, *args, timeout=1500):
+        """docker build ARGS with the classic builder, which every docker.io
+        has (BuildKit may be absent): (rc, its output, [(step, seconds)]),
+        the time each Dockerfile step took (until the next one began, or
+        the end); rc None on timeout."""
+        p = subprocess.Popen([DOCKER, "-H", "unix://" + self.sock, "build"] + list(args),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             env=no_proxy_env(DOCKER_CONFIG=self.cfg, DOCKER_BUILDKIT="0"))
+
+        def kill():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        h.at_cleanup(kill)
+        lines = []
+
+        def read():
+            for raw in p.stdout:
+                lines.append((time.monotonic(), raw.decode("utf-8", "replace")))
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        try:
+            rc = p.wait(timeout * h.SLOW)
+        except subprocess.TimeoutExpired:
+            kill()
+            rc = None
+        t.join(10)
+        end = time.monotonic()
+        starts = [(at, ln.strip()) for at, ln in lines if re.match(r"Step \d+/\d+ :", ln)]
+        steps = [(text, (starts[i + 1][0] if i + 1 < len(starts) else end) - at)
+                 for i, (at, text) in enumerate(starts)]
+        return rc, "".join(ln for _, ln in lines), steps
 
     def _ours(self, pid):
         try:
@@ -165,3 +211,106 @@ class Dockerd:
         for mp in reversed(mounts):
             subprocess.run(["umount", "-l", mp], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+
+
+# ------------------------------------------------------------- base image
+
+# what debuerreotype, which makes the official debian:*-slim images, sets
+# up in them: dpkg without fsync (a layer is written once), apt keeping
+# no .debs, no translations, gzipped indexes; and no documentation, man
+# pages or locales (its --slimify), copyright files kept
+SLIM_FILES = {
+    "etc/dpkg/dpkg.cfg.d/docker-apt-speedup": "force-unsafe-io\n",
+    "etc/apt/apt.conf.d/docker-clean":
+        'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";\n',
+    "etc/apt/apt.conf.d/docker-no-languages": 'Acquire::Languages "none";\n',
+    "etc/apt/apt.conf.d/docker-gzip-indexes":
+        'Acquire::GzipIndexes "true"; Acquire::CompressionTypes::Order:: "gz";\n',
+    "etc/apt/apt.conf.d/docker-autoremove-suggests":
+        'Apt::AutoRemove::SuggestsImportant "false";\n',
+    "etc/dpkg/dpkg.cfg.d/docker":
+        "".join("path-exclude /usr/share/%s/*\n" % d for d in
+                ("doc", "groff", "info", "linda", "lintian/overrides", "locale", "man")) +
+        "path-include /usr/share/doc/*/copyright\n",
+}
+# bump when the recipe changes: the cached tarball's name carries it
+BASE_RECIPE = 1
+MIRROR = "http://deb.debian.org/debian"
+# what debootstrap or apt say when the mirror cannot be reached
+MIRROR_DOWN = (r"Failed getting release file|Temporary failure resolving|"
+               r"Could not resolve|Failed to fetch|Couldn't download|"
+               r"Network is unreachable|Connection timed out|No route to host")
+
+
+class MirrorDown(Exception):
+    """The Debian mirror could not be reached: a reason to skip."""
+
+
+def _slim(root):
+    for rel, text in SLIM_FILES.items():
+        with open(os.path.join(root, rel), "w") as f:
+            f.write(text)
+    usr = os.path.join(root, "usr", "share")
+    for d in ("doc", "groff", "info", "linda", "lintian/overrides", "locale", "man"):
+        top = os.path.join(usr, d)
+        for dirpath, dirs, files in os.walk(top, topdown=False):
+            for f in files:
+                if d == "doc" and f == "copyright" and os.path.dirname(dirpath) == top:
+                    continue
+                os.unlink(os.path.join(dirpath, f))
+            if dirpath != top and not os.listdir(dirpath):
+                os.rmdir(dirpath)
+    # the package lists and caches (apt-get update makes them again)
+    for d in ("var/cache/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
+        p = os.path.join(root, d)
+        for f in os.listdir(p):
+            fp = os.path.join(p, f)
+            if os.path.isfile(fp) and f != "lock":
+                os.unlink(fp)
+
+
+def debian_base(cache="/var/cache/connectd-tests", suite="bookworm", netns=None):
+    """A tarball of Debian SUITE for `docker import - debian:SUITE-slim`:
+    debootstrap --variant=minbase from deb.debian.org, slimmed as the
+    official image is (SLIM_FILES).  Made once and kept in cache (its
+    name carries the architecture and BASE_RECIPE: remove it to make a
+    fresh one).  netns: where debootstrap runs (it needs the mirror).
+    Returns (path, seconds it took to make, None when it was cached);
+    raises MirrorDown, or RuntimeError with debootstrap's last lines."""
+    arch = subprocess.run(["dpkg", "--print-architecture"], stdout=subprocess.PIPE,
+                          universal_newlines=True).stdout.strip() or "unknown"
+    path = os.path.join(cache, "debian-%s-minbase-%s-r%d.tar" % (suite, arch, BASE_RECIPE))
+    if os.path.isfile(path):
+        return path, None
+    os.makedirs(cache, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="base-", dir=cache)
+    root = os.path.join(work, "root")
+    t0 = time.monotonic()
+    try:
+        # in a mount namespace of its own: the /proc and /sys it mounts
+        # in root go with it, even if it is killed, so that removing root
+        # never reaches the host's
+        pre = ["nsenter", "--net=" + netns] if netns else []
+        rc, out, err = h.run(pre + ["unshare", "-m", "debootstrap", "--variant=minbase",
+                                    suite, root, MIRROR], timeout=1200)
+        if rc != 0:
+            text = (out + err).strip()
+            m = re.search(r"^.*(%s).*$" % MIRROR_DOWN, text, re.M)
+            if m:
+                raise MirrorDown("debootstrap: %s" % m.group(0).strip()[:200])
+            raise RuntimeError("debootstrap %s: %s" % (
+                "timed out" if rc is None else "exited %d" % rc, text[-1500:]))
+        _slim(root)
+        tmp = path + ".tmp"
+        rc, out, err = h.run(["tar", "--numeric-owner", "-C", root, "-cf", tmp, "."],
+                             timeout=300)
+        if rc != 0:
+            raise RuntimeError("tar: %s" % err[-500:])
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path, time.monotonic() - t0
