@@ -5,9 +5,10 @@
 #   ./build.sh run     deps + build + make install (as root), then the installed
 #                      connectd in the foreground on the installed connectd.conf
 #   ./build.sh test    deps + build with -Werror, make distcheck (which runs the
-#                      suite), the suite under ASan+UBSan, and a short libFuzzer
-#                      run of every harness; ends with `N passed, N failed`,
-#                      the TAP driver's counts over the three
+#                      suite), the suite under ASan+UBSan, a short libFuzzer
+#                      run of every harness, and the container image built
+#                      and run (make check-image); ends with `N passed,
+#                      N failed`, the TAP driver's counts over the four
 set -eu
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -27,7 +28,7 @@ TEST_DEPS="python3 perl jq openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
 	docker.io:dockerd python3-prometheus-client luajit
-	systemd:systemd-analyze gzip nodejs:node npm:npm"
+	systemd:systemd-analyze gzip nodejs:node npm:npm debootstrap"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -172,12 +173,20 @@ test)
 	else
 		echo "== fuzz: no configured tree"; FAILED=$((FAILED + 1))
 	fi
+	# the Dockerfile built and the image run (t/81, skipped with its
+	# reason where no dockerd of its own can run); minutes, so not in
+	# make check
+	if [ -f "$top/build/Makefile" ]; then
+		phase "the container image" "$top/build" image check-image
+	else
+		echo "== the container image: no configured tree"; FAILED=$((FAILED + 1))
+	fi
 	[ "$SKIPPED" = 0 ] || echo "($SKIPPED skipped, not counted)"
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]
 	;;
 *)
-	sed -n '2,10s/^# \{0,1\}//p' "$0"
+	sed -n '2,11s/^# \{0,1\}//p' "$0"
 	exit 2
 	;;
 esac

@@ -55,27 +55,19 @@ import io
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import tarfile
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
 import harness as h
+import docker_util as du
 import policy_util as pu
 from tap import ok, is_, like, diag, done, skip_all
 
 h.need_connectd()
-for prog in ("dockerd", "skopeo", "docker-registry", "nsenter", "unshare"):
+for prog in ("skopeo", "docker-registry"):
     if not h.have(prog):
-        skip_all("%s is not installed (Debian packages docker.io, skopeo, "
-                 "docker-registry, util-linux)" % prog)
-if os.geteuid() != 0:
-    skip_all("dockerd needs root")
-if not os.path.isdir("/etc/docker"):
-    skip_all("/etc/docker is missing (Debian package docker.io makes it)")
-DOCKER = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else h.which("docker")
-if not DOCKER:
-    skip_all("the docker client is not installed (Debian package docker.io)")
+        skip_all("%s is not installed (Debian packages skopeo, docker-registry)" % prog)
+du.need_dockerd()
 pu.in_netns(peer=("10.9.0.1/24", "10.9.0.2/24"))
 h.watchdog(110)
 D = h.tmpdir()
@@ -129,10 +121,7 @@ def build_oci(path):
     return sha(config), sha(layer), len(layer)
 
 
-def no_proxy_env(**kw):
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update(kw)
-    return env
+no_proxy_env = du.no_proxy_env
 
 
 def proxy_env(port, **kw):
@@ -183,126 +172,20 @@ class Registry:
         return out
 
 
-# ------------------------------------------------------------------ dockerd
-
-class Dockerd:
-    """dockerd with its own roots and socket, its environment pointing at
-    the proxy.  start() returns None, or the reason it could not run."""
-
-    def __init__(self, proxy_port):
-        self.dir = os.path.join(D, "docker")
-        self.data = os.path.join(self.dir, "data")
-        self.exec_root = os.path.join(self.dir, "exec")
-        self.sock = os.path.join(self.dir, "docker.sock")
-        self.log = os.path.join(self.dir, "dockerd.log")
-        self.cfg = os.path.join(self.dir, "cli")
-        for d in (self.data, self.exec_root, self.cfg):
-            os.makedirs(d)
-        with open(os.path.join(self.dir, "daemon.json"), "w") as f:
-            json.dump({"insecure-registries": [REG]}, f)
-        self.env = proxy_env(proxy_port, DOCKER_CONFIG=self.cfg)
-        self.proc = None
-        h.at_cleanup(self.stop)
-
-    def argv(self):
-        """dockerd in a mount namespace of its own: whatever it mounts goes
-        with it, and what it writes outside its roots whatever the flags
-        (/etc/docker/key.json, /run/docker/plugins) lands in our temp dir
-        (only an empty /run/docker is made, if there is none, to mount on)."""
-        etc = os.path.join(self.dir, "etc")
-        run = os.path.join(self.dir, "run")
-        os.makedirs(etc, exist_ok=True)
-        os.makedirs(run, exist_ok=True)
-        # (a system dockerd's plugin sockets in /run/docker/plugins would
-        # be found by ours, too)
-        setup = ("mount --make-rprivate /; "
-                 "mount --bind %s /etc/docker; "
-                 "mkdir -p /run/docker; mount --bind %s /run/docker; "
-                 'exec "$@"' % (etc, run))
-        return ["unshare", "-m", "sh", "-ec", setup, "sh"] + self.dockerd_argv()
-
-    def dockerd_argv(self):
-        return ["dockerd", "--config-file", os.path.join(self.dir, "daemon.json"),
-                "--storage-driver=vfs", "--iptables=false", "--ip6tables=false",
-                "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-                "--data-root", self.data, "--exec-root", self.exec_root,
-                "--pidfile", os.path.join(self.dir, "docker.pid"),
-                "-H", "unix://" + self.sock]
-
-    def start(self):
-        self.proc = h.Proc(self.argv(), stdout=self.log, stderr=self.log, env=self.env)
-
-        def up():
-            if self.proc.poll() is not None:
-                return "exited"
-            rc, out, err = self.cli("version", "--format", "{{.Server.Version}}",
-                                    timeout=10)
-            return "up" if rc == 0 and out.strip() else None
-        state = h.wait_for(up, timeout=60, interval=0.3)
-        if state == "up":
-            return None
-        text = h.read_text(self.log)
-        bad = [ln for ln in text.splitlines()
-               if re.search(r"level=(fatal|error)|failed to start|Error starting", ln)]
-        line = (bad or text.strip().splitlines() or ["no output"])[-1]
-        return "dockerd %s: %s" % ("exited (rc %r)" % self.proc.poll()
-                                   if state == "exited" else "did not answer in 60 s",
-                                   line.strip()[:300])
-
-    def cli(self, *args, timeout=60):
-        return h.run([DOCKER, "-H", "unix://" + self.sock] + list(args), timeout=timeout,
-                     env=no_proxy_env(DOCKER_CONFIG=self.cfg))
-
-    def _ours(self, pid):
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                return self.dir.encode() in f.read()
-        except OSError:
-            return False
-
-    def stop(self):
-        """dockerd, then its containerd (by its pid file, if it is ours and
-        still there), then every mount under our roots that shows here
-        (none should: they are made in dockerd's own mount namespace)."""
-        if self.proc is not None:
-            self.proc.stop(grace=20)
-        cpid = os.path.join(self.exec_root, "containerd", "containerd.pid")
-        try:
-            pid = int(h.read_text(cpid).strip() or 0)
-        except ValueError:
-            pid = 0
-        if pid and self._ours(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-                if not h.wait_for(lambda: not self._ours(pid), timeout=10):
-                    os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        mounts = []
-        for ln in h.read_text("/proc/self/mounts").splitlines():
-            parts = ln.split()
-            if len(parts) > 1:
-                mp = parts[1].replace("\\040", " ")
-                if mp == self.dir or mp.startswith(self.dir + "/"):
-                    mounts.append(mp)
-        for mp in reversed(mounts):
-            subprocess.run(["umount", "-l", mp], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-
-
 reg = Registry()
 oci = os.path.join(D, "oci")
 cdigest, ldigest, lsize = build_oci(oci)
 
 conf = "http_port {port}\ndns_nameservers 127.0.0.1\n" + pu.shipped_policy()
 cd = h.Connectd(conf)
-dockerd = Dockerd(cd.port)
+dockerd = du.Dockerd(os.path.join(D, "docker"), daemon_conf={"insecure-registries": [REG]},
+                     env=proxy_env(cd.port))
 why = dockerd.start()
 if why:
     cd.stop()
     skip_all(why)
 rc, out, err = dockerd.cli("version", "--format", "{{.Server.Version}}")
-diag("dockerd %s, client %s; the registry at %s" % (out.strip(), DOCKER, REG))
+diag("dockerd %s, client %s; the registry at %s" % (out.strip(), du.DOCKER, REG))
 
 
 def skopeo(proxy_port, *args):

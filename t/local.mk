@@ -1,7 +1,7 @@
 # The suite is TAP: every t/*.t is one scenario (Python), t/unit-lib is a
 # C unit test of lib/; automake's TAP driver runs each file and counts its
 # test points (make check TESTS=t/01-curl-tls.t runs one file).
-EXTRA_DIST += $(T_SCENARIOS) t/lib t/fixtures
+EXTRA_DIST += $(T_SCENARIOS) $(T_IMAGE) t/lib t/fixtures
 
 # Every t/*.t, in order: t/00-suite.t fails when one is missing here.
 T_SCENARIOS = \
@@ -87,6 +87,17 @@ T_SCENARIOS = \
 	t/88-logrotate.t \
 	t/89-systemd-run.t
 
+# Scenarios too slow for every make check, each with its own target:
+# t/81 builds the container image (debootstrap once per machine, apt and
+# a compile in docker build: minutes) and runs it.  make check-image runs
+# it through the same driver; ./build.sh test runs that in its "image"
+# phase.  t/00-suite.t counts these as listed.
+T_IMAGE = t/81-image.t
+
+check-image:
+	$(MAKE) $(AM_MAKEFLAGS) check TESTS='$(T_IMAGE)' TEST_SUITE_LOG=image-suite.log
+.PHONY: check-image
+
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
 t_unit_lib_LDADD = lib/libshared.a -lm
@@ -102,4 +113,5 @@ AM_TESTS_ENVIRONMENT = \
 	PODMETA='$(abs_top_builddir)/podmeta/podmeta'; export PODMETA; \
 	T_SRCDIR='$(abs_top_srcdir)/t'; export T_SRCDIR; \
 	T_LISTED='$(T_SCENARIOS)'; export T_LISTED; \
+	T_OWN_TARGET='$(T_IMAGE)'; export T_OWN_TARGET; \
 	PYTHONDONTWRITEBYTECODE=1; export PYTHONDONTWRITEBYTECODE;

@@ -43,13 +43,16 @@ def shipped_policy():
 
 
 def in_netns(reason="needs a private network namespace (unshare -n)",
-             addrs=(), peer=None):
+             addrs=(), peer=None, keep_host=False):
     """Re-exec this test inside a new network namespace with only lo up,
     so no packet can leave the machine.  addrs ("169.254.169.254/32", ...)
     are added to lo in there.  peer ("10.9.0.1/24", "10.9.0.2/24") also
     makes "another host": a second namespace reached through a veth pair,
     with the first address on our end and the second on its end, where
-    PeerEcho servers run.  Skips the test when that is not allowed."""
+    PeerEcho servers run.  keep_host: the namespace the test started in
+    stays at hand, for what must reach a package mirror (debootstrap, a
+    dockerd that builds): host_netns() names it for nsenter --net=.
+    Skips the test when that is not allowed."""
     if os.environ.get("T_NETNS") == "1":
         pid = os.environ.get("T_PEER_PID")
         if pid:
@@ -83,6 +86,12 @@ def in_netns(reason="needs a private network namespace (unshare -n)",
             "export T_PEER_PID=$P"]
     script.append('exec "$@"')
     env = dict(os.environ, T_NETNS="1")
+    if keep_host:
+        # an open descriptor of it, inherited through the exec()s below
+        # (unshare without --fork and sh's exec keep our pid)
+        fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+        os.set_inheritable(fd, True)
+        env["T_HOST_NETNS"] = "/proc/%d/fd/%d" % (os.getpid(), fd)
     argv = base + ["sh", "-ec", "; ".join(script), "sh", sys.executable,
                    os.path.abspath(sys.argv[0])] + sys.argv[1:]
     sys.stdout.flush()
@@ -91,6 +100,18 @@ def in_netns(reason="needs a private network namespace (unshare -n)",
     signal.alarm(0)
     h.cleanup()
     os.execvpe(argv[0], argv, env)
+
+
+def host_netns():
+    """The network namespace the test started in (in_netns(keep_host=True)),
+    as a path for nsenter --net=; None if there is no such handle."""
+    p = os.environ.get("T_HOST_NETNS")
+    try:
+        if p and os.readlink(p) != os.readlink("/proc/self/ns/net"):
+            return p
+    except OSError:
+        pass
+    return None
 
 
 def _kill(pid):
