@@ -151,6 +151,12 @@ run)
 test)
 	deps test
 	jobs=-j"$(nproc)"
+	# The image phase's debootstrap base (minutes of download and dpkg,
+	# little CPU) is made meanwhile, once per machine; t/81 waits for it
+	base_log=$(mktemp)
+	python3 -c 'import sys; sys.path.insert(0, "t/lib")
+import docker_util as d; print(d.debian_base())' >"$base_log" 2>&1 &
+	base_pid=$!
 	# the release tarball builds with -Werror and passes the suite
 	if build "$top/build" --enable-werror; then
 		phase "make distcheck (the suite, -Werror)" "$top/build" distcheck $jobs \
@@ -176,6 +182,9 @@ test)
 	# the Dockerfile built and the image run (t/81, skipped with its
 	# reason where no dockerd of its own can run); minutes, so not in
 	# make check
+	wait "$base_pid" || { echo "  (the base, made ahead, failed; t/81 tries again)"
+		tail -n 5 "$base_log" | sed 's/^/  | /'; }
+	rm -f "$base_log"
 	if [ -f "$top/build/Makefile" ]; then
 		phase "the container image" "$top/build" image check-image
 	else
