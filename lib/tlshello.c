@@ -1,4 +1,18 @@
 /* tlshello.c: a passive, incremental reader of the first TLS hello of a stream, with JA4 (no daemon state) */
+/*
+ * Anet-style: no daemon state, no I/O, no logging; the caller feeds it a
+ * copy of the bytes and forwards them itself, unchanged and undelayed.
+ *
+ * Three layers, each checking its lengths against its parent's:
+ * classify() on the first bytes, rec_feed() on TLS records (RFC 8446
+ * 5.1), hs_feed() on the handshake message, which is gathered in a
+ * struct buf sized once from its header; parse_client_hello() and
+ * parse_server_hello() then walk it with struct rd.  A hello is only
+ * done when the record that ends it is whole: a record length that lies
+ * is caught, and no field is set before that.  JA4 is FoxIO's (JA4.md,
+ * BSD-3-Clause); the other JA4+ methods (JA4S, JA4H, JA4X...) are under
+ * another license and are not here.  Its SHA-256 is OpenSSL's EVP.
+ */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
