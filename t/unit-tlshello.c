@@ -206,8 +206,7 @@ check_fields(const struct tlshello *st, json_t *v, struct buf *why)
 		(void)buf_addstr(why, " alpn count");
 	json_array_foreach(alpn, i, e) {
 		buf_reset(&t);
-		(void)buf_addc(&t, '\0');
-		buf_reset(&t);
+		(void)buf_add(&t, "", 0);	/* allocated, "" */
 		if ((a = tlshello_alpn(st, (unsigned)i, &len)) == NULL)
 			break;
 		alpn_text(a, len, &t);
