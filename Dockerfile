@@ -24,7 +24,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
  && apt-get install -y -q --no-install-recommends \
 	gcc libc6-dev make autoconf automake libtool pkg-config \
 	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev \
-	libc-ares-dev libyaml-dev \
+	libc-ares-dev libyaml-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY . /src
 # The kubernetes conf replaces the lab one that make install puts in

@@ -14,7 +14,8 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 BUILD_DEPS="build-essential autoconf automake libtool pkg-config clang
-	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev libyaml-dev"
+	libev-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev libc-ares-dev libyaml-dev
+	libssl-dev"
 # curl: the README's first try of the proxy
 RUN_DEPS="ca-certificates curl"
 # pkg:cmd means: install pkg unless cmd is already on PATH from elsewhere.

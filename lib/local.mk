@@ -10,3 +10,10 @@ lib_libshared_a_SOURCES = \
 	lib/helperproto.c lib/helperproto.h \
 	lib/net.c lib/net.h \
 	lib/jsonutil.c lib/jsonutil.h
+
+# The TLS hello reader: only connectd needs it, and it alone needs
+# libcrypto (SHA-256 for JA4), so it is an archive of its own; link it
+# before lib/libshared.a, with $(CRYPTO_LIBS).
+noinst_LIBRARIES += lib/libtlshello.a
+lib_libtlshello_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
+lib_libtlshello_a_SOURCES = lib/tlshello.c lib/tlshello.h

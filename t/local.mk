@@ -102,7 +102,13 @@ check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c
 t_unit_lib_LDADD = lib/libshared.a -lm
 
-TESTS = $(T_SCENARIOS) t/unit-lib
+# t/unit-tlshello: lib/tlshello.c against t/fixtures/ja4/ (JA4 vectors)
+check_PROGRAMS += t/unit-tlshello
+t_unit_tlshello_SOURCES = t/unit-tlshello.c
+t_unit_tlshello_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
+t_unit_tlshello_LDADD = lib/libtlshello.a lib/libshared.a $(JANSSON_LIBS) $(CRYPTO_LIBS)
+
+TESTS = $(T_SCENARIOS) t/unit-lib t/unit-tlshello
 TEST_EXTENSIONS = .t
 TAP_DRIVER = env AM_TAP_AWK='$(AWK)' $(SHELL) $(top_srcdir)/build-aux/tap-driver.sh
 T_LOG_DRIVER = $(TAP_DRIVER)
