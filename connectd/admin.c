@@ -570,20 +570,9 @@ static void
 admin_linger_cb(EV_P_ ev_io *io, int revents)
 {
 	struct admin_conn	*ac = io->data;
-	char			 buf[1024];
-	ssize_t			 n;
 
-	for (;;) {
-		n = read(ac->ac_fd, buf, sizeof(buf));
-		if (n > 0)
-			continue;
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return;
+	if (net_drain(ac->ac_fd) == -1)
 		admin_conn_free(ac);
-		return;
-	}
 }
 
 static void

@@ -625,20 +625,9 @@ static void
 conn_linger_cb(EV_P_ ev_io *io, int revents)
 {
 	struct conn	*c = io->data;
-	char		 buf[4096];
-	ssize_t		 n;
 
-	for (;;) {
-		n = read(c->c_cfd, buf, sizeof(buf));
-		if (n > 0)
-			continue;
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return;
+	if (net_drain(c->c_cfd) == -1)
 		conn_close(c, c->c_reason);
-		return;
-	}
 }
 
 /* -------------------------------------------------------------- interim */

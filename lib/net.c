@@ -27,3 +27,19 @@ net_write(int fd, const void *p, size_t n, int *err)
 	}
 	return off;
 }
+
+int
+net_drain(int fd)
+{
+	char	 buf[4096];
+	ssize_t	 n;
+
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n > 0 || (n == -1 && errno == EINTR))
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return -1;
+	}
+}

@@ -13,4 +13,13 @@
  */
 size_t	 net_write(int fd, const void *p, size_t n, int *err);
 
+/*
+ * Read and discard what the non-blocking fd holds, retrying EINTR: the
+ * lingering close's read side (a peer that still sends after our reply
+ * would otherwise get an RST that can destroy the reply in flight).
+ * Returns 0 when the fd would block (more may come), -1 at EOF or on an
+ * error: time to close it.
+ */
+int	 net_drain(int fd);
+
 #endif

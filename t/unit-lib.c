@@ -602,7 +602,7 @@ static void
 test_net(void)
 {
 	static char	 big[1 << 20], back[1 << 20];
-	int		 sv[2], err = -1;
+	int		 sv[2], sv2[2], err = -1;
 	size_t		 n, got = 0;
 	ssize_t		 r;
 
@@ -631,6 +631,22 @@ test_net(void)
 
 	n = net_write(sv[0], big, 0, &err);
 	ok(n == 0 && err == 0, "net_write: nothing to write is no error");
+
+	/* net_drain: reads what there is, 0 while more may come, -1 at EOF */
+	n = net_write(sv[0], big, 100000, &err);
+	ok(net_drain(sv[1]) == 0, "net_drain: what is there, then 0 (more "
+	    "may come)");
+	r = read(sv[1], back, sizeof(back));
+	ok(r == -1 && errno == EAGAIN, "net_drain: it read all %zu bytes", n);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv2) == 0 &&
+	    fcntl(sv2[1], F_SETFL, O_NONBLOCK) == 0) {
+		(void)!write(sv2[0], "tail", 4);
+		close(sv2[0]);
+		ok(net_drain(sv2[1]) == -1, "net_drain: data then EOF gives -1");
+		close(sv2[1]);
+	} else
+		ok(0, "net_drain: socketpair: %s", strerror(errno));
+	ok(net_drain(-1) == -1, "net_drain: a bad descriptor gives -1");
 
 	/* the peer is gone: the errno, and no byte counted */
 	close(sv[1]);
