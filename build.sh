@@ -22,14 +22,15 @@ RUN_DEPS="ca-certificates curl"
 # python3-prometheus-client: its parser reads /metrics in t/74 (Debian's
 # prometheus, for promtool, is 96 MB: t/74 uses it only when present)
 # systemd: systemd-analyze verify (t/87) and the manager t/89 boots in
-# namespaces; it is not started on install
+# namespaces; it is not started on install.  procps: the unit's /bin/kill
+# (on every systemd host; a minbase system lacks it, and verify says so)
 # nodejs, npm: t/83 installs npm's kubernetes-models (the Kubernetes
 # OpenAPI schemas) to validate deploy/ offline
 TEST_DEPS="python3 perl jq openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
 	docker.io:dockerd python3-prometheus-client luajit
-	systemd:systemd-analyze gzip nodejs:node npm:npm debootstrap"
+	systemd:systemd-analyze procps gzip nodejs:node npm:npm debootstrap"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
