@@ -47,20 +47,27 @@ try:
     objs = du.rendered("deploy")
     ds_objs = du.rendered("deploy/daemonset")
 except du.Skip as e:
-    tap.skip_all(str(e))
+    # Debian 12's kubectl (1.20) has no kustomize that builds deploy/:
+    # the ConfigMap's file is still deploy/base/connectd.conf (its
+    # configMapGenerator's source), so the rest runs on that
+    objs = None
+    tap.skip("the rendered ConfigMap and its mounts: %s" % e, count=5)
 
 # ---- the file
-conf = du.connectd_conf(objs)
-tap.ok(conf is not None, "the Deployment mounts a ConfigMap holding connectd.conf")
-conf = conf or ""
-tap.is_(conf, du.read("deploy/base/connectd.conf"), "... deploy/base/connectd.conf")
-tap.is_(du.connectd_conf(ds_objs), conf, "the DaemonSet mounts the same")
-for what, o in (("Deployment", du.workload(objs)), ("DaemonSet", du.workload(ds_objs))):
-    c = o["spec"]["template"]["spec"]["containers"][0]
-    vol = [v["name"] for v in o["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
-    mounts = [m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in vol]
-    tap.is_(mounts, ["/etc/connectd"], "%s: mounted at /etc/connectd, where the image reads "
-            "/etc/connectd/connectd.conf" % what)
+if objs is not None:
+    conf = du.connectd_conf(objs)
+    tap.ok(conf is not None, "the Deployment mounts a ConfigMap holding connectd.conf")
+    conf = conf or ""
+    tap.is_(conf, du.read("deploy/base/connectd.conf"), "... deploy/base/connectd.conf")
+    tap.is_(du.connectd_conf(ds_objs), conf, "the DaemonSet mounts the same")
+    for what, o in (("Deployment", du.workload(objs)), ("DaemonSet", du.workload(ds_objs))):
+        c = o["spec"]["template"]["spec"]["containers"][0]
+        vol = [v["name"] for v in o["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
+        mounts = [m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in vol]
+        tap.is_(mounts, ["/etc/connectd"], "%s: mounted at /etc/connectd, where the image reads "
+                "/etc/connectd/connectd.conf" % what)
+else:
+    conf = du.read("deploy/base/connectd.conf")
 
 ours = du.directives(conf)
 theirs = du.directives(du.read("conf/connectd-kubernetes.conf"))
