@@ -78,6 +78,9 @@ logrec_dup(const struct logrec *rec)
 	d->lr_rule = logrec_strdup(rec->lr_rule, &fail);
 	d->lr_url = logrec_strdup(rec->lr_url, &fail);
 	d->lr_content_type = logrec_strdup(rec->lr_content_type, &fail);
+	if (rec->lr_tls != NULL && (d->lr_tls = peek_tls_dup(rec->lr_tls)) ==
+	    NULL)
+		fail = 1;
 	if (fail) {
 		logrec_free(d);
 		return NULL;
@@ -120,5 +123,6 @@ logrec_free(struct logrec *rec)
 	free(rec->lr_rule);
 	free(rec->lr_url);
 	free(rec->lr_content_type);
+	free(rec->lr_tls);
 	free(rec);
 }
