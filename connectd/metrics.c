@@ -432,6 +432,18 @@ emit_tunnels_open(struct mwriter *mw)
 	mw_u64(mw, NULL, n);
 }
 
+/* peek.c's readers allocated now: 0 once every open tunnel's hellos are read */
+static void
+emit_peek_readers(struct mwriter *mw)
+{
+	struct conn	*c;
+	uint64_t	 n = 0;
+
+	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
+		n += (c->c_peek[0] != NULL) + (c->c_peek[1] != NULL);
+	mw_u64(mw, NULL, n);
+}
+
 static void
 emit_parked(struct mwriter *mw)
 {
@@ -572,6 +584,9 @@ static const struct metric_def metric_defs[] = {
 	{ "connectd_tunnels_open", "gauge",
 	    "Tunnels established and relaying (state relay).",
 	    emit_tunnels_open, 0 },
+	{ "connectd_tls_peek_readers", "gauge",
+	    "Hello readers allocated now (tls_peek): one per tunnel direction "
+	    "whose first bytes are still being read.", emit_peek_readers, 0 },
 	{ "connectd_tunnels_total", "counter",
 	    "Log lines of CONNECT requests, by status sent and close reason.",
 	    emit_lines, KIND_TUNNEL },

@@ -376,6 +376,34 @@ with h.Connectd(CONF, metrics=True) as cd:
     is_((line.get("scheme"), line.get("proto"), line.get("tls")), ("http", None, None),
         "a forwarded plain-HTTP request: proto and tls null")
 
+    # a TLS tunnel idle after its handshake holds no reader; one whose
+    # hello is still arriving holds one
+    def readers():
+        rc, out, err = h.run(["curl", "-sS", "http://127.0.0.1:%d/metrics" % cd.metrics_port], timeout=20)
+        mm = re.search(r"^connectd_tls_peek_readers (\d+)$", out or "", re.M)
+        return int(mm.group(1)) if mm else None
+    c = h.tunnel(cd.port, tgt)
+    idle = None
+    try:
+        s = ssl.create_default_context(cafile=origin.cert).wrap_socket(c.sock, server_hostname="localhost")
+        idle = s
+    except (OSError, ssl.SSLError) as e:
+        diag("python ssl: %r" % e)
+    ok(idle is not None and h.wait_for(lambda: readers() == 0),
+       "an open TLS tunnel, idle after its handshake: connectd_tls_peek_readers 0")
+    c2 = h.tunnel(cd.port, echo.authority)
+    c2.send(rfc[:30])
+    ok(h.wait_for(lambda: readers() == 1), "a hello still arriving: connectd_tls_peek_readers 1")
+    c2.shut_wr()
+    c2.read_to_eof(timeout=10)
+    c2.close()
+    ok(h.wait_for(lambda: readers() == 0), "... and 0 once it ended")
+    if idle is not None:
+        idle.close()
+    c.close()
+    seq.next("idle TLS tunnel")
+    seq.next("hello cut short, counted")
+
     # /metrics agrees with the lines
     cd.wait_idle()
     lines = [x for x in cd.lines() if x.get("record") == "final"]
