@@ -805,14 +805,6 @@ int	 peek_expire(struct conn *, ev_tstamp);
 void	 peek_eof(struct conn *, int);
 /* The tunnel ends: every reader still reading ends as cut short. */
 void	 peek_end(struct conn *);
-/* For logrec_dup(): a copy of t, or NULL (out of memory, or t NULL). */
-struct logtls *peek_tls_dup(const struct logtls *);
-/* "TLS/1.3", "SSL/3.0", or "0x7f1c" for others, into buf (8 bytes). */
-const char *peek_version_name(uint16_t, char *);
-const char *peek_hello_name(enum peek_hello);
-const char *peek_match_name(enum peek_match);
-/* "tls" (SSLv2-style too), "ssh", "http", "unknown"; NULL for none. */
-const char *peek_proto_name(int);
 
 /* relay.c */
 void	 relay_start(struct conn *);
@@ -872,6 +864,15 @@ struct logrec *logrec_dup(const struct logrec *);
 /* Free the record and the strings it owns. */
 void	 logrec_free(struct logrec *);
 const char *logrec_close_name(enum close_reason);
+/* A copy of t, of its size (logrec_dup()); NULL: out of memory, or t NULL. */
+struct logtls *logrec_tls_dup(const struct logtls *);
+/* "TLS/1.3", "SSL/3.0", or "0x7f1c" for others, into buf (8 bytes). */
+const char *logrec_version_name(uint16_t, char *);
+/* The tls object's "hello" and "sni_match" values; NULL for NONE. */
+const char *logrec_hello_name(enum peek_hello);
+const char *logrec_match_name(enum peek_match);
+/* "tls" (SSLv2-style too), "ssh", "http", "unknown"; NULL for none. */
+const char *logrec_proto_name(int);
 /*
  * 16 hex digits of getrandom(2) into buf (LOGREC_INSTANCE_LEN bytes):
  * what makes a line's uid unique across processes and hosts.  0, or -1

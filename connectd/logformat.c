@@ -743,10 +743,10 @@ lf_value_tls(const struct lf_token *t, const struct logrec *r,
 		return;
 	switch (t->lt_code) {
 	case LFC_TLS_HELLO:
-		lf_setstr(v, peek_hello_name(tls->lt_hello));
+		lf_setstr(v, logrec_hello_name(tls->lt_hello));
 		break;
 	case LFC_TLS_SNI_MATCH:
-		lf_setstr(v, peek_match_name(tls->lt_match));
+		lf_setstr(v, logrec_match_name(tls->lt_match));
 		break;
 	case LFC_TLS_SNI:
 		/* any bytes, NUL included: by length */
@@ -780,7 +780,7 @@ lf_value_tls(const struct lf_token *t, const struct logrec *r,
 		break;
 	case LFC_TLS_HELLO_VERSION:
 		if (tls->lt_hello == PEEK_HELLO_COMPLETE)
-			lf_setstr(v, peek_version_name(tls->lt_legacy,
+			lf_setstr(v, logrec_version_name(tls->lt_legacy,
 			    v->v_buf));
 		break;
 	case LFC_TLS_SUPPORTED:
@@ -788,11 +788,11 @@ lf_value_tls(const struct lf_token *t, const struct logrec *r,
 			if (tls->lt_versions[i] > max)
 				max = tls->lt_versions[i];
 		if (max != 0)
-			lf_setstr(v, peek_version_name(max, v->v_buf));
+			lf_setstr(v, logrec_version_name(max, v->v_buf));
 		break;
 	case LFC_TLS_VERSION:
 		if (tls->lt_server)
-			lf_setstr(v, peek_version_name(tls->lt_version,
+			lf_setstr(v, logrec_version_name(tls->lt_version,
 			    v->v_buf));
 		break;
 	case LFC_TLS_CIPHER:
@@ -960,7 +960,7 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		v->v_kind = LFV_ABSENT;
 		break;
 	case LFC_PROTO:
-		lf_setstr(v, peek_proto_name(r->lr_proto));
+		lf_setstr(v, logrec_proto_name(r->lr_proto));
 		break;
 	default:
 		lf_value_tls(t, r, v);
@@ -1450,7 +1450,7 @@ lf_json_tls(struct buf *jb, const struct logrec *r)
 	    t->lt_hello == PEEK_HELLO_NONE)
 		return lf_json_str(jb, ",\"tls\":", NULL);
 	if (lf_json_str(jb, ",\"tls\":{\"hello\":",
-	    peek_hello_name(t->lt_hello)) == -1 ||
+	    logrec_hello_name(t->lt_hello)) == -1 ||
 	    lf_json_key(jb, ",\"sni\":") == -1)
 		return -1;
 	if (t->lt_has_sni)
@@ -1459,19 +1459,19 @@ lf_json_tls(struct buf *jb, const struct logrec *r)
 	else
 		rv = buf_add(jb, "null", 4);
 	if (rv == -1 ||
-	    lf_json_str(jb, ",\"sni_match\":", peek_match_name(t->lt_match)) ==
+	    lf_json_str(jb, ",\"sni_match\":", logrec_match_name(t->lt_match)) ==
 	    -1 || lf_json_alpn(jb, t) == -1 ||
 	    lf_json_key(jb, ",\"versions\":[") == -1)
 		return -1;
 	for (i = 0; i < t->lt_nversions; i++) {
-		v = peek_version_name(t->lt_versions[i], vb);
+		v = logrec_version_name(t->lt_versions[i], vb);
 		if ((i > 0 && buf_addc(jb, ',') == -1) ||
 		    json_buf_string(jb, v, strlen(v)) == -1)
 			return -1;
 	}
 	if (buf_addc(jb, ']') == -1 ||
 	    lf_json_str(jb, ",\"version\":", t->lt_server ?
-	    peek_version_name(t->lt_version, vb) : NULL) == -1)
+	    logrec_version_name(t->lt_version, vb) : NULL) == -1)
 		return -1;
 	/* the cipher suite as IANA's registry numbers it: see connectd.conf(5) */
 	snprintf(vb, sizeof(vb), "0x%04x", t->lt_cipher);
@@ -1544,7 +1544,7 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_u64(jb, ",\"bytes_down_delta\":", down) == -1 ||
 	    lf_json_u64(jb, ",\"request_in_connection\":",
 	    r->lr_nreq > 0 ? r->lr_nreq : 1) == -1 ||
-	    lf_json_str(jb, ",\"proto\":", peek_proto_name(r->lr_proto)) ==
+	    lf_json_str(jb, ",\"proto\":", logrec_proto_name(r->lr_proto)) ==
 	    -1 || lf_json_tls(jb, r) == -1 ||
 	    lf_json_str(jb, ",\"close\":", r->lr_interim ? NULL :
 	    logrec_close_name(r->lr_close)) == -1)

@@ -378,7 +378,7 @@ emit_proto(struct mwriter *mw)
 	size_t		 i;
 
 	for (i = 0; i < nitems(order); i++) {
-		name = peek_proto_name(order[i]);
+		name = logrec_proto_name(order[i]);
 		labels[1] = name != NULL ? name : "none";
 		mw_u64(mw, labels, mw->mw_worker->w_metrics.m_proto[order[i]]);
 	}
@@ -394,8 +394,8 @@ emit_tls(struct mwriter *mw)
 
 	for (i = 1; i < n; i++) {
 		labels[1] = mw->mw_def->md_arg ?
-		    peek_match_name((enum peek_match)i) :
-		    peek_hello_name((enum peek_hello)i);
+		    logrec_match_name((enum peek_match)i) :
+		    logrec_hello_name((enum peek_hello)i);
 		mw_u64(mw, labels, mw->mw_def->md_arg ? m->m_sni_match[i] :
 		    m->m_hello[i]);
 	}
