@@ -117,6 +117,8 @@ peek_client(struct logrec *r, const struct tlshello *th, enum peek_hello how)
 	}
 	r->lr_tls = t;
 	t->lt_hello = (uint8_t)how;
+	/* what its header announced: a too_big hello says how big */
+	t->lt_hello_bytes = (uint32_t)th->th_hello_bytes;
 	if (how != PEEK_HELLO_COMPLETE)
 		return;
 	t->lt_match = (uint8_t)peek_match(r->lr_host, th);
@@ -138,7 +140,6 @@ peek_client(struct logrec *r, const struct tlshello *th, enum peek_hello how)
 		t->lt_nversions = 1;
 		t->lt_versions[0] = th->th_legacy_version;
 	}
-	t->lt_hello_bytes = (uint32_t)th->th_hello_bytes;
 	memcpy(t->lt_ja4, th->th_ja4, sizeof(t->lt_ja4));
 	t->lt_ja4[TLSHELLO_JA4_LEN] = '\0';
 	t->lt_sni_len = (uint16_t)sni;

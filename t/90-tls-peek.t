@@ -274,11 +274,25 @@ with h.Connectd(CONF, metrics=True) as cd:
         ok(tls_of(line).get("ja4") is None and tls_of(line).get("sni_match") is None,
            "%s: ja4 and sni_match null" % name)
 
-    big = records(client_hello(pad=17 * 1024))
+    bigmsg = client_hello(pad=17 * 1024)
+    big = records(bigmsg)
     raw_tunnel(cd, echo.authority, big)
     line = seq.next("17 KiB hello")
-    is_((tls_of(line).get("hello"), line.get("bytes_up")), ("too_big", len(big)),
-        "a 17 KiB hello: too_big, and every byte went on")
+    is_((tls_of(line).get("hello"), tls_of(line).get("hello_bytes"), line.get("bytes_up")),
+        ("too_big", len(bigmsg), len(big)),
+        "a 17 KiB hello: too_big, hello_bytes its announced size, and every byte went on")
+
+    # a hello in the same write as the CONNECT head goes up first: read too
+    c = h.ProxyClient(cd.port)
+    st, head = c.connect_tunnel(echo.authority, extra=fixture("rfc8448-s3-clienthello.bin"))
+    c.shut_wr()
+    back, how = c.read_to_eof(timeout=10)
+    c.close()
+    t = tls_of(seq.next("pipelined hello"))
+    is_((st, len(back), t.get("hello"), t.get("ja4")),
+        (200, len(fixture("rfc8448-s3-clienthello.bin")), "complete",
+         VECTORS["rfc8448-s3-clienthello.bin"]["ja4"]),
+        "a ClientHello sent with the CONNECT head: relayed, and read (its JA4)")
 
     raw_tunnel(cd, echo.authority, b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10" + b"\x07" * 37)
     line = seq.next("SSLv2-style")
