@@ -175,7 +175,7 @@ static ev_tstamp
 conn_state_deadline(struct conn *c)
 {
 	struct conf	*cf = c->c_conf;
-	ev_tstamp	 d, acl;
+	ev_tstamp	 d, acl, pk;
 
 	switch (c->c_state) {
 	case CONN_HEAD:
@@ -200,8 +200,8 @@ conn_state_deadline(struct conn *c)
 		    c->c_half_since + cf->c_half_closed_timeout < d)
 			d = c->c_half_since + cf->c_half_closed_timeout;
 		/* tls_peek_timeout: a hello reader gives up, the tunnel goes on */
-		acl = peek_deadline(c);
-		return acl != 0. && acl < d ? acl : d;
+		pk = peek_deadline(c);
+		return pk != 0. && pk < d ? pk : d;
 	case CONN_REPLY:
 		return c->c_state_since + LINGER_TIMEOUT;
 	case CONN_CLOSED:

@@ -44,10 +44,10 @@ peek_lower(int ch)
  * IP literal is ip_target (a name in it cannot be checked against an
  * address without DNS); ECH present is ech_outer, since the outer SNI
  * is the client-facing server's, not a mismatch (draft-ietf-tls-esni,
- * the outer ClientHello); no SNI
- * is no_sni; else both names case-folded and without a trailing dot,
- * equal or not.  A mismatch is how CDN domain fronting passes a host
- * allow-list; step 3 of issue 13 makes it a rule.
+ * the outer ClientHello); no SNI is no_sni; else both names
+ * case-folded and without a trailing dot, equal or not.  A mismatch is
+ * how CDN domain fronting passes a host allow-list; step 3 of issue 13
+ * makes it a rule.
  */
 static enum peek_match
 peek_match(const char *host, const struct tlshello *th)
