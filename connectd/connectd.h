@@ -312,6 +312,7 @@ struct logtls {
 	uint8_t			 lt_has_sni;	/* kept: not too long */
 	uint8_t			 lt_nversions;
 	uint8_t			 lt_server;	/* a ServerHello was read */
+	uint8_t			 lt_hrr;	/* ... a HelloRetryRequest */
 	uint16_t		 lt_legacy;	/* ClientHello legacy_version */
 	uint16_t		 lt_versions[TLSHELLO_VERSIONS_MAX]; /* offered */
 	uint16_t		 lt_version;	/* negotiated (lt_server) */

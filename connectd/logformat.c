@@ -1478,6 +1478,7 @@ lf_json_tls(struct buf *jb, const struct logrec *r)
 	if (lf_json_str(jb, ",\"cipher\":", t->lt_server ? vb : NULL) == -1 ||
 	    lf_json_bool(jb, ",\"ech\":", t->lt_ech) == -1 ||
 	    lf_json_bool(jb, ",\"pq\":", t->lt_pq) == -1 ||
+	    lf_json_bool(jb, ",\"hrr\":", t->lt_hrr) == -1 ||
 	    lf_json_str(jb, ",\"ja4\":", t->lt_ja4[0] != '\0' ? t->lt_ja4 :
 	    NULL) == -1 ||
 	    lf_json_u64(jb, ",\"hello_bytes\":", t->lt_hello_bytes) == -1 ||

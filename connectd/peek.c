@@ -111,6 +111,7 @@ peek_client(struct logrec *r, const struct tlshello *th, enum peek_hello how)
 		return;
 	if (old != NULL) {
 		t->lt_server = old->lt_server;
+		t->lt_hrr = old->lt_hrr;
 		t->lt_version = old->lt_version;
 		t->lt_cipher = old->lt_cipher;
 		free(old);
@@ -161,6 +162,7 @@ peek_server(struct logrec *r, const struct tlshello *th)
 	    th->th_proto != TLSHELLO_PROTO_TLS || (t = peek_tls(r)) == NULL)
 		return;
 	t->lt_server = 1;
+	t->lt_hrr = th->th_hrr != 0;
 	t->lt_version = th->th_version;
 	t->lt_cipher = th->th_cipher;
 }

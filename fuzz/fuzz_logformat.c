@@ -262,6 +262,7 @@ fuzz_tls(struct logrec *r, const uint8_t *num)
 	t->lt_pq = num[23] & 4;
 	t->lt_has_sni = (num[23] & 8) != 0;
 	t->lt_server = (num[23] & 16) != 0;
+	t->lt_hrr = (num[23] & 64) != 0;
 	t->lt_legacy = (uint16_t)(num[27] << 8 | num[28]);
 	t->lt_nversions = num[29] % (TLSHELLO_VERSIONS_MAX + 1);
 	for (i = 0; i < t->lt_nversions; i++)

@@ -6,7 +6,8 @@ Real clients through connectd to `openssl s_server` on loopback:
   - openssl s_client with -servername, -alpn h2,http/1.1, -tls1_3 and a
     chosen suite (0x1301), -tls1_2 with a chosen suite (0xc02f), without
     SNI (-noservername: no_sni), with SNI evil.example on a CONNECT to
-    localhost (mismatch: logged, still relayed), to 127.0.0.1 (ip_target);
+    localhost (mismatch: logged, still relayed), to 127.0.0.1 (ip_target),
+    to a server that answers with a HelloRetryRequest (hrr);
   - curl; Python's ssl (the version and cipher it negotiated are the
     line's);
   - fixed hellos from t/fixtures/ja4/ sent by the test itself, whole and
@@ -92,6 +93,13 @@ def records(msg, size=16384):
 # ------------------------------------------------------------- the setup
 
 origin = h.TlsOrigin(names=["localhost"])
+# the same certificate, from a server that takes P-256 key shares only
+hrr_port = h.free_port()
+hrr_srv = h.Proc(["openssl", "s_server", "-www", "-accept", "127.0.0.1:%d" % hrr_port,
+                  "-cert", origin.cert, "-key", origin.key, "-groups", "P-256", "-quiet"],
+                 stdout=os.path.join(h.tmpdir(), "hrr.out"), stderr=os.path.join(h.tmpdir(), "hrr.err"))
+if not h.wait_port(hrr_port, proc=hrr_srv.p):
+    diag("openssl s_server -groups P-256 did not start")
 echo = h.EchoServer(backlog=64)
 ssh = h.Recorder(hello=b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
 web = h.HttpOrigin(body=b"plain\n")
@@ -200,6 +208,16 @@ with h.Connectd(CONF, metrics=True) as cd:
     t = tls_of(seq.next("SNI with case and a trailing dot"))
     is_((t.get("sni"), t.get("sni_match")), ("LocalHost.", "match"),
         "SNI LocalHost. against CONNECT localhost: match (case-folded, no trailing dot)")
+
+    # a server that wants another key share: a HelloRetryRequest names the
+    # version and the suite the handshake goes on with
+    rc, out = s_client(cd.port, "localhost:%d" % hrr_port, "-servername", "localhost",
+                       "-groups", "X25519:P-256", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256")
+    ok(rc == 0 and "TLS_CHACHA20_POLY1305_SHA256" in out, "s_client to a P-256-only server")
+    t = tls_of(seq.next("HelloRetryRequest"))
+    is_((t.get("hrr"), t.get("version"), t.get("cipher")), (True, "TLS/1.3", "0x1303"),
+        "a HelloRetryRequest: hrr true, TLS/1.3, 0x1303")
+    is_(tls_of(line).get("hrr"), False, "... and false where there was none")
 
     rc, out = s_client(cd.port, "127.0.0.1:%d" % origin.port, "-servername", "localhost")
     ok(rc == 0, "s_client CONNECT 127.0.0.1")

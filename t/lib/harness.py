@@ -579,6 +579,7 @@ TLS_SHAPE = {
     "cipher": lambda v: v is None or (_STR(v) and re.match(r"^0x[0-9a-f]{4}$", v) is not None),
     "ech": lambda v: isinstance(v, bool),
     "pq": lambda v: isinstance(v, bool),
+    "hrr": lambda v: isinstance(v, bool),
     "ja4": lambda v: v is None or (_STR(v) and re.match(r"^[ts]\w{9}_[0-9a-f]{12}_[0-9a-f]{12}$", v) is not None),
     "hello_bytes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
 }
