@@ -224,6 +224,15 @@ with h.Connectd(CONF, metrics=True) as cd:
     t = tls_of(seq.next("IP target"))
     is_((t.get("sni"), t.get("sni_match")), ("localhost", "ip_target"), "CONNECT to an IP: ip_target")
 
+    if h.have_ipv6_loopback():
+        echo6 = h.EchoServer(host="::1")
+        raw_tunnel(cd, "[::1]:%d" % echo6.port, fixture("live-curl-name.bin"))
+        t = tls_of(seq.next("IPv6 target"))
+        is_((t.get("sni"), t.get("sni_match")), ("x.test", "ip_target"),
+            "CONNECT to [::1] with SNI x.test: ip_target")
+    else:
+        h.tap.skip("no IPv6 loopback: CONNECT [::1] not tried")
+
     # ----------------------------------------------------------------- curl
     rc, out, err = h.run(["curl", "-sS", "-p", "-x", "http://127.0.0.1:%d" % cd.port,
                           "--cacert", origin.cert, "--noproxy", "", "-m", "20",
