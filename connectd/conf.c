@@ -179,6 +179,9 @@ static const struct conf_directive conf_directives[] = {
 	CONF_TIME("server_idle_pconn_timeout", c_server_idle_pconn_timeout, 0),
 	{ "strip_query_terms", conf_flag, conf_dump_flag, 0, NULL,
 	    offsetof(struct conf, c_strip_query_terms), 0, 0, NULL },
+	{ "tls_peek", conf_flag, conf_dump_flag, 0, NULL,
+	    offsetof(struct conf, c_tls_peek), 0, 0, NULL },
+	CONF_TIME("tls_peek_timeout", c_tls_peek_timeout, CD_NONZERO),
 	{ "max_connections", conf_count, conf_dump_count, 0, NULL,
 	    offsetof(struct conf, c_max_connections), 0, 1000000, NULL },
 	{ "client_ip_max_connections", conf_count, conf_dump_count, 0, NULL,
@@ -1558,6 +1561,9 @@ conf_new(const char *name)
 	c->c_client_idle_pconn_timeout = 2 * 60;
 	c->c_server_idle_pconn_timeout = 60;
 	c->c_strip_query_terms = 1;
+	/* peek.c: read each tunnel's first bytes beside the relay */
+	c->c_tls_peek = 1;
+	c->c_tls_peek_timeout = 10;
 	return c;
 }
 

@@ -175,7 +175,7 @@ static ev_tstamp
 conn_state_deadline(struct conn *c)
 {
 	struct conf	*cf = c->c_conf;
-	ev_tstamp	 d, acl;
+	ev_tstamp	 d, acl, pk;
 
 	switch (c->c_state) {
 	case CONN_HEAD:
@@ -199,7 +199,9 @@ conn_state_deadline(struct conn *c)
 		if ((c->c_flags & (CONN_CLIENT_EOF | CONN_SERVER_EOF)) &&
 		    c->c_half_since + cf->c_half_closed_timeout < d)
 			d = c->c_half_since + cf->c_half_closed_timeout;
-		return d;
+		/* tls_peek_timeout: a hello reader gives up, the tunnel goes on */
+		pk = peek_deadline(c);
+		return pk != 0. && pk < d ? pk : d;
 	case CONN_REPLY:
 		return c->c_state_since + LINGER_TIMEOUT;
 	case CONN_CLOSED:
@@ -286,6 +288,10 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 		conn_connect_failed(c, ETIMEDOUT);
 		break;
 	case CONN_RELAY:
+		if (peek_expire(c, now)) {
+			conn_timer_arm(c);
+			break;
+		}
 		conn_close(c, CLOSE_IDLE_TIMEOUT);
 		break;
 	case CONN_FORWARD:
@@ -421,6 +427,8 @@ conn_close(struct conn *c, enum close_reason reason)
 		close(c->c_pooled);
 	c->c_cfd = c->c_sfd = c->c_pooled = -1;
 
+	/* a hello still being read is logged as cut short */
+	peek_end(c);
 	if (c->c_rec->lr_end == 0)
 		c->c_rec->lr_end = ev_now(w->w_loop);
 	c->c_rec->lr_close = reason;

@@ -17,6 +17,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "timefmt.h"
+#include "tlshello.h"
 #include "util.h"
 
 #define CONNECTD_CONF		SYSCONFDIR "/connectd/connectd.conf"
@@ -239,6 +240,8 @@ struct conf {
 	double			 c_client_idle_pconn_timeout;
 	double			 c_server_idle_pconn_timeout;
 	int			 c_strip_query_terms;
+	int			 c_tls_peek;	/* peek.c: read the hellos */
+	double			 c_tls_peek_timeout; /* ... for at most this */
 	unsigned		 c_max_connections;	/* 0: from the fd limit */
 	unsigned		 c_client_ip_max_connections; /* 0: none */
 	char			*c_effective_user;	/* NULL: stay */
@@ -267,6 +270,58 @@ enum close_reason {
 	CLOSE_LIFETIME,
 	CLOSE_SHUTDOWN,
 	CLOSE_DONE		/* a forwarded request and its response ended */
+};
+
+/*
+ * peek.c: how the read of a tunnel's ClientHello ended, the "hello" of
+ * the line's "tls" object; 0 while it is being read.
+ */
+enum peek_hello {
+	PEEK_HELLO_NONE,
+	PEEK_HELLO_COMPLETE,
+	PEEK_HELLO_MALFORMED,
+	PEEK_HELLO_TRUNCATED,	/* the stream ended inside it */
+	PEEK_HELLO_TOOBIG,
+	PEEK_HELLO_TIMEOUT	/* tls_peek_timeout ran out inside it */
+};
+
+/* peek.c: the SNI against the CONNECT host, "sni_match" */
+enum peek_match {
+	PEEK_MATCH_NONE,	/* not known: no complete hello */
+	PEEK_MATCH_MATCH,
+	PEEK_MATCH_MISMATCH,
+	PEEK_MATCH_NO_SNI,
+	PEEK_MATCH_ECH_OUTER,
+	PEEK_MATCH_IP_TARGET
+};
+#define PEEK_NMATCH		6
+#define PEEK_NHELLO		6
+
+/*
+ * peek.c: what a tunnel's hellos said, in compact form: one allocation
+ * of exactly the size it needs, made once the ClientHello has been read
+ * (or the ServerHello, should it come first), so that a tunnel idle
+ * after its hello holds this and no reader.  The SNI and the ALPN list
+ * are the client's bytes, any of them (renderers escape).
+ */
+struct logtls {
+	uint8_t			 lt_hello;	/* enum peek_hello */
+	uint8_t			 lt_match;	/* enum peek_match */
+	uint8_t			 lt_ech;
+	uint8_t			 lt_pq;
+	uint8_t			 lt_has_sni;	/* kept: not too long */
+	uint8_t			 lt_nversions;
+	uint8_t			 lt_server;	/* a ServerHello was read */
+	uint8_t			 lt_hrr;	/* ... a HelloRetryRequest */
+	uint16_t		 lt_legacy;	/* ClientHello legacy_version */
+	uint16_t		 lt_versions[TLSHELLO_VERSIONS_MAX]; /* offered */
+	uint16_t		 lt_version;	/* negotiated (lt_server) */
+	uint16_t		 lt_cipher;	/* chosen (lt_server) */
+	uint32_t		 lt_hello_bytes;
+	char			 lt_ja4[TLSHELLO_JA4_LEN + 1]; /* "": none */
+	uint16_t		 lt_sni_len;
+	uint16_t		 lt_alpn_len;	/* wire format: length, bytes */
+	uint8_t			 lt_data[];	/* the SNI, then the ALPN list */
 };
 
 /*
@@ -314,6 +369,10 @@ struct logrec {
 	unsigned		 lr_seq;	/* its lines written before this */
 	uint64_t		 lr_up_logged;	/* bytes_up as the last line said */
 	uint64_t		 lr_down_logged;
+	/* peek.c: what the tunnel's first bytes were */
+	uint8_t			 lr_proto;	/* enum tlshello_proto of the
+						   client's; NONE: no byte */
+	struct logtls		*lr_tls;	/* owned; NULL: no TLS hello read */
 };
 
 /* acl.c: what the access rules decide */
@@ -397,6 +456,8 @@ struct conn {
 	struct conn_head	*c_head;	/* reading the head; freed once parsed */
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
+	struct peek		*c_peek[2];	/* peek.c: hello readers, up and
+						   down, while they read */
 	int			 c_flags;
 #define CONN_CLIENT_EOF		0x01	/* read 0 from the client */
 #define CONN_SERVER_EOF		0x02	/* read 0 from the server */
@@ -404,6 +465,9 @@ struct conn {
 #define CONN_CLIENT_SHUT	0x08	/* shutdown(client, SHUT_WR) done */
 #define CONN_ADVANCING		0x10	/* inside conn_advance() */
 #define CONN_COUNTED		0x20	/* holds a slot of the limits */
+#define CONN_PEEKED_UP		0x40	/* peek.c: the client's first bytes
+					   were read (or are not to be) */
+#define CONN_PEEKED_DOWN	0x80	/* the same for the server's */
 	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
@@ -486,6 +550,9 @@ struct metrics {
 	uint64_t		 m_reloads;	/* SIGHUPs acted on */
 	uint64_t		 m_reload_failures;
 	int			 m_reload_failed; /* the last one was refused */
+	uint64_t		 m_proto[6];	/* tunnel lines by lr_proto */
+	uint64_t		 m_sni_match[PEEK_NMATCH]; /* by lt_match */
+	uint64_t		 m_hello[PEEK_NHELLO];	/* by lt_hello */
 	struct metrics_hist	 m_dns;		/* resolve.c: c-ares queries */
 	struct metrics_hist	 m_connect;	/* conn.c: connect() to done */
 	struct metrics_lines	*m_lines;
@@ -716,6 +783,30 @@ void	 limit_free(struct worker *);
 unsigned limit_auto_max(void);
 int	 limit_drop_privileges(const struct conf *, char *, size_t);
 
+/* peek.c: the hellos of a tunnel, read beside the relay */
+#define PEEK_UP		0	/* what the client sends */
+#define PEEK_DOWN	1	/* what the server sends */
+/*
+ * The relay starts: with tls_peek off, nothing will be read.  Bytes the
+ * client sent after its head go through peek_feed() here.
+ */
+void	 peek_start(struct conn *);
+/*
+ * A copy of len bytes that went (or are going) dir's way, in order.
+ * The first allocates dir's reader; the reader is freed, and what it
+ * read put on c's record, as soon as its result is final.  Never
+ * holds or changes the bytes.
+ */
+void	 peek_feed(struct conn *, int, const void *, size_t);
+/* The earliest tls_peek_timeout of a reader still reading, or 0. */
+ev_tstamp peek_deadline(const struct conn *);
+/* Give up on the readers due by now; 1 if one was, else 0. */
+int	 peek_expire(struct conn *, ev_tstamp);
+/* dir's stream ended: a hello not read whole is cut short. */
+void	 peek_eof(struct conn *, int);
+/* The tunnel ends: every reader still reading ends as cut short. */
+void	 peek_end(struct conn *);
+
 /* relay.c */
 void	 relay_start(struct conn *);
 void	 relay_free_buffers(struct conn *);
@@ -774,6 +865,15 @@ struct logrec *logrec_dup(const struct logrec *);
 /* Free the record and the strings it owns. */
 void	 logrec_free(struct logrec *);
 const char *logrec_close_name(enum close_reason);
+/* A copy of t, of its size (logrec_dup()); NULL: out of memory, or t NULL. */
+struct logtls *logrec_tls_dup(const struct logtls *);
+/* "TLS/1.3", "SSL/3.0", or "0x7f1c" for others, into buf (8 bytes). */
+const char *logrec_version_name(uint16_t, char *);
+/* The tls object's "hello" and "sni_match" values; NULL for NONE. */
+const char *logrec_hello_name(enum peek_hello);
+const char *logrec_match_name(enum peek_match);
+/* "tls" (SSLv2-style too), "ssh", "http", "unknown"; NULL for none. */
+const char *logrec_proto_name(int);
 /*
  * 16 hex digits of getrandom(2) into buf (LOGREC_INSTANCE_LEN bytes):
  * what makes a line's uid unique across processes and hosts.  0, or -1

@@ -1,6 +1,6 @@
 sbin_PROGRAMS += connectd/connectd
-connectd_connectd_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CARES_CFLAGS) $(PCRE2_CFLAGS)
-connectd_connectd_LDADD = lib/libshared.a $(JANSSON_LIBS) $(CARES_LIBS) $(PCRE2_LIBS) $(EV_LIBS) $(PTHREAD_LIBS) -lm
+connectd_connectd_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(JANSSON_CFLAGS) $(CARES_CFLAGS) $(PCRE2_CFLAGS)
+connectd_connectd_LDADD = lib/libtlshello.a lib/libshared.a $(CRYPTO_LIBS) $(JANSSON_LIBS) $(CARES_LIBS) $(PCRE2_LIBS) $(EV_LIBS) $(PTHREAD_LIBS) -lm
 connectd_connectd_SOURCES = \
 	connectd/connectd.h \
 	connectd/connectd.c \
@@ -10,6 +10,7 @@ connectd_connectd_SOURCES = \
 	connectd/listener.c \
 	connectd/conn.c \
 	connectd/relay.c \
+	connectd/peek.c \
 	connectd/forward.c \
 	connectd/resolve.c \
 	connectd/acl.c \

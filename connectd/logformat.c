@@ -52,6 +52,16 @@ enum lf_code {
 	LFC_EXT_LOG,		/* %ea */
 	LFC_USER_AGENT,		/* %{User-Agent}>h */
 	LFC_XACTION,		/* %master_xaction: the json format's "id" */
+	LFC_PROTO,		/* %proto: the json format's "proto" */
+	LFC_TLS_SNI,		/* %ssl::>sni */
+	LFC_TLS_ALPN,		/* %ssl::>alpn */
+	LFC_TLS_JA4,		/* %ssl::>ja4 */
+	LFC_TLS_HELLO_VERSION,	/* %ssl::>received_hello_version */
+	LFC_TLS_SUPPORTED,	/* %ssl::>received_supported_version */
+	LFC_TLS_VERSION,	/* %ssl::>negotiated_version, %ssl::<... */
+	LFC_TLS_CIPHER,		/* %ssl::>negotiated_cipher, %ssl::<... */
+	LFC_TLS_SNI_MATCH,	/* %ssl::sni_match */
+	LFC_TLS_HELLO,		/* %ssl::hello */
 	LFC_DASH		/* %un: never known to connectd */
 };
 
@@ -105,6 +115,24 @@ static const struct lf_code_def lf_codes[] = {
 	{ "un",		LFC_DASH,		0 },
 	{ "mt",		LFC_MIME_TYPE,		0 },
 	{ "master_xaction", LFC_XACTION,	0 },
+	/*
+	 * Squid's names where Squid has one (cf.data.pre, logformat): in a
+	 * spliced tunnel the client's and the server's TLS session are the
+	 * same one, so > and < give the same version and cipher.  JA4, ALPN,
+	 * the SNI check and the hello's read have no Squid code.
+	 */
+	{ "proto",	LFC_PROTO,		0 },
+	{ "ssl::>sni",	LFC_TLS_SNI,		LCD_QUOTE },
+	{ "ssl::>alpn",	LFC_TLS_ALPN,		LCD_QUOTE },
+	{ "ssl::>ja4",	LFC_TLS_JA4,		0 },
+	{ "ssl::>received_hello_version", LFC_TLS_HELLO_VERSION, 0 },
+	{ "ssl::>received_supported_version", LFC_TLS_SUPPORTED, 0 },
+	{ "ssl::>negotiated_version", LFC_TLS_VERSION, 0 },
+	{ "ssl::<negotiated_version", LFC_TLS_VERSION, 0 },
+	{ "ssl::>negotiated_cipher", LFC_TLS_CIPHER,	0 },
+	{ "ssl::<negotiated_cipher", LFC_TLS_CIPHER,	0 },
+	{ "ssl::sni_match", LFC_TLS_SNI_MATCH,	0 },
+	{ "ssl::hello",	LFC_TLS_HELLO,		0 },
 	{ NULL,		LFC_TEXT,		0 }
 };
 
@@ -565,6 +593,8 @@ lf_shrink(struct logrec *r, int step)
 	r->lr_detail = NULL;
 	r->lr_rule = NULL;
 	r->lr_content_type = NULL;
+	/* the SNI and the ALPN values are the client's: "tls" goes null */
+	r->lr_tls = NULL;
 }
 
 /*
@@ -695,6 +725,87 @@ lf_strftime(char *buf, size_t len, const char *fmt, const struct tm *tm)
 	return strftime(buf, len, fmt, tm);
 }
 #pragma GCC diagnostic pop
+
+/* The %ssl:: codes: absent unless the line would have a "tls" object. */
+static void
+lf_value_tls(const struct lf_token *t, const struct logrec *r,
+    struct lf_value *v)
+{
+	const struct logtls	*tls = r->lr_tls;
+	const uint8_t		*a;
+	size_t			 off, n, len;
+	uint16_t		 max;
+	unsigned		 i;
+
+	v->v_kind = LFV_ABSENT;
+	if (r->lr_proto != TLSHELLO_PROTO_TLS || tls == NULL ||
+	    tls->lt_hello == PEEK_HELLO_NONE)
+		return;
+	switch (t->lt_code) {
+	case LFC_TLS_HELLO:
+		lf_setstr(v, logrec_hello_name(tls->lt_hello));
+		break;
+	case LFC_TLS_SNI_MATCH:
+		lf_setstr(v, logrec_match_name(tls->lt_match));
+		break;
+	case LFC_TLS_SNI:
+		/* any bytes, NUL included: by length */
+		if (tls->lt_has_sni && tls->lt_sni_len > 0) {
+			v->v_kind = LFV_STR;
+			v->v_str = (const char *)tls->lt_data;
+			v->v_len = tls->lt_sni_len;
+		}
+		break;
+	case LFC_TLS_ALPN:
+		/* the values comma-joined: shorter than the wire list */
+		a = tls->lt_data + tls->lt_sni_len;
+		for (off = len = 0; off < tls->lt_alpn_len; off += 1 + n) {
+			n = a[off];
+			if (off + 1 + n > tls->lt_alpn_len ||
+			    len + n + 1 >= sizeof(v->v_buf))
+				break;
+			if (len > 0)
+				v->v_buf[len++] = ',';
+			memcpy(v->v_buf + len, a + off + 1, n);
+			len += n;
+		}
+		if (len > 0) {
+			v->v_kind = LFV_STR;
+			v->v_str = v->v_buf;
+			v->v_len = len;
+		}
+		break;
+	case LFC_TLS_JA4:
+		lf_setstr(v, tls->lt_ja4);
+		break;
+	case LFC_TLS_HELLO_VERSION:
+		if (tls->lt_hello == PEEK_HELLO_COMPLETE)
+			lf_setstr(v, logrec_version_name(tls->lt_legacy,
+			    v->v_buf));
+		break;
+	case LFC_TLS_SUPPORTED:
+		for (i = 0, max = 0; i < tls->lt_nversions; i++)
+			if (tls->lt_versions[i] > max)
+				max = tls->lt_versions[i];
+		if (max != 0)
+			lf_setstr(v, logrec_version_name(max, v->v_buf));
+		break;
+	case LFC_TLS_VERSION:
+		if (tls->lt_server)
+			lf_setstr(v, logrec_version_name(tls->lt_version,
+			    v->v_buf));
+		break;
+	case LFC_TLS_CIPHER:
+		if (tls->lt_server) {
+			snprintf(v->v_buf, sizeof(v->v_buf), "0x%04x",
+			    tls->lt_cipher);
+			lf_setstr(v, v->v_buf);
+		}
+		break;
+	default:
+		break;
+	}
+}
 
 static void
 lf_value(const struct lf_token *t, const struct logrec *r,
@@ -847,6 +958,12 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 		break;
 	case LFC_DASH:
 		v->v_kind = LFV_ABSENT;
+		break;
+	case LFC_PROTO:
+		lf_setstr(v, logrec_proto_name(r->lr_proto));
+		break;
+	default:
+		lf_value_tls(t, r, v);
 		break;
 	}
 }
@@ -1286,6 +1403,90 @@ lf_json_pod(struct buf *jb, const struct logrec *r)
 	return buf_add(jb, "null", 4);
 }
 
+static int
+lf_json_bool(struct buf *jb, const char *key, int v)
+{
+	if (lf_json_key(jb, key) == -1)
+		return -1;
+	return v ? buf_add(jb, "true", 4) : buf_add(jb, "false", 5);
+}
+
+/* The ClientHello's ALPN values (wire format), as a JSON array of strings. */
+static int
+lf_json_alpn(struct buf *jb, const struct logtls *t)
+{
+	const uint8_t	*a = t->lt_data + t->lt_sni_len;
+	size_t		 off = 0, n;
+
+	if (lf_json_key(jb, ",\"alpn\":[") == -1)
+		return -1;
+	while (off < t->lt_alpn_len) {
+		n = a[off];
+		if (off + 1 + n > t->lt_alpn_len)
+			break;
+		if ((off > 0 && buf_addc(jb, ',') == -1) ||
+		    json_buf_string(jb, (const char *)a + off + 1, n) == -1)
+			return -1;
+		off += 1 + n;
+	}
+	return buf_addc(jb, ']');
+}
+
+/*
+ * "tls": an object once a TLS ClientHello's read is over (connectd.conf(5)
+ * lists its members and their types), else null.  The SNI and the ALPN
+ * values are the client's bytes: escaped, invalid UTF-8 replaced.
+ */
+static int
+lf_json_tls(struct buf *jb, const struct logrec *r)
+{
+	const struct logtls	*t = r->lr_tls;
+	const char		*v;
+	char			 vb[8];
+	unsigned		 i;
+	int			 rv;
+
+	if (r->lr_proto != TLSHELLO_PROTO_TLS || t == NULL ||
+	    t->lt_hello == PEEK_HELLO_NONE)
+		return lf_json_str(jb, ",\"tls\":", NULL);
+	if (lf_json_str(jb, ",\"tls\":{\"hello\":",
+	    logrec_hello_name(t->lt_hello)) == -1 ||
+	    lf_json_key(jb, ",\"sni\":") == -1)
+		return -1;
+	if (t->lt_has_sni)
+		rv = json_buf_string(jb, (const char *)t->lt_data,
+		    t->lt_sni_len);
+	else
+		rv = buf_add(jb, "null", 4);
+	if (rv == -1 ||
+	    lf_json_str(jb, ",\"sni_match\":", logrec_match_name(t->lt_match)) ==
+	    -1 || lf_json_alpn(jb, t) == -1 ||
+	    lf_json_key(jb, ",\"versions\":[") == -1)
+		return -1;
+	for (i = 0; i < t->lt_nversions; i++) {
+		v = logrec_version_name(t->lt_versions[i], vb);
+		if ((i > 0 && buf_addc(jb, ',') == -1) ||
+		    json_buf_string(jb, v, strlen(v)) == -1)
+			return -1;
+	}
+	if (buf_addc(jb, ']') == -1 ||
+	    lf_json_str(jb, ",\"version\":", t->lt_server ?
+	    logrec_version_name(t->lt_version, vb) : NULL) == -1)
+		return -1;
+	/* the cipher suite as IANA's registry numbers it: see connectd.conf(5) */
+	snprintf(vb, sizeof(vb), "0x%04x", t->lt_cipher);
+	if (lf_json_str(jb, ",\"cipher\":", t->lt_server ? vb : NULL) == -1 ||
+	    lf_json_bool(jb, ",\"ech\":", t->lt_ech) == -1 ||
+	    lf_json_bool(jb, ",\"pq\":", t->lt_pq) == -1 ||
+	    lf_json_bool(jb, ",\"hrr\":", t->lt_hrr) == -1 ||
+	    lf_json_str(jb, ",\"ja4\":", t->lt_ja4[0] != '\0' ? t->lt_ja4 :
+	    NULL) == -1 ||
+	    lf_json_u64(jb, ",\"hello_bytes\":", t->lt_hello_bytes) == -1 ||
+	    buf_addc(jb, '}') == -1)
+		return -1;
+	return 0;
+}
+
 /*
  * The built-in json format: every field has one JSON type or is null,
  * as connectd.conf(5) lists them and conf/bigquery-schema.json declares
@@ -1344,6 +1545,8 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	    lf_json_u64(jb, ",\"bytes_down_delta\":", down) == -1 ||
 	    lf_json_u64(jb, ",\"request_in_connection\":",
 	    r->lr_nreq > 0 ? r->lr_nreq : 1) == -1 ||
+	    lf_json_str(jb, ",\"proto\":", logrec_proto_name(r->lr_proto)) ==
+	    -1 || lf_json_tls(jb, r) == -1 ||
 	    lf_json_str(jb, ",\"close\":", r->lr_interim ? NULL :
 	    logrec_close_name(r->lr_close)) == -1)
 		return -1;

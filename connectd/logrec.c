@@ -1,4 +1,4 @@
-/* logrec.c: the log record of one tunnel or request: allocation, copies, close-reason names, the uid's random */
+/* logrec.c: the log record of one tunnel or request: allocation, copies, close-reason and TLS names, the uid's random */
 #include <sys/types.h>
 #include <sys/random.h>
 
@@ -40,6 +40,101 @@ logrec_close_name(enum close_reason r)
 	return close_names[r];
 }
 
+/* ---------------------------------------- what peek.c put on the record */
+
+static const char *const hello_names[PEEK_NHELLO] = {
+	[PEEK_HELLO_NONE] = NULL,
+	[PEEK_HELLO_COMPLETE] = "complete",
+	[PEEK_HELLO_MALFORMED] = "malformed",
+	[PEEK_HELLO_TRUNCATED] = "truncated",
+	[PEEK_HELLO_TOOBIG] = "too_big",
+	[PEEK_HELLO_TIMEOUT] = "timeout",
+};
+
+static const char *const match_names[PEEK_NMATCH] = {
+	[PEEK_MATCH_NONE] = NULL,
+	[PEEK_MATCH_MATCH] = "match",
+	[PEEK_MATCH_MISMATCH] = "mismatch",
+	[PEEK_MATCH_NO_SNI] = "no_sni",
+	[PEEK_MATCH_ECH_OUTER] = "ech_outer",
+	[PEEK_MATCH_IP_TARGET] = "ip_target",
+};
+
+const char *
+logrec_hello_name(enum peek_hello h)
+{
+	return (size_t)h < nitems(hello_names) ? hello_names[h] : NULL;
+}
+
+const char *
+logrec_match_name(enum peek_match m)
+{
+	return (size_t)m < nitems(match_names) ? match_names[m] : NULL;
+}
+
+/*
+ * An SSLv2-style hello is logged as "tls": it is a TLS client's opening
+ * (RFC 5246 E.2), only not one the reader parses, so "tls" is null.
+ */
+const char *
+logrec_proto_name(int p)
+{
+	switch (p) {
+	case TLSHELLO_PROTO_TLS:
+	case TLSHELLO_PROTO_SSLV2:
+		return "tls";
+	case TLSHELLO_PROTO_SSH:
+		return "ssh";
+	case TLSHELLO_PROTO_HTTP:
+		return "http";
+	case TLSHELLO_PROTO_UNKNOWN:
+		return "unknown";
+	}
+	return NULL;
+}
+
+/*
+ * As Squid prints a TLS version (Security::NegotiationHistory::
+ * printTlsVersion(): "%s/%d.%d" of the protocol, major and minor), so
+ * that %ssl::>negotiated_version reads the same in both; anything else
+ * (a draft, a GREASE value that got through) as its hex code.
+ */
+const char *
+logrec_version_name(uint16_t v, char *buf)
+{
+	switch (v) {
+	case 0x0304:
+		return "TLS/1.3";
+	case 0x0303:
+		return "TLS/1.2";
+	case 0x0302:
+		return "TLS/1.1";
+	case 0x0301:
+		return "TLS/1.0";
+	case 0x0300:
+		return "SSL/3.0";
+	case 0x0002:
+		return "SSL/2.0";
+	}
+	snprintf(buf, 8, "0x%04x", v);
+	return buf;
+}
+
+struct logtls *
+logrec_tls_dup(const struct logtls *t)
+{
+	struct logtls	*d;
+	size_t		 n;
+
+	if (t == NULL)
+		return NULL;
+	n = sizeof(*t) + t->lt_sni_len + t->lt_alpn_len;
+	if ((d = malloc(n)) == NULL)
+		return NULL;
+	memcpy(d, t, n);
+	return d;
+}
+
 /* An empty record; NULL if out of memory. */
 struct logrec *
 logrec_new(void)
@@ -78,6 +173,9 @@ logrec_dup(const struct logrec *rec)
 	d->lr_rule = logrec_strdup(rec->lr_rule, &fail);
 	d->lr_url = logrec_strdup(rec->lr_url, &fail);
 	d->lr_content_type = logrec_strdup(rec->lr_content_type, &fail);
+	if (rec->lr_tls != NULL && (d->lr_tls = logrec_tls_dup(rec->lr_tls)) ==
+	    NULL)
+		fail = 1;
 	if (fail) {
 		logrec_free(d);
 		return NULL;
@@ -120,5 +218,6 @@ logrec_free(struct logrec *rec)
 	free(rec->lr_rule);
 	free(rec->lr_url);
 	free(rec->lr_content_type);
+	free(rec->lr_tls);
 	free(rec);
 }

@@ -138,6 +138,17 @@ metrics_line(struct worker *w, const struct logrec *rec)
 	reason = (int)rec->lr_close;
 	m->m_bytes[kind][0] += rec->lr_bytes_up;
 	m->m_bytes[kind][1] += rec->lr_bytes_down;
+	/* what the line says of the tunnel's first bytes (peek.c) */
+	if (kind == KIND_TUNNEL) {
+		m->m_proto[rec->lr_proto == TLSHELLO_PROTO_SSLV2 ?
+		    TLSHELLO_PROTO_TLS : rec->lr_proto < nitems(m->m_proto) ?
+		    rec->lr_proto : TLSHELLO_PROTO_NONE]++;
+		if (rec->lr_proto == TLSHELLO_PROTO_TLS && rec->lr_tls != NULL &&
+		    rec->lr_tls->lt_hello != PEEK_HELLO_NONE) {
+			m->m_hello[rec->lr_tls->lt_hello % PEEK_NHELLO]++;
+			m->m_sni_match[rec->lr_tls->lt_match % PEEK_NMATCH]++;
+		}
+	}
 
 	if ((mls = m->m_lines) == NULL &&
 	    (mls = m->m_lines = calloc(1, sizeof(*mls))) == NULL)
@@ -353,6 +364,43 @@ emit_bytes(struct mwriter *mw)
 		}
 }
 
+/*
+ * Tunnel lines by their "proto" (none: null), and those with a "tls"
+ * object by its hello and sni_match: every value, so none is missing.
+ */
+static void
+emit_proto(struct mwriter *mw)
+{
+	static const int order[] = { TLSHELLO_PROTO_TLS, TLSHELLO_PROTO_SSH,
+	    TLSHELLO_PROTO_HTTP, TLSHELLO_PROTO_UNKNOWN, TLSHELLO_PROTO_NONE };
+	const char	*labels[3] = { "proto", NULL, NULL };
+	const char	*name;
+	size_t		 i;
+
+	for (i = 0; i < nitems(order); i++) {
+		name = logrec_proto_name(order[i]);
+		labels[1] = name != NULL ? name : "none";
+		mw_u64(mw, labels, mw->mw_worker->w_metrics.m_proto[order[i]]);
+	}
+}
+
+static void
+emit_tls(struct mwriter *mw)
+{
+	const struct metrics	*m = &mw->mw_worker->w_metrics;
+	const char		*labels[3] = { "result", NULL, NULL };
+	size_t			 i, n = mw->mw_def->md_arg ? PEEK_NMATCH :
+				    PEEK_NHELLO;
+
+	for (i = 1; i < n; i++) {
+		labels[1] = mw->mw_def->md_arg ?
+		    logrec_match_name((enum peek_match)i) :
+		    logrec_hello_name((enum peek_hello)i);
+		mw_u64(mw, labels, mw->mw_def->md_arg ? m->m_sni_match[i] :
+		    m->m_hello[i]);
+	}
+}
+
 /* Every state a connection can be seen in, open or not, so none is missing. */
 static void
 emit_conn_states(struct mwriter *mw)
@@ -381,6 +429,18 @@ emit_tunnels_open(struct mwriter *mw)
 	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
 		if (c->c_state == CONN_RELAY)
 			n++;
+	mw_u64(mw, NULL, n);
+}
+
+/* peek.c's readers allocated now: 0 once every open tunnel's hellos are read */
+static void
+emit_peek_readers(struct mwriter *mw)
+{
+	struct conn	*c;
+	uint64_t	 n = 0;
+
+	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
+		n += (c->c_peek[0] != NULL) + (c->c_peek[1] != NULL);
 	mw_u64(mw, NULL, n);
 }
 
@@ -524,6 +584,9 @@ static const struct metric_def metric_defs[] = {
 	{ "connectd_tunnels_open", "gauge",
 	    "Tunnels established and relaying (state relay).",
 	    emit_tunnels_open, 0 },
+	{ "connectd_tls_peek_readers", "gauge",
+	    "Hello readers allocated now (tls_peek): one per tunnel direction "
+	    "whose first bytes are still being read.", emit_peek_readers, 0 },
 	{ "connectd_tunnels_total", "counter",
 	    "Log lines of CONNECT requests, by status sent and close reason.",
 	    emit_lines, KIND_TUNNEL },
@@ -531,6 +594,17 @@ static const struct metric_def metric_defs[] = {
 	    "Log lines of every other request (forwarded plain HTTP, "
 	    "or a head without a method), by status sent and close reason.",
 	    emit_lines, KIND_HTTP },
+	{ "connectd_tunnels_proto_total", "counter",
+	    "Log lines of CONNECT requests by their proto field: what the "
+	    "client sent first (none: no byte, or tls_peek off).",
+	    emit_proto, 0 },
+	{ "connectd_tls_hello_total", "counter",
+	    "Log lines of CONNECT requests with a tls object, by how the "
+	    "ClientHello's read ended (its hello member).", emit_tls, 0 },
+	{ "connectd_tls_sni_match_total", "counter",
+	    "Log lines of CONNECT requests whose ClientHello was read "
+	    "whole, by sni_match: the SNI against the CONNECT host.",
+	    emit_tls, 1 },
 	{ "connectd_bytes_total", "counter",
 	    "The log lines' bytes_up (client to server) and bytes_down, "
 	    "counted when each line is written.", emit_bytes, 0 },

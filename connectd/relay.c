@@ -28,6 +28,8 @@ struct relay_dir {
 	enum close_reason	  rd_from_eof;
 	enum close_reason	  rd_from_reset;
 	enum close_reason	  rd_to_reset;
+	int			  rd_peek;	/* PEEK_UP or PEEK_DOWN */
+	int			  rd_peeked;	/* CONN_PEEKED_* for it */
 };
 
 static struct relay_dir
@@ -36,7 +38,8 @@ relay_up(struct conn *c)
 	struct relay_dir d = {
 		c->c_cfd, c->c_sfd, &c->c_cread, &c->c_swrite, &c->c_up,
 		&c->c_rec->lr_bytes_up, CONN_CLIENT_EOF, CONN_SERVER_SHUT,
-		CLOSE_CLIENT_EOF, CLOSE_CLIENT_RESET, CLOSE_SERVER_RESET
+		CLOSE_CLIENT_EOF, CLOSE_CLIENT_RESET, CLOSE_SERVER_RESET,
+		PEEK_UP, CONN_PEEKED_UP
 	};
 	return d;
 }
@@ -47,7 +50,8 @@ relay_down(struct conn *c)
 	struct relay_dir d = {
 		c->c_sfd, c->c_cfd, &c->c_sread, &c->c_cwrite, &c->c_down,
 		&c->c_rec->lr_bytes_down, CONN_SERVER_EOF, CONN_CLIENT_SHUT,
-		CLOSE_SERVER_EOF, CLOSE_SERVER_RESET, CLOSE_CLIENT_RESET
+		CLOSE_SERVER_EOF, CLOSE_SERVER_RESET, CLOSE_CLIENT_RESET,
+		PEEK_DOWN, CONN_PEEKED_DOWN
 	};
 	return d;
 }
@@ -129,7 +133,13 @@ relay_read(struct conn *c, struct relay_dir *d)
 	n = read(d->rd_from, w->w_scratch, w->w_scratch_len);
 	if (n > 0) {
 		c->c_activity = ev_now(w->w_loop);
-		(void)relay_write(c, d, w->w_scratch, (size_t)n);
+		/*
+		 * The bytes go first; the hello reader gets the same scratch
+		 * bytes after, while it reads (peek.c): nothing waits for it.
+		 */
+		if (relay_write(c, d, w->w_scratch, (size_t)n) == 0 &&
+		    (c->c_flags & d->rd_peeked) == 0)
+			peek_feed(c, d->rd_peek, w->w_scratch, (size_t)n);
 		return;
 	}
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
@@ -140,6 +150,7 @@ relay_read(struct conn *c, struct relay_dir *d)
 	}
 	/* EOF: stop reading this side, pass the FIN on once flushed */
 	ev_io_stop(w->w_loop, d->rd_read);
+	peek_eof(c, d->rd_peek);
 	c->c_flags |= d->rd_eof;
 	if (c->c_eof_reason == CLOSE_NONE) {
 		c->c_eof_reason = d->rd_from_eof;
@@ -217,6 +228,7 @@ relay_start(struct conn *c)
 
 	conn_io_init(c, relay_read_cb, relay_write_cb, relay_read_cb,
 	    relay_write_cb);
+	peek_start(c);
 
 	if (c->c_down != NULL)
 		ev_io_start(loop, &c->c_cwrite);

@@ -19,6 +19,9 @@
 /*
  * Input: one selector byte, then NUL-separated fields:
  *	template, method, authority, host, user_agent, pod, numbers
+ * With num[23] odd the record has a "tls" object (peek.c's struct
+ * logtls): the SNI is the user_agent field's bytes, the ALPN list (wire
+ * format, unchecked) the pod field's, the rest from the numbers.
  * The selector picks a fixed template, or (if out of range) the
  * template field.  A missing field leaves its logrec string NULL.  Numbers
  * stay below 2^63: jansson, the checker, cannot parse larger integers.
@@ -34,6 +37,14 @@ static const char *const fuzz_templates[] = {
 	    "\"f\":%'{User-Agent}>h,\"g\":\"%-20.5rm\",\"h\":%'rm,\"i\":%[ea}",
 	"A=%ru B=%'ru C=%\"ru D=%#ru E=\"%ru\" F=%ea G=%'ea H=%[ea "
 	    "I=%{User-Agent}>h J=%{%n%t%Y}tl K=%010tr L=%-8.3ru|",
+	"{\"sni\":\"%ssl::>sni\",\"s2\":%ssl::>sni,\"alpn\":%ssl::>alpn,"
+	    "\"a2\":\"%#ssl::>alpn\",\"j\":%ssl::>ja4,\"p\":%proto,"
+	    "\"v\":[%ssl::>received_hello_version,"
+	    "%ssl::>received_supported_version,%ssl::<negotiated_version],"
+	    "\"c\":%ssl::>negotiated_cipher,\"m\":%ssl::sni_match,"
+	    "\"h\":\"%ssl::hello\"}",
+	"%proto %ssl::>sni %'ssl::>sni %\"ssl::>alpn %[ssl::>alpn %ssl::>ja4 "
+	    "%ssl::<negotiated_cipher %10ssl::<negotiated_version|",
 };
 #define FUZZ_NTEMPLATES	(sizeof(fuzz_templates) / sizeof(fuzz_templates[0]))
 
@@ -210,7 +221,63 @@ fuzz_check_schema(const char *line, size_t len, const struct logrec *r)
 		__builtin_trap();
 	if (json_is_null(json_object_get(j, "close")) != (r->lr_interim != 0))
 		__builtin_trap();
+	/* proto a string or null; tls an object or null, its lists arrays */
+	v = json_object_get(j, "proto");
+	if (v == NULL || !(json_is_string(v) || json_is_null(v)))
+		__builtin_trap();
+	v = json_object_get(j, "tls");
+	if (v == NULL || !(json_is_object(v) || json_is_null(v)))
+		__builtin_trap();
+	if (json_is_object(v) &&
+	    (!json_is_array(json_object_get(v, "alpn")) ||
+	    !json_is_array(json_object_get(v, "versions")) ||
+	    !json_is_string(json_object_get(v, "hello")) ||
+	    !json_is_boolean(json_object_get(v, "ech")) ||
+	    !json_is_integer(json_object_get(v, "hello_bytes"))))
+		__builtin_trap();
 	json_decref(j);
+}
+
+/* A "tls" object as peek.c would make it, from the fields and numbers. */
+static void
+fuzz_tls(struct logrec *r, const uint8_t *num)
+{
+	struct logtls	*t;
+	const char	*sni = r->lr_user_agent != NULL ? r->lr_user_agent : "";
+	const char	*alpn = r->lr_pod != NULL ? r->lr_pod : "";
+	size_t		 sl = strlen(sni), al = strlen(alpn), i;
+
+	r->lr_proto = num[24] % 6;
+	if (!(num[23] & 1))
+		return;
+	if (sl > TLSHELLO_SNI_MAX)
+		sl = TLSHELLO_SNI_MAX;
+	if (al > TLSHELLO_ALPN_MAX)
+		al = TLSHELLO_ALPN_MAX;
+	if ((t = calloc(1, sizeof(*t) + sl + al)) == NULL)
+		abort();
+	t->lt_hello = num[25] % PEEK_NHELLO;
+	t->lt_match = num[26] % PEEK_NMATCH;
+	t->lt_ech = num[23] & 2;
+	t->lt_pq = num[23] & 4;
+	t->lt_has_sni = (num[23] & 8) != 0;
+	t->lt_server = (num[23] & 16) != 0;
+	t->lt_hrr = (num[23] & 64) != 0;
+	t->lt_legacy = (uint16_t)(num[27] << 8 | num[28]);
+	t->lt_nversions = num[29] % (TLSHELLO_VERSIONS_MAX + 1);
+	for (i = 0; i < t->lt_nversions; i++)
+		t->lt_versions[i] = (uint16_t)(0x0300 + num[30 + i % 8]);
+	t->lt_version = (uint16_t)(num[38] << 8 | num[39]);
+	t->lt_cipher = (uint16_t)(num[40] << 8 | num[41]);
+	t->lt_hello_bytes = (uint32_t)num[42] << 8;
+	if (num[23] & 32)
+		memcpy(t->lt_ja4, "t13d1516h2_8daaf6152771_e5627efa2ab1",
+		    TLSHELLO_JA4_LEN);
+	t->lt_sni_len = (uint16_t)sl;
+	t->lt_alpn_len = (uint16_t)al;
+	memcpy(t->lt_data, sni, sl);
+	memcpy(t->lt_data + sl, alpn, al);
+	r->lr_tls = t;
 }
 
 int
@@ -277,6 +344,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (num[17] & 8 && (r->lr_rule = strdup(r->lr_method != NULL ?
 	    r->lr_method : "")) == NULL)
 		abort();
+
+	fuzz_tls(r, num);
 
 	/* the built-in json format: always one valid JSON line */
 	if ((json = logformat_builtin("json")) == NULL)

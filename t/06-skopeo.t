@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.path.abspath(__file__))), "lib"))
@@ -193,6 +194,15 @@ with h.Connectd({"hosts_file": HOSTS}) as cd:
        "user_agent is Go's (%s)" % ", ".join(uas))
     ok(all(x.get("bytes_up", 0) > 0 and x.get("bytes_down", 0) > 0 for x in lines),
        "every tunnel moved bytes both ways (TLS)")
+    # what the hellos said (peek.c): Go's crypto/tls, read without decrypting
+    tls = [x.get("tls") if isinstance(x.get("tls"), dict) else {} for x in lines]
+    ok(all(x.get("proto") == "tls" for x in lines), "every tunnel's proto is tls")
+    ok(all(t.get("hello") == "complete" and t.get("sni") == NAME and t.get("sni_match") == "match"
+           for t in tls), "every ClientHello was read whole: sni %s, sni_match match" % NAME)
+    ok(all(re.match(r"^t1[23]d", t.get("ja4") or "") and t.get("version") in ("TLS/1.2", "TLS/1.3")
+           and re.match(r"^0x[0-9a-f]{4}$", t.get("cipher") or "") for t in tls),
+       "Go's JA4, negotiated version and cipher are on every line (%s)" %
+       sorted(set("%s %s %s" % (t.get("ja4"), t.get("version"), t.get("cipher")) for t in tls)))
     up_push = sum(x.get("bytes_up", 0) for x in push_lines)
     ok(up_push > lsize, "the push's bytes_up (%d) covers the %d-byte layer" % (up_push, lsize))
     down_all = sum(x.get("bytes_down", 0) for x in lines[n_push:])

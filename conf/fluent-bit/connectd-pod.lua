@@ -1,11 +1,11 @@
--- connectd-pod.lua: Fluent Bit Lua filter: "pod" as the JSON text BigQuery's streaming insert wants
+-- connectd-pod.lua: Fluent Bit Lua filter: "pod" and "tls" as the JSON text BigQuery's streaming insert wants
 --
 -- The bigquery output streams rows with tabledata.insertAll, which takes
 -- a JSON column's value as a JSON-encoded string (Google's own example
 -- sends "labels":"{\"property\":...}"; an object is refused with "This
--- field: pod is not a record").  The json parser has made "pod" a map:
--- this filter writes it back as JSON text.  Every other field is left as
--- it is.  Lua has no null in tables: a member whose value is null is
+-- field: pod is not a record").  The json parser has made "pod" (and
+-- "tls") a map: this filter writes it back as JSON text.  Every other
+-- field is left as it is.  Lua has no null in tables: a member whose value is null is
 -- left out of the text (Fluent Bit drops it before Lua sees it), which a
 -- JSON_VALUE() query reads as null all the same.  Lua 5.1 / LuaJIT, as
 -- Fluent Bit embeds.
@@ -35,6 +35,10 @@ local function is_array(t)
 end
 
 local encode
+
+-- Lua cannot tell an empty array from an empty map: the members of "tls"
+-- that are arrays stay arrays when empty (an ALPN list the client did not send)
+local empty_arrays = { alpn = true, versions = true }
 
 local function number(v)
     if v ~= v or v == math.huge or v == -math.huge then
@@ -72,19 +76,31 @@ encode = function(v)
             if val == nil then
                 val = v[tonumber(k)]
             end
-            out[i] = quote(k) .. ":" .. encode(val)
+            if type(val) == "table" and next(val) == nil and empty_arrays[k] then
+                out[i] = quote(k) .. ":[]"
+            else
+                out[i] = quote(k) .. ":" .. encode(val)
+            end
         end
         return "{" .. table.concat(out, ",") .. "}"
     end
     return "null"
 end
 
+-- The JSON columns: "pod" and "tls" (the TLS hello an object, or null).
+local json_columns = { "pod", "tls" }
+
 -- The filter: code 2 keeps the record's time (the parser's ts).
 function connectd_pod_json(tag, timestamp, record)
-    local pod = record["pod"]
-    if type(pod) ~= "table" then
+    local changed = false
+    for _, k in ipairs(json_columns) do
+        if type(record[k]) == "table" then
+            record[k] = encode(record[k])
+            changed = true
+        end
+    end
+    if not changed then
         return 0, timestamp, record
     end
-    record["pod"] = encode(pod)
     return 2, timestamp, record
 end

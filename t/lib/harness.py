@@ -566,6 +566,38 @@ BQ_TYPES = {
 }
 
 
+# the "tls" object (a JSON column): its members and their types, as
+# connectd.conf(5) lists them; None: may be null
+_STR = lambda v: isinstance(v, str)
+TLS_SHAPE = {
+    "hello": lambda v: v in ("complete", "malformed", "truncated", "too_big", "timeout"),
+    "sni": lambda v: v is None or _STR(v),
+    "sni_match": lambda v: v is None or v in ("match", "mismatch", "no_sni", "ech_outer", "ip_target"),
+    "alpn": lambda v: isinstance(v, list) and all(_STR(x) for x in v),
+    "versions": lambda v: isinstance(v, list) and all(_STR(x) for x in v),
+    "version": lambda v: v is None or _STR(v),
+    "cipher": lambda v: v is None or (_STR(v) and re.match(r"^0x[0-9a-f]{4}$", v) is not None),
+    "ech": lambda v: isinstance(v, bool),
+    "pq": lambda v: isinstance(v, bool),
+    "hrr": lambda v: isinstance(v, bool),
+    "ja4": lambda v: v is None or (_STR(v) and re.match(r"^[ts]\w{9}_[0-9a-f]{12}_[0-9a-f]{12}$", v) is not None),
+    "hello_bytes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+}
+
+
+def tls_errors(tls):
+    """Why a line's "tls" value is not what connectd.conf(5) says: a list."""
+    if tls is None:
+        return []
+    if not isinstance(tls, dict):
+        return ["tls is not an object: %r" % (tls,)]
+    errs = ["tls.%s is missing" % k for k in TLS_SHAPE if k not in tls]
+    errs += ["tls.%s is not in the manual" % k for k in tls if k not in TLS_SHAPE]
+    errs += ["tls.%s has a wrong value: %r" % (k, tls[k]) for k in TLS_SHAPE
+             if k in tls and not TLS_SHAPE[k](tls[k])]
+    return errs
+
+
 def schema_errors(rec, schema=None):
     """Why the parsed line rec would not load into a table of the schema:
     a list of texts, empty if it fits.  A REQUIRED field must be there
@@ -587,6 +619,8 @@ def schema_errors(rec, schema=None):
         if not BQ_TYPES[typ](rec[name]):
             errs.append("%s is not a %s: %r" % (name, typ, rec[name]))
     errs += ["%s is not in the schema" % k for k in rec if k not in names]
+    if "tls" in names:
+        errs += tls_errors(rec.get("tls"))
     return errs
 
 
