@@ -63,6 +63,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -326,12 +327,23 @@ def proc_info(p):
 
 
 def in_chroot():
-    """True when / is not the root of PID 1's mount namespace."""
+    """True in a chroot: Debian's ischroot (debianutils) says so, or the
+    mount at / is a subdirectory of its file system (a chroot bound on
+    itself).  PID 1's /proc/1/root may not be readable to compare."""
     try:
-        a, b = os.stat("/"), os.stat("/proc/1/root/")
-        return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+        if subprocess.run(["ischroot"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            return True
     except OSError:
-        return False
+        pass
+    try:
+        for ln in h.read_text("/proc/self/mountinfo").splitlines():
+            f = ln.split()
+            if len(f) > 4 and f[4] == "/":
+                return f[3] != "/"
+    except OSError:
+        pass
+    return False
 
 
 def children(p):
