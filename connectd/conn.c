@@ -371,6 +371,9 @@ conn_go(struct conn *c, enum conn_state state)
 		break;
 	case CONN_RELAY:
 		relay_start(c);
+		/* a held hello pipelined after the head may be denied at once */
+		if (c->c_state != CONN_RELAY)
+			return;
 		break;
 	case CONN_FORWARD:
 		conn_timer_arm(c);

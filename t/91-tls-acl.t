@@ -8,7 +8,8 @@ Expectations:
   client's bytes until its hello is read: allowed by ssl::server_name
   (openssl s_client to a TLS origin: the handshake completes), denied by
   it (the origin, which records what it got, gets zero bytes; the line
-  says close denied and the rule), allowed by a regex with -i.
+  says close denied and the rule), allowed by a regex with -i; a hello
+  pipelined after the CONNECT head is held the same way; curl.
 - A CONNECT to localhost with SNI good.test is allowed without a
   tls_sni_match mismatch rule, denied with one.
 - Not TLS: with tls_hello_required off (the default) the rules are
@@ -16,6 +17,8 @@ Expectations:
   Squid's name before any SNI); with it on, denied before a byte goes.
 - A hello cut short then silence: tls_peek_timeout (short here) ends
   the hold; decided as a missing hello.  No timed assertion.
+- A client that resets during the hold: close client_reset, nothing
+  sent, and connectd goes on.
 - A server that speaks first while the hold is on: its banner reaches
   the client before the client sends anything.
 - Rules without hello acls, or with an allow above them that decides
@@ -31,8 +34,8 @@ sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(os.pa
 import harness as h
 from tap import ok, is_, like, diag, done
 
-if not h.have("openssl"):
-    h.tap.skip_all("openssl is needed")
+if not h.have("openssl", "curl"):
+    h.tap.skip_all("openssl and curl are needed")
 h.need_connectd()
 h.watchdog(150)
 CD = h.connectd_bin()
@@ -150,6 +153,29 @@ with h.Connectd(conf(RULES)) as cd:
     line, got = through(cd, rec, REC_LOCAL, hv[:20], "slow", shut=False)
     is_((line.get("tls") or {}).get("hello"), "timeout", "a slow hello: its line says hello timeout")
     is_(got, hv[:20], "... decided as no hello (CONNECT localhost matches): the held bytes went")
+
+    # a hello pipelined after the CONNECT head, in the same write
+    for sni, want in ((b"evil.test", b""), (b"a.good.test", None)):
+        n = len(rec.conns)
+        hv = hello(sni)
+        c = h.ProxyClient(cd.port)
+        st, head = c.connect_tunnel(REC_IP, extra=hv)
+        c.shut_wr()
+        c.read_to_eof(timeout=10)
+        port = c.local_port
+        c.close()
+        line = cd.wait_client(port) or {}
+        r = rec.wait_done(n + 1)
+        is_((st, r and r.get("got")), (200, hv if want is None else want),
+            "a hello pipelined after the head, SNI %s: the origin got %s" %
+            (sni.decode(), "it" if want is None else "zero bytes"))
+
+    # curl, allowed by ssl::server_name
+    rc, out, err = h.run(["curl", "-sS", "-p", "-x", "http://127.0.0.1:%d" % cd.port,
+                          "--cacert", origin.cert, "--noproxy", "", "-m", "20",
+                          "https://localhost:%d/" % origin.port], timeout=30,
+                         env=dict(os.environ, NO_PROXY="", no_proxy=""))
+    ok(rc == 0, "curl SNI localhost through the hold: allowed, the request completes")
 
     # a client that resets during the hold: closed as a reset, nothing sent
     n = len(rec.conns)
