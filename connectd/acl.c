@@ -31,6 +31,9 @@ enum acl_type {
 	ACL_EXTERNAL,
 	ACL_METHOD,
 	ACL_PROTO,		/* the URL scheme: HTTP, or NONE for CONNECT */
+	ACL_SSL_SERVER_NAME,	/* the ClientHello's SNI (issue 13) */
+	ACL_SSL_SERVER_NAME_REGEX,
+	ACL_TLS_SNI_MATCH,	/* the SNI against the CONNECT host */
 	ACL_SELF,		/* to_self: this host's own addresses */
 	ACL_NEVER		/* Squid's manager: never a CONNECT */
 };
@@ -39,7 +42,8 @@ enum acl_type {
 enum acl_match {
 	ACL_NO = 0,
 	ACL_YES = 1,
-	ACL_UNKNOWN = -1	/* no addresses yet, or a helper is asked */
+	ACL_UNKNOWN = -1,	/* no addresses yet, or a helper is asked */
+	ACL_HELLO = -2		/* needs the ClientHello, not read yet */
 };
 
 /* addresses are kept as IPv6, IPv4 as ::ffff:a.b.c.d, as Squid does */
@@ -117,6 +121,19 @@ static const struct {
 	{ "external",		ACL_EXTERNAL },
 	{ "method",		ACL_METHOD },
 	{ "proto",		ACL_PROTO },
+	{ "ssl::server_name",	ACL_SSL_SERVER_NAME },
+	{ "ssl::server_name_regex", ACL_SSL_SERVER_NAME_REGEX },
+	{ "tls_sni_match",	ACL_TLS_SNI_MATCH },
+};
+
+/* tls_sni_match's values: the line's sni_match, and no_hello */
+static const char *const acl_sni_matches[] = {
+	[PEEK_MATCH_NONE] = "no_hello",
+	[PEEK_MATCH_MATCH] = "match",
+	[PEEK_MATCH_MISMATCH] = "mismatch",
+	[PEEK_MATCH_NO_SNI] = "no_sni",
+	[PEEK_MATCH_ECH_OUTER] = "ech_outer",
+	[PEEK_MATCH_IP_TARGET] = "ip_target",
 };
 
 /*
@@ -456,6 +473,7 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		a->a_ranges[a->a_nranges++].ar_hi = (unsigned)hi;
 		return 0;
 	case ACL_DSTDOMAIN:
+	case ACL_SSL_SERVER_NAME:
 		base = v[0] == '.' ? v + 1 : v;
 		if (v[0] == '[' && v[strlen(v) - 1] == ']') {
 			/* an IPv6 literal, compared as the host without [] */
@@ -484,6 +502,7 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		}
 		return 0;
 	case ACL_DSTDOM_REGEX:
+	case ACL_SSL_SERVER_NAME_REGEX:
 		code = pcre2_compile((PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED,
 		    caseless ? PCRE2_CASELESS : 0, &rc, &off, NULL);
 		if (code == NULL) {
@@ -505,6 +524,17 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		    (ac->ac_match = pcre2_match_data_create(1, NULL)) == NULL)
 			goto nomem;
 		return 0;
+	case ACL_TLS_SNI_MATCH:
+		for (lo = 0; lo < nitems(acl_sni_matches); lo++)
+			if (strcmp(v, acl_sni_matches[lo]) == 0)
+				break;
+		if (lo == nitems(acl_sni_matches)) {
+			snprintf(err, errlen, "'%s' is not an sni_match (match, "
+			    "mismatch, no_sni, ech_outer, ip_target, no_hello)",
+			    v);
+			return -1;
+		}
+		goto str;
 	case ACL_PROTO:
 		/* Squid's names (anyp/ProtocolType.h); connectd sees HTTP and
 		 * NONE (a CONNECT), the others never match */
@@ -515,6 +545,7 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		}
 		/* FALLTHROUGH */
 	case ACL_METHOD:
+ str:
 		if ((s = strdup(v)) == NULL)
 			goto nomem;
 		if (acl_grow(&a->a_strs, a->a_nstrs, sizeof(*a->a_strs)) ==
@@ -811,7 +842,8 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 	if (i == nitems(acl_types)) {
 		snprintf(err, errlen, "unknown acl type '%s' (supported: src, "
 		    "dst, port, dstdomain, dstdom_regex, external, method, "
-		    "proto)", argv[2]);
+		    "proto, ssl::server_name, ssl::server_name_regex, "
+		    "tls_sni_match)", argv[2]);
 		return -1;
 	}
 	type = acl_types[i].at_type;
@@ -851,7 +883,9 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 
 	for (j = 3; j < argc; j++) {
 		if (strcmp(argv[j], "-i") == 0 || strcmp(argv[j], "+i") == 0) {
-			if (type != ACL_DSTDOM_REGEX && type != ACL_DSTDOMAIN)
+			if (type != ACL_DSTDOM_REGEX && type != ACL_DSTDOMAIN &&
+			    type != ACL_SSL_SERVER_NAME &&
+			    type != ACL_SSL_SERVER_NAME_REGEX)
 				goto badflag;
 			caseless = argv[j][0] == '-';
 			continue;
@@ -986,7 +1020,16 @@ acl_conf_finish(struct conf *c, char *err, size_t errlen)
 			    "is not defined", a->a_name, a->a_helper);
 			return -1;
 		}
-		if (a->a_type != ACL_DSTDOMAIN)
+		if ((a->a_type == ACL_TLS_SNI_MATCH ||
+		    a->a_type == ACL_SSL_SERVER_NAME ||
+		    a->a_type == ACL_SSL_SERVER_NAME_REGEX) && !c->c_tls_peek) {
+			/* the hello is read by tls_peek's reader */
+			snprintf(err, errlen, "acl %s: type %s needs tls_peek "
+			    "on", a->a_name, acl_type_name(a->a_type));
+			return -1;
+		}
+		if (a->a_type != ACL_DSTDOMAIN &&
+		    a->a_type != ACL_SSL_SERVER_NAME)
 			continue;
 		if (a->a_nstrs > 0)
 			qsort(a->a_strs, a->a_nstrs, sizeof(*a->a_strs),
@@ -1113,6 +1156,7 @@ static enum acl_match
 acl_match(const struct acl_conf *ac, const struct acl *a,
     const struct acl_request *ar)
 {
+	const char	*name;
 	size_t		 i;
 
 	switch (a->a_type) {
@@ -1133,6 +1177,32 @@ acl_match(const struct acl_conf *ac, const struct acl *a,
 	case ACL_DSTDOM_REGEX:
 		return ar->ar_host != NULL && acl_regex_match(ac, a,
 		    ar->ar_host) ? ACL_YES : ACL_NO;
+	case ACL_SSL_SERVER_NAME:
+	case ACL_SSL_SERVER_NAME_REGEX:
+		if (!ar->ar_hello)
+			return ACL_HELLO;
+		/*
+		 * Squid's name at step 2 (SslBump peek, the default
+		 * --client-requested source): the SNI, else the CONNECT
+		 * host when the hello names none or there is no hello.
+		 */
+		name = ar->ar_sni != NULL ? ar->ar_sni : ar->ar_host;
+		if (name == NULL)
+			return ACL_NO;
+		if (a->a_type == ACL_SSL_SERVER_NAME)
+			return acl_domain_match(a, name) ? ACL_YES : ACL_NO;
+		return acl_regex_match(ac, a, name) ? ACL_YES : ACL_NO;
+	case ACL_TLS_SNI_MATCH:
+		if (!ar->ar_hello)
+			return ACL_HELLO;
+		if (ar->ar_sni_match < 0 ||
+		    (size_t)ar->ar_sni_match >= nitems(acl_sni_matches))
+			return ACL_NO;
+		for (i = 0; i < a->a_nstrs; i++)
+			if (strcmp(a->a_strs[i],
+			    acl_sni_matches[ar->ar_sni_match]) == 0)
+				return ACL_YES;
+		return ACL_NO;
 	case ACL_METHOD:
 		for (i = 0; ar->ar_method != NULL && i < a->a_nstrs; i++)
 			if (strcmp(ar->ar_method, a->a_strs[i]) == 0)
@@ -1172,12 +1242,16 @@ acl_rule_match(const struct acl_conf *ac, const struct acl_rule *ru,
 
 	for (i = 0; i < ru->ru_nterms; i++) {
 		m = acl_match(ac, ru->ru_terms[i].at_acl, ar);
-		if (m != ACL_UNKNOWN && ru->ru_terms[i].at_negate)
+		if (m != ACL_UNKNOWN && m != ACL_HELLO &&
+		    ru->ru_terms[i].at_negate)
 			m = m == ACL_YES ? ACL_NO : ACL_YES;
 		if (m == ACL_NO)
 			return ACL_NO;
+		/* a helper or DNS is waited for before the hello */
 		if (m == ACL_UNKNOWN)
 			res = ACL_UNKNOWN;
+		else if (m == ACL_HELLO && res == ACL_YES)
+			res = ACL_HELLO;
 	}
 	return res;
 }
@@ -1186,7 +1260,11 @@ acl_rule_match(const struct acl_conf *ac, const struct acl_rule *ru,
  * First match wins.  A line that cannot be decided yet (a dst acl before
  * DNS, a helper still on its way) holds up the lines after it, unless
  * every undecided line above the first sure match has that line's action:
- * then the answer cannot change, and a denial needs no DNS query.
+ * then the answer cannot change, and a denial needs no DNS query.  A line
+ * that waits only for the ClientHello is undecided the same way, but is
+ * waited for last: ACL_HOLD once nothing else is missing, so that the
+ * tunnel is opened with the client's first bytes held (conn.c), and only
+ * when such a line could change the answer.
  */
 enum acl_verdict
 acl_check(const struct acl_conf *ac, const struct acl_request *ar,
@@ -1195,6 +1273,7 @@ acl_check(const struct acl_conf *ac, const struct acl_request *ar,
 	const struct acl_rule	*ru, *last = NULL;
 	enum acl_match		 m;
 	int			 unknown_allow = 0, unknown_deny = 0, allow;
+	int			 hello_allow = 0, hello_deny = 0;
 
 	*rule = acl_implicit_none;
 	if (ac == NULL || TAILQ_EMPTY(&ac->ac_rules))
@@ -1204,22 +1283,26 @@ acl_check(const struct acl_conf *ac, const struct acl_request *ar,
 		m = acl_rule_match(ac, ru, ar);
 		if (m == ACL_NO)
 			continue;
-		if (m == ACL_UNKNOWN) {
-			if (ru->ru_allow)
+		if (m == ACL_UNKNOWN || m == ACL_HELLO) {
+			if (m == ACL_HELLO)
+				*(ru->ru_allow ? &hello_allow : &hello_deny) = 1;
+			else if (ru->ru_allow)
 				unknown_allow = 1;
 			else
 				unknown_deny = 1;
 			continue;
 		}
-		if ((ru->ru_allow && unknown_deny) ||
-		    (!ru->ru_allow && unknown_allow))
-			return ACL_WAIT;
+		if ((ru->ru_allow && (unknown_deny || hello_deny)) ||
+		    (!ru->ru_allow && (unknown_allow || hello_allow)))
+			return unknown_allow || unknown_deny ? ACL_WAIT :
+			    ACL_HOLD;
 		*rule = ru->ru_text;
 		return ru->ru_allow ? ACL_ALLOW : ACL_DENY;
 	}
 	allow = !last->ru_allow;
-	if ((allow && unknown_deny) || (!allow && unknown_allow))
-		return ACL_WAIT;
+	if ((allow && (unknown_deny || hello_deny)) ||
+	    (!allow && (unknown_allow || hello_allow)))
+		return unknown_allow || unknown_deny ? ACL_WAIT : ACL_HOLD;
 	*rule = allow ? acl_implicit_allow : acl_implicit_deny;
 	return allow ? ACL_ALLOW : ACL_DENY;
 }

@@ -182,6 +182,8 @@ static const struct conf_directive conf_directives[] = {
 	{ "tls_peek", conf_flag, conf_dump_flag, 0, NULL,
 	    offsetof(struct conf, c_tls_peek), 0, 0, NULL },
 	CONF_TIME("tls_peek_timeout", c_tls_peek_timeout, CD_NONZERO),
+	{ "tls_hello_required", conf_flag, conf_dump_flag, 0, NULL,
+	    offsetof(struct conf, c_tls_hello_required), 0, 0, NULL },
 	{ "max_connections", conf_count, conf_dump_count, 0, NULL,
 	    offsetof(struct conf, c_max_connections), 0, 1000000, NULL },
 	{ "client_ip_max_connections", conf_count, conf_dump_count, 0, NULL,

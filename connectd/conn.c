@@ -289,7 +289,9 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 		break;
 	case CONN_RELAY:
 		if (peek_expire(c, now)) {
-			conn_timer_arm(c);
+			/* a held hello's end may have closed it (conn_hello) */
+			if (c->c_state == CONN_RELAY)
+				conn_timer_arm(c);
 			break;
 		}
 		conn_close(c, CLOSE_IDLE_TIMEOUT);
@@ -369,6 +371,9 @@ conn_go(struct conn *c, enum conn_state state)
 		break;
 	case CONN_RELAY:
 		relay_start(c);
+		/* a held hello pipelined after the head may be denied at once */
+		if (c->c_state != CONN_RELAY)
+			return;
 		break;
 	case CONN_FORWARD:
 		conn_timer_arm(c);
@@ -928,7 +933,33 @@ conn_external(void *arg, const char *helper, const char *data)
 	return helper_acl_answer(arg, helper, data);
 }
 
-/* Ask the rules, unless they have decided; a denial is a 403. */
+/* What the rules look at, as known now; the hello not yet (ar_hello 0). */
+static void
+conn_request(struct conn *c, struct acl_request *ar)
+{
+	struct logrec	*r = c->c_rec;
+
+	memset(ar, 0, sizeof(*ar));
+	ar->ar_client = &r->lr_client;
+	ar->ar_method = r->lr_method;
+	ar->ar_scheme = r->lr_scheme;
+	ar->ar_host = r->lr_host;
+	ar->ar_port = r->lr_port;
+	ar->ar_addrs = c->c_addrs;
+	ar->ar_naddrs = c->c_naddrs;
+	ar->ar_self = ifaddr_list(c->c_worker, &ar->ar_nself);
+	ar->ar_external = conn_external;
+	ar->ar_arg = c;
+	/* a request to forward has no tunnel, so no hello will come */
+	ar->ar_hello = r->lr_scheme != NULL;
+	ar->ar_sni_match = PEEK_MATCH_NONE;
+}
+
+/*
+ * Ask the rules, unless they have decided; a denial is a 403.  ACL_HOLD
+ * moves on as an allow does: the tunnel opens with its client's first
+ * bytes held (relay.c), and conn_hello() decides.
+ */
 static void
 conn_decide(struct conn *c)
 {
@@ -938,23 +969,62 @@ conn_decide(struct conn *c)
 
 	if (c->c_verdict != ACL_WAIT)
 		return;
-	memset(&ar, 0, sizeof(ar));
-	ar.ar_client = &r->lr_client;
-	ar.ar_method = r->lr_method;
-	ar.ar_scheme = r->lr_scheme;
-	ar.ar_host = r->lr_host;
-	ar.ar_port = r->lr_port;
-	ar.ar_addrs = c->c_addrs;
-	ar.ar_naddrs = c->c_naddrs;
-	ar.ar_self = ifaddr_list(c->c_worker, &ar.ar_nself);
-	ar.ar_external = conn_external;
-	ar.ar_arg = c;
+	conn_request(c, &ar);
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
 	if (c->c_verdict != ACL_DENY)
 		return;
 	/* the rule field says which line: no detail to repeat it */
 	r->lr_rule = strdup(rule != NULL ? rule : "denied");
 	conn_fail(c, 403, CLOSE_DENIED, NULL);
+}
+
+void
+conn_hello(struct conn *c)
+{
+	struct logrec		*r = c->c_rec;
+	const struct logtls	*t = r->lr_tls;
+	struct acl_request	 ar;
+	const char		*rule = NULL;
+	char			 sni[HOST_NAME_MAX_LEN + 2];
+	int			 complete;
+
+	if (!(c->c_flags & CONN_HOLD))
+		return;
+	c->c_flags &= ~CONN_HOLD;
+	/* closing anyway (peek_end() from conn_close()): nothing to decide */
+	if (c->c_state != CONN_RELAY)
+		return;
+	complete = t != NULL && t->lt_hello == PEEK_HELLO_COMPLETE;
+	if (!complete && c->c_conf->c_tls_hello_required) {
+		r->lr_rule = strdup("tls_hello_required on");
+		conn_close(c, CLOSE_DENIED);
+		return;
+	}
+	conn_request(c, &ar);
+	ar.ar_hello = 1;
+	if (complete) {
+		ar.ar_sni_match = t->lt_match;
+		/* a name too long for DNS matches no domain: none kept */
+		if (t->lt_has_sni && t->lt_sni_len < sizeof(sni)) {
+			memcpy(sni, t->lt_data, t->lt_sni_len);
+			sni[t->lt_sni_len] = '\0';
+			ar.ar_sni = sni;
+		}
+	}
+	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
+	if (c->c_verdict == ACL_ALLOW) {
+		relay_release(c);
+		return;
+	}
+	/*
+	 * ACL_WAIT here is a helper answer that was known before the hold
+	 * and is no longer (its cache entry went): a held tunnel does not
+	 * wait again, it is refused.  The client has had its 200: the line
+	 * keeps status 200 and says close denied with the rule.
+	 */
+	r->lr_rule = strdup(c->c_verdict == ACL_DENY && rule != NULL ? rule :
+	    "undecided after the hello");
+	conn_close(c, CLOSE_DENIED);
 }
 
 /*

@@ -242,6 +242,8 @@ struct conf {
 	int			 c_strip_query_terms;
 	int			 c_tls_peek;	/* peek.c: read the hellos */
 	double			 c_tls_peek_timeout; /* ... for at most this */
+	int			 c_tls_hello_required; /* a held tunnel with no
+						   complete hello is denied */
 	unsigned		 c_max_connections;	/* 0: from the fd limit */
 	unsigned		 c_client_ip_max_connections; /* 0: none */
 	char			*c_effective_user;	/* NULL: stay */
@@ -379,7 +381,8 @@ struct logrec {
 enum acl_verdict {
 	ACL_WAIT,	/* undecided: needs the addresses or a helper answer */
 	ACL_ALLOW,
-	ACL_DENY
+	ACL_DENY,
+	ACL_HOLD	/* undecided until the ClientHello is read */
 };
 
 /*
@@ -402,6 +405,12 @@ struct acl_request {
 	int			(*ar_external)(void *, const char *helper,
 				    const char *data);
 	void			*ar_arg;
+	/* the ClientHello (ssl::server_name, tls_sni_match): ar_hello 0
+	 * while it may still come; then ar_sni (NULL: none, or no hello)
+	 * and ar_sni_match (enum peek_match; PEEK_MATCH_NONE: no hello) */
+	int			 ar_hello;
+	const char		*ar_sni;
+	int			 ar_sni_match;
 };
 
 /* conn.c */
@@ -468,6 +477,9 @@ struct conn {
 #define CONN_PEEKED_UP		0x40	/* peek.c: the client's first bytes
 					   were read (or are not to be) */
 #define CONN_PEEKED_DOWN	0x80	/* the same for the server's */
+#define CONN_HOLD		0x100	/* relay.c: the client's bytes are
+					   held until its hello is read and
+					   the rules decide (conn_hello) */
 	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
@@ -746,6 +758,13 @@ void	 conn_io_init(struct conn *, conn_io_cb *, conn_io_cb *, conn_io_cb *,
 void	 conn_accept(struct worker *, int, const struct sockaddr_storage *,
 	    const struct sockaddr_storage *);
 void	 conn_close(struct conn *, enum close_reason);
+/*
+ * The client's hello is read (or will not be: not TLS, bad, too slow,
+ * ended) while CONN_HOLD: the rules decide again with it.  Allowed: the
+ * held bytes go (relay_release()); denied: conn_close(CLOSE_DENIED),
+ * nothing of them sent.  A no-op without CONN_HOLD.
+ */
+void	 conn_hello(struct conn *);
 void	 conn_wake(void *);
 void	 conn_timer_arm(struct conn *);
 void	 conn_shutdown_all(struct worker *);
@@ -809,6 +828,8 @@ void	 peek_end(struct conn *);
 
 /* relay.c */
 void	 relay_start(struct conn *);
+/* CONN_HOLD is over and allowed: write the held bytes, then relay. */
+void	 relay_release(struct conn *);
 void	 relay_free_buffers(struct conn *);
 
 /* resolve.c */

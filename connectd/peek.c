@@ -15,7 +15,10 @@
  * 8446 4.1.2, 4.1.3), and relay.c hands a copy of what it forwards to
  * peek_feed(), after the write, from the bytes it read anyway.  Nothing
  * waits for this file: bytes are never held, and the server may speak
- * first (ssh, smtp).
+ * first (ssh, smtp).  The one exception is a hold (CONN_HOLD, set
+ * by relay.c when a rule needs the hello): the client's bytes are
+ * then kept, not forwarded, until this reader is done, and
+ * peek_finish() tells conn_hello().
  *
  * A reader (lib/tlshello.h, about 700 bytes and its bounded buffer) is
  * allocated with the first bytes of its direction and freed as soon as
@@ -198,6 +201,9 @@ peek_finish(struct conn *c, int dir, enum peek_hello how)
 	free(p);
 	c->c_peek[dir] = NULL;
 	c->c_flags |= peek_flag[dir];
+	/* last: it may close the connection */
+	if (dir == PEEK_UP)
+		conn_hello(c);
 }
 
 void
@@ -227,6 +233,8 @@ peek_feed(struct conn *c, int dir, const void *data, size_t len)
 		if ((p = malloc(sizeof(*p))) == NULL) {
 			/* the line goes without: the relay must not */
 			c->c_flags |= peek_flag[dir];
+			if (dir == PEEK_UP)
+				conn_hello(c);
 			return;
 		}
 		tlshello_init(&p->pk_th, dir == PEEK_UP ? TLSHELLO_CLIENT :

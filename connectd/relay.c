@@ -15,7 +15,22 @@
  * the other side.  Only what the other side cannot take right away is
  * copied into a buffer of the tunnel's own, and reading from the source
  * stops until that buffer is written out: an idle tunnel holds none.
+ *
+ * A hold (CONN_HOLD, issue 13 step 3): when an http_access line that
+ * could change the answer needs the ClientHello (acl_check() said
+ * ACL_HOLD), the client's bytes are appended to c_up without starting
+ * its write watcher, and given to the hello reader, until the reader is
+ * done and conn_hello() decides: relay_release() then writes them out
+ * as any pending bytes, or the tunnel closes with nothing of them sent.
+ * It is a flag within CONN_RELAY, not a state of its own: the server's
+ * direction relays as usual meanwhile (a server may speak first), the
+ * 200, the timers and the half-closes are the relay's, and only where
+ * the client's bytes go differs; conn_go() still makes every state
+ * change (a denial is conn_close()).  The hold is bounded by the
+ * reader's own bounds (16 KiB, 64 records, tls_peek_timeout from the
+ * first byte) and by RELAY_HOLD_MAX, past which the reader is ended.
  */
+#define RELAY_HOLD_MAX	(32 * 1024)
 struct relay_dir {
 	int			  rd_from;
 	int			  rd_to;
@@ -124,6 +139,54 @@ relay_write(struct conn *c, struct relay_dir *d, const char *data, size_t len)
 	return 0;
 }
 
+/*
+ * Held client bytes: appended to c_up, not written.  Returns 0, or -1
+ * when the connection was closed.
+ */
+static int
+relay_hold(struct conn *c, const char *data, size_t len)
+{
+	struct relay_buf	*b = c->c_up, *nb;
+	size_t			 have = b != NULL ? b->rb_len : 0;
+
+	if (b == NULL || b->rb_cap - b->rb_len < len) {
+		if ((nb = realloc(b, sizeof(*nb) + have + len)) == NULL) {
+			conn_close(c, CLOSE_SERVER_RESET);
+			return -1;
+		}
+		if (b == NULL) {
+			nb->rb_off = nb->rb_len = 0;
+			nb->rb_reply = 0;
+		}
+		nb->rb_cap = have + len;
+		c->c_up = b = nb;
+	}
+	memcpy(b->rb_data + b->rb_len, data, len);
+	b->rb_len += len;
+	peek_feed(c, PEEK_UP, data, len);
+	/* the reader's bounds end it first; this one is a backstop */
+	if (c->c_state == CONN_RELAY && (c->c_flags & CONN_HOLD) &&
+	    c->c_up != NULL && c->c_up->rb_len >= RELAY_HOLD_MAX) {
+		peek_eof(c, PEEK_UP);
+		if (c->c_state == CONN_RELAY && (c->c_flags & CONN_HOLD))
+			conn_hello(c);
+	}
+	return c->c_state == CONN_RELAY ? 0 : -1;
+}
+
+void
+relay_release(struct conn *c)
+{
+	struct ev_loop	*loop = c->c_worker->w_loop;
+
+	c->c_flags &= ~CONN_HOLD;
+	if (c->c_up == NULL)
+		return;
+	/* as any pending write: reading resumes once it is out */
+	ev_io_stop(loop, &c->c_cread);
+	ev_io_start(loop, &c->c_swrite);
+}
+
 static void
 relay_read(struct conn *c, struct relay_dir *d)
 {
@@ -133,6 +196,10 @@ relay_read(struct conn *c, struct relay_dir *d)
 	n = read(d->rd_from, w->w_scratch, w->w_scratch_len);
 	if (n > 0) {
 		c->c_activity = ev_now(w->w_loop);
+		if (d->rd_peek == PEEK_UP && (c->c_flags & CONN_HOLD)) {
+			(void)relay_hold(c, w->w_scratch, (size_t)n);
+			return;
+		}
 		/*
 		 * The bytes go first; the hello reader gets the same scratch
 		 * bytes after, while it reads (peek.c): nothing waits for it.
@@ -151,6 +218,14 @@ relay_read(struct conn *c, struct relay_dir *d)
 	/* EOF: stop reading this side, pass the FIN on once flushed */
 	ev_io_stop(w->w_loop, d->rd_read);
 	peek_eof(c, d->rd_peek);
+	/* a held client that ended, with or without a byte: decide now */
+	if (d->rd_peek == PEEK_UP && (c->c_flags & CONN_HOLD) &&
+	    c->c_state == CONN_RELAY) {
+		c->c_flags |= CONN_PEEKED_UP;
+		conn_hello(c);
+	}
+	if (c->c_state != CONN_RELAY)
+		return;
 	c->c_flags |= d->rd_eof;
 	if (c->c_eof_reason == CLOSE_NONE) {
 		c->c_eof_reason = d->rd_from_eof;
@@ -228,13 +303,19 @@ relay_start(struct conn *c)
 
 	conn_io_init(c, relay_read_cb, relay_write_cb, relay_read_cb,
 	    relay_write_cb);
+	if (c->c_verdict == ACL_HOLD)
+		c->c_flags |= CONN_HOLD;
+	/* bytes pipelined after the head are held too; the reader may be
+	 * done with them at once, and conn_hello() release or close */
 	peek_start(c);
+	if (c->c_state != CONN_RELAY)
+		return;
 
 	if (c->c_down != NULL)
 		ev_io_start(loop, &c->c_cwrite);
 	else
 		ev_io_start(loop, &c->c_sread);
-	if (c->c_up != NULL)
+	if (c->c_up != NULL && !(c->c_flags & CONN_HOLD))
 		ev_io_start(loop, &c->c_swrite);
 	else
 		ev_io_start(loop, &c->c_cread);
