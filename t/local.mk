@@ -101,12 +101,12 @@ check-image:
 .PHONY: check-image
 
 check_PROGRAMS += t/unit-lib
-t_unit_lib_SOURCES = t/unit-lib.c
+t_unit_lib_SOURCES = t/unit-lib.c t/tap.h
 t_unit_lib_LDADD = lib/libshared.a -lm
 
 # t/unit-tlshello: lib/tlshello.c against t/fixtures/ja4/ (JA4 vectors)
 check_PROGRAMS += t/unit-tlshello
-t_unit_tlshello_SOURCES = t/unit-tlshello.c
+t_unit_tlshello_SOURCES = t/unit-tlshello.c t/tap.h
 t_unit_tlshello_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
 t_unit_tlshello_LDADD = lib/libtlshello.a lib/libshared.a $(JANSSON_LIBS) $(CRYPTO_LIBS)
 

@@ -31,40 +31,7 @@
 #include "timefmt.h"
 #include "util.h"
 
-static int	 tests, failed;
-
-static int	 ok(int, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
-
-static int
-ok(int cond, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	tests++;
-	if (!cond)
-		failed++;
-	printf("%sok %d - ", cond ? "" : "not ", tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	return cond;
-}
-
-/* ok() for two strings, showing both when they differ */
-static int
-is_str(const char *got, const char *want, const char *name)
-{
-	int	 res = got != NULL && strcmp(got, want) == 0;
-
-	ok(res, "%s", name);
-	if (!res)
-		printf("#      got: %s\n# expected: %s\n",
-		    got != NULL ? got : "(null)", want);
-	return res;
-}
+#include "tap.h"
 
 /* b holds exactly len bytes equal to want, NUL-terminated */
 static int
@@ -669,6 +636,5 @@ main(void)
 	test_timefmt();
 	test_ntop_v4();
 	test_net();
-	printf("1..%d\n", tests);
-	return failed != 0;
+	return done_testing();
 }

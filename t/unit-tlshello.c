@@ -19,40 +19,7 @@
 #include "tlshello.h"
 #include "util.h"
 
-static int	 tests, failed;
-
-static int	 ok(int, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
-
-static int
-ok(int cond, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	tests++;
-	if (!cond)
-		failed++;
-	printf("%sok %d - ", cond ? "" : "not ", tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	return cond;
-}
-
-/* ok() for two strings, showing both when they differ */
-static int
-is_str(const char *got, const char *want, const char *name)
-{
-	int	 res = got != NULL && want != NULL && strcmp(got, want) == 0;
-
-	ok(res, "%s", name);
-	if (!res)
-		printf("#      got: %s\n# expected: %s\n",
-		    got != NULL ? got : "(null)", want != NULL ? want : "(null)");
-	return res;
-}
+#include "tap.h"
 
 /* A deterministic generator (xorshift32), so that a failure repeats. */
 static uint32_t	 rnd_state = 2463534242u;
@@ -927,6 +894,5 @@ main(void)
 	test_not_tls();
 	test_mutations();
 	test_server();
-	printf("1..%d\n", tests);
-	return failed != 0;
+	return done_testing();
 }
