@@ -705,6 +705,24 @@ TEST_DNS = ("dns_nameservers", "127.0.0.1")
 TEST_SHUTDOWN = ("shutdown_lifetime", "0 seconds")
 
 
+def with_test_conf(text):
+    """text plus each line of $CONNECTD_TEST_CONF whose directive the text
+    does not name already: `make check-variant` runs part of the suite
+    again with, say, `workers 2` in every conf, while a test that sets the
+    directive itself keeps its own value."""
+    extra = os.environ.get("CONNECTD_TEST_CONF", "")
+    for line in extra.split(";"):
+        line = line.strip()
+        if not line:
+            continue
+        name = line.split()[0]
+        if not re.search(r"^\s*%s\b" % re.escape(name), text, re.M):
+            if not text.endswith("\n"):
+                text += "\n"
+            text += line + "\n"
+    return text
+
+
 class Connectd:
     """connectd on a free 127.0.0.1 port.
 
@@ -782,7 +800,7 @@ class Connectd:
         if conf is not None:
             self.conf = conf
         with open(self.conf_path, "w") as f:
-            f.write(self.render())
+            f.write(with_test_conf(self.render()))
 
     def start(self, tries=3):
         binpath = need_connectd()
