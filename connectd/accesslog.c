@@ -137,7 +137,8 @@ accesslog_takes(const struct access_log_conf *alc, const struct logrec *rec)
  * which would leave invalid JSON.
  */
 static void
-accesslog_write(const struct conf *conf, const struct logrec *rec)
+accesslog_write(struct sink_stage *st, const struct conf *conf,
+    const struct logrec *rec)
 {
 	struct access_log_conf	*alc, *next;
 	const struct logformat	*fmt, *cfmt = NULL;
@@ -163,7 +164,7 @@ accesslog_write(const struct conf *conf, const struct logrec *rec)
 			    &len)) == NULL)
 				sink_drop(alc->alc_sink);
 			else
-				sink_push(alc->alc_sink, line, len, 1);
+				sink_push(st, alc->alc_sink, line, len, 1);
 			continue;
 		}
 		/* the sink owns what it is given: copy if a later log reuses it */
@@ -180,7 +181,7 @@ accesslog_write(const struct conf *conf, const struct logrec *rec)
 			cached = NULL;
 			cfmt = NULL;
 		}
-		sink_push(alc->alc_sink, line, clen, 0);
+		sink_push(st, alc->alc_sink, line, clen, 0);
 	}
 	free(cached);
 }
@@ -195,7 +196,7 @@ accesslog_unpark(struct logpark *lp, int expired)
 	TAILQ_REMOVE(&w->w_parked, lp, lp_entry);
 	w->w_nparked--;
 	helper_log_fill(lp->lp_lookups, lp->lp_rec, expired);
-	accesslog_write(lp->lp_conf, lp->lp_rec);
+	accesslog_write(w->w_stage, lp->lp_conf, lp->lp_rec);
 	helper_log_free(lp->lp_lookups);
 	logrec_free(lp->lp_rec);
 	conf_unref(lp->lp_conf);
@@ -253,7 +254,7 @@ accesslog_submit(struct worker *w, struct conf *cf, struct logrec *rec,
 	}
 	if (hl != NULL)
 		helper_log_fill(hl, rec, 0);
-	accesslog_write(cf, rec);
+	accesslog_write(w->w_stage, cf, rec);
 	helper_log_free(hl);
 	logrec_free(rec);
 }

@@ -274,8 +274,8 @@ admin_accept_cb(EV_P_ ev_io *io, int revents)
 const char *
 admin_unready(struct worker *w)
 {
-	static char	 why[128];
-	const char	*name;
+	static __thread char	 why[128];	/* each worker's thread */
+	const char		*name;
 
 	if (w->w_stopping)
 		return "shutting down";
@@ -459,7 +459,7 @@ admin_route(struct admin_conn *ac, const struct admin_request *aq,
 		return 200;
 	}
 	if (admin_is(aq->aq_path, aq->aq_path_len, "/readyz")) {
-		if ((why = admin_unready(w)) != NULL) {
+		if ((why = worker_unready(w)) != NULL) {
 			(void)buf_addstr(body, "not ready: ");
 			(void)buf_addstr(body, why);
 			(void)buf_addstr(body, "\n");

@@ -110,6 +110,10 @@ static int	 conf_count(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_user(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
+static int	 conf_workers(struct conf_parse *,
+		    const struct conf_directive *, int, char **);
+static void	 conf_dump_workers(const struct conf *,
+		    const struct conf_directive *, FILE *);
 static int	 conf_interval(struct conf_parse *,
 		    const struct conf_directive *, int, char **);
 static int	 conf_hostname(struct conf_parse *,
@@ -189,6 +193,8 @@ static const struct conf_directive conf_directives[] = {
 	{ "client_ip_max_connections", conf_count, conf_dump_count, 0, NULL,
 	    offsetof(struct conf, c_client_ip_max_connections), 0, 1000000,
 	    NULL },
+	{ "workers", conf_workers, conf_dump_workers, 0, NULL, 0, 1,
+	    WORKERS_MAX, NULL },
 	{ "cache_effective_user", conf_user, conf_dump_user, 0, NULL, 0, 0, 0,
 	    NULL },
 	{ "external_acl_type", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
@@ -1268,6 +1274,42 @@ conf_count(struct conf_parse *p, const struct conf_directive *d, int argc,
 	return 0;
 }
 
+/*
+ * Squid's `workers N`: N event loops.  "auto" (not Squid's) is one per
+ * CPU this process may run on, counted when connectd starts
+ * (workers_count()); kept here as 0.
+ */
+static int
+conf_workers(struct conf_parse *p, const struct conf_directive *d, int argc,
+    char **argv)
+{
+	double	 v;
+
+	if (argc != 2)
+		return conf_error(p, "usage: %s NUMBER|auto", argv[0]);
+	if (strcasecmp(argv[1], "auto") == 0) {
+		p->cp_conf->c_workers = 0;
+		return 0;
+	}
+	if (conf_number(argv[1], strlen(argv[1]), &v) == -1 ||
+	    v != floor(v) || v < d->cd_min || v > d->cd_max)
+		return conf_error(p, "%s must be auto or a whole number from "
+		    "%.0f to %.0f", argv[0], d->cd_min, d->cd_max);
+	p->cp_conf->c_workers = (unsigned)v;
+	return 0;
+}
+
+/* Only when set: -t -v of a file without it prints what it always did. */
+static void
+conf_dump_workers(const struct conf *c, const struct conf_directive *d,
+    FILE *fp)
+{
+	if (c->c_workers == 0)
+		fprintf(fp, "%s auto\n", d->cd_name);
+	else if (c->c_workers != 1)
+		fprintf(fp, "%s %u\n", d->cd_name, c->c_workers);
+}
+
 /* on or off, as Squid writes them */
 static int
 conf_flag(struct conf_parse *p, const struct conf_directive *d, int argc,
@@ -1566,6 +1608,7 @@ conf_new(const char *name)
 	/* peek.c: read each tunnel's first bytes beside the relay */
 	c->c_tls_peek = 1;
 	c->c_tls_peek_timeout = 10;
+	c->c_workers = 1;
 	return c;
 }
 
@@ -1696,18 +1739,32 @@ conf_load(const char *path, struct conf **confp, char *err, size_t errlen)
 	return -1;
 }
 
+/*
+ * The count is atomic: each worker's connections take and drop
+ * references in its own thread.  What the last one does is worker.c's
+ * call (worker_conf_dead()): only the main thread closes log outputs.
+ */
 struct conf *
 conf_ref(struct conf *c)
 {
-	c->c_refcnt++;
+	__atomic_add_fetch(&c->c_refcnt, 1, __ATOMIC_RELAXED);
 	return c;
 }
 
 void
 conf_unref(struct conf *c)
 {
-	if (c == NULL || --c->c_refcnt > 0)
+	if (c == NULL || __atomic_sub_fetch(&c->c_refcnt, 1,
+	    __ATOMIC_ACQ_REL) > 0)
 		return;
+	if (worker_conf_dead(c) == 0)
+		return;
+	conf_destroy(c);
+}
+
+void
+conf_destroy(struct conf *c)
+{
 	accesslog_close(c);
 	conf_free(c);
 }

@@ -482,7 +482,7 @@ conn_uncount(struct conn *c)
 	if (!(c->c_flags & CONN_COUNTED))
 		return;
 	c->c_flags &= ~CONN_COUNTED;
-	w->w_counted--;
+	worker_count(w, -1);
 	limit_client_del(w, &c->c_rec->lr_client);
 	listener_limit(w);
 }
@@ -760,7 +760,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
 	w->w_stats.st_accepted++;
 	w->w_stats.st_active++;
-	w->w_counted++;
+	worker_count(w, 1);
 	c->c_flags |= CONN_COUNTED;
 	listener_limit(w);
 	n = limit_client_add(w, peer);

@@ -14,7 +14,6 @@
 
 #include "connectd.h"
 
-#define SCRATCH_LEN		(256 * 1024)
 #define SINK_FLUSH_TIMEOUT	5.0
 
 static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
@@ -27,21 +26,41 @@ usage(void)
 	exit(2);
 }
 
+/* SIGUSR1 and exit: the counters of every worker, summed. */
 static void
 stats_log(struct worker *w)
 {
-	struct stats	*st = &w->w_stats;
+	struct metrics_view	 v;
+	struct stats		*st = &v.v_stats;
+	char			 by[256];
+	size_t			 n = 0;
+	unsigned		 i;
+	int			 k;
 
+	(void)wgroup_view(w->w_group, &v);
+	by[0] = '\0';
+	/* with workers: which loop took how many (SO_REUSEPORT's spread) */
+	for (i = 0; v.v_nworkers > 1 && i < v.v_nworkers && n < sizeof(by);
+	    i++) {
+		k = snprintf(by + n, sizeof(by) - n, "%s%llu", i ? "/" : "",
+		    (unsigned long long)v.v_accepted[i]);
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
 	log_info("stats: accepted %llu, active %llu, tunnels %llu, "
-	    "refused %llu, accept errors %llu, bytes up %llu, down %llu",
+	    "refused %llu, accept errors %llu, bytes up %llu, down %llu%s%s",
 	    (unsigned long long)st->st_accepted,
 	    (unsigned long long)st->st_active,
 	    (unsigned long long)st->st_tunnels,
 	    (unsigned long long)st->st_refused,
 	    (unsigned long long)st->st_accept_errors,
 	    (unsigned long long)st->st_bytes_up,
-	    (unsigned long long)st->st_bytes_down);
+	    (unsigned long long)st->st_bytes_down,
+	    by[0] != '\0' ? ", accepted by worker " : "", by);
+	metrics_view_free(&v);
 	helper_stats_log(w);
+	wgroup_stats(w->w_group);
 	sink_stats_log();
 }
 
@@ -54,6 +73,7 @@ reload(struct worker *w)
 {
 	struct conf	*conf = NULL, *old = w->w_conf;
 	char		 err[ERRBUF_LEN], err2[ERRBUF_LEN];
+	unsigned	 n = wgroup_size(w->w_group);
 
 	w->w_metrics.m_reloads++;
 	w->w_metrics.m_reload_failed = 1;
@@ -61,6 +81,15 @@ reload(struct worker *w)
 		w->w_metrics.m_reload_failures++;
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
+		return;
+	}
+	/* as Squid: the number of workers is set at start (a restart) */
+	if (workers_count(conf) != n) {
+		w->w_metrics.m_reload_failures++;
+		log_warnx("reload refused, keeping the running configuration: "
+		    "workers %u: running %u; changing workers needs a restart",
+		    workers_count(conf), n);
+		conf_unref(conf);
 		return;
 	}
 	if (accesslog_open(conf, err, sizeof(err)) == -1 ||
@@ -71,7 +100,7 @@ reload(struct worker *w)
 		conf_unref(conf);
 		return;
 	}
-	if (listener_sync(w, conf, err, sizeof(err)) == -1) {
+	if (wgroup_listen(w->w_group, conf, err, sizeof(err)) == -1) {
 		/* the metrics_port goes back where it was */
 		if (admin_sync(w, old, err2, sizeof(err2)) == -1)
 			log_warnx("%s", err2);
@@ -82,6 +111,7 @@ reload(struct worker *w)
 		return;
 	}
 	w->w_metrics.m_reload_failed = 0;
+	wgroup_reload(w->w_group, conf);
 	resolve_reconfigure(w, conf);
 	helper_sync(w, conf);
 	w->w_conf = conf;
@@ -92,26 +122,13 @@ reload(struct worker *w)
 	log_info("configuration reloaded from %s", conf->c_path);
 }
 
-/*
- * The end of every loop turn, before the loop sleeps: the safe point for
- * work that must not run inside another module's callback.  Helper
- * answers wake connections and complete log lines; connections closed
- * during the turn are freed; the turn's log lines go to the writers.
- */
-static void
-worker_turn_end_cb(EV_P_ ev_prepare *p, int revents)
-{
-	struct worker	*w = p->data;
-
-	helper_ready_run(w);
-	conn_reap(w);
-	sink_kick_all();
-}
-
 static void
 shutdown_timer_cb(EV_P_ ev_timer *t, int revents)
 {
-	conn_shutdown_all(t->data);
+	struct worker	*w = t->data;
+
+	wgroup_stop(w->w_group, 1);
+	conn_shutdown_all(w);
 	ev_break(EV_A, EVBREAK_ALL);
 }
 
@@ -138,6 +155,7 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 		 */
 		w->w_stopping = 1;
 		listener_close_all(w);
+		wgroup_stop(w->w_group, 0);
 		conn_drain(w);
 		grace = w->w_conf->c_shutdown_lifetime;
 		/*
@@ -150,6 +168,8 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 		    (unsigned long long)((grace > 0. ? grace : 0.) +
 		    SINK_FLUSH_TIMEOUT + 5.) * 1000000ULL);
 		if (TAILQ_EMPTY(&w->w_conns) || grace <= 0.) {
+			if (grace <= 0.)
+				wgroup_stop(w->w_group, 1);
 			conn_shutdown_all(w);
 			ev_break(EV_A, EVBREAK_ALL);
 			return;
@@ -188,60 +208,10 @@ raise_nofile(void)
 	}
 }
 
-static struct worker *
-worker_create(struct conf *conf)
-{
-	struct worker	*w;
-	char		 err[ERRBUF_LEN];
-
-	if ((w = calloc(1, sizeof(*w))) == NULL)
-		fatal("calloc");
-	if ((w->w_loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
-		fatalx("cannot initialise the event loop");
-	metrics_init(w);
-	w->w_conf = conf;
-	/* the prefix of every line's uid: unique to this worker's life */
-	if (logrec_instance(w->w_instance, sizeof(w->w_instance)) == -1)
-		log_warnx("getrandom failed: line uids come from the time");
-	w->w_scratch_len = SCRATCH_LEN;
-	if ((w->w_scratch = malloc(w->w_scratch_len)) == NULL)
-		fatal("malloc");
-	TAILQ_INIT(&w->w_conns);
-	TAILQ_INIT(&w->w_closed);
-	TAILQ_INIT(&w->w_listeners);
-	TAILQ_INIT(&w->w_parked);
-	ev_prepare_init(&w->w_turn_end, worker_turn_end_cb);
-	w->w_turn_end.data = w;
-	ev_prepare_start(w->w_loop, &w->w_turn_end);
-	w->w_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	w->w_auto_max = limit_auto_max();
-	if (resolve_init(w, conf, err, sizeof(err)) == -1)
-		fatalx("%s", err);
-	ifaddr_init(w);
-	return w;
-}
-
-static void
-worker_free(struct worker *w)
-{
-	ev_prepare_stop(w->w_loop, &w->w_turn_end);
-	listener_close_all(w);
-	forward_pool_free(w);
-	admin_free(w);
-	metrics_free(w);
-	limit_free(w);
-	ifaddr_free(w);
-	resolve_free(w);
-	if (w->w_spare_fd != -1)
-		close(w->w_spare_fd);
-	conf_unref(w->w_conf);
-	free(w->w_scratch);
-	free(w);
-}
-
 int
 main(int argc, char *argv[])
 {
+	struct wgroup	*g;
 	struct worker	*w;
 	struct conf	*conf = NULL;
 	const char	*path = CONNECTD_CONF;
@@ -298,18 +268,26 @@ main(int argc, char *argv[])
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
 		fatalx("c-ares initialisation failed");
 
-	w = worker_create(conf);
+	/* built once here, before any worker thread renders with them */
+	(void)logformat_builtin("json");
+	(void)logformat_builtin("squid");
+	g = wgroup_new(conf);
+	w = wgroup_worker(g, 0);
+	conf_unref(conf);	/* each worker holds its own reference */
 	/* before the writer threads: the opener is a plain fork */
 	if (opener_start(conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	if (accesslog_open(conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
-	if (listener_sync(w, conf, err, sizeof(err)) == -1)
+	if (wgroup_listen(g, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	w->w_listening = 1;
 	if (admin_sync(w, conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	if (limit_drop_privileges(conf, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	/* after the privilege drop: no thread of ours ever runs as root */
+	if (wgroup_start(g, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	helper_sync(w, conf);
 	/* only /readyz needs a helper to have answered before any request */
@@ -337,19 +315,26 @@ main(int argc, char *argv[])
 	sdnotify("READY=1\nSTATUS=accepting connections");
 
 	ev_run(w->w_loop, 0);
+	/*
+	 * Worker 0 is done; the others may still drain: the loop goes on
+	 * (signals, their conf releases) until each has ended its own.
+	 */
+	while (wgroup_running(g) > 0)
+		ev_run(w->w_loop, EVRUN_ONCE);
 
 	/* every tunnel gets its line, then every line waiting for helpers */
 	conn_shutdown_all(w);
 	accesslog_shutdown(w);
 	conn_reap(w);
 	helper_shutdown(w);
+	worker_flush(w);
 	stats_log(w);
 	ev_timer_stop(w->w_loop, &shutdown_timer);
 	ev_signal_stop(w->w_loop, &sig_term);
 	ev_signal_stop(w->w_loop, &sig_int);
 	ev_signal_stop(w->w_loop, &sig_hup);
 	ev_signal_stop(w->w_loop, &sig_usr1);
-	worker_free(w);
+	wgroup_free(g);
 	sink_flush_all(SINK_FLUSH_TIMEOUT);
 	ares_library_cleanup();
 	log_info("exiting");

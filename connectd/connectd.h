@@ -27,6 +27,7 @@
 #define REQUEST_HEADER_MAX	(16 * 1024)
 #define ERRBUF_LEN		512
 #define LOGREC_INSTANCE_LEN	17	/* 16 hex digits and the NUL */
+#define WORKERS_MAX		256	/* `workers N`: the most N */
 #define LOGREC_POD_RAW_MAX	1024	/* pod_raw is cut here (bytes) */
 
 /* ---------------------------------------------------------------- types */
@@ -220,7 +221,8 @@ struct access_log_conf {
 };
 
 struct conf {
-	int			 c_refcnt;
+	int			 c_refcnt;	/* atomic: any worker's thread */
+	struct conf		*c_dead_next;	/* worker.c: freed at turn end */
 	char			*c_path;
 	TAILQ_HEAD(, listen_conf) c_listens;
 	TAILQ_HEAD(, logformat_conf) c_logformats;
@@ -246,6 +248,7 @@ struct conf {
 						   complete hello is denied */
 	unsigned		 c_max_connections;	/* 0: from the fd limit */
 	unsigned		 c_client_ip_max_connections; /* 0: none */
+	unsigned		 c_workers;	/* event loops; 0: auto */
 	char			*c_effective_user;	/* NULL: stay */
 	struct helper_conf	*c_helpers;	/* helper.c: external_acl_type */
 	struct listen_conf	*c_metrics;	/* metrics_port; NULL: none */
@@ -511,6 +514,8 @@ struct listener {
 	TAILQ_ENTRY(listener)	 l_entry;
 };
 
+TAILQ_HEAD(listener_list, listener);
+
 struct stats {
 	uint64_t		 st_accepted;
 	uint64_t		 st_active;
@@ -536,7 +541,20 @@ struct metrics_hist {
 	double			 mh_sum;
 };
 
-struct metrics_lines;	/* lines by kind, status and close reason */
+/* lines by kind, status and close reason */
+struct metrics_line {
+	uint8_t			 ml_kind;
+	uint8_t			 ml_reason;
+	uint16_t		 ml_status;
+	uint64_t		 ml_count;
+};
+
+/* Kept sorted, so that the output is stable; a few dozen entries. */
+struct metrics_lines {
+	struct metrics_line	*mls_v;
+	size_t			 mls_n;
+	size_t			 mls_cap;
+};
 
 /* helper_pool.c: one external_acl_type's counts, for metrics.c */
 struct helper_counts {
@@ -579,14 +597,43 @@ struct admin_request {
 };
 
 /*
- * One event loop and everything that lives on it.  There is one worker
- * today; the type exists so that several loops can come later, and
- * every function that needs the loop's state is given the worker.
+ * metrics.c: what /metrics and SIGUSR1 report, taken from one worker in
+ * its own thread (metrics_snapshot()) and summed by the main thread
+ * (metrics_view_add()): nothing is read across threads while it moves.
+ */
+struct metrics_vhelper {
+	char			*vh_name;
+	struct helper_counts	 vh_counts;
+};
+
+struct metrics_view {
+	struct stats		 v_stats;
+	struct metrics		 v_m;		/* v_m.m_lines: v_lines */
+	struct metrics_lines	*v_lines;
+	uint64_t		 v_states[CONN_CLOSED];
+	uint64_t		 v_tunnels;	/* in CONN_RELAY */
+	uint64_t		 v_peek;	/* hello readers allocated */
+	uint64_t		 v_parked;
+	struct metrics_vhelper	*v_helpers;
+	size_t			 v_nhelpers;
+	char			 v_unready[128]; /* why /readyz says 503;
+						   "": ready */
+	uint64_t		 v_accepted[WORKERS_MAX]; /* by worker */
+	unsigned		 v_nworkers;
+};
+
+/*
+ * One event loop and everything that lives on it.  With `workers N`
+ * there are N, each in its own thread (worker 0 in the main thread);
+ * every function that needs the loop's state is given the worker, and
+ * nothing on a connection's path is shared with another worker.
  */
 struct logpark;
 struct ifaddr_set;
 struct pconn_pool;
 struct admin;
+struct wgroup;
+struct sink_stage;
 struct worker {
 	struct ev_loop		*w_loop;
 	struct conf		*w_conf;	/* current configuration */
@@ -619,6 +666,21 @@ struct worker {
 	struct stats		 w_stats;
 	struct metrics		 w_metrics;
 	struct admin		*w_admin;	/* admin.c: metrics_port */
+	/* worker.c: the other loops, and what crosses between threads */
+	unsigned		 w_index;	/* 0: the main thread's */
+	struct wgroup		*w_group;
+	struct sink_stage	*w_stage;	/* sink.c: the turn's lines */
+	struct conf		*w_dead;	/* confs to free at turn end */
+	ev_async		 w_ctl;		/* messages from the main thread */
+	ev_timer		 w_grace;	/* shutdown_lifetime (workers) */
+	int			 w_msgs;	/* WMSG_*, under the group lock */
+	struct conf		*w_newconf;	/* WMSG_CONF: a reference */
+	struct listener_list	 w_addl;	/* WMSG_CONF: listeners to add */
+	struct listener_list	 w_dell;	/* WMSG_CONF: addresses to drop */
+	struct metrics_view	 w_view;	/* WMSG_SNAP's answer */
+	int			 w_view_busy;	/* asked, not answered */
+	int			 w_exited;	/* its loop ended (group lock) */
+	char			 w_unready[128];
 };
 
 /* ----------------------------------------------------------- prototypes */
@@ -628,7 +690,10 @@ int	 conf_load(const char *, struct conf **, char *, size_t);
 int	 conf_load_buffer(const char *, const char *, size_t, struct conf **,
 	    char *, size_t);
 struct conf *conf_ref(struct conf *);
+/* Drop a reference; the last one frees it (see worker_conf_dead()). */
 void	 conf_unref(struct conf *);
+/* Close c's logs and free it, now: the main thread, no references. */
+void	 conf_destroy(struct conf *);
 int	 conf_parse_time(const char *, double *);
 int	 conf_parse_addrport(const char *, struct sockaddr_storage *,
 	    socklen_t *, char *, size_t);
@@ -742,6 +807,52 @@ int	 httpmsg_chunked_last(const char *, size_t);
 void	 httpmsg_body_init(struct http_body *, enum http_body_kind, int64_t);
 ssize_t	 httpmsg_body(struct http_body *, const char *, size_t);
 
+/* worker.c: the event loops (`workers N`), one a thread */
+/* N for `workers`: auto is the CPUs this process may run on. */
+unsigned workers_count(const struct conf *);
+/*
+ * The group of cf's workers_count() workers, each with its loop, DNS
+ * channel and scratch buffer (worker_create()); worker 0 is the main
+ * thread's.  Exits on failure.
+ */
+struct wgroup *wgroup_new(struct conf *);
+struct worker *worker_create(struct conf *, struct wgroup *, unsigned);
+void	 worker_free(struct worker *);
+unsigned wgroup_size(const struct wgroup *);
+struct worker *wgroup_worker(struct wgroup *, unsigned);
+/* Bind cf's http_ports for every worker; -1 and err: nothing changed. */
+int	 wgroup_listen(struct wgroup *, struct conf *, char *, size_t);
+/* Start the threads of workers 1..N-1; 0, or -1 and err. */
+int	 wgroup_start(struct wgroup *, char *, size_t);
+/* Reload: workers 1..N-1 adopt cf at their next turn (a reference each). */
+void	 wgroup_reload(struct wgroup *, struct conf *);
+/* SIGTERM to workers 1..N-1: drain (now: close everything). */
+void	 wgroup_stop(struct wgroup *, int);
+/* SIGUSR1 to workers 1..N-1: each logs its helper pools' counts. */
+void	 wgroup_stats(struct wgroup *);
+/* How many of workers 1..N-1 still run their loop. */
+unsigned wgroup_running(struct wgroup *);
+/* At exit, once none runs: join the threads, free every worker. */
+void	 wgroup_free(struct wgroup *);
+/*
+ * Every worker's counters summed into v (worker 0's own and the
+ * others' taken in their threads); the caller frees v with
+ * metrics_view_free().  Returns how many workers did not answer.
+ */
+unsigned wgroup_view(struct wgroup *, struct metrics_view *);
+/* /readyz: why not ready (any worker), or NULL. */
+const char *worker_unready(struct worker *);
+/* conf.c: c's last reference went; 0 if freed later, -1: free it now. */
+int	 worker_conf_dead(struct conf *);
+/* Hand the turn's lines over, then free the confs that died in it. */
+void	 worker_flush(struct worker *);
+/* One connection more (1) or fewer (-1) against max_connections. */
+void	 worker_count(struct worker *, int);
+/* Connections counted against max_connections, all workers. */
+unsigned worker_counted(const struct worker *);
+/* Send msg (WMSG_* in worker.c) to w's loop. */
+void	 worker_post(struct worker *, int);
+
 /* listener.c */
 /* A listening socket on ss, non-blocking; -1 with errno. */
 int	 listener_bind(const struct sockaddr_storage *, socklen_t);
@@ -750,6 +861,18 @@ void	 listener_limit(struct worker *);
 void	 listener_pause(struct worker *);
 void	 listener_resume(struct worker *);
 void	 listener_close_all(struct worker *);
+/*
+ * workers > 1 (main thread): a SO_REUSEPORT socket per worker for each
+ * new http_port of cf, in worker order, steered by client address
+ * (a classic BPF program); add[i] gets worker i's new listeners, del[i]
+ * the addresses it must drop.  -1 and err: nothing changed.
+ */
+int	 listener_group_sync(unsigned, struct conf *, struct listener_list *,
+	    struct listener_list *, char *, size_t);
+/* In w's thread: watch the listeners of add, close those del names. */
+void	 listener_adopt(struct worker *, struct listener_list *,
+	    struct listener_list *);
+void	 listener_list_free(struct listener_list *);
 
 /* conn.c */
 typedef void conn_io_cb(struct ev_loop *, ev_io *, int);
@@ -796,7 +919,14 @@ void	 forward_end(struct conn *, int, struct buf *);
 void	 forward_free(struct conn *);
 
 /* limit.c */
+/*
+ * The count of ss's connections with this one, in w's table, or in one
+ * table for the process under a mutex once limit_share() was called
+ * (the BPF steering could not be attached).
+ */
 unsigned limit_client_add(struct worker *, const struct sockaddr_storage *);
+/* Before the workers start: one table for all (see above). */
+void	 limit_share(void);
 void	 limit_client_del(struct worker *, const struct sockaddr_storage *);
 void	 limit_free(struct worker *);
 unsigned limit_auto_max(void);
@@ -926,22 +1056,33 @@ char	*logformat_render_fit(const struct logformat *, const struct logrec *,
 
 /*
  * sink.c: log outputs, each with a writer thread behind a bounded queue.
- * Everything but sink_stats() and sink_name() is for the loop thread.
+ * Opening, releasing and listing them is for the main thread; a worker
+ * stages its lines (sink_push(), no lock) and hands them over once per
+ * loop turn (sink_stage_flush(), a lock per output).
  */
 /* Open (or share: same destination, same kind) the output alc names. */
 struct sink *sink_open(const struct access_log_conf *, char *, size_t);
 void	 sink_release(struct sink *);
+/* A worker's staging area (worker_create()); NULL if out of memory. */
+struct sink_stage *sink_stage_new(void);
+/* Hand over what is staged, then free it. */
+void	 sink_stage_free(struct sink_stage *);
 /*
- * Queue a line (malloc'd, with its newline; the sink owns it), or drop
- * and count it if the queue is full.  truncated: the line was shortened
+ * Stage a line (malloc'd, with its newline; the sink owns it) for the
+ * end of the turn; the output must stay open until then (worker.c
+ * frees a conf only after the flush).  truncated: the line was shortened
  * to fit (logformat_render_fit()), and is counted as such.
  */
-void	 sink_push(struct sink *, char *, size_t, int);
+void	 sink_push(struct sink_stage *, struct sink *, char *, size_t, int);
+/*
+ * The end of the turn: each output gets its staged lines in one batch,
+ * in order, or drops and counts them if its queue is full.
+ */
+void	 sink_stage_flush(struct sink_stage *);
 /* Count a line that could not be made to fit the output as dropped. */
 void	 sink_drop(struct sink *);
 /* The longest line, newline included, the output takes; 0: any. */
 size_t	 sink_line_max(const struct sink *);
-void	 sink_kick_all(void);
 /* SIGUSR1: files are reopened; a network output retries at once. */
 void	 sink_reopen_all(void);
 void	 sink_flush_all(double);
@@ -961,6 +1102,11 @@ void	 metrics_observe(struct metrics_hist *, double);
  * text must not be served.
  */
 int	 metrics_render(struct worker *, struct buf *);
+/* w's counters now, in w's thread, into v (its old contents freed). */
+void	 metrics_snapshot(struct worker *, struct metrics_view *);
+/* Add s to d (d owns what it copies). */
+void	 metrics_view_add(struct metrics_view *, const struct metrics_view *);
+void	 metrics_view_free(struct metrics_view *);
 
 /* admin.c: the metrics_port listener: /metrics, /healthz, /readyz */
 /*

@@ -191,7 +191,9 @@ struct helper_child {
 	ev_io			 hc_wio;
 	ev_io			 hc_rio;
 	ev_io			 hc_eio;
-	ev_child		 hc_cw;
+	ev_child		 hc_cw;		/* the default loop (workers 1) */
+	ev_io			 hc_pidio;	/* another loop: its pidfd */
+	int			 hc_pidfd;
 	ev_timer		 hc_kill;
 	ev_tstamp		 hc_started;
 	struct buf		 hc_wbuf;	/* request lines not yet written */

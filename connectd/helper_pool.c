@@ -1,5 +1,6 @@
 /* helper_pool.c: the children of each external_acl_type: spawn, pipes, channel IDs, queue, restarts, reloads */
 #include <sys/types.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -25,6 +26,8 @@ static void	helper_child_read_cb(EV_P_ ev_io *, int);
 static void	helper_child_write_cb(EV_P_ ev_io *, int);
 static void	helper_child_err_cb(EV_P_ ev_io *, int);
 static void	helper_child_exit_cb(EV_P_ ev_child *, int);
+static void	helper_child_watch(struct helper_child *);
+static void	helper_child_unwatch(struct helper_child *);
 static void	helper_child_kill_cb(EV_P_ ev_timer *, int);
 static void	helper_pool_timer_cb(EV_P_ ev_timer *, int);
 static void	helper_pool_dispatch(struct helper_pool *);
@@ -211,7 +214,7 @@ helper_child_spawn(struct helper_pool *hp)
 	hc->hc_cw.data = hc->hc_kill.data = hc;
 	ev_io_start(POOL_LOOP(hp), &hc->hc_rio);
 	ev_io_start(POOL_LOOP(hp), &hc->hc_eio);
-	ev_child_start(POOL_LOOP(hp), &hc->hc_cw);
+	helper_child_watch(hc);
 	TAILQ_INSERT_TAIL(&hp->hp_children, hc, hc_entry);
 	hp->hp_nrunning++;
 	hp->hp_st.hs_spawned++;
@@ -240,6 +243,64 @@ helper_child_spawn(struct helper_pool *hp)
 }
 
 static void
+helper_pidfd_cb(EV_P_ ev_io *io, int revents)
+{
+	struct helper_child	*hc = io->data;
+	int			 st = 0;
+
+	ev_io_stop(EV_A, io);
+	/* 0x7f00: no status (another thread's waitpid took it), "gone" */
+	if (waitpid(hc->hc_pid, &st, WNOHANG) <= 0)
+		st = 0x7f00;
+	hc->hc_cw.rstatus = st;
+	helper_child_exit_cb(EV_A, &hc->hc_cw, 0);
+}
+
+/*
+ * Learn of the child's exit.  libev's child watchers work in the
+ * default loop only (ev(3), "ev_child"), which reaps every child; a
+ * worker's loop of `workers N` (worker.c) watches a pidfd instead
+ * (pidfd_open(2), Linux 5.3): readable once the child has exited.
+ */
+static void
+helper_child_watch(struct helper_child *hc)
+{
+	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
+
+	hc->hc_pidfd = -1;
+	if (ev_is_default_loop(loop)) {
+		ev_child_start(loop, &hc->hc_cw);
+		return;
+	}
+	if ((hc->hc_pidfd = (int)syscall(SYS_pidfd_open, hc->hc_pid, 0)) ==
+	    -1) {
+		log_warn("helper %s[%ld]: pidfd_open",
+		    hc->hc_pool->hp_def->hd_name, (long)hc->hc_pid);
+		return;
+	}
+	(void)fcntl(hc->hc_pidfd, F_SETFD, FD_CLOEXEC);
+	ev_io_init(&hc->hc_pidio, helper_pidfd_cb, hc->hc_pidfd, EV_READ);
+	hc->hc_pidio.data = hc;
+	ev_io_start(loop, &hc->hc_pidio);
+}
+
+static void
+helper_child_unwatch(struct helper_child *hc)
+{
+	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
+
+	if (ev_is_default_loop(loop)) {
+		ev_child_stop(loop, &hc->hc_cw);
+		return;
+	}
+	if (hc->hc_pidfd == -1)
+		return;
+	ev_io_stop(loop, &hc->hc_pidio);
+	close(hc->hc_pidfd);
+	hc->hc_pidfd = -1;
+}
+
+static void
 helper_child_free(struct helper_child *hc)
 {
 	struct ev_loop	*loop = POOL_LOOP(hc->hc_pool);
@@ -247,7 +308,7 @@ helper_child_free(struct helper_child *hc)
 	ev_io_stop(loop, &hc->hc_rio);
 	ev_io_stop(loop, &hc->hc_wio);
 	ev_io_stop(loop, &hc->hc_eio);
-	ev_child_stop(loop, &hc->hc_cw);
+	helper_child_unwatch(hc);
 	ev_timer_stop(loop, &hc->hc_kill);
 	helper_close(&hc->hc_in);
 	helper_close(&hc->hc_out);
@@ -719,7 +780,7 @@ helper_child_exit_cb(EV_P_ ev_child *cw, int revents)
 	char			 why[64];
 	int			 st = cw->rstatus;
 
-	ev_child_stop(EV_A, cw);
+	helper_child_unwatch(hc);
 	helper_child_err_drain(hc);
 	helper_child_err_line(hc);
 	if (WIFEXITED(st))
@@ -822,7 +883,7 @@ helper_pool_kill_all(struct helper_pool *hp)
 	ev_timer_stop(POOL_LOOP(hp), &hp->hp_timer);
 	TAILQ_FOREACH(hc, &hp->hp_children, hc_entry) {
 		helper_close(&hc->hc_in);
-		ev_child_stop(POOL_LOOP(hp), &hc->hc_cw);
+		helper_child_unwatch(hc);
 	}
 	for (i = 0; i < 50; i++) {
 		left = 0;

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,39 @@ struct limit_client {
 struct limit_table {
 	struct htab		 lt_table;
 };
+
+/*
+ * With workers, the kernel steers every connection of a client address
+ * to one worker (listener.c's BPF program), so each worker's own table
+ * is exact.  Without that steering the workers share one table, locked
+ * at accept and at close only.
+ */
+static int		 limit_shared;
+static struct limit_table *limit_shared_table;
+static pthread_mutex_t	 limit_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+void
+limit_share(void)
+{
+	limit_shared = 1;
+}
+
+static struct limit_table **
+limit_table_of(struct worker *w)
+{
+	if (limit_shared) {
+		pthread_mutex_lock(&limit_mtx);
+		return &limit_shared_table;
+	}
+	return &w->w_clients;
+}
+
+static void
+limit_table_done(void)
+{
+	if (limit_shared)
+		pthread_mutex_unlock(&limit_mtx);
+}
 
 static int
 limit_match(const struct hnode *n, const void *key)
@@ -52,46 +86,55 @@ limit_find(struct limit_table *lt, const struct in6_addr *key, uint64_t hash)
 unsigned
 limit_client_add(struct worker *w, const struct sockaddr_storage *ss)
 {
+	struct limit_table	**ltp = limit_table_of(w);
 	struct limit_client	*lc;
 	struct in6_addr		 key;
 	uint64_t		 hash;
+	unsigned		 n = 0;
 
-	if (w->w_clients == NULL) {
-		if ((w->w_clients = calloc(1, sizeof(*w->w_clients))) == NULL)
-			return 0;
-		if (htab_init(&w->w_clients->lt_table, 1024) == -1) {
-			free(w->w_clients);
-			w->w_clients = NULL;
-			return 0;
+	if (*ltp == NULL) {
+		if ((*ltp = calloc(1, sizeof(**ltp))) == NULL)
+			goto done;
+		if (htab_init(&(*ltp)->lt_table, 1024) == -1) {
+			free(*ltp);
+			*ltp = NULL;
+			goto done;
 		}
 	}
 	(void)addr_key(ss, &key);
 	hash = hash_bytes(&key, sizeof(key));
-	if ((lc = limit_find(w->w_clients, &key, hash)) != NULL)
-		return ++lc->lc_count;
+	if ((lc = limit_find(*ltp, &key, hash)) != NULL) {
+		n = ++lc->lc_count;
+		goto done;
+	}
 	if ((lc = calloc(1, sizeof(*lc))) == NULL)
-		return 0;
+		goto done;
 	lc->lc_addr = key;
 	lc->lc_count = 1;
-	htab_insert(&w->w_clients->lt_table, &lc->lc_node, hash);
-	return 1;
+	htab_insert(&(*ltp)->lt_table, &lc->lc_node, hash);
+	n = 1;
+ done:
+	limit_table_done();
+	return n;
 }
 
 /* One connection of ss's address fewer. */
 void
 limit_client_del(struct worker *w, const struct sockaddr_storage *ss)
 {
+	struct limit_table	**ltp = limit_table_of(w);
 	struct limit_client	*lc;
 	struct in6_addr		 key;
 
-	if (w->w_clients == NULL)
-		return;
-	(void)addr_key(ss, &key);
-	lc = limit_find(w->w_clients, &key, hash_bytes(&key, sizeof(key)));
-	if (lc != NULL && --lc->lc_count == 0) {
-		htab_remove(&w->w_clients->lt_table, &lc->lc_node);
-		free(lc);
+	if (*ltp != NULL) {
+		(void)addr_key(ss, &key);
+		lc = limit_find(*ltp, &key, hash_bytes(&key, sizeof(key)));
+		if (lc != NULL && --lc->lc_count == 0) {
+			htab_remove(&(*ltp)->lt_table, &lc->lc_node);
+			free(lc);
+		}
 	}
+	limit_table_done();
 }
 
 void

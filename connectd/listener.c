@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/filter.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,23 @@
 #define LISTEN_BACKLOG		4096
 #define ACCEPT_BURST		64
 #define ACCEPT_NOFD_REST	0.1	/* seconds without accept after EMFILE */
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF	51
+#endif
+
+/*
+ * workers > 1: the http_ports as the main thread keeps them; each has a
+ * socket per worker, owned by that worker once handed over.
+ */
+struct lport {
+	struct sockaddr_storage	 lp_addr;
+	socklen_t		 lp_addrlen;
+	char			*lp_text;
+	int			 lp_mark;
+	TAILQ_ENTRY(lport)	 lp_entry;
+};
+static TAILQ_HEAD(, lport) lports = TAILQ_HEAD_INITIALIZER(lports);
 
 static void
 listener_free(struct listener *l)
@@ -83,7 +101,8 @@ listener_limit(struct worker *w)
 	    w->w_auto_max;
 	if (max == 0)
 		max = 1;
-	if (w->w_counted >= max) {
+	/* the process's count: max_connections is for all workers */
+	if (worker_counted(w) >= max) {
 		w->w_accept_paused |= LISTEN_PAUSE_LIMIT;
 		if (!(was & LISTEN_PAUSE_LIMIT) &&
 		    ev_now(w->w_loop) - w->w_accept_warned >= 10.) {
@@ -299,6 +318,233 @@ listener_sync(struct worker *w, struct conf *conf, char *err, size_t errlen)
 		listener_free(l);
 	}
 	return -1;
+}
+
+/* ------------------------------------------------------- workers > 1 */
+
+/*
+ * The reuseport group's program (SO_ATTACH_REUSEPORT_CBPF, socket(7)):
+ * it returns the index of the socket, in the order they joined the
+ * group, that is of the worker.  The skb's data starts past the TCP
+ * header, so the IP header is read at SKF_NET_OFF (filter.h): the
+ * version nibble, then IPv4's source address (offset 12) or the last 32
+ * bits of IPv6's (offset 20); a multiplicative hash, then modulo N.
+ * Every connection of a client address thus lands on one worker, and
+ * client_ip_max_connections stays exact with no lock and no shared
+ * table.  A load that fails ends the program with 0: worker 0.
+ */
+static int
+listener_steer(int fd, unsigned n)
+{
+	struct sock_filter	 code[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)SKF_NET_OFF),
+		BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 2),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 20),
+		BPF_JUMP(BPF_JMP | BPF_JA, 1, 0, 0),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 12),
+		BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9e3779b1U),
+		BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+		BPF_STMT(BPF_RET | BPF_A, 0),
+	};
+	struct sock_fprog	 prog = { nitems(code), code };
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
+	    sizeof(prog));
+}
+
+/* As listener_bind(), with SO_REUSEPORT: one of a group. */
+static int
+listener_bind_shared(const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	int	 fd, on = 1, off = 0, saved;
+
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1 ||
+	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &off, sizeof(off)) == -1) ||
+	    bind(fd, (const struct sockaddr *)ss, sslen) == -1 ||
+	    listen(fd, LISTEN_BACKLOG) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+void
+listener_list_free(struct listener_list *ll)
+{
+	struct listener	*l;
+
+	while ((l = TAILQ_FIRST(ll)) != NULL) {
+		TAILQ_REMOVE(ll, l, l_entry);
+		listener_free(l);
+	}
+}
+
+static struct listener *
+listener_record(const struct sockaddr_storage *ss, socklen_t len,
+    const char *text)
+{
+	struct listener	*l;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	if ((l->l_text = strdup(text)) == NULL) {
+		free(l);
+		return NULL;
+	}
+	l->l_fd = -1;
+	l->l_addr = *ss;
+	l->l_addrlen = len;
+	l->l_wildcard = addr_is_any(ss);
+	return l;
+}
+
+/* Opens n sockets for lc, in worker order, onto add[0..n). */
+static int
+listener_group_open(unsigned n, const struct listen_conf *lc,
+    struct listener_list *add, char *err, size_t errlen)
+{
+	static int	 warned;
+	struct listener	*l, *first = NULL;
+	unsigned	 i;
+
+	for (i = 0; i < n; i++) {
+		if ((l = listener_record(&lc->lc_addr, lc->lc_addrlen,
+		    lc->lc_text)) == NULL ||
+		    (l->l_fd = listener_bind_shared(&l->l_addr,
+		    l->l_addrlen)) == -1) {
+			snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
+			    strerror(errno));
+			listener_free(l);
+			return -1;
+		}
+		TAILQ_INSERT_TAIL(&add[i], l, l_entry);
+		if (first == NULL)
+			first = l;
+	}
+	if (listener_steer(first->l_fd, n) == -1) {
+		/* still exact, at the price of a lock at accept and close */
+		if (!warned++)
+			log_warn("http_port %s: cannot attach the reuseport "
+			    "program: client_ip_max_connections uses one "
+			    "table for all workers, locked", lc->lc_text);
+		limit_share();
+	}
+	return 0;
+}
+
+int
+listener_group_sync(unsigned n, struct conf *conf, struct listener_list *add,
+    struct listener_list *del, char *err, size_t errlen)
+{
+	TAILQ_HEAD(, lport)	 fresh = TAILQ_HEAD_INITIALIZER(fresh);
+	struct listen_conf	*lc;
+	struct lport		*lp, *next;
+	struct listener		*l;
+	unsigned		 i;
+
+	TAILQ_FOREACH(lp, &lports, lp_entry)
+		lp->lp_mark = 1;
+	TAILQ_FOREACH(lc, &conf->c_listens, lc_entry) {
+		TAILQ_FOREACH(lp, &lports, lp_entry)
+			if (lp->lp_addrlen == lc->lc_addrlen &&
+			    memcmp(&lp->lp_addr, &lc->lc_addr,
+			    lc->lc_addrlen) == 0)
+				break;
+		if (lp == NULL)
+			TAILQ_FOREACH(lp, &fresh, lp_entry)
+				if (lp->lp_addrlen == lc->lc_addrlen &&
+				    memcmp(&lp->lp_addr, &lc->lc_addr,
+				    lc->lc_addrlen) == 0)
+					break;
+		if (lp != NULL) {
+			lp->lp_mark = 0;
+			continue;
+		}
+		if ((lp = calloc(1, sizeof(*lp))) == NULL ||
+		    (lp->lp_text = strdup(lc->lc_text)) == NULL) {
+			free(lp);
+			snprintf(err, errlen, "http_port %s: %s", lc->lc_text,
+			    strerror(errno));
+			goto fail;
+		}
+		lp->lp_addr = lc->lc_addr;
+		lp->lp_addrlen = lc->lc_addrlen;
+		TAILQ_INSERT_TAIL(&fresh, lp, lp_entry);
+		if (listener_group_open(n, lc, add, err, errlen) == -1)
+			goto fail;
+	}
+	for (lp = TAILQ_FIRST(&lports); lp != NULL; lp = next) {
+		next = TAILQ_NEXT(lp, lp_entry);
+		if (!lp->lp_mark)
+			continue;
+		for (i = 0; i < n; i++) {
+			if ((l = listener_record(&lp->lp_addr, lp->lp_addrlen,
+			    lp->lp_text)) == NULL)
+				continue;	/* it stays open: harmless */
+			TAILQ_INSERT_TAIL(&del[i], l, l_entry);
+		}
+		log_info("stopped listening on %s", lp->lp_text);
+		TAILQ_REMOVE(&lports, lp, lp_entry);
+		free(lp->lp_text);
+		free(lp);
+	}
+	while ((lp = TAILQ_FIRST(&fresh)) != NULL) {
+		TAILQ_REMOVE(&fresh, lp, lp_entry);
+		TAILQ_INSERT_TAIL(&lports, lp, lp_entry);
+		log_info("listening on %s (%u sockets, SO_REUSEPORT)",
+		    lp->lp_text, n);
+	}
+	return 0;
+ fail:
+	while ((lp = TAILQ_FIRST(&fresh)) != NULL) {
+		TAILQ_REMOVE(&fresh, lp, lp_entry);
+		free(lp->lp_text);
+		free(lp);
+	}
+	for (i = 0; i < n; i++) {
+		listener_list_free(&add[i]);
+		listener_list_free(&del[i]);
+	}
+	return -1;
+}
+
+void
+listener_adopt(struct worker *w, struct listener_list *add,
+    struct listener_list *del)
+{
+	struct listener	*l, *d;
+
+	while ((d = TAILQ_FIRST(del)) != NULL) {
+		TAILQ_REMOVE(del, d, l_entry);
+		TAILQ_FOREACH(l, &w->w_listeners, l_entry)
+			if (l->l_addrlen == d->l_addrlen &&
+			    memcmp(&l->l_addr, &d->l_addr, d->l_addrlen) == 0)
+				break;
+		if (l != NULL) {
+			TAILQ_REMOVE(&w->w_listeners, l, l_entry);
+			listener_free(l);
+		}
+		listener_free(d);
+	}
+	while ((l = TAILQ_FIRST(add)) != NULL) {
+		TAILQ_REMOVE(add, l, l_entry);
+		if (w->w_stopping) {
+			listener_free(l);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&w->w_listeners, l, l_entry);
+		listener_watch(w, l);
+	}
+	w->w_listening = 1;
 }
 
 void

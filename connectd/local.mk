@@ -8,6 +8,7 @@ connectd_connectd_SOURCES = \
 	connectd/http.c \
 	connectd/httpmsg.c \
 	connectd/listener.c \
+	connectd/worker.c \
 	connectd/conn.c \
 	connectd/relay.c \
 	connectd/peek.c \

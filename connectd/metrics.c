@@ -24,20 +24,6 @@
 #define KIND_TUNNEL	0	/* lines of CONNECT requests */
 #define KIND_HTTP	1	/* every other line */
 
-/* One count of lines: by kind, status sent and close reason. */
-struct metrics_line {
-	uint8_t			 ml_kind;
-	uint8_t			 ml_reason;
-	uint16_t		 ml_status;
-	uint64_t		 ml_count;
-};
-
-/* Kept sorted, so that the output is stable; a few dozen entries. */
-struct metrics_lines {
-	struct metrics_line	*mls_v;
-	size_t			 mls_n;
-	size_t			 mls_cap;
-};
 
 /*
  * Seconds.  DNS answers and connects on a LAN take a millisecond or
@@ -56,6 +42,7 @@ struct mwriter {
 	struct buf		*mw_buf;
 	int			 mw_err;
 	struct worker		*mw_worker;
+	const struct metrics_view *mw_view;	/* summed over the workers */
 	const struct metric_def	*mw_def;
 };
 
@@ -114,6 +101,47 @@ metrics_line_cmp(const struct metrics_line *a, int kind, int status,
 	return 0;
 }
 
+/* Add n to the count of (kind, status, reason), kept sorted. */
+static void
+metrics_lines_add(struct metrics_lines *mls, int kind, int status, int reason,
+    uint64_t n)
+{
+	struct metrics_line	*v;
+	size_t			 lo, hi, mid;
+	int			 c;
+
+	lo = 0;
+	hi = mls->mls_n;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = metrics_line_cmp(&mls->mls_v[mid], kind, status, reason);
+		if (c == 0) {
+			mls->mls_v[mid].ml_count += n;
+			return;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (mls->mls_n == mls->mls_cap) {
+		if ((v = reallocarray(mls->mls_v, mls->mls_cap * 2 + 16,
+		    sizeof(*v))) == NULL) {
+			log_warnx("metrics: out of memory");
+			return;
+		}
+		mls->mls_v = v;
+		mls->mls_cap = mls->mls_cap * 2 + 16;
+	}
+	memmove(&mls->mls_v[lo + 1], &mls->mls_v[lo],
+	    (mls->mls_n - lo) * sizeof(*mls->mls_v));
+	mls->mls_v[lo].ml_kind = (uint8_t)kind;
+	mls->mls_v[lo].ml_status = (uint16_t)status;
+	mls->mls_v[lo].ml_reason = (uint8_t)reason;
+	mls->mls_v[lo].ml_count = n;
+	mls->mls_n++;
+}
+
 /*
  * Count a line as accesslog_submit() writes it, so that the counters
  * and the lines of a run agree: a line of a CONNECT request is a
@@ -127,9 +155,7 @@ metrics_line(struct worker *w, const struct logrec *rec)
 {
 	struct metrics		*m = &w->w_metrics;
 	struct metrics_lines	*mls;
-	struct metrics_line	*v;
-	size_t			 lo, hi, mid;
-	int			 kind, status, reason, c;
+	int			 kind, status, reason;
 
 	kind = rec->lr_method != NULL && strcmp(rec->lr_method, "CONNECT") ==
 	    0 ? KIND_TUNNEL : KIND_HTTP;
@@ -153,36 +179,7 @@ metrics_line(struct worker *w, const struct logrec *rec)
 	if ((mls = m->m_lines) == NULL &&
 	    (mls = m->m_lines = calloc(1, sizeof(*mls))) == NULL)
 		return;
-	lo = 0;
-	hi = mls->mls_n;
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		c = metrics_line_cmp(&mls->mls_v[mid], kind, status, reason);
-		if (c == 0) {
-			mls->mls_v[mid].ml_count++;
-			return;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (mls->mls_n == mls->mls_cap) {
-		if ((v = reallocarray(mls->mls_v, mls->mls_cap * 2 + 16,
-		    sizeof(*v))) == NULL) {
-			log_warnx("metrics: out of memory");
-			return;
-		}
-		mls->mls_v = v;
-		mls->mls_cap = mls->mls_cap * 2 + 16;
-	}
-	memmove(&mls->mls_v[lo + 1], &mls->mls_v[lo],
-	    (mls->mls_n - lo) * sizeof(*mls->mls_v));
-	mls->mls_v[lo].ml_kind = (uint8_t)kind;
-	mls->mls_v[lo].ml_status = (uint16_t)status;
-	mls->mls_v[lo].ml_reason = (uint8_t)reason;
-	mls->mls_v[lo].ml_count = 1;
-	mls->mls_n++;
+	metrics_lines_add(mls, kind, status, reason, 1);
 }
 
 /* ------------------------------------------------------------- writing */
@@ -287,7 +284,7 @@ mw_double(struct mwriter *mw, const char *suffix, const char *const *labels,
 static void
 emit_field(struct mwriter *mw)
 {
-	const char	*m = (const char *)&mw->mw_worker->w_metrics;
+	const char	*m = (const char *)&mw->mw_view->v_m;
 
 	mw_u64(mw, NULL, *(const uint64_t *)(m + mw->mw_def->md_arg));
 }
@@ -295,7 +292,7 @@ emit_field(struct mwriter *mw)
 static void
 emit_stat(struct mwriter *mw)
 {
-	const char	*st = (const char *)&mw->mw_worker->w_stats;
+	const char	*st = (const char *)&mw->mw_view->v_stats;
 
 	mw_u64(mw, NULL, *(const uint64_t *)(st + mw->mw_def->md_arg));
 }
@@ -310,7 +307,7 @@ emit_hist(struct mwriter *mw)
 	size_t				 i;
 
 	mh = (const struct metrics_hist *)((const char *)
-	    &mw->mw_worker->w_metrics + mw->mw_def->md_arg);
+	    &mw->mw_view->v_m + mw->mw_def->md_arg);
 	for (i = 0; i < METRICS_NBUCKETS; i++) {
 		cum += mh->mh_bucket[i];
 		labels[1] = bucket_text[i];
@@ -327,7 +324,7 @@ emit_hist(struct mwriter *mw)
 static void
 emit_lines(struct mwriter *mw)
 {
-	const struct metrics_lines	*mls = mw->mw_worker->w_metrics.m_lines;
+	const struct metrics_lines	*mls = mw->mw_view->v_lines;
 	const struct metrics_line	*ml;
 	const char			*labels[5] = { "status", NULL, "reason",
 					    NULL, NULL };
@@ -360,7 +357,7 @@ emit_bytes(struct mwriter *mw)
 			labels[1] = kinds[k];
 			labels[3] = dirs[d];
 			mw_u64(mw, labels,
-			    mw->mw_worker->w_metrics.m_bytes[k][d]);
+			    mw->mw_view->v_m.m_bytes[k][d]);
 		}
 }
 
@@ -380,14 +377,14 @@ emit_proto(struct mwriter *mw)
 	for (i = 0; i < nitems(order); i++) {
 		name = logrec_proto_name(order[i]);
 		labels[1] = name != NULL ? name : "none";
-		mw_u64(mw, labels, mw->mw_worker->w_metrics.m_proto[order[i]]);
+		mw_u64(mw, labels, mw->mw_view->v_m.m_proto[order[i]]);
 	}
 }
 
 static void
 emit_tls(struct mwriter *mw)
 {
-	const struct metrics	*m = &mw->mw_worker->w_metrics;
+	const struct metrics	*m = &mw->mw_view->v_m;
 	const char		*labels[3] = { "result", NULL, NULL };
 	size_t			 i, n = mw->mw_def->md_arg ? PEEK_NMATCH :
 				    PEEK_NHELLO;
@@ -406,48 +403,31 @@ static void
 emit_conn_states(struct mwriter *mw)
 {
 	const char	*labels[3] = { "state", NULL, NULL };
-	uint64_t	 n[CONN_CLOSED];
-	struct conn	*c;
 	size_t		 i;
 
-	memset(n, 0, sizeof(n));
-	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
-		if (c->c_state < CONN_CLOSED)
-			n[c->c_state]++;
 	for (i = 0; i < CONN_CLOSED; i++) {
 		labels[1] = conn_state_name((enum conn_state)i);
-		mw_u64(mw, labels, n[i]);
+		mw_u64(mw, labels, mw->mw_view->v_states[i]);
 	}
 }
 
 static void
 emit_tunnels_open(struct mwriter *mw)
 {
-	struct conn	*c;
-	uint64_t	 n = 0;
-
-	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
-		if (c->c_state == CONN_RELAY)
-			n++;
-	mw_u64(mw, NULL, n);
+	mw_u64(mw, NULL, mw->mw_view->v_tunnels);
 }
 
 /* peek.c's readers allocated now: 0 once every open tunnel's hellos are read */
 static void
 emit_peek_readers(struct mwriter *mw)
 {
-	struct conn	*c;
-	uint64_t	 n = 0;
-
-	TAILQ_FOREACH(c, &mw->mw_worker->w_conns, c_entry)
-		n += (c->c_peek[0] != NULL) + (c->c_peek[1] != NULL);
-	mw_u64(mw, NULL, n);
+	mw_u64(mw, NULL, mw->mw_view->v_peek);
 }
 
 static void
 emit_parked(struct mwriter *mw)
 {
-	mw_u64(mw, NULL, mw->mw_worker->w_nparked);
+	mw_u64(mw, NULL, mw->mw_view->v_parked);
 }
 
 static void
@@ -461,19 +441,19 @@ emit_build_info(struct mwriter *mw)
 static void
 emit_start_time(struct mwriter *mw)
 {
-	mw_double(mw, "", NULL, mw->mw_worker->w_metrics.m_start);
+	mw_double(mw, "", NULL, mw->mw_view->v_m.m_start);
 }
 
 static void
 emit_ready(struct mwriter *mw)
 {
-	mw_u64(mw, NULL, admin_unready(mw->mw_worker) == NULL);
+	mw_u64(mw, NULL, mw->mw_view->v_unready[0] == '\0');
 }
 
 static void
 emit_reload_ok(struct mwriter *mw)
 {
-	mw_u64(mw, NULL, !mw->mw_worker->w_metrics.m_reload_failed);
+	mw_u64(mw, NULL, !mw->mw_view->v_m.m_reload_failed);
 }
 
 /* helper_metrics() calls this for each helper; md_arg is the field. */
@@ -490,7 +470,11 @@ emit_helper_one(void *arg, const char *name, const struct helper_counts *hc)
 static void
 emit_helper(struct mwriter *mw)
 {
-	helper_metrics(mw->mw_worker, emit_helper_one, mw);
+	size_t	 i;
+
+	for (i = 0; i < mw->mw_view->v_nhelpers; i++)
+		emit_helper_one(mw, mw->mw_view->v_helpers[i].vh_name,
+		    &mw->mw_view->v_helpers[i].vh_counts);
 }
 
 /* The families broken down by a second label: md_arg is HB_* below. */
@@ -532,7 +516,11 @@ emit_helper_by_one(void *arg, const char *name,
 static void
 emit_helper_by(struct mwriter *mw)
 {
-	helper_metrics(mw->mw_worker, emit_helper_by_one, mw);
+	size_t	 i;
+
+	for (i = 0; i < mw->mw_view->v_nhelpers; i++)
+		emit_helper_by_one(mw, mw->mw_view->v_helpers[i].vh_name,
+		    &mw->mw_view->v_helpers[i].vh_counts);
 }
 
 /*
@@ -556,6 +544,21 @@ emit_sink(struct mwriter *mw)
 	}
 }
 
+/* workers > 1 only: which loops take the connections (SO_REUSEPORT) */
+static void
+emit_worker_accepted(struct mwriter *mw)
+{
+	const char	*labels[3] = { "worker", NULL, NULL };
+	char		 num[16];
+	unsigned	 i;
+
+	for (i = 0; i < mw->mw_view->v_nworkers; i++) {
+		snprintf(num, sizeof(num), "%u", i);
+		labels[1] = num;
+		mw_u64(mw, labels, mw->mw_view->v_accepted[i]);
+	}
+}
+
 #define HC(f)	offsetof(struct helper_counts, f)
 #define SC(f)	offsetof(struct sink_counters, f)
 #define ST(f)	offsetof(struct stats, f)
@@ -572,6 +575,9 @@ static const struct metric_def metric_defs[] = {
 	{ "connectd_connections_accepted_total", "counter",
 	    "Client connections accepted on the http_port listeners.",
 	    emit_stat, ST(st_accepted) },
+	{ "connectd_worker_connections_accepted_total", "counter",
+	    "Client connections accepted, by worker (workers > 1 only).",
+	    emit_worker_accepted, 1 },
 	{ "connectd_accept_errors_total", "counter",
 	    "Failed accept() calls on the http_port listeners.",
 	    emit_stat, ST(st_accept_errors) },
@@ -676,18 +682,178 @@ static const struct metric_def metric_defs[] = {
 int
 metrics_render(struct worker *w, struct buf *b)
 {
-	struct mwriter	 mw;
-	size_t		 i;
+	struct metrics_view	 v;
+	struct mwriter		 mw;
+	size_t			 i;
 
+	(void)wgroup_view(w->w_group, &v);
 	memset(&mw, 0, sizeof(mw));
 	mw.mw_buf = b;
 	mw.mw_worker = w;
+	mw.mw_view = &v;
 	for (i = 0; i < nitems(metric_defs) && !mw.mw_err; i++) {
+		/* a family of several loops: none with one (as it was) */
+		if (metric_defs[i].md_emit == emit_worker_accepted &&
+		    v.v_nworkers < 2)
+			continue;
 		mw.mw_def = &metric_defs[i];
 		mw_printf(&mw, "# HELP %s %s\n# TYPE %s %s\n",
 		    metric_defs[i].md_name, metric_defs[i].md_help,
 		    metric_defs[i].md_name, metric_defs[i].md_type);
 		metric_defs[i].md_emit(&mw);
 	}
+	metrics_view_free(&v);
 	return mw.mw_err ? -1 : 0;
+}
+
+/* ----------------------------------------------------------------- views */
+
+/* helper_metrics() calls this for each helper: a copy for the view. */
+static void
+view_helper_one(void *arg, const char *name, const struct helper_counts *hc)
+{
+	struct metrics_view	*v = arg;
+	struct metrics_vhelper	*vh;
+
+	if ((vh = reallocarray(v->v_helpers, v->v_nhelpers + 1,
+	    sizeof(*vh))) == NULL)
+		return;
+	v->v_helpers = vh;
+	vh += v->v_nhelpers;
+	if ((vh->vh_name = strdup(name)) == NULL)
+		return;
+	vh->vh_counts = *hc;
+	v->v_nhelpers++;
+}
+
+/*
+ * w's counters as they are now, into v (whose old contents it frees),
+ * in w's own thread: the connections are walked here so that no other
+ * thread ever reads a worker's lists.
+ */
+void
+metrics_snapshot(struct worker *w, struct metrics_view *v)
+{
+	const struct metrics_lines	*mls = w->w_metrics.m_lines;
+	const char			*why;
+	struct conn			*c;
+
+	metrics_view_free(v);
+	v->v_stats = w->w_stats;
+	v->v_m = w->w_metrics;
+	v->v_m.m_lines = NULL;
+	if (mls != NULL && mls->mls_n > 0 &&
+	    (v->v_lines = calloc(1, sizeof(*v->v_lines))) != NULL &&
+	    (v->v_lines->mls_v = calloc(mls->mls_n,
+	    sizeof(*mls->mls_v))) != NULL) {
+		memcpy(v->v_lines->mls_v, mls->mls_v,
+		    mls->mls_n * sizeof(*mls->mls_v));
+		v->v_lines->mls_n = v->v_lines->mls_cap = mls->mls_n;
+	}
+	TAILQ_FOREACH(c, &w->w_conns, c_entry) {
+		if (c->c_state < CONN_CLOSED)
+			v->v_states[c->c_state]++;
+		if (c->c_state == CONN_RELAY)
+			v->v_tunnels++;
+		v->v_peek += (c->c_peek[0] != NULL) + (c->c_peek[1] != NULL);
+	}
+	v->v_parked = w->w_nparked;
+	helper_metrics(w, view_helper_one, v);
+	if ((why = admin_unready(w)) != NULL)
+		snprintf(v->v_unready, sizeof(v->v_unready), "%s", why);
+	if (w->w_index < WORKERS_MAX) {
+		v->v_accepted[w->w_index] = w->w_stats.st_accepted;
+		v->v_nworkers = w->w_index + 1;
+	}
+}
+
+static void
+view_hist_add(struct metrics_hist *d, const struct metrics_hist *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < METRICS_NBUCKETS; i++)
+		d->mh_bucket[i] += s->mh_bucket[i];
+	d->mh_count += s->mh_count;
+	d->mh_sum += s->mh_sum;
+}
+
+/*
+ * Add another worker's view to d (worker 0's, which gives the process's
+ * own: start time, reloads).  Helpers are matched by name.
+ */
+void
+metrics_view_add(struct metrics_view *d, const struct metrics_view *s)
+{
+	struct metrics_vhelper	*vh;
+	const struct metrics_line *ml;
+	uint64_t		*du, *su;
+	size_t			 i, j, k;
+
+	du = (uint64_t *)&d->v_stats;
+	su = (uint64_t *)(uintptr_t)&s->v_stats;
+	for (i = 0; i < sizeof(struct stats) / sizeof(uint64_t); i++)
+		du[i] += su[i];
+	d->v_m.m_empty += s->v_m.m_empty;
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < 2; j++)
+			d->v_m.m_bytes[i][j] += s->v_m.m_bytes[i][j];
+	for (i = 0; i < nitems(d->v_m.m_proto); i++)
+		d->v_m.m_proto[i] += s->v_m.m_proto[i];
+	for (i = 0; i < PEEK_NMATCH; i++)
+		d->v_m.m_sni_match[i] += s->v_m.m_sni_match[i];
+	for (i = 0; i < PEEK_NHELLO; i++)
+		d->v_m.m_hello[i] += s->v_m.m_hello[i];
+	view_hist_add(&d->v_m.m_dns, &s->v_m.m_dns);
+	view_hist_add(&d->v_m.m_connect, &s->v_m.m_connect);
+	if (s->v_lines != NULL && (d->v_lines != NULL ||
+	    (d->v_lines = calloc(1, sizeof(*d->v_lines))) != NULL))
+		for (i = 0; i < s->v_lines->mls_n; i++) {
+			ml = &s->v_lines->mls_v[i];
+			metrics_lines_add(d->v_lines, ml->ml_kind,
+			    ml->ml_status, ml->ml_reason, ml->ml_count);
+		}
+	for (i = 0; i < CONN_CLOSED; i++)
+		d->v_states[i] += s->v_states[i];
+	d->v_tunnels += s->v_tunnels;
+	d->v_peek += s->v_peek;
+	d->v_parked += s->v_parked;
+	for (i = 0; i < s->v_nhelpers; i++) {
+		for (j = 0; j < d->v_nhelpers; j++)
+			if (strcmp(d->v_helpers[j].vh_name,
+			    s->v_helpers[i].vh_name) == 0)
+				break;
+		if (j == d->v_nhelpers) {
+			view_helper_one(d, s->v_helpers[i].vh_name,
+			    &s->v_helpers[i].vh_counts);
+			continue;
+		}
+		vh = &d->v_helpers[j];
+		du = (uint64_t *)&vh->vh_counts;
+		su = (uint64_t *)(uintptr_t)&s->v_helpers[i].vh_counts;
+		for (k = 0; k < sizeof(struct helper_counts) /
+		    sizeof(uint64_t); k++)
+			du[k] += su[k];
+	}
+	if (d->v_unready[0] == '\0' && s->v_unready[0] != '\0')
+		snprintf(d->v_unready, sizeof(d->v_unready), "%s",
+		    s->v_unready);
+	for (i = 0; i < s->v_nworkers && i < WORKERS_MAX; i++)
+		d->v_accepted[i] += s->v_accepted[i];
+	if (s->v_nworkers > d->v_nworkers)
+		d->v_nworkers = s->v_nworkers;
+}
+
+void
+metrics_view_free(struct metrics_view *v)
+{
+	size_t	 i;
+
+	if (v->v_lines != NULL)
+		free(v->v_lines->mls_v);
+	free(v->v_lines);
+	for (i = 0; i < v->v_nhelpers; i++)
+		free(v->v_helpers[i].vh_name);
+	free(v->v_helpers);
+	memset(v, 0, sizeof(*v));
 }

@@ -212,39 +212,125 @@ sink_grow_locked(struct sink *s)
 	return 0;
 }
 
-void
-sink_push(struct sink *s, char *line, size_t len, int truncated)
-{
-	char	 msg[512];
-	int	 drop = 0, report = 0;
+/*
+ * A worker's lines of one loop turn, in order, for any outputs: staged
+ * without a lock, handed over at the end of the turn.
+ */
+struct sink_staged {
+	struct sink		*ss_sink;
+	char			*ss_line;
+	size_t			 ss_len;
+	int			 ss_truncated;
+};
 
-	if (s == NULL) {
-		free(line);
-		return;
-	}
-	pthread_mutex_lock(&s->s_mtx);
+struct sink_stage {
+	struct sink_staged	*st_v;
+	size_t			 st_n;
+	size_t			 st_cap;
+};
+
+struct sink_stage *
+sink_stage_new(void)
+{
+	return calloc(1, sizeof(struct sink_stage));
+}
+
+/* Queue a line under s's lock, or drop and count it; 1 if dropped. */
+static int
+sink_enqueue_locked(struct sink *s, char *line, size_t len, int truncated)
+{
 	if (truncated)
 		s->s_truncated++;
 	if (s->s_stop || s->s_bytes > s->s_bufmax ||
 	    len > s->s_bufmax - s->s_bytes || sink_grow_locked(s) == -1) {
 		s->s_dropped++;
-		drop = 1;
-		/* a writer stuck on a full pipe cannot say so itself */
-		if (!s->s_is_stderr)
-			report = sink_report_locked(s, 0, msg, sizeof(msg));
-	} else {
-		s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_base = line;
-		s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_len = len;
-		s->s_qlen++;
-		s->s_bytes += len;
-		/* the writer is woken once per loop turn: sink_kick_all() */
-		s->s_kick = 1;
+		return 1;
 	}
-	pthread_mutex_unlock(&s->s_mtx);
-	if (drop)
+	s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_base = line;
+	s->s_q[(s->s_qhead + s->s_qlen) % s->s_qcap].iov_len = len;
+	s->s_qlen++;
+	s->s_bytes += len;
+	return 0;
+}
+
+void
+sink_push(struct sink_stage *st, struct sink *s, char *line, size_t len,
+    int truncated)
+{
+	struct sink_staged	*v;
+
+	if (s == NULL) {
 		free(line);
-	if (report)
-		log_warnx("%s", msg);
+		return;
+	}
+	if (st->st_n == st->st_cap) {
+		if ((v = reallocarray(st->st_v, st->st_cap * 2 + 64,
+		    sizeof(*v))) == NULL) {
+			sink_drop(s);
+			free(line);
+			return;
+		}
+		st->st_v = v;
+		st->st_cap = st->st_cap * 2 + 64;
+	}
+	v = &st->st_v[st->st_n++];
+	v->ss_sink = s;
+	v->ss_line = line;
+	v->ss_len = len;
+	v->ss_truncated = truncated;
+}
+
+/*
+ * The end of a loop turn: each output gets the turn's lines for it in
+ * one batch, under one lock, in the order they were staged, and its
+ * writer is woken if it sleeps.  A turn's lines go to one or two
+ * outputs, so the pass per output costs nothing worth a sort.
+ */
+void
+sink_stage_flush(struct sink_stage *st)
+{
+	struct sink	*s;
+	char		 msg[512];
+	size_t		 i, j;
+	int		 report, dropped;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < st->st_n; i++) {
+		if ((s = st->st_v[i].ss_sink) == NULL)
+			continue;
+		dropped = report = 0;
+		pthread_mutex_lock(&s->s_mtx);
+		for (j = i; j < st->st_n; j++) {
+			if (st->st_v[j].ss_sink != s)
+				continue;
+			if (sink_enqueue_locked(s, st->st_v[j].ss_line,
+			    st->st_v[j].ss_len, st->st_v[j].ss_truncated)) {
+				free(st->st_v[j].ss_line);
+				dropped = 1;
+			}
+			st->st_v[j].ss_sink = NULL;
+		}
+		/* a writer stuck on a full pipe cannot say so itself */
+		if (dropped && !s->s_is_stderr)
+			report = sink_report_locked(s, 0, msg, sizeof(msg));
+		if (s->s_sleeping)
+			pthread_cond_signal(&s->s_wake);
+		pthread_mutex_unlock(&s->s_mtx);
+		if (report)
+			log_warnx("%s", msg);
+	}
+	st->st_n = 0;
+}
+
+void
+sink_stage_free(struct sink_stage *st)
+{
+	if (st == NULL)
+		return;
+	sink_stage_flush(st);
+	free(st->st_v);
+	free(st);
 }
 
 void
@@ -490,27 +576,6 @@ sink_main(void *arg)
 	pthread_cond_broadcast(&s->s_idle);
 	pthread_mutex_unlock(&s->s_mtx);
 	return NULL;
-}
-
-/*
- * Wake the writers that have new lines and are asleep.  Called once per
- * event loop turn (ev_prepare), so that a busy loop hands over its lines
- * in batches instead of waking a thread for each one.
- */
-void
-sink_kick_all(void)
-{
-	struct sink	*s;
-
-	TAILQ_FOREACH(s, &sink_live, s_entry) {
-		if (!s->s_kick)
-			continue;
-		s->s_kick = 0;
-		pthread_mutex_lock(&s->s_mtx);
-		if (s->s_sleeping)
-			pthread_cond_signal(&s->s_wake);
-		pthread_mutex_unlock(&s->s_mtx);
-	}
 }
 
 void

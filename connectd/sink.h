@@ -45,14 +45,13 @@ struct sink {
 	int			 s_pri;		/* syslog: facility * 8 + severity */
 	char			 s_hostname[256];	/* syslog HOSTNAME */
 	char			 s_procid[24];		/* syslog PROCID */
-	int			 s_refcnt;	/* loop thread only */
+	int			 s_refcnt;	/* main thread only */
 	int			 s_std;		/* stdout/stderr: never reopened */
 	int			 s_is_stderr;	/* same file as our diagnostics */
 	int			 s_fd;		/* the writer thread's, once started */
 	pthread_t		 s_thread;
 	int			 s_joined;
-	int			 s_kick;	/* lines pushed since sink_kick_all() */
-	TAILQ_ENTRY(sink)	 s_entry;	/* loop thread only */
+	TAILQ_ENTRY(sink)	 s_entry;	/* main thread only */
 
 	/* network outputs: the writer thread's own */
 	struct sink_line	*s_fly;		/* TCP: ring of lines in flight */
