@@ -87,7 +87,8 @@ T_SCENARIOS = \
 	t/88-logrotate.t \
 	t/89-systemd-run.t \
 	t/90-tls-peek.t \
-	t/91-tls-acl.t
+	t/91-tls-acl.t \
+	t/93-workers.t
 
 # Scenarios too slow for every make check, each with its own target:
 # t/81 builds the container image (debootstrap once per machine, apt and
@@ -99,6 +100,24 @@ T_IMAGE = t/81-image.t
 check-image:
 	$(MAKE) $(AM_MAKEFLAGS) check TESTS='$(T_IMAGE)' TEST_SUITE_LOG=image-suite.log
 .PHONY: check-image
+
+# The relay, policy and log scenarios again with directives added to
+# every test conf that lacks them ($CONNECTD_TEST_CONF, harness.py's
+# with_test_conf()): by default `workers 2`, the several-loop build of
+# the same code.  make check-variant VARIANT_CONF='workers 2; ...'.
+VARIANT_CONF = workers 2
+T_VARIANT = t/01-curl-tls.t t/03-bytes.t t/04-half-close.t t/10-timeouts.t \
+	t/13-reset.t t/14-many.t t/15-log-stall.t t/17-logformat.t \
+	t/30-helper-pods.t t/40-acl-types.t t/41-acl-rules.t t/43-limits.t \
+	t/45-acl-external.t t/48-concurrency.t t/51-limit-refusals.t \
+	t/60-forward-curl.t t/61-forward-hostile.t t/70-log-tcp.t \
+	t/71-log-udp.t t/74-metrics.t t/77-shutdown-drain.t \
+	t/79-interim-records.t t/90-tls-peek.t t/91-tls-acl.t
+
+check-variant:
+	CONNECTD_TEST_CONF='$(VARIANT_CONF)' $(MAKE) $(AM_MAKEFLAGS) check \
+	    TESTS='$(T_VARIANT)' TEST_SUITE_LOG=variant-suite.log
+.PHONY: check-variant
 
 check_PROGRAMS += t/unit-lib
 t_unit_lib_SOURCES = t/unit-lib.c t/tap.h
