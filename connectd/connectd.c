@@ -136,6 +136,8 @@ static void
 signal_cb(EV_P_ ev_signal *s, int revents)
 {
 	struct worker	*w = s->data;
+	struct metrics_view v;
+	uint64_t	 active;
 	double		 grace;
 
 	switch (s->signum) {
@@ -145,8 +147,12 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 			shutdown_timer_cb(EV_A, &shutdown_timer, 0);
 			return;
 		}
+		/* every worker's connections (one loop: worker 0's) */
+		(void)wgroup_view(w->w_group, &v);
+		active = v.v_stats.st_active;
+		metrics_view_free(&v);
 		log_info("signal %d: shutting down, %llu connections open",
-		    s->signum, (unsigned long long)w->w_stats.st_active);
+		    s->signum, (unsigned long long)active);
 		/*
 		 * As Squid does (tried with 5.7): the ports close, so that
 		 * new clients are refused, while what is open carries on
@@ -164,10 +170,10 @@ signal_cb(EV_P_ ev_signal *s, int revents)
 		 */
 		sdnotify("STOPPING=1\nSTATUS=shutting down, %llu connections "
 		    "open\nEXTEND_TIMEOUT_USEC=%llu",
-		    (unsigned long long)w->w_stats.st_active,
+		    (unsigned long long)active,
 		    (unsigned long long)((grace > 0. ? grace : 0.) +
 		    SINK_FLUSH_TIMEOUT + 5.) * 1000000ULL);
-		if (TAILQ_EMPTY(&w->w_conns) || grace <= 0.) {
+		if (active == 0 || grace <= 0.) {
 			if (grace <= 0.)
 				wgroup_stop(w->w_group, 1);
 			conn_shutdown_all(w);

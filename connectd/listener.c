@@ -348,8 +348,11 @@ listener_steer(int fd, unsigned n)
 		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
 		BPF_STMT(BPF_RET | BPF_A, 0),
 	};
-	struct sock_fprog	 prog = { nitems(code), code };
+	struct sock_fprog	 prog;
 
+	memset(&prog, 0, sizeof(prog));	/* its padding goes to the kernel */
+	prog.len = nitems(code);
+	prog.filter = code;
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
 	    sizeof(prog));
 }

@@ -49,6 +49,7 @@ static __thread struct worker	*worker_self;
 
 static void	worker_turn_end_cb(EV_P_ ev_prepare *, int);
 static void	worker_ctl_cb(EV_P_ ev_async *, int);
+unsigned	wgroup_running(struct wgroup *);
 
 /*
  * `workers auto`: the CPUs this process may run on (its affinity mask,
@@ -417,6 +418,10 @@ wgroup_async_cb(EV_P_ ev_async *a, int revents)
 	g->g_dead = NULL;
 	pthread_mutex_unlock(&g->g_mtx);
 	worker_bury(dead);
+	/* the last worker drained: worker 0, drained too, need not wait */
+	if (g->g_w[0]->w_stopping && TAILQ_EMPTY(&g->g_w[0]->w_conns) &&
+	    wgroup_running(g) == 0)
+		ev_break(EV_A, EVBREAK_ALL);
 }
 
 /*
