@@ -79,6 +79,7 @@ struct acl {
 	size_t		 a_nregexes;
 	char		*a_helper;	/* external: external_acl_type name */
 	char		*a_data;	/* external: %DATA, NULL for "-" */
+	size_t		 a_lineno;	/* its first line, for acl_conf_finish */
 	TAILQ_ENTRY(acl) a_entry;
 };
 
@@ -818,8 +819,8 @@ acl_join(int argc, char **argv)
 
 /* acl NAME TYPE [-i] [-n] VALUE ... */
 static int
-acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
-    size_t errlen)
+acl_parse_acl(struct acl_conf *ac, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct acl	*a;
 	enum acl_type	 type;
@@ -863,6 +864,7 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
+		a->a_lineno = lineno;
 		fresh = 1;
 	}
 
@@ -973,8 +975,8 @@ acl_parse_access(struct acl_conf *ac, int argc, char **argv, char *err,
 }
 
 int
-acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
-    size_t errlen)
+acl_conf_directive(struct conf *c, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct acl_line	*al;
 	int		 rv;
@@ -982,7 +984,7 @@ acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
 	if (c->c_acl == NULL && (c->c_acl = acl_conf_new(err, errlen)) == NULL)
 		return -1;
 	if (strcasecmp(argv[0], "acl") == 0)
-		rv = acl_parse_acl(c->c_acl, argc, argv, err, errlen);
+		rv = acl_parse_acl(c->c_acl, lineno, argc, argv, err, errlen);
 	else if (strcasecmp(argv[0], "http_access") == 0)
 		rv = acl_parse_access(c->c_acl, argc, argv, err, errlen);
 	else {
@@ -1006,7 +1008,7 @@ acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
  * sorted, and "x" beside ".x" is an error, as in Squid 5.
  */
 int
-acl_conf_finish(struct conf *c, char *err, size_t errlen)
+acl_conf_finish(struct conf *c, size_t *lineno, char *err, size_t errlen)
 {
 	struct acl	*a;
 	size_t		 i;
@@ -1014,6 +1016,7 @@ acl_conf_finish(struct conf *c, char *err, size_t errlen)
 	if (c->c_acl == NULL)
 		return 0;
 	TAILQ_FOREACH(a, &c->c_acl->ac_acls, a_entry) {
+		*lineno = a->a_lineno;
 		if (a->a_type == ACL_EXTERNAL &&
 		    !helper_conf_exists(c, a->a_helper)) {
 			snprintf(err, errlen, "acl %s: external_acl_type '%s' "
@@ -1045,6 +1048,7 @@ acl_conf_finish(struct conf *c, char *err, size_t errlen)
 				return -1;
 			}
 	}
+	*lineno = 0;
 	return 0;
 }
 

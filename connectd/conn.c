@@ -983,6 +983,7 @@ conn_hello(struct conn *c)
 {
 	struct logrec		*r = c->c_rec;
 	const struct logtls	*t = r->lr_tls;
+	struct metrics		*m = &c->c_worker->w_metrics;
 	struct acl_request	 ar;
 	const char		*rule = NULL;
 	char			 sni[HOST_NAME_MAX_LEN + 2];
@@ -992,10 +993,13 @@ conn_hello(struct conn *c)
 		return;
 	c->c_flags &= ~CONN_HOLD;
 	/* closing anyway (peek_end() from conn_close()): nothing to decide */
-	if (c->c_state != CONN_RELAY)
+	if (c->c_state != CONN_RELAY) {
+		m->m_holds[HOLD_ABORTED]++;
 		return;
+	}
 	complete = t != NULL && t->lt_hello == PEEK_HELLO_COMPLETE;
 	if (!complete && c->c_conf->c_tls_hello_required) {
+		m->m_holds[HOLD_DENIED]++;
 		r->lr_rule = strdup("tls_hello_required on");
 		conn_close(c, CLOSE_DENIED);
 		return;
@@ -1013,9 +1017,11 @@ conn_hello(struct conn *c)
 	}
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
 	if (c->c_verdict == ACL_ALLOW) {
+		m->m_holds[HOLD_RELEASED]++;
 		relay_release(c);
 		return;
 	}
+	m->m_holds[HOLD_DENIED]++;
 	/*
 	 * ACL_WAIT here is a helper answer that was known before the hold
 	 * and is no longer (its cache entry went): a held tunnel does not

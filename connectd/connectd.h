@@ -565,6 +565,10 @@ struct metrics {
 	uint64_t		 m_proto[6];	/* tunnel lines by lr_proto */
 	uint64_t		 m_sni_match[PEEK_NMATCH]; /* by lt_match */
 	uint64_t		 m_hello[PEEK_NHELLO];	/* by lt_hello */
+	uint64_t		 m_holds[3];	/* conn_hello(): by HOLD_* */
+#define HOLD_RELEASED		0	/* allowed: the held bytes went on */
+#define HOLD_DENIED		1	/* closed, none of them sent */
+#define HOLD_ABORTED		2	/* closed for another reason first */
 	struct metrics_hist	 m_dns;		/* resolve.c: c-ares queries */
 	struct metrics_hist	 m_connect;	/* conn.c: connect() to done */
 	struct metrics_lines	*m_lines;
@@ -637,15 +641,19 @@ void	 conf_dump(const struct conf *, FILE *);
 /*
  * Directives that belong to another module are parsed there: argv[0] is
  * the directive's name; a module writes the message to err and conf.c
- * adds FILE:LINE.  Each module also checks the whole file at its end,
+ * adds FILE:LINE (the line's number is passed in, for a module to keep
+ * for its end-of-file checks).  Each module also checks the whole file at
+ * its end, setting *lineno to the line an error is about (0: none),
  * dumps its lines for -t -v, and frees its part of a conf.
  */
-int	 acl_conf_directive(struct conf *, int, char **, char *, size_t);
-int	 acl_conf_finish(struct conf *, char *, size_t);
+int	 acl_conf_directive(struct conf *, size_t, int, char **, char *,
+	    size_t);
+int	 acl_conf_finish(struct conf *, size_t *, char *, size_t);
 void	 acl_conf_dump(const struct conf *, FILE *);
 void	 acl_conf_free(struct conf *);
-int	 helper_conf_directive(struct conf *, int, char **, char *, size_t);
-int	 helper_conf_finish(struct conf *, char *, size_t);
+int	 helper_conf_directive(struct conf *, size_t, int, char **, char *,
+	    size_t);
+int	 helper_conf_finish(struct conf *, size_t *, char *, size_t);
 void	 helper_conf_dump(const struct conf *, FILE *);
 void	 helper_conf_free(struct conf *);
 /* is external_acl_type name defined in cf?  (for acl_conf_finish) */

@@ -189,8 +189,8 @@ helper_conf_option(struct helper_def *hd, const char *arg, int *queue_set,
  * as Squid takes it, plus connectd's timeout= and log-wait=.
  */
 int
-helper_conf_directive(struct conf *cf, int argc, char **argv, char *err,
-    size_t errlen)
+helper_conf_directive(struct conf *cf, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct helper_def	*hd = NULL;
 	size_t			 i, j, len, nargs;
@@ -294,7 +294,7 @@ helper_conf_directive(struct conf *cf, int argc, char **argv, char *err,
 
 /* Nothing to check across lines: acl.c checks that external acls name one. */
 int
-helper_conf_finish(struct conf *cf, char *err, size_t errlen)
+helper_conf_finish(struct conf *cf, size_t *lineno, char *err, size_t errlen)
 {
 	return 0;
 }
