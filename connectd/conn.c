@@ -777,6 +777,22 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 
 /* ----------------------------------------------------------------- head */
 
+/*
+ * The user name a Proxy-Authorization: Basic carries, for %un and "user"
+ * (issue 15): several jobs can share one pod's address.  Only the name
+ * is kept; the credential itself is not copied anywhere.
+ */
+static void
+conn_user(struct conn *c, const struct http_request *req)
+{
+	char	 user[USER_MAX_LEN + 1];
+
+	if (req->hr_proxy_auth == NULL || http_basic_user(req->hr_proxy_auth,
+	    req->hr_proxy_auth_len, user, sizeof(user)) == -1)
+		return;
+	c->c_rec->lr_user = strdup(user);
+}
+
 /* A request head the parser refused: record what it saw, answer, close. */
 static void
 conn_head_error(struct conn *c, const struct http_request *req)
@@ -790,6 +806,7 @@ conn_head_error(struct conn *c, const struct http_request *req)
 	    req->hr_target_len) : conn_raw_target(c);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
+	conn_user(c, req);
 	conn_fail(c, req->hr_status ? req->hr_status : 400, CLOSE_BAD_REQUEST,
 	    req->hr_error != NULL ? req->hr_error : "bad request");
 }
@@ -810,6 +827,7 @@ conn_head_done(struct conn *c, const struct http_request *req)
 	    req->hr_method_len);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
+	conn_user(c, req);
 	r->lr_host = conn_strndup(req->hr_host, req->hr_host_len,
 	    req->hr_host_len);
 	r->lr_head_in = req->hr_head_len;

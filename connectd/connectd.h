@@ -24,6 +24,7 @@
 #define HOST_NAME_MAX_LEN	255
 #define AUTHORITY_MAX_LEN	(HOST_NAME_MAX_LEN + 8)	/* [host]:65535 */
 #define USER_AGENT_MAX_LEN	512
+#define USER_MAX_LEN		128	/* a Basic user name kept for the log */
 #define REQUEST_HEADER_MAX	(16 * 1024)
 #define ERRBUF_LEN		512
 #define LOGREC_INSTANCE_LEN	17	/* 16 hex digits and the NUL */
@@ -46,6 +47,10 @@ struct http_request {
 	int		 hr_version;		/* 10, 11; 0 if unknown */
 	const char	*hr_user_agent;		/* NULL if absent */
 	size_t		 hr_user_agent_len;
+	/* the first Proxy-Authorization's value, NULL if absent: a
+	 * credential, never logged or passed on (http_basic_user()) */
+	const char	*hr_proxy_auth;
+	size_t		 hr_proxy_auth_len;
 	size_t		 hr_head_len;		/* bytes of the head incl. CRLFCRLF */
 	int		 hr_status;		/* on error: 400, 431, 501, 505 */
 	const char	*hr_error;		/* on error: static text */
@@ -87,6 +92,7 @@ struct http_head {
 	struct http_field hh_target;
 	struct http_field hh_host;
 	struct http_field hh_user_agent;
+	struct http_field hh_proxy_auth;
 	struct http_field hh_path;
 	uint16_t	 hh_port;
 	int		 hh_version;
@@ -346,6 +352,8 @@ struct logrec {
 	char			*lr_host;
 	int			 lr_port;	/* 0 if unknown */
 	char			*lr_user_agent;
+	char			*lr_user;	/* Proxy-Authorization: Basic's
+						   user name (%un, "user") */
 	int			 lr_status;	/* HTTP status sent; 0 if none */
 	uint64_t		 lr_bytes_up;	/* payload client -> server */
 	uint64_t		 lr_bytes_down;	/* payload server -> client */
@@ -738,6 +746,7 @@ enum http_parse http_parse_request(struct http_head *, const char *, size_t,
 	    size_t, struct http_request *);
 int	 http_reply_error(int, char *, size_t);
 size_t	 http_target_redact(const char *, size_t, char *, size_t);
+int	 http_basic_user(const char *, size_t, char *, size_t);
 const char *http_status_text(int);
 
 /* httpmsg.c */

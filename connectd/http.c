@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "connectd.h"
 
 /*
@@ -377,6 +379,7 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 {
 	size_t		 i, name, v, e;
 	unsigned char	 c;
+	int		 kind;
 
 	if (p[0] == ' ' || p[0] == '\t')
 		return http_fail(req, 400, "obs-fold");
@@ -411,15 +414,28 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			return http_fail(req, 400, "bad header value");
 	}
-	if (!complete || req->hr_user_agent != NULL || name != 10 ||
-	    strncasecmp(p, "User-Agent", 10) != 0)
+	if (!complete)
+		return 0;
+	if (name == 10 && req->hr_user_agent == NULL &&
+	    strncasecmp(p, "User-Agent", 10) == 0)
+		kind = 1;
+	else if (name == 19 && req->hr_proxy_auth == NULL &&
+	    strncasecmp(p, "Proxy-Authorization", 19) == 0)
+		kind = 2;
+	else
 		return 0;
 
-	/* the value without OWS, cut to what the log keeps */
+	/* the value without OWS */
 	for (v = name + 1; v < n && (p[v] == ' ' || p[v] == '\t'); v++)
 		;
 	for (e = n; e > v && (p[e - 1] == ' ' || p[e - 1] == '\t'); e--)
 		;
+	if (kind == 2) {
+		req->hr_proxy_auth = p + v;
+		req->hr_proxy_auth_len = e - v;
+		return 0;
+	}
+	/* cut to what the log keeps */
 	req->hr_user_agent = p + v;
 	req->hr_user_agent_len = e - v;
 	if (req->hr_user_agent_len > USER_AGENT_MAX_LEN)
@@ -513,6 +529,8 @@ http_view(const struct http_head *st, const char *buf,
 	http_give(&st->hh_host, buf, &req->hr_host, &req->hr_host_len);
 	http_give(&st->hh_user_agent, buf, &req->hr_user_agent,
 	    &req->hr_user_agent_len);
+	http_give(&st->hh_proxy_auth, buf, &req->hr_proxy_auth,
+	    &req->hr_proxy_auth_len);
 	http_give(&st->hh_path, buf, &req->hr_path, &req->hr_path_len);
 	req->hr_port = st->hh_port;
 	req->hr_version = st->hh_version;
@@ -531,6 +549,8 @@ http_save(struct http_head *st, const char *buf,
 	http_keep(&st->hh_host, buf, req->hr_host, req->hr_host_len);
 	http_keep(&st->hh_user_agent, buf, req->hr_user_agent,
 	    req->hr_user_agent_len);
+	http_keep(&st->hh_proxy_auth, buf, req->hr_proxy_auth,
+	    req->hr_proxy_auth_len);
 	http_keep(&st->hh_path, buf, req->hr_path, req->hr_path_len);
 	st->hh_port = req->hr_port;
 	st->hh_version = req->hr_version;
@@ -758,4 +778,50 @@ http_target_redact(const char *t, size_t len, char *out, size_t outlen)
 	o = http_append(out, outlen, o, t + at, rest);
 	out[o] = '\0';
 	return o;
+}
+
+/*
+ * The user name of a Proxy-Authorization value "Basic base64(user:pass)"
+ * (RFC 7617 2: the user-id ends at the first colon), for the log's %un
+ * and "user".  v[0..vl) is the field value without OWS.  Writes the name,
+ * NUL-terminated, to user (cut to userlen - 1 bytes) and returns 0; -1
+ * if the value is not Basic with a colon in valid base64.  The decoded
+ * password never leaves this function: the scratch copy is wiped.
+ */
+int
+http_basic_user(const char *v, size_t vl, char *user, size_t userlen)
+{
+	unsigned char	 dec[768];
+	const char	*b64, *colon;
+	size_t		 bl, pad, n;
+	int		 got;
+
+	if (userlen == 0 || vl < 6 || strncasecmp(v, "Basic", 5) != 0 ||
+	    (v[5] != ' ' && v[5] != '\t'))
+		return -1;
+	for (b64 = v + 6, bl = vl - 6; bl > 0 && (*b64 == ' ' ||
+	    *b64 == '\t'); b64++, bl--)
+		;
+	/* whole quads only, and what fits: 1024 base64 bytes, 768 out */
+	if (bl == 0 || bl % 4 != 0 || bl > 1024)
+		return -1;
+	pad = b64[bl - 1] == '=' ? (b64[bl - 2] == '=' ? 2 : 1) : 0;
+	/* libcrypto's decoder counts the padding as zero bytes */
+	if ((got = EVP_DecodeBlock(dec, (const unsigned char *)b64,
+	    (int)bl)) < 0 || (size_t)got < pad) {
+		explicit_bzero(dec, sizeof(dec));
+		return -1;
+	}
+	n = (size_t)got - pad;
+	if ((colon = memchr(dec, ':', n)) == NULL) {
+		explicit_bzero(dec, sizeof(dec));
+		return -1;
+	}
+	n = (size_t)(colon - (const char *)dec);
+	if (n >= userlen)
+		n = userlen - 1;
+	memcpy(user, dec, n);
+	user[n] = '\0';
+	explicit_bzero(dec, sizeof(dec));
+	return 0;
 }
