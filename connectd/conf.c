@@ -194,6 +194,8 @@ static const struct conf_directive conf_directives[] = {
 	    NULL },
 	{ "external_acl_type", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
 	    helper_conf_directive },
+	{ "auth_param", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
+	    helper_conf_directive },
 	{ "acl", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
 	    acl_conf_directive },
 	{ "http_access", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,

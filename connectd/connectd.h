@@ -25,6 +25,7 @@
 #define AUTHORITY_MAX_LEN	(HOST_NAME_MAX_LEN + 8)	/* [host]:65535 */
 #define USER_AGENT_MAX_LEN	512
 #define USER_MAX_LEN		128	/* a Basic user name kept for the log */
+#define HTTP_CRED_MAX		769	/* a decoded Basic "user:pass", NUL */
 #define REQUEST_HEADER_MAX	(16 * 1024)
 #define ERRBUF_LEN		512
 #define LOGREC_INSTANCE_LEN	17	/* 16 hex digits and the NUL */
@@ -413,6 +414,10 @@ struct acl_request {
 	int			(*ar_external)(void *, const char *helper,
 				    const char *data);
 	void			*ar_arg;
+	/* Proxy-Authorization: Basic, decoded ("user:password"; NULL: none,
+	 * or no auth_param) and its user name, for proxy_auth acls */
+	const char		*ar_cred;
+	const char		*ar_user;
 	/* the ClientHello (ssl::server_name, tls_sni_match): ar_hello 0
 	 * while it may still come; then ar_sni (NULL: none, or no hello)
 	 * and ar_sni_match (enum peek_match; PEEK_MATCH_NONE: no hello) */
@@ -503,6 +508,8 @@ struct conn {
 	int			 c_pooled;	/* a server connection from the pool */
 	unsigned		 c_nreq;	/* requests on this connection */
 	struct helper_waits	 c_acl_waits;	/* helper answers for the rules */
+	char			*c_cred;	/* "user:password" for auth_param
+						   basic, wiped when done */
 	TAILQ_ENTRY(conn)	 c_entry;	/* w_conns, then w_closed */
 };
 
@@ -675,6 +682,8 @@ int	 helper_conf_exists(const struct conf *, const char *);
  */
 enum acl_verdict acl_check(const struct acl_conf *,
 	    const struct acl_request *, const char **);
+/* Is a denial by this rule text (acl_check's) a 407?  (proxy_auth last) */
+int	 acl_challenges(const struct acl_conf *, const char *);
 
 /* helper_pool.c: the children of each external_acl_type, per worker */
 /* Start or keep pools for a configuration now in force. */
@@ -745,7 +754,9 @@ void	 helper_probe_start(struct worker *);
 enum http_parse http_parse_request(struct http_head *, const char *, size_t,
 	    size_t, struct http_request *);
 int	 http_reply_error(int, char *, size_t);
+int	 http_reply_challenge(int, const char *, char *, size_t);
 size_t	 http_target_redact(const char *, size_t, char *, size_t);
+int	 http_basic_decode(const char *, size_t, char *, size_t);
 int	 http_basic_user(const char *, size_t, char *, size_t);
 const char *http_status_text(int);
 

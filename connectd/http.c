@@ -665,6 +665,8 @@ http_status_text(int status)
 		return "Forbidden";
 	case 405:
 		return "Method Not Allowed";
+	case 407:
+		return "Proxy Authentication Required";
 	case 408:
 		return "Request Timeout";
 	case 431:
@@ -693,11 +695,30 @@ http_status_text(int status)
 int
 http_reply_error(int status, char *buf, size_t len)
 {
+	return http_reply_challenge(status, NULL, buf, len);
+}
+
+/*
+ * http_reply_error(), and for a 407 the Proxy-Authenticate field RFC
+ * 9110 15.5.8 requires: Basic with realm (no quote or backslash in it:
+ * auth_param checks), and charset="UTF-8" as RFC 7617 2.1 allows.
+ */
+int
+http_reply_challenge(int status, const char *realm, char *buf, size_t len)
+{
 	const char	*text;
+	char		 field[256];
 	int		 n;
 
 	if (status < 400 || (text = http_status_text(status)) == NULL)
 		return -1;
+	field[0] = '\0';
+	if (status == 405)
+		snprintf(field, sizeof(field), "Allow: CONNECT\r\n");
+	else if (status == 407)
+		snprintf(field, sizeof(field), "Proxy-Authenticate: Basic "
+		    "realm=\"%.160s\", charset=\"UTF-8\"\r\n",
+		    realm != NULL ? realm : "connectd");
 	n = snprintf(buf, len, "HTTP/1.1 %d %s\r\n"
 	    "Server: connectd\r\n"
 	    "%s"
@@ -706,8 +727,7 @@ http_reply_error(int status, char *buf, size_t len)
 	    "Connection: close\r\n"
 	    "\r\n"
 	    "%s\n",
-	    status, text, status == 405 ? "Allow: CONNECT\r\n" : "",
-	    strlen(text) + 1, text);
+	    status, text, field, strlen(text) + 1, text);
 	if (n < 0 || (size_t)n >= len)
 		return -1;
 	return n;
@@ -781,22 +801,21 @@ http_target_redact(const char *t, size_t len, char *out, size_t outlen)
 }
 
 /*
- * The user name of a Proxy-Authorization value "Basic base64(user:pass)"
- * (RFC 7617 2: the user-id ends at the first colon), for the log's %un
- * and "user".  v[0..vl) is the field value without OWS.  Writes the name,
- * NUL-terminated, to user (cut to userlen - 1 bytes) and returns 0; -1
- * if the value is not Basic with a colon in valid base64.  The decoded
- * password never leaves this function: the scratch copy is wiped.
+ * The credential of a Proxy-Authorization value "Basic base64(user:pass)"
+ * (RFC 7617), decoded: v[0..vl) is the field value without OWS.  Writes
+ * "user:pass", NUL-terminated, to out and returns its length; -1 if the
+ * value is not Basic, not valid base64, has no colon, a NUL byte, or does
+ * not fit outlen.  The caller wipes out (explicit_bzero) when done.
  */
 int
-http_basic_user(const char *v, size_t vl, char *user, size_t userlen)
+http_basic_decode(const char *v, size_t vl, char *out, size_t outlen)
 {
 	unsigned char	 dec[768];
-	const char	*b64, *colon;
+	const char	*b64;
 	size_t		 bl, pad, n;
 	int		 got;
 
-	if (userlen == 0 || vl < 6 || strncasecmp(v, "Basic", 5) != 0 ||
+	if (vl < 6 || strncasecmp(v, "Basic", 5) != 0 ||
 	    (v[5] != ' ' && v[5] != '\t'))
 		return -1;
 	for (b64 = v + 6, bl = vl - 6; bl > 0 && (*b64 == ' ' ||
@@ -808,20 +827,40 @@ http_basic_user(const char *v, size_t vl, char *user, size_t userlen)
 	pad = b64[bl - 1] == '=' ? (b64[bl - 2] == '=' ? 2 : 1) : 0;
 	/* libcrypto's decoder counts the padding as zero bytes */
 	if ((got = EVP_DecodeBlock(dec, (const unsigned char *)b64,
-	    (int)bl)) < 0 || (size_t)got < pad) {
-		explicit_bzero(dec, sizeof(dec));
-		return -1;
-	}
+	    (int)bl)) < 0 || (size_t)got < pad)
+		goto fail;
 	n = (size_t)got - pad;
-	if ((colon = memchr(dec, ':', n)) == NULL) {
-		explicit_bzero(dec, sizeof(dec));
+	if (memchr(dec, ':', n) == NULL || memchr(dec, '\0', n) != NULL ||
+	    n >= outlen)
+		goto fail;
+	memcpy(out, dec, n);
+	out[n] = '\0';
+	explicit_bzero(dec, sizeof(dec));
+	return (int)n;
+ fail:
+	explicit_bzero(dec, sizeof(dec));
+	return -1;
+}
+
+/*
+ * The user name of a Proxy-Authorization: Basic value (what comes before
+ * the first colon: RFC 7617 2), for the log's %un and "user": written,
+ * NUL-terminated, to user (cut to userlen - 1 bytes).  0, or -1 as
+ * http_basic_decode().  The password never leaves this function.
+ */
+int
+http_basic_user(const char *v, size_t vl, char *user, size_t userlen)
+{
+	char	 cred[HTTP_CRED_MAX];
+	size_t	 n;
+
+	if (userlen == 0 || http_basic_decode(v, vl, cred, sizeof(cred)) == -1)
 		return -1;
-	}
-	n = (size_t)(colon - (const char *)dec);
+	n = (size_t)(strchr(cred, ':') - cred);
 	if (n >= userlen)
 		n = userlen - 1;
-	memcpy(user, dec, n);
+	memcpy(user, cred, n);
 	user[n] = '\0';
-	explicit_bzero(dec, sizeof(dec));
+	explicit_bzero(cred, sizeof(cred));
 	return 0;
 }
