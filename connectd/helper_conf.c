@@ -559,17 +559,26 @@ helper_conf_auth_param(struct conf *cf, size_t lineno, int argc, char **argv,
 			hd->hd_concurrency = (int)n;
 		/* children N startup=N idle=N concurrency=N */
 		for (a = 4; a < argc; a++) {
-			if (strncmp(argv[a], "startup=", 8) == 0)
-				hd->hd_children_startup = atoi(argv[a] + 8);
-			else if (strncmp(argv[a], "idle=", 5) == 0)
-				hd->hd_children_idle = atoi(argv[a] + 5);
-			else if (strncmp(argv[a], "concurrency=", 12) == 0)
-				hd->hd_concurrency = atoi(argv[a] + 12);
-			else {
+			int	*to = NULL;
+
+			if ((s = strchr(argv[a], '=')) != NULL) {
+				n = strtol(s + 1, &e, 10);
+				if (strncmp(argv[a], "startup=", 8) == 0)
+					to = &hd->hd_children_startup;
+				else if (strncmp(argv[a], "idle=", 5) == 0)
+					to = &hd->hd_children_idle;
+				else if (strncmp(argv[a], "concurrency=", 12) ==
+				    0)
+					to = &hd->hd_concurrency;
+			}
+			if (to == NULL || s[1] == '\0' || *e != '\0' || n < 0 ||
+			    n > 1000) {
 				snprintf(err, errlen, "auth_param basic %s: "
-				    "unknown option '%s'", argv[2], argv[a]);
+				    "'%s' is not startup=N, idle=N or "
+				    "concurrency=N", argv[2], argv[a]);
 				return -1;
 			}
+			*to = (int)n;
 		}
 	} else if (strcmp(argv[2], "casesensitive") == 0 ||
 	    strcmp(argv[2], "utf8") == 0) {
