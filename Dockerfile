@@ -39,7 +39,8 @@ RUN set -e; cd /src; autoreconf -fi; mkdir build; cd build; \
 	install -m 644 ../conf/connectd-kubernetes.conf /out/etc/connectd/connectd.conf; \
 	rm /out/etc/connectd/pods.example.json; \
 	ma=$(gcc -print-multiarch); \
-	libs=$(readelf -d /out/usr/sbin/connectd /out/usr/bin/podmeta | \
+	libs=$(readelf -d /out/usr/sbin/connectd /out/usr/bin/podmeta \
+	    /out/usr/libexec/connectd/basic_file_auth | \
 	    sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | sort -u); \
 	[ -n "$libs" ]; \
 	for lib in $libs; do \

@@ -36,6 +36,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import select
 import shutil
@@ -252,13 +253,19 @@ class Connectd(Proxy):
     directive beyond http_port and access_log is probed with `connectd -t`
     first, so an older binary (--connectd-before) gets what it understands."""
 
-    def __init__(self, workdir, binpath, log="file", name="connectd"):
+    def __init__(self, workdir, binpath, log="file", name="connectd", lines=()):
         self.name = name
         self.bin = binpath
         self.log = log
         super().__init__(workdir)
         self.conf_path = os.path.join(self.dir, "connectd.conf")
         self.extra = self.probe_extra()
+        # a variant (workers 2, relay_splice off, tls_peek off): a build
+        # that does not know the directive has no such target
+        for line in lines:
+            if not self.probe(line):
+                raise RuntimeError("this build does not take `%s`" % line)
+            self.extra.append(line)
 
     def probe(self, line):
         """True if `connectd -t` accepts a config with this line in it."""
@@ -408,7 +415,8 @@ class Target:
         self.name = name
         self.proxy = proxy
         self.origin = None
-        self.res = {"name": name, "bulk": [], "short": [], "rps": [], "httpbulk": []}
+        self.res = {"name": name, "bulk": [], "short": [], "rps": [], "httpbulk": [],
+                    "multi": [], "hello": []}
 
     @property
     def sid(self):
@@ -470,11 +478,14 @@ def measure_idle(lg, t, a):
             "bytes_per_tunnel": (during - before) * 1024 / n if n else None}
 
 
-def measure_bulk(lg, t, a):
+def measure_bulk(lg, t, a, streams=1):
     bg = Background()
     c0 = cpu_seconds(t.sid) if t.sid else 0
-    r = loadgen_json([lg, "bulk", str(t.port), str(t.origin.source),
-                      str(a.bulk_bytes), "60"], timeout=70)
+    each = a.bulk_bytes if streams == 1 else a.bulk_bytes // streams
+    argv = [lg, "bulk", str(t.port), str(t.origin.source), str(each), "60"]
+    if streams > 1:
+        argv.append(str(streams))
+    r = loadgen_json(a.pin + argv, timeout=70)
     if t.sid and r.get("bytes"):
         r["cpu_s_per_gb"] = (cpu_seconds(t.sid) - c0) / (r["bytes"] / 1e9)
     r.update(bg.pct())
@@ -482,16 +493,67 @@ def measure_bulk(lg, t, a):
     return r
 
 
-def measure_short(lg, t, a):
+def measure_multi(lg, t, a):
+    """a.streams bulk streams at once, a.bulk_bytes in all."""
+    return measure_bulk(lg, t, a, streams=a.streams)
+
+
+def measure_short(lg, t, a, payload=None):
     bg = Background()
     c0 = cpu_seconds(t.sid) if t.sid else 0
-    r = loadgen_json([lg, "tunnels", str(t.port), str(t.origin.echo), str(a.tunnels),
-                      str(a.concurrency), str(a.sources), "90"], timeout=100)
+    argv = [lg, "tunnels", str(t.port), str(t.origin.echo), str(a.tunnels),
+            str(a.concurrency), str(a.sources), "90"]
+    if payload:
+        argv.append(payload)
+    r = loadgen_json(a.pin + argv, timeout=100)
     if t.sid and r.get("ok"):
         r["cpu_us_per_tunnel"] = (cpu_seconds(t.sid) - c0) / r["ok"] * 1e6
     r.update(bg.pct())
     t.drain(10)
     return r
+
+
+def measure_syscalls(lg, t, a, n=2000):
+    """System calls per tunnel: `strace -c -f` attached to the proxy for n
+    short tunnels (16 in flight, one source address).  {name: calls per
+    tunnel}, and "total"."""
+    if not shutil.which("strace"):
+        return {"error": "strace is not installed"}
+    out = os.path.join(t.proxy.dir, "strace.txt")
+    st = spawn(["strace", "-c", "-f", "-o", out, "-p", str(t.sid)],
+               log=os.path.join(t.proxy.dir, "strace.err"))
+    time.sleep(1.0)             # attached to every thread
+    r = loadgen_json([lg, "tunnels", str(t.port), str(t.origin.echo), str(n), "16", "1",
+                      "60"], timeout=70)
+    t.drain(10)
+    time.sleep(0.5)
+    st.send_signal(signal.SIGINT)
+    try:
+        st.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        stop(st)
+    calls = {}
+    try:
+        with open(out) as f:
+            for ln in f:
+                m = re.match(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", ln)
+                if m and m.group(2) != "total":
+                    calls[m.group(2)] = int(m.group(1))
+    except OSError as e:
+        return {"error": "strace output: %s" % e}
+    ok = r.get("ok") or 0
+    if not ok or not calls:
+        return {"error": "no tunnels or no strace summary (%s)" % r.get("first_error")}
+    per = {k: v / ok for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
+    per["total"] = sum(calls.values()) / ok
+    return {"tunnels": ok, "per_tunnel": per}
+
+
+def measure_hello(lg, t, a):
+    """Short tunnels whose client sends a real ClientHello (a.hello, a
+    captured Chrome hello from t/fixtures/ja4/) and reads it back from the
+    echo: connectd's hello reader parses it and works out its JA4."""
+    return measure_short(lg, t, a, payload=a.hello)
 
 
 def measure_http_warm(lg, t, a):
@@ -555,6 +617,16 @@ def summarize(t):
         res["mbps_range"] = (min(r["mbps"] for r in good), max(r["mbps"] for r in good))
         cg = [r["cpu_s_per_gb"] for r in good if "cpu_s_per_gb" in r]
         res["cpu_s_per_gb"] = statistics.median(cg) if cg else None
+    for part in ("multi", "hello"):
+        good = [r for r in res[part] if not r.get("error") and (r.get("mbps") or r.get("ok"))]
+        if not good:
+            continue
+        key = "mbps" if part == "multi" else "rate"
+        res["%s_%s" % (part, key)] = statistics.median(r[key] for r in good)
+        res["%s_%s_range" % (part, key)] = (min(r[key] for r in good), max(r[key] for r in good))
+        cpu = "cpu_s_per_gb" if part == "multi" else "cpu_us_per_tunnel"
+        cg = [r[cpu] for r in good if cpu in r]
+        res["%s_%s" % (part, cpu)] = statistics.median(cg) if cg else None
     good = [r for r in res["short"] if r.get("ok")]
     if good:
         res["rate"] = statistics.median(r["rate"] for r in good)
@@ -592,12 +664,13 @@ def summarize(t):
         else:
             cg = [r["cpu_s_per_gb"] for r in runs if "cpu_s_per_gb" in r]
             res["httpbulk_cpu_s_per_gb"] = statistics.median(cg) if cg else None
-    for parts, key in ((("bulk", "short"), "tunnel"), (("rps", "httpbulk"), "http")):
+    for parts, key in ((("bulk", "short", "multi", "hello"), "tunnel"),
+                       (("rps", "httpbulk"), "http")):
         bgs = [r["other_pct"] for p in parts for r in res[p]
                if r.get("other_pct") is not None]
         res["other_pct_max_" + key] = max(bgs) if bgs else None
-    bgs = [r["other_pct"] for r in res["bulk"] + res["short"] + res["rps"] + res["httpbulk"]
-           if r.get("other_pct") is not None]
+    bgs = [r["other_pct"] for r in res["bulk"] + res["short"] + res["rps"] + res["httpbulk"] +
+           res["multi"] + res["hello"] if r.get("other_pct") is not None]
     res["other_pct_max"] = max(bgs) if bgs else None
     res["bytes_per_idle_tunnel"] = get(res, "idle", "bytes_per_tunnel")
     res["rss_before_kb"] = get(res, "idle", "rss_before_kb")
@@ -692,7 +765,9 @@ def http_cell(r, part, key, spec="%.0f"):
 def report(results, info, a, bg):
     by = {r["name"]: r for r in results}
     sq = by.get("squid", {})
+    dr = by.get("direct", {})
     tunnel = any(p in a.parts for p in ("idle", "bulk", "short"))
+    extra = any(p in a.parts for p in ("multi", "hello"))
     http = any(p in a.parts for p in ("rps", "httpbulk"))
     L = []
     L.append("# connectd vs Squid vs tinyproxy, loopback")
@@ -718,6 +793,14 @@ def report(results, info, a, bg):
                  "Content-Length, every body byte" % (
                      a.http_concurrency, a.http_body, a.http_body, a.http_requests,
                      a.http_seconds, a.http_bulk_bytes / 1e9, a.http_bulk_bytes))
+    if extra:
+        L.append("- multi: %d streams at once, %.2f GB in all, origin -> client, each through "
+                 "a tunnel of its own (direct: %d plain connections); hello: as short, but "
+                 "the client sends a captured %d-byte ClientHello (%s) instead of 1 byte and "
+                 "reads it back" % (a.streams, a.bulk_bytes / 1e9, a.streams,
+                                    os.path.getsize(a.hello), os.path.basename(a.hello)))
+    if a.pin:
+        L.append("- the load generator runs under `%s`" % " ".join(a.pin))
     L.append("- CPU = user+sys of all the proxy's processes (from /proc); RSS = sum of "
              "VmRSS of all its processes")
     L.append("- other load on the machine during the run: %s%% of all CPUs on average "
@@ -725,7 +808,8 @@ def report(results, info, a, bg):
                  fmt(bg.get("other_pct"), "%.0f"),
                  fmt(max([r.get("other_pct_max") or 0 for r in results] or [0]), "%.0f"),
                  fmt(bg.get("steal_pct"), "%.0f")))
-    for label, parts in (("tunnel", ("bulk", "short")), ("HTTP", ("rps", "httpbulk"))):
+    for label, parts in (("tunnel", ("bulk", "short", "multi", "hello")),
+                         ("HTTP", ("rps", "httpbulk"))):
         mean, mx = part_load(results, parts)
         if mean is not None:
             L.append("- other load during the %s measurements: %.0f%% on average, "
@@ -734,19 +818,23 @@ def report(results, info, a, bg):
     if tunnel:
         L.append("## CONNECT tunnels")
         L.append("")
-        L.append("| target | bulk MB/s | /squid | CPU s/GB | /squid | tunnels/s | /squid "
+        L.append("| target | bulk MB/s | /direct | /squid | CPU s/GB | /squid | tunnels/s "
+                 "| /direct | /squid "
                  "| p99 ms | CPU us/tunnel | /squid | RSS/idle tunnel | /squid | RSS at start |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             mem = r.get("bytes_per_idle_tunnel")
             base = r.get("rss_before_kb")
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s "
+                     "| %s |" % (
                 r["name"],
                 with_range(r.get("mbps"), r.get("mbps_range")),
+                ratio(r.get("mbps"), dr.get("mbps")),
                 ratio(r.get("mbps"), sq.get("mbps")),
                 fmt(r.get("cpu_s_per_gb"), "%.2f"),
                 ratio(r.get("cpu_s_per_gb"), sq.get("cpu_s_per_gb")),
                 with_range(r.get("rate"), r.get("rate_range")),
+                ratio(r.get("rate"), dr.get("rate")),
                 ratio(r.get("rate"), sq.get("rate")),
                 fmt(r.get("p99_ms"), "%.1f"),
                 fmt(r.get("cpu_us_per_tunnel")),
@@ -754,6 +842,30 @@ def report(results, info, a, bg):
                 "-" if mem is None else "%.1f KB" % (mem / 1024),
                 ratio(mem, sq.get("bytes_per_idle_tunnel")),
                 "-" if base is None else "%.1f MB" % (base / 1024)))
+        L.append("")
+        L.append("/direct: the same figure without a proxy (bulk: one plain TCP stream; "
+                 "tunnels/s: plain connections with the same 1-byte echo). A tunnel needs two "
+                 "TCP connections, so 0.5x direct is the naive ceiling for tunnels/s.")
+        L.append("")
+    if extra:
+        L.append("## %d streams at once, and short tunnels carrying a ClientHello" % a.streams)
+        L.append("")
+        L.append("| target | %d-stream MB/s | /direct | /squid | CPU s/GB | /squid | hello "
+                 "tunnels/s | /direct | /squid | CPU us/tunnel | /squid |" % a.streams)
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["name"],
+                with_range(r.get("multi_mbps"), r.get("multi_mbps_range")),
+                ratio(r.get("multi_mbps"), dr.get("multi_mbps")),
+                ratio(r.get("multi_mbps"), sq.get("multi_mbps")),
+                fmt(r.get("multi_cpu_s_per_gb"), "%.2f"),
+                ratio(r.get("multi_cpu_s_per_gb"), sq.get("multi_cpu_s_per_gb")),
+                with_range(r.get("hello_rate"), r.get("hello_rate_range")),
+                ratio(r.get("hello_rate"), dr.get("hello_rate")),
+                ratio(r.get("hello_rate"), sq.get("hello_rate")),
+                fmt(r.get("hello_cpu_us_per_tunnel")),
+                ratio(r.get("hello_cpu_us_per_tunnel"), sq.get("hello_cpu_us_per_tunnel"))))
         L.append("")
     if http:
         L.append("## Plain HTTP (forwarded GETs)")
@@ -835,13 +947,47 @@ def report(results, info, a, bg):
                          what, cd["rps_rate"], o["rps_rate"],
                          fmt(cd.get("rps_cpu_s_per_10k"), "%.2f"),
                          fmt(o.get("rps_cpu_s_per_10k"), "%.2f")))
+    for other, what in (("connectd-w2", "workers 2"), ("connectd-nosplice", "relay_splice off"),
+                        ("connectd-nopeek", "tls_peek off")):
+        o = by.get(other, {})
+        if cd and o and (tunnel or extra) and not o.get("error"):
+            L.append("connectd vs %s: bulk %s vs %s MB/s, CPU per GB %s vs %s s, "
+                     "%d streams %s vs %s MB/s, tunnels/s %s vs %s, CPU per tunnel %s vs %s us, "
+                     "hello tunnels/s %s vs %s, CPU per hello tunnel %s vs %s us." % (
+                         what, fmt(cd.get("mbps")), fmt(o.get("mbps")),
+                         fmt(cd.get("cpu_s_per_gb"), "%.2f"), fmt(o.get("cpu_s_per_gb"), "%.2f"),
+                         a.streams, fmt(cd.get("multi_mbps")), fmt(o.get("multi_mbps")),
+                         fmt(cd.get("rate")), fmt(o.get("rate")),
+                         fmt(cd.get("cpu_us_per_tunnel")), fmt(o.get("cpu_us_per_tunnel")),
+                         fmt(cd.get("hello_rate")), fmt(o.get("hello_rate")),
+                         fmt(cd.get("hello_cpu_us_per_tunnel")),
+                         fmt(o.get("hello_cpu_us_per_tunnel"))))
+    sc = [r for r in results if isinstance(r.get("syscalls"), dict) and
+          r["syscalls"].get("per_tunnel")]
+    if sc:
+        names = []
+        for r in sc:
+            for k in r["syscalls"]["per_tunnel"]:
+                if k != "total" and k not in names and r["syscalls"]["per_tunnel"][k] >= 0.05:
+                    names.append(k)
+        L.append("")
+        L.append("## System calls per tunnel (strace -c -f, %d short tunnels)" %
+                 sc[0]["syscalls"]["tunnels"])
+        L.append("")
+        L.append("| syscall | " + " | ".join(r["name"] for r in sc) + " |")
+        L.append("|---|" + "---:|" * len(sc))
+        for k in names + ["total"]:
+            L.append("| %s | %s |" % (k, " | ".join(
+                "%.2f" % r["syscalls"]["per_tunnel"].get(k, 0) for r in sc)))
+        L.append("")
     notes = []
     for r in results:
         if r.get("error"):
             notes.append("%s: %s" % (r["name"], r["error"]))
         if r.get("http_skip"):
             notes.append("%s http: skipped, %s" % (r["name"], r["http_skip"]))
-        for part in ("idle", "bulk", "short", "http_warmup", "rps", "httpbulk"):
+        for part in ("idle", "bulk", "short", "multi", "hello", "http_warmup", "rps",
+                     "httpbulk", "syscalls"):
             runs = r.get(part)
             runs = runs if isinstance(runs, list) else [runs or {}]
             for i, x in enumerate(runs):
@@ -903,6 +1049,14 @@ def main():
                              "%s=%s" % (k, "+".join(v)) for k, v in PART_GROUPS.items())))
     ap.add_argument("--quick", action="store_true",
                     help="small counts, for a smoke test (seconds)")
+    ap.add_argument("--streams", type=int, default=8,
+                    help="parallel streams for the multi part (default 8)")
+    ap.add_argument("--hello", default=os.path.join(HERE, "..", "t", "fixtures", "ja4",
+                                                    "foxio-chrome-grease.bin"),
+                    help="the ClientHello the hello part sends (default: a captured "
+                         "Chrome hello from t/fixtures/ja4/)")
+    ap.add_argument("--pin-loadgen", metavar="CPUS", default="",
+                    help="run the load generator under taskset -c CPUS (e.g. 1)")
     ap.add_argument("--time-limit", type=float, default=900,
                     help="abort and report what was measured after this many s "
                          "(default 900)")
@@ -929,6 +1083,9 @@ def main():
     a.http_concurrency = max(1, min(a.http_concurrency, 1024))
     a.http_body = max(0, min(a.http_body, 1 << 20))
     a.http_bulk_bytes = max(1 << 20, min(a.http_bulk_bytes, 8 << 30))
+    a.streams = max(2, min(a.streams, 64))
+    a.hello = os.path.abspath(a.hello)
+    a.pin = ["taskset", "-c", a.pin_loadgen] if a.pin_loadgen else []
     parts = []
     for x in a.parts.split(","):
         x = x.strip()
@@ -968,6 +1125,13 @@ def main():
                                              name="connectd-devnull"),
         "connectd-nolog": lambda: Connectd(workdir, a.connectd, "none",
                                            name="connectd-nolog"),
+        "connectd-w2": lambda: Connectd(workdir, a.connectd, "file", name="connectd-w2",
+                                        lines=["workers 2"]),
+        "connectd-nosplice": lambda: Connectd(workdir, a.connectd, "file",
+                                              name="connectd-nosplice",
+                                              lines=["relay_splice off"]),
+        "connectd-nopeek": lambda: Connectd(workdir, a.connectd, "file",
+                                            name="connectd-nopeek", lines=["tls_peek off"]),
         "squid": lambda: Squid(workdir),
         "tinyproxy": lambda: Tinyproxy(workdir),
     }
@@ -1013,7 +1177,9 @@ def main():
                     if err:
                         t.res["http_skip"] = err
         # then rounds; the order rotates so no target always goes first
-        steps = [("bulk", "bulk", measure_bulk), ("short", "short tunnels", measure_short),
+        steps = [("bulk", "bulk", measure_bulk), ("multi", "multi-stream bulk", measure_multi),
+                 ("short", "short tunnels", measure_short),
+                 ("hello", "short tunnels with a ClientHello", measure_hello),
                  ("rps", "HTTP requests/s", measure_rps),
                  ("httpbulk", "HTTP bulk", measure_httpbulk)]
         for rnd in range(a.rounds):
@@ -1028,6 +1194,12 @@ def main():
                     log("round %d: %s %s" % (rnd + 1, t.name, what))
                     t.res[part].append(fn(lg, t, a))
                 t.alive()
+        # last, as it slows the proxy down: system calls per tunnel
+        if "syscalls" in a.parts:
+            for t in targets:
+                if t.name.startswith("connectd") and t.proxy and t.alive():
+                    log("%s: system calls per tunnel (strace -c)" % t.name)
+                    t.res["syscalls"] = measure_syscalls(lg, t, a)
     except Abort as e:
         aborted = ("time limit (--time-limit %.0f s) reached" % a.time_limit
                    if e.args[0] == signal.SIGALRM else "stopped by signal %d" % e.args[0])
@@ -1060,9 +1232,10 @@ def main():
 
 
 TARGETS = ["direct", "connectd", "connectd-before", "connectd-devnull", "connectd-nolog",
-           "squid", "tinyproxy"]
-PARTS = ["idle", "bulk", "short", "rps", "httpbulk"]
-PART_GROUPS = {"all": PARTS, "tunnel": ["idle", "bulk", "short"], "http": ["rps", "httpbulk"]}
+           "connectd-w2", "connectd-nosplice", "connectd-nopeek", "squid", "tinyproxy"]
+PARTS = ["idle", "bulk", "multi", "short", "hello", "rps", "httpbulk", "syscalls"]
+PART_GROUPS = {"all": PARTS, "tunnel": ["idle", "bulk", "multi", "short", "hello", "syscalls"],
+               "http": ["rps", "httpbulk"]}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,14 +17,17 @@
  *		HTTP/1.0 without keep-alive).
  *	Exits when its standard input reaches EOF (the parent went away).
  *
- *   loadgen bulk PROXYPORT TARGETPORT BYTES TIMEOUT
- *	One stream from the source port, through a tunnel (PROXYPORT 0:
- *	direct); reads to EOF and reports MB/s (1 MB = 10^6 bytes).
+ *   loadgen bulk PROXYPORT TARGETPORT BYTES TIMEOUT [STREAMS]
+ *	STREAMS (default 1) streams at once from the source port, each
+ *	through a tunnel of its own (PROXYPORT 0: direct), each read to
+ *	BYTES; reports the MB/s of them all (1 MB = 10^6 bytes).
  *
- *   loadgen tunnels PROXYPORT TARGETPORT COUNT CONC NSRC TIMEOUT
+ *   loadgen tunnels PROXYPORT TARGETPORT COUNT CONC NSRC TIMEOUT [FILE]
  *	COUNT short tunnels, CONC in flight: connect (from 127.0.0.1 ..
- *	127.0.0.NSRC in turn), CONNECT, read the 200, send 1 byte, read it
- *	back, close.  PROXYPORT 0: the same without the CONNECT.
+ *	127.0.0.NSRC in turn), CONNECT, read the 200, send 1 byte (or the
+ *	bytes of FILE, e.g. a ClientHello: the proxy's hello reader then
+ *	has a real hello to read), read as many back, close.  PROXYPORT 0:
+ *	the same without the CONNECT.
  *
  *   loadgen idle PROXYPORT TARGETPORT N CONC NSRC TIMEOUT
  *	Open N tunnels as above but keep them open after the echo; print the
@@ -643,38 +646,61 @@ proxy_handshake(int fd, int target, char *err, size_t errlen)
 }
 
 static int
-cmd_bulk(int proxy, int target, long long bytes, double timeout)
+cmd_bulk(int proxy, int target, long long bytes, double timeout, int nstreams)
 {
+	struct pollfd	pfd[64];
 	double		deadline = now() + timeout, t0, t1;
 	char		err[256] = "";
 	char		*buf = malloc(BULK_BUF);
-	long long	got = 0;
-	int		fd;
+	long long	got = 0, each[64];
+	int		i, live;
 	ssize_t		r;
 
 	if (buf == NULL)
 		die("malloc");
-	fd = connect_blocking(proxy ? proxy : target, deadline);
-	if (proxy && proxy_handshake(fd, target, err, sizeof(err)) == -1) {
-		printf("{\"error\":\"%s\"}\n", err);
-		return 1;
+	if (nstreams < 1 || nstreams > 64)
+		die("streams: 1 to 64");
+	for (i = 0; i < nstreams; i++) {
+		pfd[i].fd = connect_blocking(proxy ? proxy : target, deadline);
+		pfd[i].events = POLLIN;
+		each[i] = 0;
+		if (proxy && proxy_handshake(pfd[i].fd, target, err,
+		    sizeof(err)) == -1) {
+			printf("{\"error\":\"%s\"}\n", err);
+			return 1;
+		}
 	}
 	t0 = now();
-	while (got < bytes && now() < deadline) {
-		r = read(fd, buf, BULK_BUF);
-		if (r > 0)
-			got += r;
-		else if (r == -1 && errno == EINTR)
+	live = nstreams;
+	while (live > 0 && now() < deadline) {
+		if (nstreams == 1)
+			pfd[0].revents = POLLIN;	/* one stream: block in read */
+		else if (poll(pfd, (nfds_t)nstreams, 200) <= 0)
 			continue;
-		else
-			break;
+		for (i = 0; i < nstreams; i++) {
+			if (pfd[i].fd < 0 || pfd[i].revents == 0)
+				continue;
+			r = read(pfd[i].fd, buf, BULK_BUF);
+			if (r > 0) {
+				each[i] += r;
+				got += r;
+			}
+			if (r == 0 || (r == -1 && errno != EINTR &&
+			    errno != EAGAIN) || each[i] >= bytes) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+				live--;
+			}
+		}
 	}
 	t1 = now();
-	close(fd);
-	printf("{\"bytes\":%lld,\"secs\":%.6f,\"mbps\":%.1f%s}\n", got, t1 - t0,
-	    (double)got / (t1 - t0) / 1e6,
-	    got < bytes ? ",\"error\":\"short read\"" : "");
-	return got < bytes;
+	for (i = 0; i < nstreams; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	printf("{\"bytes\":%lld,\"streams\":%d,\"secs\":%.6f,\"mbps\":%.1f%s}\n",
+	    got, nstreams, t1 - t0, (double)got / (t1 - t0) / 1e6,
+	    got < bytes * nstreams ? ",\"error\":\"short read\"" : "");
+	return got < bytes * nstreams;
 }
 
 /* ---------------------------------------------------- tunnels / idle */
@@ -686,6 +712,7 @@ struct tconn {
 	int	state;
 	char	head[512];
 	size_t	hlen;
+	size_t	echoed;		/* of the payload, read back */
 	double	t0;
 };
 
@@ -699,6 +726,8 @@ struct tgen {
 	long		 nopen;
 	char		 req[256];
 	int		 reqlen;
+	char		*payload;	/* sent after the 200: "x" or FILE */
+	size_t		 paylen;
 };
 
 static void
@@ -773,8 +802,9 @@ t_start(struct tgen *g)
 static void
 t_send_byte(struct tgen *g, struct tconn *c)
 {
-	if (write(c->fd, "x", 1) != 1) {
-		t_fail(g, c, "write byte", errno);
+	/* a few KiB at most: the socket buffer takes it in one write */
+	if (write(c->fd, g->payload, g->paylen) != (ssize_t)g->paylen) {
+		t_fail(g, c, "write payload", errno);
 		return;
 	}
 	c->state = T_ECHO;
@@ -787,7 +817,7 @@ t_event(struct tgen *g, struct tconn *c)
 	socklen_t		len = sizeof(int);
 	int			soerr = 0;
 	ssize_t			r;
-	char			b;
+	char			b[16384];
 
 	switch (c->state) {
 	case T_CONNECTING:
@@ -833,16 +863,46 @@ t_event(struct tgen *g, struct tconn *c)
 		t_send_byte(g, c);
 		return;
 	case T_ECHO:
-		r = read(c->fd, &b, 1);
+		r = read(c->fd, b, sizeof(b));
 		if (r == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
-		if (r != 1) {
-			t_fail(g, c, "reading echo", r == 0 ? ECONNRESET : errno);
+		if (r <= 0 || c->echoed + (size_t)r > g->paylen) {
+			t_fail(g, c, "reading echo", r == 0 ? ECONNRESET :
+			    r < 0 ? errno : 0);
 			return;
 		}
-		t_done(g, c);
+		if ((c->echoed += (size_t)r) == g->paylen)
+			t_done(g, c);
 		return;
 	}
+}
+
+/* The whole of a small file, malloc'd.  0, or -1 (errno). */
+static int
+read_file(const char *path, char **data, size_t *len)
+{
+	char	*p;
+	FILE	*f;
+	long	 n;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return -1;
+	if (fseek(f, 0, SEEK_END) == -1 || (n = ftell(f)) <= 0 ||
+	    n > 16384 || fseek(f, 0, SEEK_SET) == -1 ||
+	    (p = malloc((size_t)n)) == NULL) {
+		fclose(f);
+		errno = EINVAL;
+		return -1;
+	}
+	if (fread(p, 1, (size_t)n, f) != (size_t)n) {
+		free(p);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	*data = p;
+	*len = (size_t)n;
+	return 0;
 }
 
 static int
@@ -855,7 +915,7 @@ cmp_double(const void *a, const void *b)
 
 static int
 cmd_tunnels(int proxy, int target, long count, int conc, int nsrc,
-    double timeout, int keep)
+    double timeout, int keep, const char *file)
 {
 	struct epoll_event	 evs[MAX_EVENTS];
 	struct tgen		 g;
@@ -873,6 +933,10 @@ cmd_tunnels(int proxy, int target, long count, int conc, int nsrc,
 	g.open = calloc((size_t)count, sizeof(*g.open));
 	if (g.lat == NULL || g.open == NULL)
 		die("calloc");
+	g.payload = "x";
+	g.paylen = 1;
+	if (file != NULL && read_file(file, &g.payload, &g.paylen) == -1)
+		die(file);
 	g.reqlen = snprintf(g.req, sizeof(g.req),
 	    "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
 	    target, target);
@@ -1298,22 +1362,22 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 3 && strcmp(argv[1], "origin") == 0)
 		return cmd_origin(atoll(argv[2]));
-	if (argc == 6 && strcmp(argv[1], "bulk") == 0)
+	if ((argc == 6 || argc == 7) && strcmp(argv[1], "bulk") == 0)
 		return cmd_bulk(atoi(argv[2]), atoi(argv[3]), atoll(argv[4]),
-		    atof(argv[5]));
-	if (argc == 8 && (strcmp(argv[1], "tunnels") == 0 ||
+		    atof(argv[5]), argc == 7 ? atoi(argv[6]) : 1);
+	if ((argc == 8 || argc == 9) && (strcmp(argv[1], "tunnels") == 0 ||
 	    strcmp(argv[1], "idle") == 0))
 		return cmd_tunnels(atoi(argv[2]), atoi(argv[3]), atol(argv[4]),
 		    atoi(argv[5]), atoi(argv[6]), atof(argv[7]),
-		    strcmp(argv[1], "idle") == 0);
+		    strcmp(argv[1], "idle") == 0, argc == 9 ? argv[8] : NULL);
 	if (argc == 9 && strcmp(argv[1], "http") == 0)
 		return cmd_http(atoi(argv[2]), atoi(argv[3]), atol(argv[4]),
 		    atoi(argv[5]), atoll(argv[6]), atof(argv[7]),
 		    atof(argv[8]));
 	fprintf(stderr, "usage: loadgen origin BYTES\n"
-	    "       loadgen bulk PROXYPORT TARGETPORT BYTES TIMEOUT\n"
+	    "       loadgen bulk PROXYPORT TARGETPORT BYTES TIMEOUT [STREAMS]\n"
 	    "       loadgen tunnels|idle PROXYPORT TARGETPORT COUNT CONC NSRC "
-	    "TIMEOUT\n"
+	    "TIMEOUT [FILE]\n"
 	    "       loadgen http PROXYPORT ORIGINPORT COUNT CONC BODY SECONDS "
 	    "TIMEOUT\n");
 	return 2;

@@ -17,6 +17,7 @@
 
 #include "connectd.h"
 #include "hash.h"
+#include "helper.h"
 
 #define ACL_NAME_MAX		64
 #define ACL_FILE_MAX_VALUES	(1024 * 1024)
@@ -34,6 +35,7 @@ enum acl_type {
 	ACL_SSL_SERVER_NAME,	/* the ClientHello's SNI (issue 13) */
 	ACL_SSL_SERVER_NAME_REGEX,
 	ACL_TLS_SNI_MATCH,	/* the SNI against the CONNECT host */
+	ACL_PROXY_AUTH,		/* auth_param basic said OK (issue 15) */
 	ACL_SELF,		/* to_self: this host's own addresses */
 	ACL_NEVER		/* Squid's manager: never a CONNECT */
 };
@@ -79,6 +81,8 @@ struct acl {
 	size_t		 a_nregexes;
 	char		*a_helper;	/* external: external_acl_type name */
 	char		*a_data;	/* external: %DATA, NULL for "-" */
+	int		 a_required;	/* proxy_auth REQUIRED: any user */
+	size_t		 a_lineno;	/* its first line, for acl_conf_finish */
 	TAILQ_ENTRY(acl) a_entry;
 };
 
@@ -104,7 +108,7 @@ struct acl_line {
 struct acl_conf {
 	TAILQ_HEAD(, acl)	 ac_acls;
 	struct htab		 ac_names;	/* the acls by lower-case name */
-	TAILQ_HEAD(, acl_rule)	 ac_rules;
+	TAILQ_HEAD(acl_rules, acl_rule) ac_rules;
 	TAILQ_HEAD(, acl_line)	 ac_lines;
 	pcre2_match_data	*ac_match;
 };
@@ -124,6 +128,7 @@ static const struct {
 	{ "ssl::server_name",	ACL_SSL_SERVER_NAME },
 	{ "ssl::server_name_regex", ACL_SSL_SERVER_NAME_REGEX },
 	{ "tls_sni_match",	ACL_TLS_SNI_MATCH },
+	{ "proxy_auth",		ACL_PROXY_AUTH },
 };
 
 /* tls_sni_match's values: the line's sni_match, and no_hello */
@@ -524,6 +529,13 @@ acl_add_value(struct acl_conf *ac, struct acl *a, const char *v,
 		    (ac->ac_match = pcre2_match_data_create(1, NULL)) == NULL)
 			goto nomem;
 		return 0;
+	case ACL_PROXY_AUTH:
+		/* Squid: REQUIRED (any user the helper accepts) or names */
+		if (strcmp(v, "REQUIRED") == 0) {
+			a->a_required = 1;
+			return 0;
+		}
+		goto str;
 	case ACL_TLS_SNI_MATCH:
 		for (lo = 0; lo < nitems(acl_sni_matches); lo++)
 			if (strcmp(v, acl_sni_matches[lo]) == 0)
@@ -818,8 +830,8 @@ acl_join(int argc, char **argv)
 
 /* acl NAME TYPE [-i] [-n] VALUE ... */
 static int
-acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
-    size_t errlen)
+acl_parse_acl(struct acl_conf *ac, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct acl	*a;
 	enum acl_type	 type;
@@ -843,7 +855,7 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 		snprintf(err, errlen, "unknown acl type '%s' (supported: src, "
 		    "dst, port, dstdomain, dstdom_regex, external, method, "
 		    "proto, ssl::server_name, ssl::server_name_regex, "
-		    "tls_sni_match)", argv[2]);
+		    "tls_sni_match, proxy_auth)", argv[2]);
 		return -1;
 	}
 	type = acl_types[i].at_type;
@@ -863,6 +875,7 @@ acl_parse_acl(struct acl_conf *ac, int argc, char **argv, char *err,
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
+		a->a_lineno = lineno;
 		fresh = 1;
 	}
 
@@ -973,8 +986,8 @@ acl_parse_access(struct acl_conf *ac, int argc, char **argv, char *err,
 }
 
 int
-acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
-    size_t errlen)
+acl_conf_directive(struct conf *c, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct acl_line	*al;
 	int		 rv;
@@ -982,7 +995,7 @@ acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
 	if (c->c_acl == NULL && (c->c_acl = acl_conf_new(err, errlen)) == NULL)
 		return -1;
 	if (strcasecmp(argv[0], "acl") == 0)
-		rv = acl_parse_acl(c->c_acl, argc, argv, err, errlen);
+		rv = acl_parse_acl(c->c_acl, lineno, argc, argv, err, errlen);
 	else if (strcasecmp(argv[0], "http_access") == 0)
 		rv = acl_parse_access(c->c_acl, argc, argv, err, errlen);
 	else {
@@ -1006,7 +1019,7 @@ acl_conf_directive(struct conf *c, int argc, char **argv, char *err,
  * sorted, and "x" beside ".x" is an error, as in Squid 5.
  */
 int
-acl_conf_finish(struct conf *c, char *err, size_t errlen)
+acl_conf_finish(struct conf *c, size_t *lineno, char *err, size_t errlen)
 {
 	struct acl	*a;
 	size_t		 i;
@@ -1014,10 +1027,17 @@ acl_conf_finish(struct conf *c, char *err, size_t errlen)
 	if (c->c_acl == NULL)
 		return 0;
 	TAILQ_FOREACH(a, &c->c_acl->ac_acls, a_entry) {
+		*lineno = a->a_lineno;
 		if (a->a_type == ACL_EXTERNAL &&
 		    !helper_conf_exists(c, a->a_helper)) {
 			snprintf(err, errlen, "acl %s: external_acl_type '%s' "
 			    "is not defined", a->a_name, a->a_helper);
+			return -1;
+		}
+		if (a->a_type == ACL_PROXY_AUTH && helper_conf_auth(c) ==
+		    NULL) {
+			snprintf(err, errlen, "acl %s: type proxy_auth needs an "
+			    "'auth_param basic program' line", a->a_name);
 			return -1;
 		}
 		if ((a->a_type == ACL_TLS_SNI_MATCH ||
@@ -1045,6 +1065,7 @@ acl_conf_finish(struct conf *c, char *err, size_t errlen)
 				return -1;
 			}
 	}
+	*lineno = 0;
 	return 0;
 }
 
@@ -1215,6 +1236,25 @@ acl_match(const struct acl_conf *ac, const struct acl *a,
 			    ar->ar_scheme : "NONE") == 0)
 				return ACL_YES;
 		return ACL_NO;
+	case ACL_PROXY_AUTH:
+		/* no credential: no; else the helper's OK, then the name */
+		if (ar->ar_cred == NULL || ar->ar_external == NULL)
+			return ACL_NO;
+		switch (ar->ar_external(ar->ar_arg, HELPER_AUTH_NAME,
+		    ar->ar_cred)) {
+		case 1:
+			break;
+		case -1:
+			return ACL_UNKNOWN;
+		default:
+			return ACL_NO;
+		}
+		if (a->a_required)
+			return ACL_YES;
+		for (i = 0; ar->ar_user != NULL && i < a->a_nstrs; i++)
+			if (strcmp(ar->ar_user, a->a_strs[i]) == 0)
+				return ACL_YES;
+		return ACL_NO;
 	case ACL_EXTERNAL:
 		if (ar->ar_external == NULL)
 			return ACL_NO;
@@ -1305,4 +1345,30 @@ acl_check(const struct acl_conf *ac, const struct acl_request *ar,
 		return unknown_allow || unknown_deny ? ACL_WAIT : ACL_HOLD;
 	*rule = allow ? acl_implicit_allow : acl_implicit_deny;
 	return allow ? ACL_ALLOW : ACL_DENY;
+}
+
+/*
+ * Does a denial by rule (as acl_check() gave it) ask for credentials?
+ * As Squid: when the last acl of the deciding line is a proxy_auth one
+ * (for the implicit rule, the last line's), the answer is 407 with
+ * Proxy-Authenticate, so the client can try again with a credential.
+ */
+int
+acl_challenges(const struct acl_conf *ac, const char *rule)
+{
+	const struct acl_rule	*ru, *found = NULL;
+
+	if (ac == NULL || TAILQ_EMPTY(&ac->ac_rules))
+		return 0;
+	if (rule == acl_implicit_deny)
+		found = TAILQ_LAST(&ac->ac_rules, acl_rules);
+	else
+		TAILQ_FOREACH(ru, &ac->ac_rules, ru_entry)
+			if (ru->ru_text == rule) {
+				found = ru;
+				break;
+			}
+	return found != NULL && found->ru_nterms > 0 &&
+	    found->ru_terms[found->ru_nterms - 1].at_acl->a_type ==
+	    ACL_PROXY_AUTH;
 }

@@ -58,7 +58,8 @@ struct conf_directive {
 	double		 cd_min;	/* size bounds, generic parsers */
 	double		 cd_max;
 	/* a directive parsed by another module (acl.c, helper.c) */
-	int		(*cd_module)(struct conf *, int, char **, char *, size_t);
+	int		(*cd_module)(struct conf *, size_t, int, char **, char *,
+			    size_t);
 };
 
 /* an access_log whose format is looked up at the end of the file */
@@ -198,6 +199,8 @@ static const struct conf_directive conf_directives[] = {
 	{ "cache_effective_user", conf_user, conf_dump_user, 0, NULL, 0, 0, 0,
 	    NULL },
 	{ "external_acl_type", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
+	    helper_conf_directive },
+	{ "auth_param", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
 	    helper_conf_directive },
 	{ "acl", conf_module, NULL, CD_REPEAT, NULL, 0, 0, 0,
 	    acl_conf_directive },
@@ -1205,7 +1208,8 @@ conf_module(struct conf_parse *p, const struct conf_directive *d, int argc,
 	char	 err[ERRBUF_LEN];
 
 	err[0] = '\0';
-	if (d->cd_module(p->cp_conf, argc, argv, err, sizeof(err)) == -1)
+	if (d->cd_module(p->cp_conf, p->cp_lineno, argc, argv, err,
+	    sizeof(err)) == -1)
 		return conf_error(p, "%s", err[0] ? err : "invalid line");
 	return 0;
 }
@@ -1491,7 +1495,7 @@ conf_finish(struct conf_parse *p)
 	struct logformat_conf	*lfc;
 	struct listen_conf	*lc;
 	struct conf_pending	*pf;
-	size_t			 i;
+	size_t			 i, lineno;
 	char			 err[ERRBUF_LEN];
 
 	for (i = 0; i < p->cp_npending; i++) {
@@ -1512,9 +1516,10 @@ conf_finish(struct conf_parse *p)
 				return conf_error_at(p, p->cp_metrics, NULL,
 				    "metrics_port %s clashes with http_port %s",
 				    c->c_metrics->lc_text, lc->lc_text);
-	if (helper_conf_finish(c, err, sizeof(err)) == -1 ||
-	    acl_conf_finish(c, err, sizeof(err)) == -1)
-		return conf_error_at(p, 0, NULL, "%s", err);
+	lineno = 0;
+	if (helper_conf_finish(c, &lineno, err, sizeof(err)) == -1 ||
+	    acl_conf_finish(c, &lineno, err, sizeof(err)) == -1)
+		return conf_error_at(p, lineno, NULL, "%s", err);
 	if (TAILQ_EMPTY(&c->c_access_logs) && p->cp_log_none == 0) {
 		if ((alc = calloc(1, sizeof(*alc))) == NULL)
 			return conf_error_at(p, 0, NULL, "out of memory");

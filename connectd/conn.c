@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "connectd.h"
+#include "helper.h"
 #include "net.h"
 
 /*
@@ -60,6 +61,7 @@ static const char *const conn_state_names[] = {
 static void	conn_go(struct conn *, enum conn_state);
 static void	conn_uncount(struct conn *);
 static void	conn_head_free(struct conn *);
+static void	conn_cred_free(struct conn *);
 static int	conn_idle(const struct conn *);
 static int	conn_empty(const struct conn *, enum close_reason);
 static int	conn_head_parse(struct conn *);
@@ -442,6 +444,7 @@ conn_close(struct conn *c, enum close_reason reason)
 	w->w_stats.st_active--;
 	conn_uncount(c);
 	helper_acl_free(c);
+	conn_cred_free(c);
 	/*
 	 * No line for a kept-alive connection that closes between requests,
 	 * nor for one that never sent a byte (conn_empty()): that one is
@@ -563,10 +566,11 @@ void
 conn_fail(struct conn *c, int status, enum close_reason reason,
     const char *detail)
 {
-	struct worker	*w = c->c_worker;
-	struct logrec	*r = c->c_rec;
-	char		 buf[512];
-	int		 n;
+	struct worker		*w = c->c_worker;
+	struct logrec		*r = c->c_rec;
+	const struct helper_def	*auth;
+	char			 buf[512];
+	int			 n;
 
 	if (detail != NULL)
 		conn_set_detail(c, detail);
@@ -585,7 +589,9 @@ conn_fail(struct conn *c, int status, enum close_reason reason,
 	c->c_reason = reason;
 	w->w_stats.st_refused++;
 
-	if ((n = http_reply_error(status, buf, sizeof(buf))) <= 0 ||
+	auth = status == 407 ? helper_conf_auth(c->c_conf) : NULL;
+	if ((n = http_reply_challenge(status, auth != NULL ? auth->hd_realm :
+	    NULL, buf, sizeof(buf))) <= 0 ||
 	    (c->c_down = malloc(sizeof(*c->c_down) + (size_t)n)) == NULL) {
 		conn_close(c, reason);
 		return;
@@ -777,6 +783,42 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 
 /* ----------------------------------------------------------------- head */
 
+/* The decoded credential, wiped: it was only for the auth helper. */
+static void
+conn_cred_free(struct conn *c)
+{
+	if (c->c_cred == NULL)
+		return;
+	explicit_bzero(c->c_cred, strlen(c->c_cred));
+	free(c->c_cred);
+	c->c_cred = NULL;
+}
+
+/*
+ * The user name a Proxy-Authorization: Basic carries, for %un and "user"
+ * (issue 15): several jobs can share one pod's address.  Only the name
+ * goes on the record.  With auth_param basic, the whole credential is
+ * kept on the connection (c_cred) for proxy_auth acls to ask the helper,
+ * and wiped when the request is done.
+ */
+static void
+conn_user(struct conn *c, const struct http_request *req)
+{
+	char	 user[USER_MAX_LEN + 1], cred[HTTP_CRED_MAX];
+
+	conn_cred_free(c);
+	if (req->hr_proxy_auth == NULL || http_basic_user(req->hr_proxy_auth,
+	    req->hr_proxy_auth_len, user, sizeof(user)) == -1)
+		return;
+	c->c_rec->lr_user = strdup(user);
+	if (helper_conf_auth(c->c_conf) == NULL ||
+	    http_basic_decode(req->hr_proxy_auth, req->hr_proxy_auth_len, cred,
+	    sizeof(cred)) == -1)
+		return;
+	c->c_cred = strdup(cred);
+	explicit_bzero(cred, sizeof(cred));
+}
+
 /* A request head the parser refused: record what it saw, answer, close. */
 static void
 conn_head_error(struct conn *c, const struct http_request *req)
@@ -790,6 +832,7 @@ conn_head_error(struct conn *c, const struct http_request *req)
 	    req->hr_target_len) : conn_raw_target(c);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
+	conn_user(c, req);
 	conn_fail(c, req->hr_status ? req->hr_status : 400, CLOSE_BAD_REQUEST,
 	    req->hr_error != NULL ? req->hr_error : "bad request");
 }
@@ -810,6 +853,7 @@ conn_head_done(struct conn *c, const struct http_request *req)
 	    req->hr_method_len);
 	r->lr_user_agent = conn_strndup(req->hr_user_agent,
 	    req->hr_user_agent_len, USER_AGENT_MAX_LEN);
+	conn_user(c, req);
 	r->lr_host = conn_strndup(req->hr_host, req->hr_host_len,
 	    req->hr_host_len);
 	r->lr_head_in = req->hr_head_len;
@@ -950,6 +994,8 @@ conn_request(struct conn *c, struct acl_request *ar)
 	ar->ar_self = ifaddr_list(c->c_worker, &ar->ar_nself);
 	ar->ar_external = conn_external;
 	ar->ar_arg = c;
+	ar->ar_cred = c->c_cred;
+	ar->ar_user = r->lr_user;
 	/* a request to forward has no tunnel, so no hello will come */
 	ar->ar_hello = r->lr_scheme != NULL;
 	ar->ar_sni_match = PEEK_MATCH_NONE;
@@ -975,7 +1021,8 @@ conn_decide(struct conn *c)
 		return;
 	/* the rule field says which line: no detail to repeat it */
 	r->lr_rule = strdup(rule != NULL ? rule : "denied");
-	conn_fail(c, 403, CLOSE_DENIED, NULL);
+	conn_fail(c, acl_challenges(c->c_conf->c_acl, rule) ? 407 : 403,
+	    CLOSE_DENIED, NULL);
 }
 
 void
@@ -983,6 +1030,7 @@ conn_hello(struct conn *c)
 {
 	struct logrec		*r = c->c_rec;
 	const struct logtls	*t = r->lr_tls;
+	struct metrics		*m = &c->c_worker->w_metrics;
 	struct acl_request	 ar;
 	const char		*rule = NULL;
 	char			 sni[HOST_NAME_MAX_LEN + 2];
@@ -992,10 +1040,13 @@ conn_hello(struct conn *c)
 		return;
 	c->c_flags &= ~CONN_HOLD;
 	/* closing anyway (peek_end() from conn_close()): nothing to decide */
-	if (c->c_state != CONN_RELAY)
+	if (c->c_state != CONN_RELAY) {
+		m->m_holds[HOLD_ABORTED]++;
 		return;
+	}
 	complete = t != NULL && t->lt_hello == PEEK_HELLO_COMPLETE;
 	if (!complete && c->c_conf->c_tls_hello_required) {
+		m->m_holds[HOLD_DENIED]++;
 		r->lr_rule = strdup("tls_hello_required on");
 		conn_close(c, CLOSE_DENIED);
 		return;
@@ -1013,9 +1064,11 @@ conn_hello(struct conn *c)
 	}
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
 	if (c->c_verdict == ACL_ALLOW) {
+		m->m_holds[HOLD_RELEASED]++;
 		relay_release(c);
 		return;
 	}
+	m->m_holds[HOLD_DENIED]++;
 	/*
 	 * ACL_WAIT here is a helper answer that was known before the hold
 	 * and is no longer (its cache entry went): a held tunnel does not
@@ -1295,6 +1348,7 @@ conn_forward_done(struct conn *c, int client_keep, int server_keep)
 	next->lr_client = r->lr_client;
 	next->lr_local = r->lr_local;
 	helper_acl_free(c);
+	conn_cred_free(c);
 	accesslog_submit(w, c->c_conf, r, c->c_lookups);
 	c->c_lookups = NULL;
 

@@ -24,6 +24,8 @@
 #define HOST_NAME_MAX_LEN	255
 #define AUTHORITY_MAX_LEN	(HOST_NAME_MAX_LEN + 8)	/* [host]:65535 */
 #define USER_AGENT_MAX_LEN	512
+#define USER_MAX_LEN		128	/* a Basic user name kept for the log */
+#define HTTP_CRED_MAX		769	/* a decoded Basic "user:pass", NUL */
 #define REQUEST_HEADER_MAX	(16 * 1024)
 #define ERRBUF_LEN		512
 #define LOGREC_INSTANCE_LEN	17	/* 16 hex digits and the NUL */
@@ -47,6 +49,10 @@ struct http_request {
 	int		 hr_version;		/* 10, 11; 0 if unknown */
 	const char	*hr_user_agent;		/* NULL if absent */
 	size_t		 hr_user_agent_len;
+	/* the first Proxy-Authorization's value, NULL if absent: a
+	 * credential, never logged or passed on (http_basic_user()) */
+	const char	*hr_proxy_auth;
+	size_t		 hr_proxy_auth_len;
 	size_t		 hr_head_len;		/* bytes of the head incl. CRLFCRLF */
 	int		 hr_status;		/* on error: 400, 431, 501, 505 */
 	const char	*hr_error;		/* on error: static text */
@@ -88,6 +94,7 @@ struct http_head {
 	struct http_field hh_target;
 	struct http_field hh_host;
 	struct http_field hh_user_agent;
+	struct http_field hh_proxy_auth;
 	struct http_field hh_path;
 	uint16_t	 hh_port;
 	int		 hh_version;
@@ -349,6 +356,8 @@ struct logrec {
 	char			*lr_host;
 	int			 lr_port;	/* 0 if unknown */
 	char			*lr_user_agent;
+	char			*lr_user;	/* Proxy-Authorization: Basic's
+						   user name (%un, "user") */
 	int			 lr_status;	/* HTTP status sent; 0 if none */
 	uint64_t		 lr_bytes_up;	/* payload client -> server */
 	uint64_t		 lr_bytes_down;	/* payload server -> client */
@@ -408,6 +417,10 @@ struct acl_request {
 	int			(*ar_external)(void *, const char *helper,
 				    const char *data);
 	void			*ar_arg;
+	/* Proxy-Authorization: Basic, decoded ("user:password"; NULL: none,
+	 * or no auth_param) and its user name, for proxy_auth acls */
+	const char		*ar_cred;
+	const char		*ar_user;
 	/* the ClientHello (ssl::server_name, tls_sni_match): ar_hello 0
 	 * while it may still come; then ar_sni (NULL: none, or no hello)
 	 * and ar_sni_match (enum peek_match; PEEK_MATCH_NONE: no hello) */
@@ -498,6 +511,8 @@ struct conn {
 	int			 c_pooled;	/* a server connection from the pool */
 	unsigned		 c_nreq;	/* requests on this connection */
 	struct helper_waits	 c_acl_waits;	/* helper answers for the rules */
+	char			*c_cred;	/* "user:password" for auth_param
+						   basic, wiped when done */
 	TAILQ_ENTRY(conn)	 c_entry;	/* w_conns, then w_closed */
 };
 
@@ -583,6 +598,10 @@ struct metrics {
 	uint64_t		 m_proto[6];	/* tunnel lines by lr_proto */
 	uint64_t		 m_sni_match[PEEK_NMATCH]; /* by lt_match */
 	uint64_t		 m_hello[PEEK_NHELLO];	/* by lt_hello */
+	uint64_t		 m_holds[3];	/* conn_hello(): by HOLD_* */
+#define HOLD_RELEASED		0	/* allowed: the held bytes went on */
+#define HOLD_DENIED		1	/* closed, none of them sent */
+#define HOLD_ABORTED		2	/* closed for another reason first */
 	struct metrics_hist	 m_dns;		/* resolve.c: c-ares queries */
 	struct metrics_hist	 m_connect;	/* conn.c: connect() to done */
 	struct metrics_lines	*m_lines;
@@ -702,15 +721,19 @@ void	 conf_dump(const struct conf *, FILE *);
 /*
  * Directives that belong to another module are parsed there: argv[0] is
  * the directive's name; a module writes the message to err and conf.c
- * adds FILE:LINE.  Each module also checks the whole file at its end,
+ * adds FILE:LINE (the line's number is passed in, for a module to keep
+ * for its end-of-file checks).  Each module also checks the whole file at
+ * its end, setting *lineno to the line an error is about (0: none),
  * dumps its lines for -t -v, and frees its part of a conf.
  */
-int	 acl_conf_directive(struct conf *, int, char **, char *, size_t);
-int	 acl_conf_finish(struct conf *, char *, size_t);
+int	 acl_conf_directive(struct conf *, size_t, int, char **, char *,
+	    size_t);
+int	 acl_conf_finish(struct conf *, size_t *, char *, size_t);
 void	 acl_conf_dump(const struct conf *, FILE *);
 void	 acl_conf_free(struct conf *);
-int	 helper_conf_directive(struct conf *, int, char **, char *, size_t);
-int	 helper_conf_finish(struct conf *, char *, size_t);
+int	 helper_conf_directive(struct conf *, size_t, int, char **, char *,
+	    size_t);
+int	 helper_conf_finish(struct conf *, size_t *, char *, size_t);
 void	 helper_conf_dump(const struct conf *, FILE *);
 void	 helper_conf_free(struct conf *);
 /* is external_acl_type name defined in cf?  (for acl_conf_finish) */
@@ -724,6 +747,8 @@ int	 helper_conf_exists(const struct conf *, const char *);
  */
 enum acl_verdict acl_check(const struct acl_conf *,
 	    const struct acl_request *, const char **);
+/* Is a denial by this rule text (acl_check's) a 407?  (proxy_auth last) */
+int	 acl_challenges(const struct acl_conf *, const char *);
 
 /* helper_pool.c: the children of each external_acl_type, per worker */
 /* Start or keep pools for a configuration now in force. */
@@ -794,7 +819,10 @@ void	 helper_probe_start(struct worker *);
 enum http_parse http_parse_request(struct http_head *, const char *, size_t,
 	    size_t, struct http_request *);
 int	 http_reply_error(int, char *, size_t);
+int	 http_reply_challenge(int, const char *, char *, size_t);
 size_t	 http_target_redact(const char *, size_t, char *, size_t);
+int	 http_basic_decode(const char *, size_t, char *, size_t);
+int	 http_basic_user(const char *, size_t, char *, size_t);
 const char *http_status_text(int);
 
 /* httpmsg.c */

@@ -39,7 +39,9 @@ enum helper_fmt {
 	HF_METHOD,
 	HF_URI,
 	HF_ACL,
-	HF_DATA
+	HF_DATA,
+	HF_USER,	/* %un, %LOGIN: a Proxy-Authorization: Basic user */
+	HF_CRED		/* auth_param basic only: "user password" */
 };
 
 /* One external_acl_type line. */
@@ -61,6 +63,11 @@ struct helper_def {
 	enum helper_fmt		 hd_fmt[HELPER_FORMATS_MAX];
 	size_t			 hd_nfmt;
 	int			 hd_has_data;
+	/* auth_param basic (Squid's basic auth helper protocol): asked by
+	 * proxy_auth acls only, never for the log line's lookups */
+	int			 hd_auth;
+	char			*hd_realm;
+	size_t			 hd_lineno;	/* its first auth_param line */
 	char			**hd_argv;	/* program and arguments */
 	TAILQ_ENTRY(helper_def)	 hd_entry;
 };
@@ -72,6 +79,10 @@ struct helper_conf {
 /* A deep copy of hd (list linkage not copied); NULL if out of memory. */
 struct helper_def *helper_def_dup(const struct helper_def *);
 void	 helper_def_free(struct helper_def *);
+/* The name of auth_param basic's helper (no external_acl_type can have it). */
+#define HELPER_AUTH_NAME	"auth_param basic"
+/* auth_param basic's definition in cf, or NULL. */
+const struct helper_def *helper_conf_auth(const struct conf *);
 /* The request line's format code for f, as written in the conf. */
 const char *helper_fmt_name(enum helper_fmt);
 

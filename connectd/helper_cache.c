@@ -80,6 +80,8 @@ helper_entry_free(struct helper_cache *hk, struct helper_entry *he)
 	htab_remove(&hk->hk_table, &he->he_node);
 	TAILQ_REMOVE(&hk->hk_lru, he, he_lru);
 	helper_answer_unref(he->he_answer);
+	/* auth_param basic's keys hold a password: no copy left behind */
+	explicit_bzero(he->he_key, he->he_keylen);
 	free(he->he_key);
 	free(he);
 }
@@ -333,6 +335,8 @@ helper_wait_clear(struct helper_wait *hw)
 	if (hw->hw_pool != NULL)
 		helper_pool_unref(hw->hw_pool);
 	hw->hw_pool = NULL;
+	if (hw->hw_data != NULL)
+		explicit_bzero(hw->hw_data, strlen(hw->hw_data));
 	free(hw->hw_data);
 	hw->hw_data = NULL;
 }

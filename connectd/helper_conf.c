@@ -17,6 +17,9 @@
 #define HELPER_TIMEOUT		30.0
 #define HELPER_LOG_WAIT		3.0
 
+static int	 helper_conf_auth_param(struct conf *, size_t, int, char **,
+		    char *, size_t);
+
 static const struct {
 	const char	*hf_code;
 	enum helper_fmt	 hf_fmt;
@@ -39,6 +42,9 @@ static const struct {
 	{ "%ru",	HF_URI },
 	{ "%ACL",	HF_ACL },
 	{ "%DATA",	HF_DATA },
+	{ "%LOGIN",	HF_USER },
+	{ "%un",	HF_USER },
+	{ "%ul",	HF_USER },
 };
 
 /* The definition called name in cf, or NULL. */
@@ -189,14 +195,17 @@ helper_conf_option(struct helper_def *hd, const char *arg, int *queue_set,
  * as Squid takes it, plus connectd's timeout= and log-wait=.
  */
 int
-helper_conf_directive(struct conf *cf, int argc, char **argv, char *err,
-    size_t errlen)
+helper_conf_directive(struct conf *cf, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct helper_def	*hd = NULL;
 	size_t			 i, j, len, nargs;
 	int			 a, queue_set = 0, nttl_set = 0;
 	char			*p;
 
+	if (strcmp(argv[0], "auth_param") == 0)
+		return helper_conf_auth_param(cf, lineno, argc, argv, err,
+		    errlen);
 	if (argc < 4) {
 		snprintf(err, errlen, "usage: external_acl_type name "
 		    "[option=value ...] FORMAT ... /path/to/helper [args]");
@@ -292,10 +301,19 @@ helper_conf_directive(struct conf *cf, int argc, char **argv, char *err,
 	return -1;
 }
 
-/* Nothing to check across lines: acl.c checks that external acls name one. */
+/* auth_param lines name a program; acl.c checks that external acls name one. */
 int
-helper_conf_finish(struct conf *cf, char *err, size_t errlen)
+helper_conf_finish(struct conf *cf, size_t *lineno, char *err, size_t errlen)
 {
+	const struct helper_def	*hd;
+
+	if ((hd = helper_conf_auth(cf)) != NULL && (hd->hd_argv == NULL ||
+	    hd->hd_argv[0] == NULL)) {
+		*lineno = hd->hd_lineno;
+		snprintf(err, errlen, "auth_param basic: no 'auth_param basic "
+		    "program /path/to/helper' line");
+		return -1;
+	}
 	return 0;
 }
 
@@ -319,6 +337,18 @@ helper_conf_dump(const struct conf *cf, FILE *fp)
 	if (cf->c_helpers == NULL)
 		return;
 	TAILQ_FOREACH(hd, &cf->c_helpers->hc_defs, hd_entry) {
+		if (hd->hd_auth) {
+			fprintf(fp, "auth_param basic program");
+			for (i = 0; hd->hd_argv[i] != NULL; i++)
+				fprintf(fp, " %s", hd->hd_argv[i]);
+			fprintf(fp, "\nauth_param basic children %d startup=%d "
+			    "idle=%d concurrency=%d\nauth_param basic realm %s\n"
+			    "auth_param basic credentialsttl %.0f seconds\n",
+			    hd->hd_children_max, hd->hd_children_startup,
+			    hd->hd_children_idle, hd->hd_concurrency,
+			    hd->hd_realm, hd->hd_ttl);
+			continue;
+		}
 		fprintf(fp, "external_acl_type %s ttl=%.0f negative_ttl=%.0f "
 		    "grace=%d cache=%zu children-max=%d children-startup=%d "
 		    "children-idle=%d concurrency=%d queue-size=%d%s "
@@ -360,12 +390,14 @@ helper_def_dup(const struct helper_def *hd)
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return NULL;
 	*n = *hd;
-	n->hd_name = n->hd_text = NULL;
+	n->hd_name = n->hd_text = n->hd_realm = NULL;
 	n->hd_argv = NULL;
 	for (argc = 0; hd->hd_argv[argc] != NULL; argc++)
 		;
 	if ((n->hd_name = strdup(hd->hd_name)) == NULL ||
 	    (n->hd_text = strdup(hd->hd_text)) == NULL ||
+	    (hd->hd_realm != NULL &&
+	    (n->hd_realm = strdup(hd->hd_realm)) == NULL) ||
 	    (n->hd_argv = calloc(argc + 1, sizeof(char *))) == NULL)
 		goto fail;
 	for (i = 0; i < argc; i++)
@@ -390,6 +422,189 @@ helper_def_free(struct helper_def *hd)
 	free(hd->hd_argv);
 	free(hd->hd_name);
 	free(hd->hd_text);
+	free(hd->hd_realm);
 	free(hd);
 }
 
+
+/* ------------------------------------------------------------ auth_param */
+
+const struct helper_def *
+helper_conf_auth(const struct conf *cf)
+{
+	return helper_def_find(cf, HELPER_AUTH_NAME);
+}
+
+/* argv[from..argc) joined with spaces, malloc'd; NULL if out of memory */
+static char *
+helper_join(int argc, char **argv, int from)
+{
+	size_t	 len = 1, n, o = 0;
+	char	*s;
+	int	 a;
+
+	for (a = from; a < argc; a++)
+		len += strlen(argv[a]) + 1;
+	if ((s = calloc(1, len)) == NULL)
+		return NULL;
+	for (a = from; a < argc; a++) {
+		if (a > from)
+			s[o++] = ' ';
+		n = strlen(argv[a]);
+		memcpy(s + o, argv[a], n);
+		o += n;
+	}
+	return s;
+}
+
+/*
+ * auth_param basic program|children|realm|credentialsttl|concurrency ...,
+ * as Squid 5 takes them (cf.data.pre, auth_param).  The lines build one
+ * helper definition, HELPER_AUTH_NAME, run and cached as an external
+ * acl's; a proxy_auth acl asks it.  Squid's defaults: realm "Squid
+ * proxy-caching web server" (here "connectd"), credentialsttl 2 hours,
+ * children 20.
+ */
+static int
+helper_conf_auth_param(struct conf *cf, size_t lineno, int argc, char **argv,
+    char *err, size_t errlen)
+{
+	struct helper_def	*hd;
+	double			 t;
+	char			*s, *e;
+	long			 n;
+	int			 a;
+
+	if (argc < 4) {
+		snprintf(err, errlen, "usage: auth_param basic program|children|"
+		    "realm|credentialsttl|concurrency VALUE ...");
+		return -1;
+	}
+	if (strcmp(argv[1], "basic") != 0) {
+		snprintf(err, errlen, "auth_param scheme '%s': only basic is "
+		    "supported", argv[1]);
+		return -1;
+	}
+	if (cf->c_helpers == NULL) {
+		if ((cf->c_helpers = calloc(1, sizeof(*cf->c_helpers))) ==
+		    NULL)
+			goto oom;
+		TAILQ_INIT(&cf->c_helpers->hc_defs);
+	}
+	if ((hd = helper_def_find(cf, HELPER_AUTH_NAME)) == NULL) {
+		if ((hd = calloc(1, sizeof(*hd))) == NULL)
+			goto oom;
+		hd->hd_auth = 1;
+		hd->hd_lineno = lineno;
+		hd->hd_ttl = hd->hd_negative_ttl = 7200;
+		hd->hd_grace = 0;
+		hd->hd_cache = HELPER_CACHE;
+		hd->hd_children_max = 20;
+		hd->hd_children_idle = 1;
+		hd->hd_timeout = HELPER_TIMEOUT;
+		hd->hd_fmt[hd->hd_nfmt++] = HF_CRED;
+		if ((hd->hd_name = strdup(HELPER_AUTH_NAME)) == NULL ||
+		    (hd->hd_realm = strdup("connectd")) == NULL ||
+		    (hd->hd_text = strdup("")) == NULL) {
+			helper_def_free(hd);
+			goto oom;
+		}
+		TAILQ_INSERT_TAIL(&cf->c_helpers->hc_defs, hd, hd_entry);
+	}
+	if (strcmp(argv[2], "program") == 0) {
+		if (hd->hd_argv != NULL) {
+			snprintf(err, errlen, "auth_param basic program is "
+			    "already set");
+			return -1;
+		}
+		if ((hd->hd_argv = calloc((size_t)(argc - 2), sizeof(char *))) ==
+		    NULL)
+			goto oom;
+		for (a = 3; a < argc; a++)
+			if ((hd->hd_argv[a - 3] = strdup(argv[a])) == NULL)
+				goto oom;
+	} else if (strcmp(argv[2], "realm") == 0) {
+		if ((s = helper_join(argc, argv, 3)) == NULL)
+			goto oom;
+		if (strpbrk(s, "\"\\") != NULL) {
+			free(s);
+			snprintf(err, errlen, "auth_param basic realm: no quote "
+			    "or backslash (it goes into a quoted-string)");
+			return -1;
+		}
+		free(hd->hd_realm);
+		hd->hd_realm = s;
+	} else if (strcmp(argv[2], "credentialsttl") == 0) {
+		if ((s = helper_join(argc, argv, 3)) == NULL)
+			goto oom;
+		a = conf_parse_time(s, &t);
+		free(s);
+		if (a == -1 || t < 0) {
+			snprintf(err, errlen, "auth_param basic credentialsttl: "
+			    "not a time");
+			return -1;
+		}
+		hd->hd_ttl = hd->hd_negative_ttl = t;
+	} else if (strcmp(argv[2], "children") == 0 ||
+	    strcmp(argv[2], "concurrency") == 0) {
+		n = strtol(argv[3], &e, 10);
+		if (*e != '\0' || n < (argv[2][1] == 'h' ? 1 : 0) || n > 1000) {
+			snprintf(err, errlen, "auth_param basic %s: '%s' is not a "
+			    "count", argv[2], argv[3]);
+			return -1;
+		}
+		if (argv[2][1] == 'h')
+			hd->hd_children_max = (int)n;
+		else
+			hd->hd_concurrency = (int)n;
+		/* children N startup=N idle=N concurrency=N */
+		for (a = 4; a < argc; a++) {
+			int	*to = NULL;
+
+			if ((s = strchr(argv[a], '=')) != NULL) {
+				n = strtol(s + 1, &e, 10);
+				if (strncmp(argv[a], "startup=", 8) == 0)
+					to = &hd->hd_children_startup;
+				else if (strncmp(argv[a], "idle=", 5) == 0)
+					to = &hd->hd_children_idle;
+				else if (strncmp(argv[a], "concurrency=", 12) ==
+				    0)
+					to = &hd->hd_concurrency;
+			}
+			if (to == NULL || s[1] == '\0' || *e != '\0' || n < 0 ||
+			    n > 1000) {
+				snprintf(err, errlen, "auth_param basic %s: "
+				    "'%s' is not startup=N, idle=N or "
+				    "concurrency=N", argv[2], argv[a]);
+				return -1;
+			}
+			*to = (int)n;
+		}
+	} else if (strcmp(argv[2], "casesensitive") == 0 ||
+	    strcmp(argv[2], "utf8") == 0) {
+		/* Squid's; user names are passed on as sent either way */
+	} else {
+		snprintf(err, errlen, "auth_param basic %s: unknown parameter "
+		    "(program, children, realm, credentialsttl, concurrency)",
+		    argv[2]);
+		return -1;
+	}
+	hd->hd_queue_size = 2 * hd->hd_children_max;
+	if (hd->hd_children_startup > hd->hd_children_max)
+		hd->hd_children_startup = hd->hd_children_max;
+	if (hd->hd_children_idle > hd->hd_children_max)
+		hd->hd_children_idle = hd->hd_children_max;
+	/* what a reload compares: every setting */
+	free(hd->hd_text);
+	if (asprintf(&hd->hd_text, "program=%s realm=%s ttl=%g children=%d "
+	    "concurrency=%d", hd->hd_argv != NULL && hd->hd_argv[0] != NULL ?
+	    hd->hd_argv[0] : "", hd->hd_realm, hd->hd_ttl, hd->hd_children_max,
+	    hd->hd_concurrency) == -1) {
+		hd->hd_text = NULL;
+		goto oom;
+	}
+	return 0;
+ oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}

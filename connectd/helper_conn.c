@@ -127,10 +127,30 @@ helper_line(struct worker *w, const struct helper_def *hd,
 		case HF_DATA:
 			rv = helper_line_data(hd, b, data);
 			break;
+		case HF_USER:
+			s = r->lr_user;
+			rv = helper_line_add(hd, b, s, s != NULL ? strlen(s) : 0,
+			    1);
+			break;
+		case HF_CRED:
+			/*
+			 * Squid's basic auth helper protocol: "user password",
+			 * each URL-escaped; data is the decoded "user:password"
+			 * (conn.c), the line lives only in the cache entry.
+			 */
+			if (data == NULL || (s = strchr(data, ':')) == NULL) {
+				rv = -1;
+				break;
+			}
+			if ((rv = helper_line_add(hd, b, data,
+			    (size_t)(s - data), 1)) == 0)
+				rv = helper_line_add(hd, b, s + 1, strlen(s + 1),
+				    1);
+			break;
 		}
 	}
 	/* Squid sends the acl's arguments last when FORMAT has no %DATA */
-	if (rv == 0 && !hd->hd_has_data)
+	if (rv == 0 && !hd->hd_has_data && !hd->hd_auth)
 		rv = helper_line_data(hd, b, data);
 	return rv == 0 ? b : NULL;
 }
@@ -163,8 +183,10 @@ helper_log_start(struct worker *w, struct logrec *rec)
 
 	if (w->w_helpers == NULL)
 		return NULL;
+	/* auth_param's helper checks credentials: nothing for the line */
 	TAILQ_FOREACH(hp, &w->w_helpers->hr_active, hp_entry)
-		n++;
+		if (!hp->hp_def->hd_auth)
+			n++;
 	if (n == 0)
 		return NULL;
 	if ((hl = calloc(1, sizeof(*hl) + n * sizeof(hl->hl_wait[0]))) ==
@@ -173,7 +195,8 @@ helper_log_start(struct worker *w, struct logrec *rec)
 		return NULL;
 	}
 	TAILQ_FOREACH(hp, &w->w_helpers->hr_active, hp_entry)
-		helper_ask(&hl->hl_wait[hl->hl_n++], hp, rec, NULL);
+		if (!hp->hp_def->hd_auth)
+			helper_ask(&hl->hl_wait[hl->hl_n++], hp, rec, NULL);
 	/* answered from the cache: nothing to keep for the life of the tunnel */
 	if (helper_log_settled(hl)) {
 		helper_log_fill(hl, rec, 0);

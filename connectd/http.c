@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "connectd.h"
 
 /*
@@ -377,6 +379,7 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 {
 	size_t		 i, name, v, e;
 	unsigned char	 c;
+	int		 kind;
 
 	if (p[0] == ' ' || p[0] == '\t')
 		return http_fail(req, 400, "obs-fold");
@@ -411,15 +414,28 @@ http_header(const char *p, size_t n, int complete, struct http_request *req)
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			return http_fail(req, 400, "bad header value");
 	}
-	if (!complete || req->hr_user_agent != NULL || name != 10 ||
-	    strncasecmp(p, "User-Agent", 10) != 0)
+	if (!complete)
+		return 0;
+	if (name == 10 && req->hr_user_agent == NULL &&
+	    strncasecmp(p, "User-Agent", 10) == 0)
+		kind = 1;
+	else if (name == 19 && req->hr_proxy_auth == NULL &&
+	    strncasecmp(p, "Proxy-Authorization", 19) == 0)
+		kind = 2;
+	else
 		return 0;
 
-	/* the value without OWS, cut to what the log keeps */
+	/* the value without OWS */
 	for (v = name + 1; v < n && (p[v] == ' ' || p[v] == '\t'); v++)
 		;
 	for (e = n; e > v && (p[e - 1] == ' ' || p[e - 1] == '\t'); e--)
 		;
+	if (kind == 2) {
+		req->hr_proxy_auth = p + v;
+		req->hr_proxy_auth_len = e - v;
+		return 0;
+	}
+	/* cut to what the log keeps */
 	req->hr_user_agent = p + v;
 	req->hr_user_agent_len = e - v;
 	if (req->hr_user_agent_len > USER_AGENT_MAX_LEN)
@@ -513,6 +529,8 @@ http_view(const struct http_head *st, const char *buf,
 	http_give(&st->hh_host, buf, &req->hr_host, &req->hr_host_len);
 	http_give(&st->hh_user_agent, buf, &req->hr_user_agent,
 	    &req->hr_user_agent_len);
+	http_give(&st->hh_proxy_auth, buf, &req->hr_proxy_auth,
+	    &req->hr_proxy_auth_len);
 	http_give(&st->hh_path, buf, &req->hr_path, &req->hr_path_len);
 	req->hr_port = st->hh_port;
 	req->hr_version = st->hh_version;
@@ -531,6 +549,8 @@ http_save(struct http_head *st, const char *buf,
 	http_keep(&st->hh_host, buf, req->hr_host, req->hr_host_len);
 	http_keep(&st->hh_user_agent, buf, req->hr_user_agent,
 	    req->hr_user_agent_len);
+	http_keep(&st->hh_proxy_auth, buf, req->hr_proxy_auth,
+	    req->hr_proxy_auth_len);
 	http_keep(&st->hh_path, buf, req->hr_path, req->hr_path_len);
 	st->hh_port = req->hr_port;
 	st->hh_version = req->hr_version;
@@ -645,6 +665,8 @@ http_status_text(int status)
 		return "Forbidden";
 	case 405:
 		return "Method Not Allowed";
+	case 407:
+		return "Proxy Authentication Required";
 	case 408:
 		return "Request Timeout";
 	case 431:
@@ -673,11 +695,30 @@ http_status_text(int status)
 int
 http_reply_error(int status, char *buf, size_t len)
 {
+	return http_reply_challenge(status, NULL, buf, len);
+}
+
+/*
+ * http_reply_error(), and for a 407 the Proxy-Authenticate field RFC
+ * 9110 15.5.8 requires: Basic with realm (no quote or backslash in it:
+ * auth_param checks), and charset="UTF-8" as RFC 7617 2.1 allows.
+ */
+int
+http_reply_challenge(int status, const char *realm, char *buf, size_t len)
+{
 	const char	*text;
+	char		 field[256];
 	int		 n;
 
 	if (status < 400 || (text = http_status_text(status)) == NULL)
 		return -1;
+	field[0] = '\0';
+	if (status == 405)
+		snprintf(field, sizeof(field), "Allow: CONNECT\r\n");
+	else if (status == 407)
+		snprintf(field, sizeof(field), "Proxy-Authenticate: Basic "
+		    "realm=\"%.160s\", charset=\"UTF-8\"\r\n",
+		    realm != NULL ? realm : "connectd");
 	n = snprintf(buf, len, "HTTP/1.1 %d %s\r\n"
 	    "Server: connectd\r\n"
 	    "%s"
@@ -686,8 +727,7 @@ http_reply_error(int status, char *buf, size_t len)
 	    "Connection: close\r\n"
 	    "\r\n"
 	    "%s\n",
-	    status, text, status == 405 ? "Allow: CONNECT\r\n" : "",
-	    strlen(text) + 1, text);
+	    status, text, field, strlen(text) + 1, text);
 	if (n < 0 || (size_t)n >= len)
 		return -1;
 	return n;
@@ -758,4 +798,69 @@ http_target_redact(const char *t, size_t len, char *out, size_t outlen)
 	o = http_append(out, outlen, o, t + at, rest);
 	out[o] = '\0';
 	return o;
+}
+
+/*
+ * The credential of a Proxy-Authorization value "Basic base64(user:pass)"
+ * (RFC 7617), decoded: v[0..vl) is the field value without OWS.  Writes
+ * "user:pass", NUL-terminated, to out and returns its length; -1 if the
+ * value is not Basic, not valid base64, has no colon, a NUL byte, or does
+ * not fit outlen.  The caller wipes out (explicit_bzero) when done.
+ */
+int
+http_basic_decode(const char *v, size_t vl, char *out, size_t outlen)
+{
+	unsigned char	 dec[768];
+	const char	*b64;
+	size_t		 bl, pad, n;
+	int		 got;
+
+	if (vl < 6 || strncasecmp(v, "Basic", 5) != 0 ||
+	    (v[5] != ' ' && v[5] != '\t'))
+		return -1;
+	for (b64 = v + 6, bl = vl - 6; bl > 0 && (*b64 == ' ' ||
+	    *b64 == '\t'); b64++, bl--)
+		;
+	/* whole quads only, and what fits: 1024 base64 bytes, 768 out */
+	if (bl == 0 || bl % 4 != 0 || bl > 1024)
+		return -1;
+	pad = b64[bl - 1] == '=' ? (b64[bl - 2] == '=' ? 2 : 1) : 0;
+	/* libcrypto's decoder counts the padding as zero bytes */
+	if ((got = EVP_DecodeBlock(dec, (const unsigned char *)b64,
+	    (int)bl)) < 0 || (size_t)got < pad)
+		goto fail;
+	n = (size_t)got - pad;
+	if (memchr(dec, ':', n) == NULL || memchr(dec, '\0', n) != NULL ||
+	    n >= outlen)
+		goto fail;
+	memcpy(out, dec, n);
+	out[n] = '\0';
+	explicit_bzero(dec, sizeof(dec));
+	return (int)n;
+ fail:
+	explicit_bzero(dec, sizeof(dec));
+	return -1;
+}
+
+/*
+ * The user name of a Proxy-Authorization: Basic value (what comes before
+ * the first colon: RFC 7617 2), for the log's %un and "user": written,
+ * NUL-terminated, to user (cut to userlen - 1 bytes).  0, or -1 as
+ * http_basic_decode().  The password never leaves this function.
+ */
+int
+http_basic_user(const char *v, size_t vl, char *user, size_t userlen)
+{
+	char	 cred[HTTP_CRED_MAX];
+	size_t	 n;
+
+	if (userlen == 0 || http_basic_decode(v, vl, cred, sizeof(cred)) == -1)
+		return -1;
+	n = (size_t)(strchr(cred, ':') - cred);
+	if (n >= userlen)
+		n = userlen - 1;
+	memcpy(user, cred, n);
+	user[n] = '\0';
+	explicit_bzero(cred, sizeof(cred));
+	return 0;
 }

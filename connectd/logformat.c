@@ -51,6 +51,7 @@ enum lf_code {
 	LFC_HIERARCHY,		/* %Sh */
 	LFC_EXT_LOG,		/* %ea */
 	LFC_USER_AGENT,		/* %{User-Agent}>h */
+	LFC_USER,		/* %un: Proxy-Authorization: Basic user */
 	LFC_XACTION,		/* %master_xaction: the json format's "id" */
 	LFC_PROTO,		/* %proto: the json format's "proto" */
 	LFC_TLS_SNI,		/* %ssl::>sni */
@@ -62,7 +63,6 @@ enum lf_code {
 	LFC_TLS_CIPHER,		/* %ssl::>negotiated_cipher, %ssl::<... */
 	LFC_TLS_SNI_MATCH,	/* %ssl::sni_match */
 	LFC_TLS_HELLO,		/* %ssl::hello */
-	LFC_DASH		/* %un: never known to connectd */
 };
 
 /* quoting, as selected by a modifier or inherited from the literal text */
@@ -112,7 +112,7 @@ static const struct lf_code_def lf_codes[] = {
 	{ "Sh",		LFC_HIERARCHY,		0 },
 	{ "ea",		LFC_EXT_LOG,		LCD_QUOTE },
 	{ ">h",		LFC_USER_AGENT,		LCD_QUOTE | LCD_ARG_HEADER },
-	{ "un",		LFC_DASH,		0 },
+	{ "un",		LFC_USER,		LCD_QUOTE },
 	{ "mt",		LFC_MIME_TYPE,		0 },
 	{ "master_xaction", LFC_XACTION,	0 },
 	/*
@@ -587,6 +587,7 @@ lf_shrink(struct logrec *r, int step)
 	if (step == 0)
 		return;
 	r->lr_user_agent = NULL;
+	r->lr_user = NULL;
 	r->lr_url = NULL;
 	r->lr_authority = NULL;
 	r->lr_host = NULL;
@@ -953,11 +954,11 @@ lf_value(const struct lf_token *t, const struct logrec *r,
 	case LFC_USER_AGENT:
 		lf_setstr(v, r->lr_user_agent);
 		break;
+	case LFC_USER:
+		lf_setstr(v, r->lr_user);
+		break;
 	case LFC_XACTION:
 		v->v_int = r->lr_id;
-		break;
-	case LFC_DASH:
-		v->v_kind = LFV_ABSENT;
 		break;
 	case LFC_PROTO:
 		lf_setstr(v, logrec_proto_name(r->lr_proto));
@@ -1526,6 +1527,7 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 		rv = lf_json_str(jb, ",\"port\":", NULL);
 	if (rv == -1 ||
 	    lf_json_str(jb, ",\"user_agent\":", r->lr_user_agent) == -1 ||
+	    lf_json_str(jb, ",\"user\":", r->lr_user) == -1 ||
 	    lf_json_addr(jb, ",\"server_ip\":", ",\"server_port\":",
 	    &r->lr_server, r->lr_has_server) == -1)
 		return -1;

@@ -168,6 +168,7 @@ logrec_dup(const struct logrec *rec)
 	d->lr_authority = logrec_strdup(rec->lr_authority, &fail);
 	d->lr_host = logrec_strdup(rec->lr_host, &fail);
 	d->lr_user_agent = logrec_strdup(rec->lr_user_agent, &fail);
+	d->lr_user = logrec_strdup(rec->lr_user, &fail);
 	d->lr_detail = logrec_strdup(rec->lr_detail, &fail);
 	d->lr_pod = logrec_strdup(rec->lr_pod, &fail);
 	d->lr_rule = logrec_strdup(rec->lr_rule, &fail);
@@ -213,6 +214,7 @@ logrec_free(struct logrec *rec)
 	free(rec->lr_authority);
 	free(rec->lr_host);
 	free(rec->lr_user_agent);
+	free(rec->lr_user);
 	free(rec->lr_detail);
 	free(rec->lr_pod);
 	free(rec->lr_rule);

@@ -381,6 +381,21 @@ emit_proto(struct mwriter *mw)
 	}
 }
 
+/* Tunnels whose client bytes were held for the hello, by how it ended. */
+static void
+emit_holds(struct mwriter *mw)
+{
+	static const char *const outcome[] = { "released", "denied",
+	    "aborted" };
+	const char	*labels[3] = { "outcome", NULL, NULL };
+	size_t		 i;
+
+	for (i = 0; i < nitems(outcome); i++) {
+		labels[1] = outcome[i];
+		mw_u64(mw, labels, mw->mw_worker->w_metrics.m_holds[i]);
+	}
+}
+
 static void
 emit_tls(struct mwriter *mw)
 {
@@ -611,6 +626,13 @@ static const struct metric_def metric_defs[] = {
 	    "Log lines of CONNECT requests whose ClientHello was read "
 	    "whole, by sni_match: the SNI against the CONNECT host.",
 	    emit_tls, 1 },
+	{ "connectd_tls_holds_total", "counter",
+	    "Tunnels whose client bytes were held until the ClientHello was "
+	    "read (a rule on ssl::server_name, ssl::server_name_regex or "
+	    "tls_sni_match could change the answer), by outcome: released "
+	    "(allowed), denied (closed with none of them sent) or aborted "
+	    "(closed for another reason first: a reset, a timeout, a "
+	    "shutdown).", emit_holds, 0 },
 	{ "connectd_bytes_total", "counter",
 	    "The log lines' bytes_up (client to server) and bytes_down, "
 	    "counted when each line is written.", emit_bytes, 0 },

@@ -43,9 +43,12 @@ model_domain(const struct acl *a, const char *host)
 }
 
 /*
- * Input: a first line "CLIENT HOST PORT ADDR...", then acl and
- * http_access lines.  The verdict before the addresses are known must be
- * ACL_WAIT or the verdict after; after, it is never ACL_WAIT.
+ * Input: a first line "CLIENT HOST PORT [sni=NAME/MATCH] ADDR...", then
+ * acl and http_access lines.  The verdict before the addresses are known
+ * must be ACL_WAIT or the verdict after; after, it is never ACL_WAIT.
+ * Then the ClientHello (issue 13): with it known (the sni= token's name
+ * and peek_match, or none), the verdict is never ACL_WAIT nor ACL_HOLD,
+ * and a verdict reached without it (not ACL_HOLD) does not change.
  */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -59,9 +62,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char		*eol, *rule;
 	char			 first[512], *w, *last, *buf, err[ERRBUF_LEN];
 	char			 host[HOST_NAME_MAX_LEN + 1];
+	char			 sni[HOST_NAME_MAX_LEN + 1], *slash;
 	uint8_t			 v6[16];
 	size_t			 n, len, naddrs = 0;
-	int			 before, after, af;
+	int			 before, after, hello, af, has_sni = 0;
+	int			 match = PEEK_MATCH_NONE;
 
 	if ((eol = memchr(data, '\n', size)) == NULL ||
 	    (size_t)(eol - (const char *)data) >= sizeof(first))
@@ -100,8 +105,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((w = strtok_r(NULL, " ", &last)) != NULL)
 		ar.ar_port = atoi(w) & 0xffff;
 	memset(addrs, 0, sizeof(addrs));
+	sni[0] = '\0';
 	while (naddrs < 4 && (w = strtok_r(NULL, " ", &last)) != NULL)
-		if (acl_addr_parse(w, v6, &af) == 0) {
+		if (strncmp(w, "sni=", 4) == 0 && !has_sni) {
+			if ((slash = strrchr(w + 4, '/')) != NULL) {
+				*slash = '\0';
+				match = atoi(slash + 1) % PEEK_NMATCH;
+			}
+			if (strlen(w + 4) <= HOST_NAME_MAX_LEN) {
+				snprintf(sni, sizeof(sni), "%s", w + 4);
+				has_sni = 1;
+			}
+		} else if (acl_addr_parse(w, v6, &af) == 0) {
 			sin6 = (struct sockaddr_in6 *)&addrs[naddrs++];
 			sin6->sin6_family = AF_INET6;
 			memcpy(&sin6->sin6_addr, v6, 16);
@@ -120,10 +135,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (before != ACL_WAIT && before != after)
 		__builtin_trap();
 
+	/* the hello is read: nothing is left to wait or hold for */
+	ar.ar_hello = 1;
+	ar.ar_sni = has_sni && sni[0] != '\0' ? sni : NULL;
+	ar.ar_sni_match = match;
+	rule = NULL;
+	hello = acl_check(cf->c_acl, &ar, &rule);
+	if (hello == ACL_WAIT || hello == ACL_HOLD || rule == NULL)
+		__builtin_trap();
+	if (after != ACL_HOLD && hello != after)
+		__builtin_trap();
+
 	if (cf->c_acl != NULL)
 		TAILQ_FOREACH(a, &cf->c_acl->ac_acls, a_entry)
-			if (a->a_type == ACL_DSTDOMAIN &&
-			    acl_domain_match(a, host) != model_domain(a, host))
+			if ((a->a_type == ACL_DSTDOMAIN &&
+			    acl_domain_match(a, host) != model_domain(a, host)) ||
+			    (a->a_type == ACL_SSL_SERVER_NAME &&
+			    acl_domain_match(a, sni) != model_domain(a, sni)))
 				__builtin_trap();
 	conf_unref(cf);
 	return 0;

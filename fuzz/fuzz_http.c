@@ -1,5 +1,6 @@
 /* fuzz_http.c: libFuzzer harness for the request head parser: CONNECT and absolute-form requests to forward */
 /* fuzz-sources: connectd/http.c connectd/httpmsg.c */
+/* fuzz-libs: libcrypto */
 /* fuzz-options: -max_len=20000 */
 #include <assert.h>
 #include <stdint.h>
@@ -75,6 +76,17 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 			    req->hr_user_agent, req->hr_user_agent_len));
 			assert(req->hr_user_agent_len <= USER_AGENT_MAX_LEN);
 		}
+		if (req->hr_proxy_auth != NULL) {
+			char	 user[USER_MAX_LEN + 1];
+
+			assert(fuzz_inside(buf, req->hr_head_len,
+			    req->hr_proxy_auth, req->hr_proxy_auth_len));
+			/* a name, NUL-terminated and bounded, or none */
+			if (http_basic_user(req->hr_proxy_auth,
+			    req->hr_proxy_auth_len, user, sizeof(user)) == 0)
+				assert(strlen(user) <= USER_MAX_LEN &&
+				    strchr(user, ':') == NULL);
+		}
 		break;
 	case HTTP_PARSE_ERROR:
 		assert(req->hr_status == 400 || req->hr_status == 405 ||
@@ -104,6 +116,9 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 	if (req->hr_user_agent != NULL)
 		assert(fuzz_inside(buf, len, req->hr_user_agent,
 		    req->hr_user_agent_len));
+	if (req->hr_proxy_auth != NULL)
+		assert(fuzz_inside(buf, len, req->hr_proxy_auth,
+		    req->hr_proxy_auth_len));
 
 	/* make pointers comparable across calls: offsets into data */
 #define REBASE(f)	do { if (req->f != NULL) \
@@ -112,6 +127,7 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 	REBASE(hr_target);
 	REBASE(hr_host);
 	REBASE(hr_user_agent);
+	REBASE(hr_proxy_auth);
 	REBASE(hr_path);
 #undef REBASE
 	free(buf);

@@ -51,7 +51,9 @@ with h.Connectd(HDEF + "acl vip external ext\nacl pass external ext letmein\n"
 bad = h.tmpfile("bad.conf", "http_port 127.0.0.1:3128\nacl x external nosuchhelper\n"
                 "http_access allow x\n")
 rc, out, err = h.run([CD, "-t", "-f", bad], timeout=10)
-ok(rc not in (0, None) and "nosuchhelper" in err,
-   "-t refuses an external acl with an undefined external_acl_type")
+ok(rc not in (0, None) and "nosuchhelper" in err and "%s:2:" % bad in err,
+   "-t refuses an external acl with an undefined external_acl_type, at the acl's FILE:2")
+if "%s:2:" % bad not in (err or ""):
+    diag(err)
 
 done()

@@ -270,7 +270,10 @@ for i, (line, msg) in enumerate(BAD):
         diag(err)
 path = h.tmpfile("nopeek.conf", "http_port 127.0.0.1:3128\ntls_peek off\nacl s ssl::server_name x.test\n")
 rc, out, err = h.run([CD, "-t", "-f", path], timeout=10)
-ok(rc not in (0, None) and "needs tls_peek on" in err, "-t refuses a hello acl with tls_peek off")
+ok(rc not in (0, None) and "needs tls_peek on" in err and "%s:3:" % path in err,
+   "-t refuses a hello acl with tls_peek off, at the acl's FILE:3")
+if "%s:3:" % path not in (err or ""):
+    diag(err)
 good = h.tmpfile("good.conf", "http_port 127.0.0.1:3128\n" + conf("http_access deny fronted\n" + RULES,
                                                                    "tls_hello_required on\n"))
 rc, out, err = h.run([CD, "-t", "-v", "-f", good], timeout=10)
