@@ -736,7 +736,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer,
 	c->c_worker = w;
 	c->c_born = ev_now(w->w_loop);
 	c->c_conf = conf_ref(w->w_conf);
-	c->c_id = ++w->w_next_id;
+	c->c_id = (w->w_next_id += w->w_id_step);
 	c->c_rec->lr_id = c->c_id;
 	c->c_rec->lr_start = ev_now(w->w_loop);
 	c->c_rec->lr_client = *peer;
@@ -932,7 +932,8 @@ conn_head_cb(EV_P_ ev_io *io, int revents)
 	}
 	/* a kept-alive connection's next request starts with its first byte */
 	if (c->c_rec->lr_id == 0) {
-		c->c_rec->lr_id = ++c->c_worker->w_next_id;
+		c->c_rec->lr_id = (c->c_worker->w_next_id +=
+		    c->c_worker->w_id_step);
 		c->c_rec->lr_start = ev_now(EV_A);
 	}
 	buf_commit(b, (size_t)n);
@@ -1360,7 +1361,7 @@ conn_forward_done(struct conn *c, int client_keep, int server_keep)
 	c->c_head = h;
 	conn_go(c, CONN_HEAD);
 	if (h->ch_buf.b_len > 0) {
-		next->lr_id = ++w->w_next_id;
+		next->lr_id = (w->w_next_id += w->w_id_step);
 		next->lr_start = ev_now(w->w_loop);
 		(void)conn_head_parse(c);
 	}

@@ -38,6 +38,9 @@ stats_log(struct worker *w)
 	int			 k;
 
 	(void)wgroup_view(w->w_group, &v);
+	/* at exit the workers' pools are gone: their last counts */
+	if (v.v_nhelpers == 0)
+		helper_exit_view(metrics_view_helper, &v);
 	by[0] = '\0';
 	/* with workers: which loop took how many (SO_REUSEPORT's spread) */
 	for (i = 0; v.v_nworkers > 1 && i < v.v_nworkers && n < sizeof(by);
@@ -58,6 +61,30 @@ stats_log(struct worker *w)
 	    (unsigned long long)st->st_bytes_up,
 	    (unsigned long long)st->st_bytes_down,
 	    by[0] != '\0' ? ", accepted by worker " : "", by);
+	/* and each helper's, summed: the per-worker lines follow, tagged */
+	for (i = 0; v.v_nworkers > 1 && i < v.v_nhelpers; i++) {
+		const struct helper_counts *hc = &v.v_helpers[i].vh_counts;
+
+		log_info("stats: helper %s: lookups %llu, cache hits %llu, "
+		    "shared %llu, requests %llu, ok %llu, err %llu, bh %llu, "
+		    "queue full %llu, helper down %llu, timeouts %llu, "
+		    "restarts %llu, malformed %llu, children %llu, queued %llu "
+		    "(%u workers)", v.v_helpers[i].vh_name,
+		    (unsigned long long)hc->hm_lookups,
+		    (unsigned long long)hc->hm_hits,
+		    (unsigned long long)hc->hm_shared,
+		    (unsigned long long)hc->hm_requests,
+		    (unsigned long long)hc->hm_ok,
+		    (unsigned long long)hc->hm_err,
+		    (unsigned long long)hc->hm_bh,
+		    (unsigned long long)hc->hm_queue_full,
+		    (unsigned long long)hc->hm_down,
+		    (unsigned long long)hc->hm_timeouts,
+		    (unsigned long long)hc->hm_restarts,
+		    (unsigned long long)hc->hm_malformed,
+		    (unsigned long long)hc->hm_running,
+		    (unsigned long long)hc->hm_queued, v.v_nworkers);
+	}
 	metrics_view_free(&v);
 	helper_stats_log(w);
 	wgroup_stats(w->w_group);

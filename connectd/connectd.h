@@ -575,6 +575,7 @@ struct metrics_lines {
 struct helper_counts {
 	uint64_t		 hm_lookups;
 	uint64_t		 hm_hits;	/* answered from the cache */
+	uint64_t		 hm_shared;	/* joined a lookup on its way */
 	uint64_t		 hm_requests;	/* lines sent to children */
 	uint64_t		 hm_ok;
 	uint64_t		 hm_err;
@@ -680,7 +681,9 @@ struct worker {
 	int			 w_stopping;
 	int			 w_listening;	/* every http_port is bound */
 	int			 w_helpers_ready; /* each helper has answered */
-	uint64_t		 w_next_id;
+	uint64_t		 w_next_id;	/* the last id given, then + */
+	unsigned		 w_id_step;	/* the number of workers: ids
+						   stay unique in the process */
 	char			 w_instance[LOGREC_INSTANCE_LEN]; /* the "uid" prefix */
 	struct stats		 w_stats;
 	struct metrics		 w_metrics;
@@ -756,6 +759,11 @@ void	 helper_sync(struct worker *, struct conf *);
 /* At exit: stop every child; waiters get "helper_down". */
 void	 helper_shutdown(struct worker *);
 void	 helper_stats_log(struct worker *);
+/* At exit: fn for each helper's counts summed over the stopped workers
+ * (several workers only), once; the sums are then forgotten. */
+void	 helper_exit_view(void (*)(void *, const char *,
+	    const struct helper_counts *), void *);
+void	 metrics_view_helper(void *, const char *, const struct helper_counts *);
 
 /*
  * For /metrics: cb(arg, name, counts) for each helper name, the

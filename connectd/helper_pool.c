@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -25,6 +26,7 @@ extern char	**environ;
 static void	helper_child_read_cb(EV_P_ ev_io *, int);
 static void	helper_child_write_cb(EV_P_ ev_io *, int);
 static void	helper_child_err_cb(EV_P_ ev_io *, int);
+static void	helper_exit_add(const struct helper_pool *);
 static void	helper_child_exit_cb(EV_P_ ev_child *, int);
 static void	helper_child_watch(struct helper_child *);
 static void	helper_child_unwatch(struct helper_child *);
@@ -1013,6 +1015,12 @@ helper_shutdown(struct worker *w)
 	if (hr == NULL)
 		return;
 	helper_stats_log(w);
+	if (wgroup_size(w->w_group) > 1) {
+		TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
+			helper_exit_add(hp);
+		TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry)
+			helper_exit_add(hp);
+	}
 	helper_probe_stop(hr);
 	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
 		helper_pool_kill_all(hp);
@@ -1066,12 +1074,19 @@ helper_stats_log(struct worker *w)
 	struct helper_pools	*hr = w->w_helpers;
 	struct helper_pool	*hp;
 
+	char			 tag[64];
+
 	if (hr == NULL)
 		return;
+	/* several workers: each its own pools, tagged; stats_log() sums */
+	tag[0] = '\0';
+	if (wgroup_size(w->w_group) > 1)
+		snprintf(tag, sizeof(tag), " (worker %u)", w->w_index);
 	TAILQ_FOREACH(hp, &hr->hr_active, hp_entry)
-		helper_stats_pool(hp, "");
+		helper_stats_pool(hp, tag);
+	snprintf(tag + strlen(tag), sizeof(tag) - strlen(tag), " (retired)");
 	TAILQ_FOREACH(hp, &hr->hr_retired, hp_entry)
-		helper_stats_pool(hp, " (retired)");
+		helper_stats_pool(hp, tag);
 	if (w->w_nparked > 0)
 		log_info("stats: helper: %zu log lines waiting for answers",
 		    w->w_nparked);
@@ -1084,6 +1099,7 @@ helper_counts_add(struct helper_counts *hc, const struct helper_pool *hp)
 
 	hc->hm_lookups += st->hs_lookups;
 	hc->hm_hits += st->hs_hits;
+	hc->hm_shared += st->hs_shared;
 	hc->hm_requests += st->hs_requests;
 	hc->hm_ok += st->hs_ok;
 	hc->hm_err += st->hs_err;
@@ -1175,4 +1191,71 @@ helper_unanswered(struct worker *w)
 		if (hp->hp_st.hs_ok + hp->hp_st.hs_err == 0)
 			return hp->hp_def->hd_name;
 	return NULL;
+}
+
+/*
+ * At exit, with several workers, each worker's helper counts as it stops
+ * (helper_shutdown()), so that the main thread's last stats line can
+ * sum them once every pool is gone.  Only the stopping path takes the
+ * lock: nothing per request.
+ */
+static pthread_mutex_t		 helper_exit_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct helper_counts	*helper_exit_counts;
+static char			**helper_exit_names;
+static size_t			 helper_nexit;
+
+static void
+helper_exit_add(const struct helper_pool *hp)
+{
+	struct helper_counts	*c, one;
+	char			**n;
+	uint64_t		*du;
+	const uint64_t		*su;
+	size_t			 i, k;
+
+	memset(&one, 0, sizeof(one));
+	helper_counts_add(&one, hp);
+	pthread_mutex_lock(&helper_exit_mtx);
+	for (i = 0; i < helper_nexit; i++)
+		if (strcmp(helper_exit_names[i], hp->hp_def->hd_name) == 0)
+			break;
+	if (i == helper_nexit) {
+		c = reallocarray(helper_exit_counts, i + 1, sizeof(*c));
+		if (c != NULL)
+			helper_exit_counts = c;
+		n = reallocarray(helper_exit_names, i + 1, sizeof(*n));
+		if (n != NULL)
+			helper_exit_names = n;
+		if (c == NULL || n == NULL ||
+		    (n[i] = strdup(hp->hp_def->hd_name)) == NULL) {
+			pthread_mutex_unlock(&helper_exit_mtx);
+			return;
+		}
+		memset(&c[i], 0, sizeof(c[i]));
+		helper_nexit++;
+	}
+	du = (uint64_t *)&helper_exit_counts[i];
+	su = (const uint64_t *)&one;
+	for (k = 0; k < sizeof(one) / sizeof(uint64_t); k++)
+		du[k] += su[k];
+	pthread_mutex_unlock(&helper_exit_mtx);
+}
+
+void
+helper_exit_view(void (*fn)(void *, const char *,
+    const struct helper_counts *), void *arg)
+{
+	size_t	i;
+
+	pthread_mutex_lock(&helper_exit_mtx);
+	for (i = 0; i < helper_nexit; i++) {
+		fn(arg, helper_exit_names[i], &helper_exit_counts[i]);
+		free(helper_exit_names[i]);
+	}
+	free(helper_exit_names);
+	free(helper_exit_counts);
+	helper_exit_names = NULL;
+	helper_exit_counts = NULL;
+	helper_nexit = 0;
+	pthread_mutex_unlock(&helper_exit_mtx);
 }

@@ -392,7 +392,7 @@ emit_holds(struct mwriter *mw)
 
 	for (i = 0; i < nitems(outcome); i++) {
 		labels[1] = outcome[i];
-		mw_u64(mw, labels, mw->mw_worker->w_metrics.m_holds[i]);
+		mw_u64(mw, labels, mw->mw_view->v_m.m_holds[i]);
 	}
 }
 
@@ -734,6 +734,13 @@ metrics_render(struct worker *w, struct buf *b)
 static void
 view_helper_one(void *arg, const char *name, const struct helper_counts *hc)
 {
+	metrics_view_helper(arg, name, hc);
+}
+
+/* Add a helper's counts to the view v (arg), by name. */
+void
+metrics_view_helper(void *arg, const char *name, const struct helper_counts *hc)
+{
 	struct metrics_view	*v = arg;
 	struct metrics_vhelper	*vh;
 
@@ -826,6 +833,8 @@ metrics_view_add(struct metrics_view *d, const struct metrics_view *s)
 		d->v_m.m_sni_match[i] += s->v_m.m_sni_match[i];
 	for (i = 0; i < PEEK_NHELLO; i++)
 		d->v_m.m_hello[i] += s->v_m.m_hello[i];
+	for (i = 0; i < nitems(d->v_m.m_holds); i++)
+		d->v_m.m_holds[i] += s->v_m.m_holds[i];
 	view_hist_add(&d->v_m.m_dns, &s->v_m.m_dns);
 	view_hist_add(&d->v_m.m_connect, &s->v_m.m_connect);
 	if (s->v_lines != NULL && (d->v_lines != NULL ||

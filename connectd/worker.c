@@ -92,6 +92,9 @@ worker_create(struct conf *conf, struct wgroup *g, unsigned index)
 		fatalx("cannot initialise the event loop");
 	w->w_index = index;
 	w->w_group = g;
+	/* worker i gives ids i + N, i + 2N ...: one worker 1, 2, 3 ... */
+	w->w_next_id = g->g_n > 1 ? index : 0;
+	w->w_id_step = g->g_n;
 	metrics_init(w);
 	w->w_conf = conf_ref(conf);
 	/* the prefix of every line's uid: unique to this worker's life */

@@ -54,6 +54,10 @@ with h.Connectd(conf, metrics=True) as cd:
     lines = cd.wait_lines(len(SRCS) * 2)
     is_(len(lines), len(SRCS) * 2, "one line per tunnel")
     ok(h.all_valid_json(cd.log), "every line is whole, valid JSON")
+    ids = [x.get("id") for x in lines]
+    uids = [x.get("uid") for x in lines]
+    ok(len(set(ids)) == len(ids) and len(set(uids)) == len(uids),
+       "ids and uids are unique across the workers (%s...)" % sorted(ids)[:6])
     pods = set(re.findall(r'"pod_raw":"(p\d+)"', open(cd.stdout_path).read()))
     ok(len(pods) >= 2, "helpers answered in each worker (pids %s)" % sorted(pods))
 
