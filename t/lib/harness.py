@@ -874,9 +874,10 @@ class Connectd:
         return ls[0] if ls else None
 
     def sanitizer_report(self):
-        """ASan/UBSan/LeakSanitizer text on stderr, or ''."""
+        """ASan/UBSan/LeakSanitizer/TSan text on stderr, or ''."""
         err = self.stderr()
-        m = re.search(r"(==\d+==ERROR: \w+Sanitizer.*|\S+:\d+:\d+: runtime error:.*|"
+        m = re.search(r"(==\d+==ERROR: \w+Sanitizer.*|WARNING: ThreadSanitizer:.*|"
+                      r"\S+:\d+:\d+: runtime error:.*|"
                       r"==\d+== (?:Invalid (?:read|write|free)|Conditional jump|"
                       r"Syscall param|\d[\d,]* bytes in [\d,]+ blocks are definitely lost).*)", err, re.S)
         return m.group(0)[:3000] if m else ""
