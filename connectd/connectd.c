@@ -30,7 +30,8 @@ usage(void)
 static void
 stats_log(struct worker *w)
 {
-	struct stats	*st = &w->w_stats;
+	struct stats		*st = &w->w_stats;
+	struct relay_pool	*pl = &w->w_pipes;
 
 	log_info("stats: accepted %llu, active %llu, tunnels %llu, "
 	    "refused %llu, accept errors %llu, bytes up %llu, down %llu",
@@ -41,6 +42,11 @@ stats_log(struct worker *w)
 	    (unsigned long long)st->st_accept_errors,
 	    (unsigned long long)st->st_bytes_up,
 	    (unsigned long long)st->st_bytes_down);
+	log_info("stats: splice: tunnels %llu, bytes %llu, pipes in use %u, "
+	    "pooled %u, pool exhausted %llu",
+	    (unsigned long long)pl->rpl_tunnels,
+	    (unsigned long long)pl->rpl_bytes, pl->rpl_used, pl->rpl_nfree,
+	    (unsigned long long)pl->rpl_exhausted);
 	helper_stats_log(w);
 	sink_stats_log();
 }
@@ -227,6 +233,7 @@ worker_free(struct worker *w)
 	ev_prepare_stop(w->w_loop, &w->w_turn_end);
 	listener_close_all(w);
 	forward_pool_free(w);
+	relay_pool_free(w);
 	admin_free(w);
 	metrics_free(w);
 	limit_free(w);

@@ -444,6 +444,23 @@ emit_peek_readers(struct mwriter *mw)
 	mw_u64(mw, NULL, n);
 }
 
+/* relay.c's pipe pool (struct relay_pool): md_arg is the field */
+static void
+emit_pipes(struct mwriter *mw)
+{
+	const char	*p = (const char *)&mw->mw_worker->w_pipes;
+
+	mw_u64(mw, NULL, *(const uint64_t *)(p + mw->mw_def->md_arg));
+}
+
+static void
+emit_pipes_gauge(struct mwriter *mw)
+{
+	const char	*p = (const char *)&mw->mw_worker->w_pipes;
+
+	mw_u64(mw, NULL, *(const unsigned *)(p + mw->mw_def->md_arg));
+}
+
 static void
 emit_parked(struct mwriter *mw)
 {
@@ -559,6 +576,7 @@ emit_sink(struct mwriter *mw)
 #define HC(f)	offsetof(struct helper_counts, f)
 #define SC(f)	offsetof(struct sink_counters, f)
 #define ST(f)	offsetof(struct stats, f)
+#define RP(f)	offsetof(struct relay_pool, f)
 
 static const struct metric_def metric_defs[] = {
 	{ "connectd_build_info", "gauge",
@@ -608,6 +626,24 @@ static const struct metric_def metric_defs[] = {
 	{ "connectd_bytes_total", "counter",
 	    "The log lines' bytes_up (client to server) and bytes_down, "
 	    "counted when each line is written.", emit_bytes, 0 },
+	{ "connectd_relay_splice_bytes_total", "counter",
+	    "Tunnel bytes moved by splice(2) through a pipe (relay_splice), "
+	    "counted as they reach the destination; also in "
+	    "connectd_bytes_total.", emit_pipes, RP(rpl_bytes) },
+	{ "connectd_relay_splice_tunnels_total", "counter",
+	    "Tunnels that moved at least one byte by splice(2).",
+	    emit_pipes, RP(rpl_tunnels) },
+	{ "connectd_relay_pipes_in_use", "gauge",
+	    "Pipes held by tunnel directions now: one per direction whose "
+	    "bytes wait in a pipe for the destination.",
+	    emit_pipes_gauge, RP(rpl_used) },
+	{ "connectd_relay_pipes_pooled", "gauge",
+	    "Empty pipes kept in the pool (two descriptors each).",
+	    emit_pipes_gauge, RP(rpl_nfree) },
+	{ "connectd_relay_pipe_pool_exhausted_total", "counter",
+	    "Reads that would have gone by splice(2) but found no pipe "
+	    "(relay_splice_pipes reached, or no descriptor): copied instead.",
+	    emit_pipes, RP(rpl_exhausted) },
 	{ "connectd_dns_resolution_duration_seconds", "histogram",
 	    "Name resolutions that went to the resolver (c-ares), "
 	    "answered or failed.", emit_hist, MFIELD(m_dns) },
