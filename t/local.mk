@@ -87,7 +87,8 @@ T_SCENARIOS = \
 	t/88-logrotate.t \
 	t/89-systemd-run.t \
 	t/90-tls-peek.t \
-	t/91-tls-acl.t
+	t/91-tls-acl.t \
+	t/92-splice.t
 
 # Scenarios too slow for every make check, each with its own target:
 # t/81 builds the container image (debootstrap once per machine, apt and
