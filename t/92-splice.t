@@ -17,8 +17,8 @@ let go) and with a small threshold (16 KB):
   - the TLS hello fields of a spliced tunnel (Python's ssl through the
     proxy to openssl s_server);
   - pipes go back when a tunnel is idle and when it closes
-    (connectd_relay_pipes_in_use 0; the fds in /proc are the sockets and
-    the pooled pipes only);
+    (connectd_relay_pipes_in_use 0; connectd's pipe fds in /proc are the
+    pooled pipes' only);
   - the threshold: a tunnel that carries less never splices.
 With `relay_splice_pipes 1`: a second tunnel finds the pool exhausted,
 copies instead (counted), and still moves every byte exactly.
@@ -51,6 +51,18 @@ def metric(cd, name):
 
 def fds(cd):
     return len(os.listdir("/proc/%d/fd" % cd.proc.p.pid))
+
+
+def pipe_fds(cd):
+    """connectd's pipe descriptors (the pool's, and any of its own)."""
+    d = "/proc/%d/fd" % cd.proc.p.pid
+    n = 0
+    for f in os.listdir(d):
+        try:
+            n += os.readlink(os.path.join(d, f)).startswith("pipe:")
+        except OSError:
+            pass
+    return n
 
 
 def rss_kib(cd):
@@ -264,7 +276,7 @@ def idle_pipes(cd, tag):
     """An open, idle tunnel after 2 MiB each way holds no pipe."""
     h.wait_for(lambda: metric(cd, "connectd_relay_pipes_in_use") == 0, 10)
     pooled0 = metric(cd, "connectd_relay_pipes_pooled")
-    base = fds(cd)
+    base = pipe_fds(cd)
     echo = h.EchoServer()
     c = h.tunnel(cd.port, echo.authority)
     data = h.pattern(2 * MiB, seed=b"idle")
@@ -275,16 +287,14 @@ def idle_pipes(cd, tag):
     ok(back == data, "%s: 2 MiB echoed exactly" % tag)
     is_(metric(cd, "connectd_relay_pipes_in_use"), 0, "%s: the idle tunnel holds no pipe" % tag)
     pooled = metric(cd, "connectd_relay_pipes_pooled")
-    ok(h.wait_for(lambda: fds(cd) == base + 2 + 2 * (pooled - pooled0), 10),
-       "%s: ... its fds are its two sockets (and %d pooled pipes): %d -> %d" % (
-           tag, pooled - pooled0, base, fds(cd)))
+    is_(pipe_fds(cd), base + 2 * (pooled - pooled0),
+        "%s: ... connectd's pipe fds are the pooled pipes' (%d pooled)" % (tag, pooled))
     c.shut_wr()
     c.read_to_eof(timeout=10)
     c.close()
     final(cd, c.local_port)
-    ok(h.wait_for(lambda: fds(cd) == base + 2 * (pooled - pooled0), 10),
-       "%s: closed: the fds are back to the pooled pipes' (%d: %d, %d pooled)" % (
-           tag, base + 2 * (pooled - pooled0), fds(cd), metric(cd, "connectd_relay_pipes_pooled")))
+    is_((metric(cd, "connectd_relay_pipes_in_use"), pipe_fds(cd)), (0, base + 2 * (pooled - pooled0)),
+        "%s: closed: no pipe in use, the pipe fds unchanged" % tag)
     echo.close()
 
 
@@ -418,11 +428,11 @@ with h.Connectd({"relay_splice_min": "0", "relay_splice_pipes": "1",
 # ---------------------------------------------------------------- splice off
 
 with h.Connectd({"relay_splice": "off", "relay_splice_min": "0"}, metrics=True) as cd:
-    base = fds(cd)
+    base = pipe_fds(cd)
     bulk(cd, "splice off", 2 * MiB, 4 * MiB)
     is_((metric(cd, "connectd_relay_splice_bytes_total"), metric(cd, "connectd_relay_splice_tunnels_total"),
          metric(cd, "connectd_relay_pipes_pooled"), metric(cd, "connectd_relay_pipes_in_use"),
          metric(cd, "connectd_relay_pipe_pool_exhausted_total")), (0, 0, 0, 0, 0),
         "relay_splice off: no pipe, no spliced byte")
-    ok(h.wait_for(lambda: fds(cd) == base, 10), "relay_splice off: no fd left behind (%d)" % fds(cd))
+    is_(pipe_fds(cd), base, "relay_splice off: no pipe fd was opened")
 done()
