@@ -464,8 +464,21 @@ relay_splice_in(struct conn *c, struct relay_dir *d)
 		relay_eof(c, d);
 		return;
 	}
-	if (errno == EAGAIN || errno == EINTR)
+	if (errno == EINTR)
 		return;
+	/*
+	 * Readable, yet nothing to splice: a spurious wakeup, or the read
+	 * stopped at TCP urgent data (MSG_OOB), where tcp_splice_read()
+	 * returns EAGAIN for as long as the mark is there while epoll says
+	 * readable: a busy loop for one hostile byte.  read(2) steps over
+	 * the urgent byte as the copy path always has (SO_OOBINLINE is
+	 * off), so this read is a copy; it costs a system call only on
+	 * such a wakeup.
+	 */
+	if (errno == EAGAIN) {
+		relay_read(c, d);
+		return;
+	}
 	if (errno == EINVAL || errno == ENOSYS) {
 		/* a socket splice(2) does not take: copy from now on */
 		c->c_flags &= ~d->rd_splice;

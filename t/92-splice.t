@@ -9,6 +9,8 @@ let go) and with a small threshold (16 KB):
     bytes_up and bytes_down, and connectd_relay_splice_bytes_total moved;
   - half-close each way: the FIN is passed on once the pipe is drained;
   - an RST each way, on a spliced direction: the same close reasons;
+  - TCP urgent data each way (tcp_splice_read() stops at its mark): the
+    bytes after it still arrive, as with the copy relay;
   - backpressure: a client that stops reading, and an origin that stops
     reading: the pipe holds the bytes (connectd_relay_pipes_in_use 1),
     the sender is stopped, connectd's memory stays bounded, and every
@@ -131,6 +133,45 @@ class SendThenReset(h.Origin):
         rec["got"] = got
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         c.close()
+
+
+class UrgentSender(h.Origin):
+    """100000 bytes, one urgent byte (MSG_OOB), 100000 more; then reads to EOF."""
+
+    def handle(self, c, rec):
+        c.sendall(b"c" * 100000)
+        c.send(b"!", socket.MSG_OOB)
+        c.sendall(b"d" * 100000)
+        rec["got"] = h.recv_all(c)
+
+
+def urgent(cd, tag):
+    """TCP urgent data stops tcp_splice_read() at its mark with EAGAIN
+    while epoll says readable: the relay must step over it as read(2)
+    does (the urgent byte is not relayed, as ever), not spin there."""
+    rc = h.Recorder()
+    c = h.tunnel(cd.port, rc.authority)
+    c.send(b"a" * 100000)
+    h.wait_for(lambda: rc.conns and len(rc.conns[0]["got"]) == 100000, 20)
+    c.sock.send(b"!", socket.MSG_OOB)
+    c.send(b"b" * 100000)
+    ok(h.wait_for(lambda: rc.conns and len(rc.conns[0]["got"]) >= 200000, 20) and
+       rc.conns[0]["got"] == b"a" * 100000 + b"b" * 100000,
+       "%s: urgent data from the client: the bytes after it arrive" % tag)
+    c.shut_wr()
+    rc.wait_done(timeout=20)
+    c.close()
+    h.check_record(final(cd, c.local_port), {"bytes_up": 200000}, prefix=tag + ": client urgent: ")
+    rc.close()
+    us = UrgentSender()
+    c = h.tunnel(cd.port, us.authority)
+    got = c.recv_exact(200000, timeout=20)
+    ok(got == b"c" * 100000 + b"d" * 100000, "%s: urgent data from the origin: the bytes after it arrive" % tag)
+    c.shut_wr()
+    c.read_to_eof(timeout=20)
+    c.close()
+    h.check_record(final(cd, c.local_port), {"bytes_down": 200000}, prefix=tag + ": origin urgent: ")
+    us.close()
 
 
 def bulk(cd, tag, up, down):
@@ -389,6 +430,7 @@ for tag, minimum in (("min 0", "0"), ("min 16 KB", "16 KB")):
                 "%s: a tunnel under the threshold does not splice" % tag)
         half_close(cd, tag)
         resets(cd, tag)
+        urgent(cd, tag)
         backpressure(cd, tag)
         interim(cd, tag)
         tls(cd, tag, tlsorigin, minimum == "0")
