@@ -23,7 +23,8 @@ let go) and with a small threshold (16 KB):
     pooled pipes' only);
   - the threshold: a tunnel that carries less never splices.
 With `relay_splice_pipes 1`: a second tunnel finds the pool exhausted,
-copies instead (counted), and still moves every byte exactly.
+copies instead (counted), and still moves every byte exactly; a tunnel
+reset with bytes in its pipe closes the pipe rather than pooling it.
 With `relay_splice off`: no pipe at all, whatever relay_splice_min says.
 Nothing is timed: every wait is for a state, bounded by a deadline."""
 import hashlib
@@ -465,6 +466,18 @@ with h.Connectd({"relay_splice_min": "0", "relay_splice_pipes": "1",
     h.check_record(final(cd, a.local_port), {"bytes_down": total}, prefix="pool of 1, first tunnel: ")
     ok(h.wait_for(lambda: metric(cd, "connectd_relay_pipes_in_use") == 0, 10), "pool of 1: the pipe is back")
     ok(metric(cd, "connectd_relay_pipes_pooled") <= 1, "pool of 1: never more than one pipe")
+    # a tunnel that closes with bytes in its pipe: the pipe is closed, not pooled
+    base = pipe_fds(cd)
+    held = Pusher(down=total)
+    a = h.tunnel(cd.port, held.authority)
+    ok(h.wait_for(lambda: metric(cd, "connectd_relay_pipes_in_use") == 1, 20),
+       "pool of 1: a stopped client holds the pipe again")
+    a.abort()
+    ok(h.wait_for(lambda: metric(cd, "connectd_relay_pipes_in_use") == 0, 20) and
+       metric(cd, "connectd_relay_pipes_pooled") == 0,
+       "pool of 1: the client reset: the full pipe is closed, not pooled")
+    h.check_record(final(cd, a.local_port), {"close": "client_reset"}, prefix="pool of 1, reset with a full pipe: ")
+    is_(pipe_fds(cd), base - 2, "pool of 1: ... its two fds are gone")
     h.all_valid_json(cd.log)
 
 # ---------------------------------------------------------------- splice off
