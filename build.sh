@@ -166,10 +166,11 @@ import docker_util as d; print(d.debian_base())' >"$base_log" 2>&1 &
 	else
 		echo "== make distcheck: the -Werror build failed"; FAILED=$((FAILED + 1))
 	fi
-	# the relay, policy and log scenarios again with `workers 2` in
+	# the relay, policy and log scenarios again with `workers 2` and
+	# `relay_splice_min 0` in
 	# every conf (t/local.mk's check-variant): the several-loop build
 	if [ -f "$top/build/Makefile" ]; then
-		phase "the suite variant (workers 2)" "$top/build" variant $jobs \
+		phase "the suite variant (workers 2, splice from byte 0)" "$top/build" variant $jobs \
 		    check-variant
 	else
 		echo "== the suite variant: no configured tree"; FAILED=$((FAILED + 1))

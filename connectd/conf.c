@@ -32,6 +32,8 @@
 #define CONF_SYSLOG_SEVERITY	6	/* info: Squid's default */
 #define CONF_FORMAT_DEFAULT	"json"
 #define CONF_INTERVAL_MIN	1.0	/* access_log_interval, if not 0 */
+#define CONF_SPLICE_MIN		(64 * 1024)	/* relay_splice_min */
+#define CONF_SPLICE_PIPES	256	/* relay_splice_pipes: 512 fds */
 #define CONF_HOSTNAME_DEFAULT	"localhost"	/* gethostname() failed */
 
 struct conf_parse;
@@ -189,6 +191,13 @@ static const struct conf_directive conf_directives[] = {
 	CONF_TIME("tls_peek_timeout", c_tls_peek_timeout, CD_NONZERO),
 	{ "tls_hello_required", conf_flag, conf_dump_flag, 0, NULL,
 	    offsetof(struct conf, c_tls_hello_required), 0, 0, NULL },
+	{ "relay_splice", conf_flag, conf_dump_flag, 0, NULL,
+	    offsetof(struct conf, c_relay_splice), 0, 0, NULL },
+	{ "relay_splice_min", conf_size, conf_dump_size, 0, NULL,
+	    offsetof(struct conf, c_relay_splice_min), 0, CONF_BUFFER_MAX,
+	    NULL },
+	{ "relay_splice_pipes", conf_count, conf_dump_count, 0, NULL,
+	    offsetof(struct conf, c_relay_splice_pipes), 0, 100000, NULL },
 	{ "max_connections", conf_count, conf_dump_count, 0, NULL,
 	    offsetof(struct conf, c_max_connections), 0, 1000000, NULL },
 	{ "client_ip_max_connections", conf_count, conf_dump_count, 0, NULL,
@@ -1614,6 +1623,10 @@ conf_new(const char *name)
 	c->c_tls_peek = 1;
 	c->c_tls_peek_timeout = 10;
 	c->c_workers = 1;
+	/* relay.c: bulk by splice(2); see connectd.conf(5) for the choice */
+	c->c_relay_splice = 1;
+	c->c_relay_splice_min = CONF_SPLICE_MIN;
+	c->c_relay_splice_pipes = CONF_SPLICE_PIPES;
 	return c;
 }
 

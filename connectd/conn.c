@@ -316,6 +316,39 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 /* ---------------------------------------------------------- transitions */
 
 /*
+ * A stopped watcher of the client's socket to cb.  Already on it for the
+ * same events, only the callback changes: ev_io_set() would make libev's
+ * next fd_reify call epoll_ctl(EPOLL_CTL_ADD) on an fd still in the
+ * epoll set, which fails with EEXIST (libev's ev_epoll.c then fixes it
+ * up): a wasted system call per phase.  Restarted in the same loop turn,
+ * such a watcher costs none.  Only for c_cfd, which is the same socket
+ * for the connection's life: a server fd may be closed and its number
+ * reused in one loop turn, and libev must then be told (ev_io_set()).
+ */
+static void
+conn_io_set(ev_io *io, conn_io_cb *cb, int fd, int events)
+{
+	if (io->fd == fd && (io->events & (EV_READ | EV_WRITE)) == events) {
+		ev_set_cb(io, cb);
+		return;
+	}
+	ev_io_init(io, cb, fd, events);
+}
+
+/*
+ * Between the head and the relay the client may send more (a ClientHello
+ * pipelined before the 200): it waits in the socket, not read, and the
+ * watcher stops at its first wakeup.  It is not stopped before: most
+ * clients send nothing then, and a watcher that stays on its fd lets the
+ * relay start without another epoll_ctl() (conn_io_set()).
+ */
+static void
+conn_early_cb(EV_P_ ev_io *io, int revents)
+{
+	ev_io_stop(EV_A, io);
+}
+
+/*
  * Point the four watchers at the callbacks of the phase that begins
  * (relay.c and forward.c, as they start): every one stopped, none
  * started, the idle clock reset.
@@ -330,8 +363,9 @@ conn_io_init(struct conn *c, conn_io_cb *cread, conn_io_cb *cwrite,
 	ev_io_stop(loop, &c->c_cwrite);
 	ev_io_stop(loop, &c->c_sread);
 	ev_io_stop(loop, &c->c_swrite);
-	ev_io_init(&c->c_cread, cread, c->c_cfd, EV_READ);
-	ev_io_init(&c->c_cwrite, cwrite, c->c_cfd, EV_WRITE);
+	conn_io_set(&c->c_cread, cread, c->c_cfd, EV_READ);
+	conn_io_set(&c->c_cwrite, cwrite, c->c_cfd, EV_WRITE);
+	/* the server's fd may be new (a pooled connection, another address) */
 	ev_io_init(&c->c_sread, sread, c->c_sfd, EV_READ);
 	ev_io_init(&c->c_swrite, swrite, c->c_sfd, EV_WRITE);
 	c->c_cread.data = c->c_cwrite.data = c;
@@ -357,17 +391,17 @@ conn_go(struct conn *c, enum conn_state state)
 	switch (state) {
 	case CONN_HEAD:
 		ev_io_stop(loop, &c->c_cread);
-		ev_io_init(&c->c_cread, conn_head_cb, c->c_cfd, EV_READ);
+		conn_io_set(&c->c_cread, conn_head_cb, c->c_cfd, EV_READ);
 		c->c_cread.data = c;
 		ev_io_start(loop, &c->c_cread);
 		break;
 	case CONN_DECIDE:
 	case CONN_RESOLVE:
 		/* the head is in; what follows it waits in the socket */
-		ev_io_stop(loop, &c->c_cread);
+		ev_set_cb(&c->c_cread, conn_early_cb);
 		break;
 	case CONN_CONNECT:
-		ev_io_stop(loop, &c->c_cread);
+		ev_set_cb(&c->c_cread, conn_early_cb);
 		ev_io_init(&c->c_swrite, conn_connect_cb, c->c_sfd, EV_WRITE);
 		ev_io_start(loop, &c->c_swrite);
 		break;
@@ -1192,7 +1226,7 @@ static void
 conn_connect_next(struct conn *c)
 {
 	const struct sockaddr_storage	*ss;
-	int				 fd;
+	int				 fd, on = 1;
 
 	if (c->c_pooled != -1) {
 		c->c_sfd = c->c_pooled;
@@ -1210,6 +1244,10 @@ conn_connect_next(struct conn *c)
 			c->c_connect_errno = errno;
 			continue;
 		}
+		/* as on the client's side (conn_accept()): a relay writes what
+		 * it read at once, and Nagle would hold back a small write
+		 * (a TLS record, an ssh keystroke) behind an unacked one */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 		if (connect(fd, (const struct sockaddr *)ss,
 		    conn_sslen(ss)) == -1 && errno != EINPROGRESS) {
 			c->c_connect_errno = errno;

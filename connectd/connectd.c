@@ -85,6 +85,11 @@ stats_log(struct worker *w)
 		    (unsigned long long)hc->hm_running,
 		    (unsigned long long)hc->hm_queued, v.v_nworkers);
 	}
+	log_info("stats: splice: tunnels %llu, bytes %llu, pipes in use %u, "
+	    "pooled %u, pool exhausted %llu",
+	    (unsigned long long)v.v_pipes.rpl_tunnels,
+	    (unsigned long long)v.v_pipes.rpl_bytes, v.v_pipes.rpl_used,
+	    v.v_pipes.rpl_nfree, (unsigned long long)v.v_pipes.rpl_exhausted);
 	metrics_view_free(&v);
 	helper_stats_log(w);
 	wgroup_stats(w->w_group);

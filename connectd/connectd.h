@@ -253,6 +253,10 @@ struct conf {
 	double			 c_tls_peek_timeout; /* ... for at most this */
 	int			 c_tls_hello_required; /* a held tunnel with no
 						   complete hello is denied */
+	int			 c_relay_splice; /* relay.c: splice(2) bulk */
+	size_t			 c_relay_splice_min; /* ... once a direction
+						   carried this many bytes */
+	unsigned		 c_relay_splice_pipes; /* the worker's pool bound */
 	unsigned		 c_max_connections;	/* 0: from the fd limit */
 	unsigned		 c_client_ip_max_connections; /* 0: none */
 	unsigned		 c_workers;	/* event loops; 0: auto */
@@ -451,6 +455,28 @@ struct relay_buf {
 	char			 rb_data[];
 };
 
+/*
+ * relay.c: a pipe for splice(2), from the worker's pool (struct
+ * relay_pool).  A tunnel direction holds one only while bytes sit in it.
+ */
+struct relay_pipe {
+	int			 rp_fd[2];	/* read end, write end */
+	size_t			 rp_len;	/* bytes in it */
+	struct relay_pipe	*rp_next;	/* the pool's free list */
+};
+
+/* relay.c: the worker's pipes, bounded by relay_splice_pipes */
+struct relay_pool {
+	struct relay_pipe	*rpl_free;	/* empty, ready */
+	unsigned		 rpl_nfree;
+	unsigned		 rpl_used;	/* held by tunnels now */
+	uint64_t		 rpl_bytes;	/* moved by splice, to the
+						   destination */
+	uint64_t		 rpl_tunnels;	/* tunnels that spliced a byte */
+	uint64_t		 rpl_exhausted;	/* reads that wanted a pipe and
+						   found none: copied instead */
+};
+
 struct worker;
 struct resolve_query;
 struct limit_table;
@@ -481,6 +507,8 @@ struct conn {
 	struct conn_head	*c_head;	/* reading the head; freed once parsed */
 	struct relay_buf	*c_up;		/* waiting to be written to server */
 	struct relay_buf	*c_down;	/* waiting to be written to client */
+	struct relay_pipe	*c_pipe[2];	/* relay.c: up, down; held only
+						   while bytes sit in it */
 	struct peek		*c_peek[2];	/* peek.c: hello readers, up and
 						   down, while they read */
 	int			 c_flags;
@@ -496,6 +524,10 @@ struct conn {
 #define CONN_HOLD		0x100	/* relay.c: the client's bytes are
 					   held until its hello is read and
 					   the rules decide (conn_hello) */
+#define CONN_SPLICE_UP		0x200	/* relay.c: client -> server moves
+					   by splice(2) through a pipe */
+#define CONN_SPLICE_DOWN	0x400	/* the same, server -> client */
+#define CONN_SPLICED		0x800	/* a byte went by splice (counted) */
 	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
@@ -640,6 +672,7 @@ struct metrics_view {
 						   "": ready */
 	uint64_t		 v_accepted[WORKERS_MAX]; /* by worker */
 	unsigned		 v_nworkers;
+	struct relay_pool	 v_pipes;	/* the counters (rpl_free NULL) */
 };
 
 /*
@@ -703,6 +736,7 @@ struct worker {
 	int			 w_view_busy;	/* asked, not answered */
 	int			 w_exited;	/* its loop ended (group lock) */
 	char			 w_unready[128];
+	struct relay_pool	 w_pipes;	/* relay.c: pipes for splice */
 };
 
 /* ----------------------------------------------------------- prototypes */
@@ -996,7 +1030,13 @@ void	 peek_end(struct conn *);
 void	 relay_start(struct conn *);
 /* CONN_HOLD is over and allowed: write the held bytes, then relay. */
 void	 relay_release(struct conn *);
+/*
+ * Free c's pending buffers; an empty pipe goes back to the pool, one
+ * with bytes in it is closed (they are lost with the tunnel).
+ */
 void	 relay_free_buffers(struct conn *);
+/* At exit: close the worker's pooled pipes (none may be held). */
+void	 relay_pool_free(struct worker *);
 
 /* resolve.c */
 typedef void (*resolve_cb)(void *, int, const struct sockaddr_storage *,

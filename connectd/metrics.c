@@ -439,6 +439,23 @@ emit_peek_readers(struct mwriter *mw)
 	mw_u64(mw, NULL, mw->mw_view->v_peek);
 }
 
+/* relay.c's pipe pool (struct relay_pool): md_arg is the field */
+static void
+emit_pipes(struct mwriter *mw)
+{
+	const char	*p = (const char *)&mw->mw_view->v_pipes;
+
+	mw_u64(mw, NULL, *(const uint64_t *)(p + mw->mw_def->md_arg));
+}
+
+static void
+emit_pipes_gauge(struct mwriter *mw)
+{
+	const char	*p = (const char *)&mw->mw_view->v_pipes;
+
+	mw_u64(mw, NULL, *(const unsigned *)(p + mw->mw_def->md_arg));
+}
+
 static void
 emit_parked(struct mwriter *mw)
 {
@@ -577,6 +594,7 @@ emit_worker_accepted(struct mwriter *mw)
 #define HC(f)	offsetof(struct helper_counts, f)
 #define SC(f)	offsetof(struct sink_counters, f)
 #define ST(f)	offsetof(struct stats, f)
+#define RP(f)	offsetof(struct relay_pool, f)
 
 static const struct metric_def metric_defs[] = {
 	{ "connectd_build_info", "gauge",
@@ -636,6 +654,24 @@ static const struct metric_def metric_defs[] = {
 	{ "connectd_bytes_total", "counter",
 	    "The log lines' bytes_up (client to server) and bytes_down, "
 	    "counted when each line is written.", emit_bytes, 0 },
+	{ "connectd_relay_splice_bytes_total", "counter",
+	    "Tunnel bytes moved by splice(2) through a pipe (relay_splice), "
+	    "counted as they reach the destination; also in "
+	    "connectd_bytes_total.", emit_pipes, RP(rpl_bytes) },
+	{ "connectd_relay_splice_tunnels_total", "counter",
+	    "Tunnels that moved at least one byte by splice(2).",
+	    emit_pipes, RP(rpl_tunnels) },
+	{ "connectd_relay_pipes_in_use", "gauge",
+	    "Pipes held by tunnel directions now: one per direction whose "
+	    "bytes wait in a pipe for the destination.",
+	    emit_pipes_gauge, RP(rpl_used) },
+	{ "connectd_relay_pipes_pooled", "gauge",
+	    "Empty pipes kept in the pool (two descriptors each).",
+	    emit_pipes_gauge, RP(rpl_nfree) },
+	{ "connectd_relay_pipe_pool_exhausted_total", "counter",
+	    "Reads that would have gone by splice(2) but found no pipe "
+	    "(relay_splice_pipes reached, or no descriptor): copied instead.",
+	    emit_pipes, RP(rpl_exhausted) },
 	{ "connectd_dns_resolution_duration_seconds", "histogram",
 	    "Name resolutions that went to the resolver (c-ares), "
 	    "answered or failed.", emit_hist, MFIELD(m_dns) },
@@ -787,6 +823,8 @@ metrics_snapshot(struct worker *w, struct metrics_view *v)
 		v->v_peek += (c->c_peek[0] != NULL) + (c->c_peek[1] != NULL);
 	}
 	v->v_parked = w->w_nparked;
+	v->v_pipes = w->w_pipes;
+	v->v_pipes.rpl_free = NULL;
 	helper_metrics(w, view_helper_one, v);
 	if ((why = admin_unready(w)) != NULL)
 		snprintf(v->v_unready, sizeof(v->v_unready), "%s", why);
@@ -835,6 +873,11 @@ metrics_view_add(struct metrics_view *d, const struct metrics_view *s)
 		d->v_m.m_hello[i] += s->v_m.m_hello[i];
 	for (i = 0; i < nitems(d->v_m.m_holds); i++)
 		d->v_m.m_holds[i] += s->v_m.m_holds[i];
+	d->v_pipes.rpl_nfree += s->v_pipes.rpl_nfree;
+	d->v_pipes.rpl_used += s->v_pipes.rpl_used;
+	d->v_pipes.rpl_bytes += s->v_pipes.rpl_bytes;
+	d->v_pipes.rpl_tunnels += s->v_pipes.rpl_tunnels;
+	d->v_pipes.rpl_exhausted += s->v_pipes.rpl_exhausted;
 	view_hist_add(&d->v_m.m_dns, &s->v_m.m_dns);
 	view_hist_add(&d->v_m.m_connect, &s->v_m.m_connect);
 	if (s->v_lines != NULL && (d->v_lines != NULL ||

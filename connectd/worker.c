@@ -147,6 +147,7 @@ worker_free(struct worker *w)
 	ev_timer_stop(w->w_loop, &w->w_grace);
 	listener_close_all(w);
 	forward_pool_free(w);
+	relay_pool_free(w);
 	admin_free(w);
 	metrics_free(w);
 	metrics_view_free(&w->w_view);

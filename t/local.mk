@@ -88,6 +88,7 @@ T_SCENARIOS = \
 	t/89-systemd-run.t \
 	t/90-tls-peek.t \
 	t/91-tls-acl.t \
+	t/92-splice.t \
 	t/93-workers.t \
 	t/94-tls-hold.t \
 	t/95-proxy-user.t \
@@ -108,14 +109,15 @@ check-image:
 # every test conf that lacks them ($CONNECTD_TEST_CONF, harness.py's
 # with_test_conf()): by default `workers 2`, the several-loop build of
 # the same code.  make check-variant VARIANT_CONF='workers 2; ...'.
-VARIANT_CONF = workers 2
+VARIANT_CONF = workers 2; relay_splice_min 0
 T_VARIANT = t/01-curl-tls.t t/03-bytes.t t/04-half-close.t t/10-timeouts.t \
 	t/13-reset.t t/14-many.t t/15-log-stall.t t/17-logformat.t \
 	t/30-helper-pods.t t/40-acl-types.t t/41-acl-rules.t t/43-limits.t \
 	t/45-acl-external.t t/48-concurrency.t t/51-limit-refusals.t \
 	t/60-forward-curl.t t/61-forward-hostile.t t/70-log-tcp.t \
 	t/71-log-udp.t t/74-metrics.t t/77-shutdown-drain.t \
-	t/79-interim-records.t t/90-tls-peek.t t/91-tls-acl.t
+	t/79-interim-records.t t/90-tls-peek.t t/91-tls-acl.t t/92-splice.t \
+	t/94-tls-hold.t t/96-proxy-auth.t
 
 check-variant:
 	CONNECTD_TEST_CONF='$(VARIANT_CONF)' $(MAKE) $(AM_MAKEFLAGS) check \
