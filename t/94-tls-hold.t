@@ -178,16 +178,24 @@ with h.Connectd(RULES + "http_access allow test_clients other\nhttp_access deny 
 
 # ----------------------------------------------- the server ends the hold
 class Closer(h.Origin):
-    """Closes at once (FIN), or with an RST when reset is set."""
+    """Closes (FIN), or resets when reset is set, once `go` is set: after
+    the client's bytes are held, whatever the machine's load."""
 
     def __init__(self, reset=False, **kw):
         self.reset = reset
+        self.go = threading.Event()
         super().__init__(**kw)
 
     def handle(self, c, rec):
+        self.go.wait(30)
         if self.reset:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         rec["got"] = b""
+
+
+def readers(cd):
+    s, _, _ = mu.scrape(cd.metrics_port)
+    return s.value("connectd_tls_peek_readers") or 0
 
 
 rec = h.Recorder()
@@ -198,6 +206,8 @@ with h.Connectd(RULES + "http_access allow test_clients gitsni\nhttp_access deny
         srv = Closer(reset=reset)
         c = h.tunnel(cd.port, "localhost:%d" % srv.port)
         c.send(hv[:20])                 # a hello cut short: held, the reader waits
+        h.wait_for(lambda: readers(cd) >= 1)
+        srv.go.set()
         srv.wait_done(1)
         data, how = c.read_to_eof(timeout=10)
         ok(how in ("eof", "reset"), "the server %s while the hello is held: the client sees "
