@@ -18,6 +18,13 @@ accesslog_close(struct conf *c)
 {
 }
 
+/* no worker runs here: a conf's last reference frees it at once */
+int
+worker_conf_dead(struct conf *c)
+{
+	return -1;
+}
+
 /* .x matches x and every name under it; x only itself; any case */
 static int
 model_domain(const struct acl *a, const char *host)

@@ -30,6 +30,12 @@ helper_unanswered(struct worker *w)
 	__builtin_trap();
 }
 
+const char *
+worker_unready(struct worker *w)
+{
+	__builtin_trap();
+}
+
 /* Inside buf[0..len), and not empty. */
 static void
 check_span(const char *buf, size_t len, const char *p, size_t n)
