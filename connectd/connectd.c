@@ -144,13 +144,7 @@ reload(struct worker *w)
 	}
 	w->w_metrics.m_reload_failed = 0;
 	wgroup_reload(w->w_group, conf);
-	resolve_reconfigure(w, conf);
-	helper_sync(w, conf);
-	w->w_conf = conf;
-	conf_unref(old);
-	listener_limit(w);
-	if (conf->c_metrics != NULL && !w->w_helpers_ready)
-		helper_probe_start(w);
+	worker_conf_adopt(w, conf);
 	log_info("configuration reloaded from %s", conf->c_path);
 }
 

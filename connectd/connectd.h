@@ -914,6 +914,12 @@ unsigned wgroup_view(struct wgroup *, struct metrics_view *);
 const char *worker_unready(struct worker *);
 /* conf.c: c's last reference went; 0 if freed later, -1: free it now. */
 int	 worker_conf_dead(struct conf *);
+/*
+ * w takes conf (a reference the caller gives up): DNS, helpers, limits
+ * and the readiness probe follow it, and the old conf's reference goes.
+ * In w's own thread.
+ */
+void	 worker_conf_adopt(struct worker *, struct conf *);
 /* Hand the turn's lines over, then free the confs that died in it. */
 void	 worker_flush(struct worker *);
 /* One connection more (1) or fewer (-1) against max_connections. */

@@ -19,6 +19,7 @@
 
 static int	 helper_conf_auth_param(struct conf *, size_t, int, char **,
 		    char *, size_t);
+static struct helper_conf *helper_conf_get(struct conf *);
 
 static const struct {
 	const char	*hf_code;
@@ -46,6 +47,18 @@ static const struct {
 	{ "%un",	HF_USER },
 	{ "%ul",	HF_USER },
 };
+
+/* cf's helper definitions, made empty the first time; NULL: no memory. */
+static struct helper_conf *
+helper_conf_get(struct conf *cf)
+{
+	if (cf->c_helpers == NULL) {
+		if ((cf->c_helpers = calloc(1, sizeof(*cf->c_helpers))) == NULL)
+			return NULL;
+		TAILQ_INIT(&cf->c_helpers->hc_defs);
+	}
+	return cf->c_helpers;
+}
 
 /* The definition called name in cf, or NULL. */
 static struct helper_def *
@@ -216,12 +229,8 @@ helper_conf_directive(struct conf *cf, size_t lineno, int argc, char **argv,
 		    "defined", argv[1]);
 		return -1;
 	}
-	if (cf->c_helpers == NULL) {
-		if ((cf->c_helpers = calloc(1, sizeof(*cf->c_helpers))) ==
-		    NULL)
-			goto oom;
-		TAILQ_INIT(&cf->c_helpers->hc_defs);
-	}
+	if (helper_conf_get(cf) == NULL)
+		goto oom;
 	if ((hd = calloc(1, sizeof(*hd))) == NULL)
 		goto oom;
 	hd->hd_ttl = HELPER_TTL;
@@ -485,12 +494,8 @@ helper_conf_auth_param(struct conf *cf, size_t lineno, int argc, char **argv,
 		    "supported", argv[1]);
 		return -1;
 	}
-	if (cf->c_helpers == NULL) {
-		if ((cf->c_helpers = calloc(1, sizeof(*cf->c_helpers))) ==
-		    NULL)
-			goto oom;
-		TAILQ_INIT(&cf->c_helpers->hc_defs);
-	}
+	if (helper_conf_get(cf) == NULL)
+		goto oom;
 	if ((hd = helper_def_find(cf, HELPER_AUTH_NAME)) == NULL) {
 		if ((hd = calloc(1, sizeof(*hd))) == NULL)
 			goto oom;

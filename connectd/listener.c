@@ -35,6 +35,8 @@ struct lport {
 };
 static TAILQ_HEAD(, lport) lports = TAILQ_HEAD_INITIALIZER(lports);
 
+static int	listener_socket(const struct sockaddr_storage *, socklen_t, int);
+
 static void
 listener_free(struct listener *l)
 {
@@ -165,12 +167,22 @@ listener_accept_cb(EV_P_ ev_io *io, int revents)
 int
 listener_bind(const struct sockaddr_storage *ss, socklen_t sslen)
 {
+	return listener_socket(ss, sslen, 0);
+}
+
+/* A listening socket on ss; with shared, one of a SO_REUSEPORT group. */
+static int
+listener_socket(const struct sockaddr_storage *ss, socklen_t sslen,
+    int shared)
+{
 	int	 fd, on = 1, off = 0, saved;
 
 	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) == -1)
 		return -1;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
+	    sizeof(on)) == -1) ||
 	    /* a bare port listens on [::] for both families, as Squid does */
 	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
 	    IPV6_V6ONLY, &off, sizeof(off)) == -1) ||
@@ -361,23 +373,7 @@ listener_steer(int fd, unsigned n)
 static int
 listener_bind_shared(const struct sockaddr_storage *ss, socklen_t sslen)
 {
-	int	 fd, on = 1, off = 0, saved;
-
-	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1 ||
-	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &off, sizeof(off)) == -1) ||
-	    bind(fd, (const struct sockaddr *)ss, sslen) == -1 ||
-	    listen(fd, LISTEN_BACKLOG) == -1) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
+	return listener_socket(ss, sslen, 1);
 }
 
 void

@@ -320,11 +320,16 @@ static void
 worker_adopt(struct worker *w, struct conf *conf, struct listener_list *add,
     struct listener_list *del)
 {
+	listener_adopt(w, add, del);
+	if (conf != NULL)
+		worker_conf_adopt(w, conf);
+}
+
+void
+worker_conf_adopt(struct worker *w, struct conf *conf)
+{
 	struct conf	*old = w->w_conf;
 
-	listener_adopt(w, add, del);
-	if (conf == NULL)
-		return;
 	resolve_reconfigure(w, conf);
 	helper_sync(w, conf);
 	w->w_conf = conf;

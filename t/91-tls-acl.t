@@ -41,26 +41,7 @@ h.watchdog(150)
 CD = h.connectd_bin()
 
 
-def u16(n):
-    return struct.pack(">H", n)
-
-
-def ext(t, body):
-    return u16(t) + u16(len(body)) + body
-
-
-def hello(sni=b"localhost"):
-    """A ClientHello in one record (as in t/90)."""
-    exts = b""
-    if sni is not None:
-        name = b"\x00" + u16(len(sni)) + sni
-        exts += ext(0x0000, u16(len(name)) + name)
-    exts += ext(0x002b, b"\x04" + u16(0x0304) + u16(0x0303))
-    exts += ext(0x000d, u16(4) + u16(0x0403) + u16(0x0804))
-    body = (u16(0x0303) + b"\x11" * 32 + b"\x00" + u16(4) + u16(0x1301) + u16(0x1302) +
-            b"\x01\x00" + u16(len(exts)) + exts)
-    msg = b"\x01" + struct.pack(">I", len(body))[1:] + body
-    return b"\x16\x03\x01" + u16(len(msg)) + msg
+from tls_util import u16, ext, hello  # noqa: E402
 
 
 origin = h.TlsOrigin(names=["localhost"])
