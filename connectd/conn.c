@@ -838,18 +838,18 @@ conn_cred_free(struct conn *c)
 static void
 conn_user(struct conn *c, const struct http_request *req)
 {
-	char	 user[USER_MAX_LEN + 1], cred[HTTP_CRED_MAX];
+	char	 cred[HTTP_CRED_MAX];
+	size_t	 n;
 
 	conn_cred_free(c);
-	if (req->hr_proxy_auth == NULL || http_basic_user(req->hr_proxy_auth,
-	    req->hr_proxy_auth_len, user, sizeof(user)) == -1)
+	if (req->hr_proxy_auth == NULL || http_basic_decode(req->hr_proxy_auth,
+	    req->hr_proxy_auth_len, cred, sizeof(cred)) == -1)
 		return;
-	c->c_rec->lr_user = strdup(user);
-	if (helper_conf_auth(c->c_conf) == NULL ||
-	    http_basic_decode(req->hr_proxy_auth, req->hr_proxy_auth_len, cred,
-	    sizeof(cred)) == -1)
-		return;
-	c->c_cred = strdup(cred);
+	/* RFC 7617 2: the user-id ends at the first colon */
+	n = (size_t)(strchr(cred, ':') - cred);
+	c->c_rec->lr_user = conn_strndup(cred, n, USER_MAX_LEN);
+	if (helper_conf_auth(c->c_conf) != NULL)
+		c->c_cred = strdup(cred);
 	explicit_bzero(cred, sizeof(cred));
 }
 

@@ -50,7 +50,7 @@ struct http_request {
 	const char	*hr_user_agent;		/* NULL if absent */
 	size_t		 hr_user_agent_len;
 	/* the first Proxy-Authorization's value, NULL if absent: a
-	 * credential, never logged or passed on (http_basic_user()) */
+	 * credential, never logged or passed on (http_basic_decode()) */
 	const char	*hr_proxy_auth;
 	size_t		 hr_proxy_auth_len;
 	size_t		 hr_head_len;		/* bytes of the head incl. CRLFCRLF */
@@ -864,7 +864,6 @@ int	 http_reply_error(int, char *, size_t);
 int	 http_reply_challenge(int, const char *, char *, size_t);
 size_t	 http_target_redact(const char *, size_t, char *, size_t);
 int	 http_basic_decode(const char *, size_t, char *, size_t);
-int	 http_basic_user(const char *, size_t, char *, size_t);
 const char *http_status_text(int);
 
 /* httpmsg.c */

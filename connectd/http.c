@@ -841,26 +841,3 @@ http_basic_decode(const char *v, size_t vl, char *out, size_t outlen)
 	explicit_bzero(dec, sizeof(dec));
 	return -1;
 }
-
-/*
- * The user name of a Proxy-Authorization: Basic value (what comes before
- * the first colon: RFC 7617 2), for the log's %un and "user": written,
- * NUL-terminated, to user (cut to userlen - 1 bytes).  0, or -1 as
- * http_basic_decode().  The password never leaves this function.
- */
-int
-http_basic_user(const char *v, size_t vl, char *user, size_t userlen)
-{
-	char	 cred[HTTP_CRED_MAX];
-	size_t	 n;
-
-	if (userlen == 0 || http_basic_decode(v, vl, cred, sizeof(cred)) == -1)
-		return -1;
-	n = (size_t)(strchr(cred, ':') - cred);
-	if (n >= userlen)
-		n = userlen - 1;
-	memcpy(user, cred, n);
-	user[n] = '\0';
-	explicit_bzero(cred, sizeof(cred));
-	return 0;
-}

@@ -77,15 +77,15 @@ fuzz_parse_st(struct http_head *st, const char *data, size_t len, size_t max,
 			assert(req->hr_user_agent_len <= USER_AGENT_MAX_LEN);
 		}
 		if (req->hr_proxy_auth != NULL) {
-			char	 user[USER_MAX_LEN + 1];
+			char	 cred[HTTP_CRED_MAX];
 
 			assert(fuzz_inside(buf, req->hr_head_len,
 			    req->hr_proxy_auth, req->hr_proxy_auth_len));
-			/* a name, NUL-terminated and bounded, or none */
-			if (http_basic_user(req->hr_proxy_auth,
-			    req->hr_proxy_auth_len, user, sizeof(user)) == 0)
-				assert(strlen(user) <= USER_MAX_LEN &&
-				    strchr(user, ':') == NULL);
+			/* "user:pass", NUL-terminated and bounded, or none */
+			if (http_basic_decode(req->hr_proxy_auth,
+			    req->hr_proxy_auth_len, cred, sizeof(cred)) >= 0)
+				assert(strlen(cred) < sizeof(cred) &&
+				    strchr(cred, ':') != NULL);
 		}
 		break;
 	case HTTP_PARSE_ERROR:

@@ -41,7 +41,7 @@ h.watchdog(150)
 CD = h.connectd_bin()
 
 
-from tls_util import u16, ext, hello  # noqa: E402
+from tls_util import u16, ext, hello, through  # noqa: E402
 
 
 origin = h.TlsOrigin(names=["localhost"])
@@ -52,24 +52,6 @@ def s_client(port, target, *args):
                           "-connect", target, "-CAfile", origin.cert] + list(args),
                          input=b"", timeout=30)
     return rc, (out or "") + (err or "")
-
-
-def through(cd, rec, authority, data, what, shut=True, wait=True):
-    """A tunnel to the Recorder rec: send data, half-close, read to EOF.
-    Returns (line, what the origin got or None if it had no connection)."""
-    n = len(rec.conns)
-    c = h.tunnel(cd.port, authority)
-    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if data:
-        c.send(data)
-    if shut:
-        c.shut_wr()
-    c.read_to_eof(timeout=10)
-    port = c.local_port
-    c.close()
-    line = cd.wait_client(port) or {}
-    r = rec.wait_done(n + 1) if wait else None
-    return line, (r.get("got") if r else None)
 
 
 def conf(rules, extra=""):

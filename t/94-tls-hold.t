@@ -40,7 +40,7 @@ h.need_connectd()
 h.watchdog(150)
 
 
-from tls_util import u16, ext, hello  # noqa: E402
+from tls_util import u16, ext, hello, through  # noqa: E402
 
 
 # ------------------------------------------------- a git server over HTTPS
@@ -228,20 +228,10 @@ big += bytes((i * 7) & 0xff for i in range(40 * 1024 - len(big)))
 for required, want in (("off", big), ("on", b"")):
     with h.Connectd(RULES + "tls_hello_required %s\n" % required +
                     "http_access allow test_clients gitsni\nhttp_access deny all\n") as cd:
-        n = len(rec.conns)
-        c = h.tunnel(cd.port, "localhost:%d" % rec.port)
-        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c.send(big)
-        c.shut_wr()
-        c.read_to_eof(timeout=10)
-        port = c.local_port
-        c.close()
-        line = cd.wait_client(port) or {}
+        line, got = through(cd, rec, "localhost:%d" % rec.port, big)
         tls = line.get("tls") if isinstance(line.get("tls"), dict) else {}
         is_(tls.get("hello"), "too_big", "40 KiB held, tls_hello_required %s: hello too_big" % required)
         if want:
-            r = rec.wait_done(n + 1)
-            got = r.get("got") if r else None
             ok(got == want, "... decided without a hello (CONNECT localhost): all %d bytes reach "
                "the origin in order (%s)" % (len(want), None if got is None else len(got)))
             is_(line.get("bytes_up"), len(want), "... bytes_up %d" % len(want))
@@ -249,9 +239,7 @@ for required, want in (("off", big), ("on", b"")):
             is_((line.get("close"), line.get("rule"), line.get("bytes_up")),
                 ("denied", "tls_hello_required on", 0),
                 "... close denied by tls_hello_required on, no byte up")
-            r = rec.wait_done(n + 1)
-            is_(r.get("got") if r else None, b"",
-                "... the origin (connected before the 200) got zero bytes")
+            is_(got, b"", "... the origin (connected before the 200) got zero bytes")
 
 # ------------------------------------- a helper answer survives the hold
 hpid = os.path.join(D, "helper.pid")

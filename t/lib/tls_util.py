@@ -1,6 +1,10 @@
-"""tls_util.py: TLS records built byte by byte for the hello tests (t/91,
-t/94): a ClientHello in one record, with an SNI or none."""
+"""tls_util.py: for the hello tests (t/91, t/94): a ClientHello built byte
+by byte, in one record, with an SNI or none; a tunnel that sends bytes to
+a harness Recorder and returns its line and what the origin got."""
+import socket
 import struct
+
+import harness as h
 
 
 def u16(n):
@@ -25,3 +29,21 @@ def hello(sni=b"localhost"):
             b"\x01\x00" + u16(len(exts)) + exts)
     msg = b"\x01" + struct.pack(">I", len(body))[1:] + body
     return b"\x16\x03\x01" + u16(len(msg)) + msg
+
+
+def through(cd, rec, authority, data, what="", shut=True, wait=True):
+    """A tunnel to the Recorder rec: send data, half-close, read to EOF.
+    Returns (line, what the origin got or None if it had no connection)."""
+    n = len(rec.conns)
+    c = h.tunnel(cd.port, authority)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if data:
+        c.send(data)
+    if shut:
+        c.shut_wr()
+    c.read_to_eof(timeout=10)
+    port = c.local_port
+    c.close()
+    line = cd.wait_client(port) or {}
+    r = rec.wait_done(n + 1) if wait else None
+    return line, (r.get("got") if r else None)
