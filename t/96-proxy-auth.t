@@ -228,9 +228,12 @@ else:
 # basic_file_auth under Squid 5.7
 if h.Squid.available():
     import helper_util as hu
-    hu.readable_for_squid(AUTH, PWFILE)
+    # Squid runs it as `proxy`: a copy in the test's own directory, since
+    # the build may sit under a 0700 or read-only tree (CI's checkout).
+    sq_auth = h.runnable_copy(AUTH)
+    hu.readable_for_squid(PWFILE)
     sq = hu.Squid("auth_param basic program %s %s\nauth_param basic realm squid-test\n"
-                  "acl authed proxy_auth REQUIRED\nhttp_access deny !authed\n" % (AUTH, PWFILE))
+                  "acl authed proxy_auth REQUIRED\nhttp_access deny !authed\n" % (sq_auth, PWFILE))
     rc, out, err = h.run(["curl", "-sS", "-v", "--cacert", origin.cert, "-x",
                           "http://alice:%s@127.0.0.1:%d" % (PW["alice"], sq.port), TGT],
                          timeout=30)

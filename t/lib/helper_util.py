@@ -179,4 +179,6 @@ def readable_for_squid(*paths):
             if d == h.tmpdir():
                 break
             d = os.path.dirname(d)
-        os.chmod(p, os.stat(p).st_mode | stat.S_IROTH)
+        mode = os.stat(p).st_mode
+        if not mode & stat.S_IROTH:
+            os.chmod(p, mode | stat.S_IROTH)
