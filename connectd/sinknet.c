@@ -461,6 +461,24 @@ sink_fly_release(struct sink *s)
 }
 
 /*
+ * Closes the connection.  Lines still unacknowledged are sent again on
+ * the next one, or given up: a reset discards them from the socket,
+ * where close() would let the kernel deliver them after all, and the
+ * receiver would get them twice.
+ */
+static void
+sink_tcp_close(struct sink *s)
+{
+	struct linger	 lg = { 1, 0 };
+
+	if (s->s_flylen > 0)
+		(void)setsockopt(s->s_fd, SOL_SOCKET, SO_LINGER, &lg,
+		    sizeof(lg));
+	close(s->s_fd);
+	s->s_fd = -1;
+}
+
+/*
  * The connection broke or ended: what the receiver acknowledged is
  * written; the rest in flight, then lines[0..n) (the batch not written,
  * the first of it perhaps half sent), go back to the front of the
@@ -474,8 +492,7 @@ sink_tcp_broken(struct sink *s, char **lines, size_t *lens, int n,
 	int			 i;
 
 	sink_fly_release(s);
-	close(s->s_fd);
-	s->s_fd = -1;
+	sink_tcp_close(s);
 	pthread_mutex_lock(&s->s_mtx);
 	for (i = n - 1; i >= 0; i--)
 		sink_unshift_locked(s, lines[i], lens[i]);
@@ -549,9 +566,11 @@ sink_tcp_finish(struct sink *s)
 		if (sink_poll(s, s->s_fd, POLLRDHUP, &rev) == -1)
 			break;
 		sink_fly_release(s);
-		if (rev & (POLLERR | POLLHUP))
+		/* POLLHUP only says both ways are shut, as they are once the
+		   receiver half-closed too: its acks may still come */
+		if (rev & POLLERR)
 			break;
-		if (rev & POLLRDHUP)
+		if (rev & (POLLRDHUP | POLLHUP))
 			(void)usleep(10000);
 	}
 	sink_fly_release(s);
@@ -867,8 +886,10 @@ sink_net_main(void *arg)
 	}
 	pthread_mutex_unlock(&s->s_mtx);
 
-	if (s->s_kind == ALK_TCP && s->s_fd != -1)
+	if (s->s_kind == ALK_TCP && s->s_fd != -1) {
 		sink_tcp_finish(s);
+		sink_tcp_close(s);
+	}
 	if (s->s_fd != -1)
 		close(s->s_fd);
 	s->s_fd = -1;

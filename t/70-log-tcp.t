@@ -21,6 +21,7 @@
   nothing.
 """
 import concurrent.futures
+import json
 import os
 import re
 import socket
@@ -183,6 +184,71 @@ with h.Connectd("access_log %s json buffer-size=1MB\n" % name) as cd:
     ok(st and st["reconnects"] >= 1, "the reconnect is counted")
     ok(max(ids) >= made[0] - 5, "the last lines arrived")
 rx.close()
+
+# ------------------- a receiver half-closes with lines unacknowledged
+# Its window is full (it stopped reading), so lines wait unacknowledged in
+# connectd's socket when it half-closes; it then reads until connectd's
+# EOF, as Fluent Bit does on a clean restart.  Those lines reach it from
+# the old connection: connectd must not send them again on the next one
+# (the man page: such a receiver "gets every line once").
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0))
+ls.listen(8)
+name = "tcp://127.0.0.1:%d" % ls.getsockname()[1]
+
+
+def read_to_eof(c, into):
+    c.settimeout(30 * h.SLOW)
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                return True
+            into.extend(b)
+    except OSError:
+        return False
+
+
+with h.Connectd("access_log %s json buffer-size=1MB\n" % name) as cd:
+    ls.settimeout(10 * h.SLOW)
+    c1, _ = ls.accept()
+    N2 = 150
+    ok(all_true(tunnels(cd.port, N2, workers=4)), "%d tunnels while the receiver reads nothing" % N2)
+    st = lr.sink_stats(cd, name)
+    ok(st and st["written"] < N2,
+       "lines wait unacknowledged in connectd's socket (%s written of %d)" % (st and st["written"], N2))
+    c1.shutdown(socket.SHUT_WR)
+    time.sleep(0.3)
+    got = bytearray()
+    ok(read_to_eof(c1, got), "the receiver reads the old connection until connectd's EOF")
+    c1.close()
+    c2, _ = ls.accept()
+    c2.setblocking(False)
+    more = bytearray()
+
+    def drained():
+        try:
+            while True:
+                b = c2.recv(65536)
+                if not b:
+                    break
+                more.extend(b)
+        except BlockingIOError:
+            pass
+        s2 = lr.sink_stats(cd, name)
+        return s2 and s2["queued"] == 0 and s2["written"] + s2["dropped"] + s2["errors"] == N2 and s2
+    st = h.wait_for(drained, 20)
+    ok(st, "connectd settles on the new connection (%r)" % (st,))
+    lines = [x for x in (bytes(got) + bytes(more)).split(b"\n") if x]
+    ids = [json.loads(x)["id"] for x in lines]
+    is_(len(ids) - len(set(ids)), 0, "no line twice across the two connections (%d lines, %d distinct)"
+        % (len(ids), len(set(ids))))
+    is_(sorted(set(ids)), sorted(set(ids)) if len(set(ids)) == N2 else list(range(1, N2 + 1)),
+        "every line arrives (%d of %d)" % (len(set(ids)), N2))
+    c2.close()
+ls.close()
 
 # ------------------------------------------- a receiver that never reads
 rx = lr.LineReceiver(read=False, rcvbuf=4096)
