@@ -184,7 +184,14 @@ pod_free(struct pod *p)
 	free(p->p_name);
 	free(p->p_node);
 	free(p->p_tail);
+	policy_spec_clear(&p->p_policy);
 	free(p);
+}
+
+const struct pod *
+index_pod(const struct pod_index *ix, const char *uid)
+{
+	return index_find_pod(ix, uid);
 }
 
 int

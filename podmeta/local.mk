@@ -5,6 +5,7 @@ podmeta_podmeta_SOURCES = \
 	podmeta/podmeta.h \
 	podmeta/podmeta.c \
 	podmeta/proto.c \
+	podmeta/policy.c \
 	podmeta/index.c \
 	podmeta/render.c \
 	podmeta/kube.c \

@@ -33,6 +33,7 @@ usage(int status)
 "\t[--node NAME] [--namespace NS] [--labels REGEX] [--annotations REGEX]\n"
 "\t[--max-value N] [--unknown ok|err] [--sync-wait SECONDS]\n"
 "\t[--delete-grace SECONDS] [--channel-id auto|yes|no] [--address-token N]\n"
+"\t[--policy]\n"
 "A Squid external ACL helper: reads client IPs on stdin, answers with\n"
 "the pod that owns each one, from a list+watch of the Kubernetes API.\n"
 "See podmeta(8).\n");
@@ -91,11 +92,47 @@ podmeta_reply(struct podmeta *pm, const struct proto_req *pr,
 	podmeta_flush(pm);
 }
 
+/* --policy: the pod's verdict for pr's destination, and its log=. */
+static void
+podmeta_answer_policy(struct podmeta *pm, const struct proto_req *pr)
+{
+	const struct pod	*p;
+	struct policy_result	 r;
+	char			*pol;
+
+	pm->pm_stats.ps_lookups++;
+	if ((p = index_lookup(pm->pm_index, &pr->pr_addr)) != NULL)
+		pm->pm_stats.ps_hits++;
+	policy_decide(pm->pm_ns, p, pr->pr_dst, pr->pr_port, pr->pr_sni, &r);
+	if (p == NULL && pm->pm_conf.pc_unknown_err) {
+		r.pr_mode = POLICY_MODE_ENFORCE;
+		r.pr_allow = 0;
+	}
+	if ((pol = policy_result_json(&r)) == NULL)
+		fatal("policy");
+	if (!r.pr_allow)
+		pm->pm_stats.ps_policy_deny++;
+	else if (r.pr_reason != NULL && p != NULL && !p->p_hostnet)
+		pm->pm_stats.ps_policy_would_deny++;
+	else
+		pm->pm_stats.ps_policy_allow++;
+	if (proto_reply_policy(&pm->pm_out, pr, r.pr_allow,
+	    p != NULL ? p->p_tail : NULL, p != NULL ? p->p_taillen : 0,
+	    pol) == -1)
+		fatal("reply");
+	free(pol);
+	podmeta_flush(pm);
+}
+
 static void
 podmeta_answer(struct podmeta *pm, const struct proto_req *pr)
 {
 	const struct pod	*p;
 
+	if (pm->pm_conf.pc_policy) {
+		podmeta_answer_policy(pm, pr);
+		return;
+	}
 	pm->pm_stats.ps_lookups++;
 	if ((p = index_lookup(pm->pm_index, &pr->pr_addr)) != NULL) {
 		pm->pm_stats.ps_hits++;
@@ -118,8 +155,8 @@ podmeta_request(struct podmeta *pm, char *line, size_t len)
 	struct proto_req	 pr;
 	struct pending		*pe;
 
-	if (proto_parse_as(line, len, pm->pm_conf.pc_idmode,
-	    pm->pm_conf.pc_addrtok, &pr) == -1) {
+	if ((pm->pm_conf.pc_policy ? proto_parse_policy : proto_parse_as)(line,
+	    len, pm->pm_conf.pc_idmode, pm->pm_conf.pc_addrtok, &pr) == -1) {
 		pm->pm_stats.ps_bad_requests++;
 		podmeta_reply(pm, &pr, PROTO_BAD, NULL, 0);
 		return;
@@ -160,6 +197,21 @@ podmeta_drain(struct podmeta *pm)
 	podmeta_done_maybe(pm);
 }
 
+void
+podmeta_pod_policy_note(struct podmeta *pm, const struct pod *p)
+{
+	const struct pod	*old;
+
+	if (!pm->pm_conf.pc_policy || p->p_policy.ps_error == NULL)
+		return;
+	/* a status update repeats the annotations: said once per change */
+	if ((old = index_pod(pm->pm_index, p->p_uid)) != NULL &&
+	    old->p_polsig == p->p_polsig)
+		return;
+	log_warnx("pod %s/%s: %s; using %s", p->p_namespace, p->p_name,
+	    p->p_policy.ps_error, "the namespace's");
+}
+
 int
 podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what)
 {
@@ -169,14 +221,23 @@ podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what)
 		pm->pm_stats.ps_bad_objects++;
 		return -1;
 	}
+	podmeta_pod_policy_note(pm, p);
 	if (index_upsert(pm->pm_index, p) == -1)
 		log_warnx("%s: out of memory", what);
 	return 0;
 }
 
 void
-podmeta_synced(struct podmeta *pm)
+podmeta_synced(struct podmeta *pm, int namespaces)
 {
+	if (namespaces)
+		pm->pm_ns_synced = 1;
+	else
+		pm->pm_pods_synced = 1;
+	/* --policy: a pod's verdict needs its namespace's defaults */
+	if (!pm->pm_pods_synced ||
+	    (pm->pm_nswatch != NULL && !pm->pm_ns_synced))
+		return;
 	if (!pm->pm_synced)
 		log_info("synced: answering from the pod index");
 	pm->pm_synced = 1;
@@ -274,6 +335,12 @@ podmeta_stats_log(struct podmeta *pm, const char *why)
 	    why, live, tombs, addrs, st->ps_events, st->ps_lists,
 	    st->ps_relists, st->ps_api_errors, st->ps_lookups,
 	    st->ps_hits, st->ps_bad_requests, st->ps_bad_objects);
+	if (pm->pm_conf.pc_policy)
+		log_info("policy stats (%s): namespaces=%zu "
+		    "namespace_events=%llu allow=%llu deny=%llu "
+		    "would_deny=%llu", why, ns_count(pm->pm_ns),
+		    st->ps_ns_events, st->ps_policy_allow,
+		    st->ps_policy_deny, st->ps_policy_would_deny);
 }
 
 static void
@@ -314,7 +381,7 @@ enum {
 	OPT_SOURCE = 256, OPT_SERVER, OPT_TOKEN_FILE, OPT_CA_FILE,
 	OPT_KUBECONFIG, OPT_CONTEXT, OPT_NODE, OPT_NAMESPACE, OPT_LABELS,
 	OPT_ANNOTATIONS, OPT_MAX_VALUE, OPT_UNKNOWN, OPT_SYNC_WAIT,
-	OPT_DELETE_GRACE, OPT_CHANNEL_ID, OPT_ADDRESS_TOKEN
+	OPT_DELETE_GRACE, OPT_CHANNEL_ID, OPT_ADDRESS_TOKEN, OPT_POLICY
 };
 
 static const struct option podmeta_opts[] = {
@@ -337,6 +404,7 @@ static const struct option podmeta_opts[] = {
 	{ "delete-grace",	required_argument,	NULL, OPT_DELETE_GRACE },
 	{ "channel-id",		required_argument,	NULL, OPT_CHANNEL_ID },
 	{ "address-token",	required_argument,	NULL, OPT_ADDRESS_TOKEN },
+	{ "policy",		no_argument,		NULL, OPT_POLICY },
 	{ NULL,			0,			NULL, 0 }
 };
 
@@ -449,6 +517,9 @@ main(int argc, char *argv[])
 				    "%d, not %s", HELPER_TOKENS_MAX, optarg);
 			conf->pc_addrtok = ul;
 			break;
+		case OPT_POLICY:
+			conf->pc_policy = 1;
+			break;
 		default:
 			usage(2);
 		}
@@ -501,7 +572,10 @@ main(int argc, char *argv[])
 	} else {
 		if ((pm.pm_kube = kube_new(conf)) == NULL)
 			exit(1);
-		if ((pm.pm_watch = watch_start(&pm)) == NULL)
+		if (conf->pc_policy && ((pm.pm_ns = ns_index_new()) == NULL ||
+		    (pm.pm_nswatch = watch_start(&pm, 1)) == NULL))
+			exit(1);
+		if ((pm.pm_watch = watch_start(&pm, 0)) == NULL)
 			exit(1);
 	}
 
@@ -515,9 +589,11 @@ main(int argc, char *argv[])
 	}
 	source_stop(pm.pm_source);
 	watch_stop(pm.pm_watch);
+	watch_stop(pm.pm_nswatch);
 	kube_free(pm.pm_kube);
 	curl_global_cleanup();
 	index_free(pm.pm_index);
+	ns_index_free(pm.pm_ns);
 	render_free(pm.pm_render);
 	buf_free(&pm.pm_out);
 	return 0;

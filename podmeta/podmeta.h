@@ -23,6 +23,12 @@
 #define PODMETA_MAX_VALUE	256		/* default --max-value */
 #define PODMETA_TRUNCATED	"\xe2\x80\xa6(truncated)"	/* "…(truncated)" */
 #define LAST_APPLIED		"kubectl.kubernetes.io/last-applied-configuration"
+#define POLICY_ANNOT_ALLOW	"egress.connectd.io/allow"
+#define POLICY_ANNOT_MODE	"egress.connectd.io/mode"
+#define POLICY_ENTRIES_MAX	4096		/* entries in one list */
+#define POLICY_NAME_MAX		253		/* RFC 1035: a name's text */
+#define POLICY_ENTRY_MAX	320		/* one entry, port included */
+#define POLICY_HOST_MAX		255		/* a request's %DST or SNI */
 
 /* ---------------------------------------------------------------- types */
 
@@ -43,6 +49,7 @@ struct podmeta_conf {
 	size_t		 pc_addrtok;		/* --address-token, 1-based */
 	double		 pc_sync_wait;
 	double		 pc_delete_grace;
+	int		 pc_policy;		/* --policy */
 };
 
 struct podmeta_stats {
@@ -54,6 +61,36 @@ struct podmeta_stats {
 	unsigned long long	 ps_hits;
 	unsigned long long	 ps_bad_requests;
 	unsigned long long	 ps_bad_objects;	/* pods we could not use */
+	unsigned long long	 ps_ns_events;		/* namespace watch events */
+	unsigned long long	 ps_policy_allow;	/* --policy verdicts */
+	unsigned long long	 ps_policy_deny;
+	unsigned long long	 ps_policy_would_deny;
+};
+
+enum policy_mode {
+	POLICY_MODE_NONE,	/* not said (or said wrong) */
+	POLICY_MODE_ENFORCE,
+	POLICY_MODE_REPORT,
+	POLICY_MODE_OFF
+};
+
+struct policy_list;	/* policy.c: parsed allow entries */
+
+/* What one object's annotations say; each key valid or not used. */
+struct policy_spec {
+	struct policy_list	*ps_allow;	/* NULL unless ps_has_allow */
+	int			 ps_has_allow;	/* a valid allow annotation */
+	enum policy_mode	 ps_mode;
+	char			*ps_error;	/* what was not used, and why */
+};
+
+/* One --policy answer; the strings are static or the list's. */
+struct policy_result {
+	enum policy_mode	 pr_mode;
+	int			 pr_allow;	/* OK, else ERR */
+	const char		*pr_rule;	/* the entry that matched */
+	const char		*pr_from;	/* "pod", "namespace" or NULL */
+	const char		*pr_reason;	/* NULL, or why not listed */
 };
 
 struct addrent;		/* index.c: one indexed address */
@@ -85,6 +122,8 @@ struct pod {
 	int			 p_deleted;	/* a tombstone */
 	double			 p_expire;	/* when the tombstone goes */
 	unsigned int		 p_gen;		/* last list that had it */
+	struct policy_spec	 p_policy;	/* its egress annotations */
+	uint64_t		 p_polsig;	/* their text: 0 if none */
 	struct in6_addr		 p_ips[PODMETA_IPS_MAX];
 	size_t			 p_nips;
 	struct podaddr		 p_claims[PODMETA_IPS_MAX];
@@ -97,6 +136,10 @@ struct proto_req {
 	char			 pr_id[HELPER_ID_MAXLEN + 1];	/* "" if none */
 	struct in6_addr		 pr_addr;		/* v4 as ::ffff:a.b.c.d */
 	const char		*pr_error;		/* NULL if valid */
+	/* --policy: %DST %PORT [%ssl::>sni] after the address */
+	char			 pr_dst[POLICY_HOST_MAX + 1];
+	unsigned		 pr_port;
+	char			 pr_sni[POLICY_HOST_MAX + 1];	/* "" if none */
 };
 
 enum proto_answer {
@@ -110,6 +153,7 @@ enum proto_answer {
 /* Each module's own state; defined in its file. */
 struct pending;		/* podmeta.c: a request waiting for the first list */
 struct pod_index;
+struct ns_index;
 struct render;
 struct kube;
 struct watch;
@@ -126,15 +170,19 @@ struct podmeta {
 	struct ev_loop		*pm_loop;
 
 	struct pod_index	*pm_index;
+	struct ns_index		*pm_ns;		/* --policy only */
 	struct render		*pm_render;
 	struct kube		*pm_kube;	/* --source api only */
 	struct watch		*pm_watch;	/* --source api only */
+	struct watch		*pm_nswatch;	/* --source api --policy */
 	struct source		*pm_source;	/* --source file: only */
 
 	/* podmeta.c: the request loop */
 	TAILQ_HEAD(, pending)	 pm_pending;
 	size_t			 pm_npending;
 	int			 pm_synced;	/* a list has completed */
+	int			 pm_pods_synced;	/* ... of pods */
+	int			 pm_ns_synced;	/* ... of namespaces (--policy) */
 	int			 pm_gave_up;	/* --sync-wait passed unsynced */
 	int			 pm_eof;
 	ev_io			 pm_stdin;
@@ -153,10 +201,12 @@ struct podmeta {
 /* podmeta.c */
 
 /*
- * A complete list of pods is in pm's index: answer waiting requests and,
- * from now on, every request at once.  Called by watch.c and source.c.
+ * A complete list of pods (namespaces: a list of them) is in pm's
+ * index: once both are (namespaces only with --policy), answer waiting
+ * requests and, from now on, every request at once.  Called by watch.c
+ * and source.c.
  */
-void	 podmeta_synced(struct podmeta *pm);
+void	 podmeta_synced(struct podmeta *pm, int namespaces);
 
 /*
  * Render the pod API object obj (borrowed) and put it in pm's index.
@@ -164,6 +214,12 @@ void	 podmeta_synced(struct podmeta *pm);
  * of memory in the index is logged, prefixed with what, and returns 0.
  */
 int	 podmeta_add_pod(struct podmeta *pm, json_t *obj, const char *what);
+
+/*
+ * p is about to replace what the index has for its UID: log, once per
+ * change of their text, why its egress annotations are not used.
+ */
+void	 podmeta_pod_policy_note(struct podmeta *pm, const struct pod *p);
 
 /* Log one stats line to stderr; why says what prompted it. */
 void	 podmeta_stats_log(struct podmeta *pm, const char *why);
@@ -181,6 +237,14 @@ int	 proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
 	    size_t addrtok, struct proto_req *pr);
 
 /*
+ * The same for --policy: the address token is followed by %DST, %PORT
+ * and optionally %ssl::>sni, copied into pr (a name longer than
+ * POLICY_HOST_MAX becomes "", which only "*" lets through).
+ */
+int	 proto_parse_policy(char *line, size_t len, enum helper_idmode idmode,
+	    size_t addrtok, struct proto_req *pr);
+
+/*
  * Append one reply line for pr, newline included, to out.  For
  * PROTO_HIT, tail[0..taillen) is a pod's rendered tail; for PROTO_BH and
  * PROTO_BAD, tail is a message (NULL: pr->pr_error).  0, or -1 if out
@@ -188,6 +252,14 @@ int	 proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
  */
 int	 proto_reply(struct buf *out, const struct proto_req *pr,
 	    enum proto_answer ans, const char *tail, size_t taillen);
+
+/*
+ * Append a --policy reply: OK, or ERR if !ok, with the pod's log= (tail
+ * as for PROTO_HIT; NULL: the client is no pod, "pod":null) and
+ * policy= with the JSON text pol.  0, or -1 as proto_reply().
+ */
+int	 proto_reply_policy(struct buf *out, const struct proto_req *pr,
+	    int ok, const char *tail, size_t taillen, const char *pol);
 
 /* index.c */
 
@@ -215,6 +287,9 @@ void	 index_delete(struct pod_index *, const char *uid, double now);
  */
 void	 index_list_begin(struct pod_index *);
 void	 index_list_end(struct pod_index *, double now);
+
+/* The pod with UID uid (live or a tombstone), or NULL. */
+const struct pod *index_pod(const struct pod_index *, const char *uid);
 
 /* The pod that owns address a, or NULL.  Valid until the next change. */
 const struct pod *index_lookup(const struct pod_index *,
@@ -302,15 +377,65 @@ void	 kube_easy_setup(const struct kube *, void *easy, const char *url);
 json_t	*yamljson_load(const char *buf, size_t len, json_t **marks,
 	    json_error_t *err);
 
+/* policy.c */
+
+/*
+ * Parse an allow annotation's text into *out (the caller frees it with
+ * policy_list_free()).  0, or -1 with err saying which entry and why.
+ */
+int	 policy_list_parse(const char *text, struct policy_list **out,
+	    char *err, size_t errlen);
+void	 policy_list_free(struct policy_list *);
+/* "enforce", "report", "off"; else POLICY_MODE_NONE. */
+enum policy_mode policy_mode_parse(const char *);
+const char *policy_mode_name(enum policy_mode);
+
+/*
+ * Read the egress annotations of the object whose metadata is meta
+ * (borrowed) into *ps (cleared first; the caller clears it with
+ * policy_spec_clear()).  Returns a signature of their text: 0 if there
+ * are none, so that a change can be told from a repeat.
+ */
+uint64_t policy_spec_read(json_t *meta, struct policy_spec *ps);
+void	 policy_spec_clear(struct policy_spec *);
+
+/*
+ * Namespaces' egress defaults, by name.  ns_upsert() takes a Namespace
+ * object (borrowed): 0, or -1 if it has no name; a malformed annotation
+ * is logged once per change.  ns_list_begin()/ns_list_end() around a
+ * complete list drop the namespaces it did not have.
+ */
+struct ns_index *ns_index_new(void);
+void	 ns_index_free(struct ns_index *);
+int	 ns_upsert(struct ns_index *, json_t *obj);
+void	 ns_delete(struct ns_index *, json_t *obj);
+void	 ns_list_begin(struct ns_index *);
+void	 ns_list_end(struct ns_index *);
+size_t	 ns_count(const struct ns_index *);
+
+/*
+ * The verdict for pod p (NULL: no pod) reaching host:port, with the
+ * TLS SNI (NULL, "" or "-": none) that must be listed too: p's own
+ * annotations key by key, else its namespace's in nx (NULL: none).
+ * Fills *r, whose strings stay valid until the pod or namespace
+ * changes.  Returns 0.
+ */
+int	 policy_decide(const struct ns_index *nx, const struct pod *p,
+	    const char *host, unsigned port, const char *sni,
+	    struct policy_result *r);
+
+/* r as the answer's JSON object text (the caller frees it); NULL if out of memory. */
+char	*policy_result_json(const struct policy_result *r);
+
 /* watch.c */
 
 /*
  * Start listing, then watching, the pods of pm->pm_kube's API server in
- * pm's loop, into pm's index; podmeta_synced() after every complete
- * list.  NULL if libcurl cannot start.  watch_stop() stops and frees it
+ * pm's loop, into pm's index (namespaces: their egress defaults, into
+ * pm->pm_ns); podmeta_synced() after every complete list.  NULL if libcurl cannot start.  watch_stop() stops and frees it
  * (NULL is fine).
  */
-struct watch *watch_start(struct podmeta *pm);
+struct watch *watch_start(struct podmeta *pm, int namespaces);
 void	 watch_stop(struct watch *);
 
 /* source.c */

@@ -2,6 +2,7 @@
 #include <sys/types.h>
 #include <netinet/in.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
@@ -47,11 +48,40 @@ proto_addr_parse(char *s, size_t len, struct in6_addr *a)
 	return 0;
 }
 
+static int proto_parse(char *, size_t, enum helper_idmode, size_t, int,
+    struct proto_req *);
+
 int
 proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
     size_t addrtok, struct proto_req *pr)
 {
+	return proto_parse(line, len, idmode, addrtok, 0, pr);
+}
+
+int
+proto_parse_policy(char *line, size_t len, enum helper_idmode idmode,
+    size_t addrtok, struct proto_req *pr)
+{
+	return proto_parse(line, len, idmode, addrtok, 1, pr);
+}
+
+/* A name token into dst: "" if it is too long to be one. */
+static void
+proto_name(char *dst, const char *tok, size_t toklen)
+{
+	if (toklen > POLICY_HOST_MAX)
+		toklen = 0;
+	memcpy(dst, tok, toklen);
+	dst[toklen] = '\0';
+}
+
+static int
+proto_parse(char *line, size_t len, enum helper_idmode idmode,
+    size_t addrtok, int policy, struct proto_req *pr)
+{
 	struct helper_request	 rq;
+	unsigned long		 port;
+	char			*end;
 
 	memset(pr, 0, sizeof(*pr));
 	if (helper_request_split(line, len, idmode, 1, &rq) == -1) {
@@ -80,6 +110,24 @@ proto_parse_as(char *line, size_t len, enum helper_idmode idmode,
 		pr->pr_error = "not an IP address";
 		return -1;
 	}
+	if (!policy)
+		return 0;
+	/* %SRC %DST %PORT [%ssl::>sni], in that order */
+	if (addrtok + 2 > rq.rq_ntok) {
+		pr->pr_error = "no destination and port after the address";
+		return -1;
+	}
+	proto_name(pr->pr_dst, rq.rq_tok[addrtok], rq.rq_toklen[addrtok]);
+	port = strtoul(rq.rq_tok[addrtok + 1], &end, 10);
+	if (rq.rq_tok[addrtok + 1][0] < '0' || rq.rq_tok[addrtok + 1][0] > '9' ||
+	    *end != '\0' || port > 65535) {
+		pr->pr_error = "not a port";
+		return -1;
+	}
+	pr->pr_port = (unsigned)port;
+	if (addrtok + 2 < rq.rq_ntok)
+		proto_name(pr->pr_sni, rq.rq_tok[addrtok + 2],
+		    rq.rq_toklen[addrtok + 2]);
 	return 0;
 }
 
@@ -121,5 +169,30 @@ proto_reply(struct buf *out, const struct proto_req *pr,
 			return -1;
 		break;
 	}
+	return buf_addc(out, '\n');
+}
+
+int
+proto_reply_policy(struct buf *out, const struct proto_req *pr, int ok,
+    const char *tail, size_t taillen, const char *pol)
+{
+	char	 ip[ADDR_STRLEN];
+
+	if (pr->pr_id[0] != '\0' &&
+	    (buf_addstr(out, pr->pr_id) == -1 || buf_addc(out, ' ') == -1))
+		return -1;
+	addr_key_ntop(&pr->pr_addr, ip, sizeof(ip));
+	if (buf_addstr(out, ok ? "OK" : "ERR") == -1 ||
+	    buf_addstr(out, " log=\"{\\\"ip\\\":\\\"") == -1 ||
+	    buf_addstr(out, ip) == -1)
+		return -1;
+	if (tail != NULL) {
+		if (buf_add(out, tail, taillen) == -1)
+			return -1;
+	} else if (buf_addstr(out, "\\\",\\\"pod\\\":null}\"") == -1)
+		return -1;
+	if (buf_addstr(out, " policy=") == -1 ||
+	    proto_addquoted(out, pol, strlen(pol)) == -1)
+		return -1;
 	return buf_addc(out, '\n');
 }

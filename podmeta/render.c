@@ -337,6 +337,8 @@ render_pod(struct render *r, json_t *obj)
 	if (p->p_uid == NULL || p->p_namespace == NULL || p->p_name == NULL)
 		goto fail;
 	p->p_hostnet = json_is_true(json_object_get(spec, "hostNetwork"));
+	/* parsed here, once per version of the pod, not per lookup */
+	p->p_polsig = policy_spec_read(meta, &p->p_policy);
 	phase = render_str(status, "phase");
 	p->p_finished = phase != NULL && (strcmp(phase, "Succeeded") == 0 ||
 	    strcmp(phase, "Failed") == 0);

@@ -380,6 +380,7 @@ source_apply(struct source *s)
 
 	while (n < SOURCE_SLICE && (p = TAILQ_FIRST(&l->l_pods)) != NULL) {
 		TAILQ_REMOVE(&l->l_pods, p, p_entry);
+		podmeta_pod_policy_note(pm, p);
 		if (index_upsert(pm->pm_index, p) == -1)
 			log_warnx("%s: out of memory", s->s_path);
 		n++;
@@ -395,7 +396,7 @@ source_apply(struct source *s)
 	if (pm->pm_stats.ps_lists++ > 0)
 		pm->pm_stats.ps_relists++;
 	log_info("%s: loaded %zu pods", s->s_path, l->l_npods);
-	podmeta_synced(pm);
+	podmeta_synced(pm, 0);
 }
 
 static void

@@ -1,4 +1,4 @@
-/* watch.c: list then watch pods: libcurl multi in podmeta's libev loop, bookmarks, 410, backoff */
+/* watch.c: list then watch pods or namespaces: libcurl multi in podmeta's libev loop, bookmarks, 410, backoff */
 #include <sys/types.h>
 
 #ifdef __GLIBC__
@@ -41,7 +41,86 @@ struct sockwatch {
 	ev_io		 sw_io;		/* data: the struct watch */
 };
 
+/*
+ * What is listed and watched: pods into the index, or (--policy)
+ * namespaces into the namespace defaults.  A table, so that the list,
+ * watch, 410 and backoff logic is written once.
+ */
+struct watch_ops {
+	const char	*wo_what;	/* log prefix: "" or "namespaces " */
+	const char	*wo_noun;	/* "pods", "namespaces" */
+	int		 wo_namespaces;
+	void		(*wo_begin)(struct podmeta *);
+	void		(*wo_add)(struct podmeta *, json_t *, const char *);
+	void		(*wo_delete)(struct podmeta *, json_t *);
+	void		(*wo_end)(struct podmeta *);
+};
+
+static void
+pods_begin(struct podmeta *pm)
+{
+	index_list_begin(pm->pm_index);
+}
+
+static void
+pods_add(struct podmeta *pm, json_t *obj, const char *what)
+{
+	podmeta_add_pod(pm, obj, what);
+}
+
+static void
+pods_delete(struct podmeta *pm, json_t *obj)
+{
+	const char	*uid;
+
+	if ((uid = render_uid(obj)) != NULL)
+		index_delete(pm->pm_index, uid, ev_now(pm->pm_loop));
+	else
+		pm->pm_stats.ps_bad_objects++;
+}
+
+static void
+pods_end(struct podmeta *pm)
+{
+	index_list_end(pm->pm_index, ev_now(pm->pm_loop));
+}
+
+static void
+ns_begin(struct podmeta *pm)
+{
+	ns_list_begin(pm->pm_ns);
+}
+
+static void
+ns_add(struct podmeta *pm, json_t *obj, const char *what)
+{
+	pm->pm_stats.ps_ns_events++;
+	if (ns_upsert(pm->pm_ns, obj) == -1)
+		pm->pm_stats.ps_bad_objects++;
+}
+
+static void
+ns_del(struct podmeta *pm, json_t *obj)
+{
+	pm->pm_stats.ps_ns_events++;
+	ns_delete(pm->pm_ns, obj);
+}
+
+static void
+ns_end(struct podmeta *pm)
+{
+	ns_list_end(pm->pm_ns);
+}
+
+static const struct watch_ops watch_pods = {
+	"", "pods", 0, pods_begin, pods_add, pods_delete, pods_end
+};
+static const struct watch_ops watch_namespaces = {
+	"namespaces ", "namespaces", 1, ns_begin, ns_add, ns_del, ns_end
+};
+
 struct watch {
+	const struct watch_ops	*w_ops;
 	struct podmeta		*w_pm;
 	CURLM			*w_multi;
 	CURL			*w_list;
@@ -182,7 +261,9 @@ watch_url(struct watch *w, int watching)
 	char		*url;
 	int		 rc;
 
-	if (conf->pc_namespace != NULL) {
+	if (w->w_ops->wo_namespaces)
+		rc = asprintf(&path, "%s/api/v1/namespaces", server);
+	else if (conf->pc_namespace != NULL) {
 		ns = curl_easy_escape(w->w_list, conf->pc_namespace, 0);
 		rc = asprintf(&path, "%s/api/v1/namespaces/%s/pods", server,
 		    ns != NULL ? ns : "");
@@ -192,8 +273,13 @@ watch_url(struct watch *w, int watching)
 	if (rc == -1)
 		fatal("asprintf");
 	url = path;
-	if (conf->pc_node != NULL) {
-		if (asprintf(&arg, "spec.nodeName=%s", conf->pc_node) == -1)
+	/* namespaces: the one podmeta serves, if it serves one */
+	if (w->w_ops->wo_namespaces ? conf->pc_namespace != NULL :
+	    conf->pc_node != NULL) {
+		if (asprintf(&arg, w->w_ops->wo_namespaces ?
+		    "metadata.name=%s" : "spec.nodeName=%s",
+		    w->w_ops->wo_namespaces ? conf->pc_namespace :
+		    conf->pc_node) == -1)
 			fatal("asprintf");
 		sel = curl_easy_escape(w->w_list, arg, 0);
 		free(arg);
@@ -314,7 +400,7 @@ watch_fail(struct watch *w, long retry_after, const char *fmt, ...)
 	if (retry_after > 0)
 		delay = retry_after > RETRY_AFTER_MAX ? RETRY_AFTER_MAX :
 		    (double)retry_after;
-	log_warnx("%s; retrying in %.1fs", msg, delay);
+	log_warnx("%s%s; retrying in %.1fs", w->w_ops->wo_what, msg, delay);
 	ev_timer_stop(loop, &w->w_retry);
 	ev_timer_set(&w->w_retry, delay, 0.0);
 	ev_timer_start(loop, &w->w_retry);
@@ -339,8 +425,11 @@ watch_http_error(struct watch *w, CURL *e, long code, const char *what)
 
 	if (code == 401)
 		kube_token_reload(w->w_pm->pm_kube);
+	/* RBAC: podmeta's role lacks list/watch on what it asks for */
 	watch_fail(w, code == 429 ? watch_retry_after(e) : 0,
-	    "%s: HTTP %ld: %.*s", what, code, len, body);
+	    "%s: HTTP %ld: %.*s%s%s%s", what, code, len, body,
+	    code == 403 ? " (podmeta needs get, list and watch on " : "",
+	    code == 403 ? w->w_ops->wo_noun : "", code == 403 ? ")" : "");
 }
 
 /* ------------------------------------------------------------- list */
@@ -387,9 +476,9 @@ watch_list_page(struct watch *w)
 		return -1;
 	}
 	if (w->w_continue == NULL)
-		index_list_begin(pm->pm_index);
+		w->w_ops->wo_begin(pm);
 	json_array_foreach(items, i, item)
-		podmeta_add_pod(pm, item, "list");
+		w->w_ops->wo_add(pm, item, "list");
 	meta = json_object_get(root, "metadata");
 	cont = json_string_value(json_object_get(meta, "continue"));
 	rv = json_string_value(json_object_get(meta, "resourceVersion"));
@@ -422,7 +511,8 @@ watch_list_done(struct watch *w, CURLcode rc)
 	}
 	if (code == 410 && w->w_continue != NULL) {
 		/* the continue token expired: start the list over */
-		log_warnx("list: continue token expired; listing again");
+		log_warnx("%slist: continue token expired; listing again",
+		    w->w_ops->wo_what);
 		watch_setstr(&w->w_continue, NULL);
 		watch_list(w);
 		return;
@@ -438,20 +528,25 @@ watch_list_done(struct watch *w, CURLcode rc)
 		watch_list(w);
 		return;
 	}
-	index_list_end(pm->pm_index, ev_now(pm->pm_loop));
-	if (pm->pm_stats.ps_lists++ > 0)
-		pm->pm_stats.ps_relists++;
+	w->w_ops->wo_end(pm);
 	w->w_need_relist = 0;
 	w->w_last_list = ev_now(pm->pm_loop);
-	index_counts(pm->pm_index, &live, &tombs, &addrs);
-	log_info("list: %zu pods, %zu addresses, resourceVersion %s", live,
-	    addrs, w->w_rv != NULL ? w->w_rv : "(none)");
+	if (w->w_ops->wo_namespaces)
+		log_info("namespaces list: %zu namespaces, resourceVersion %s",
+		    ns_count(pm->pm_ns), w->w_rv != NULL ? w->w_rv : "(none)");
+	else {
+		if (pm->pm_stats.ps_lists++ > 0)
+			pm->pm_stats.ps_relists++;
+		index_counts(pm->pm_index, &live, &tombs, &addrs);
+		log_info("list: %zu pods, %zu addresses, resourceVersion %s",
+		    live, addrs, w->w_rv != NULL ? w->w_rv : "(none)");
+	}
 	watch_buf_reset(w);
 #ifdef __GLIBC__
 	/* give the parsed pages back: what stays is bounded by the pod count */
 	malloc_trim(0);
 #endif
-	podmeta_synced(pm);
+	podmeta_synced(pm, w->w_ops->wo_namespaces);
 	watch_watch(w);
 }
 
@@ -463,7 +558,7 @@ watch_event(struct watch *w, const char *line, size_t len)
 	struct podmeta	*pm = w->w_pm;
 	json_error_t	 err;
 	json_t		*root, *obj;
-	const char	*type, *rv, *uid, *reason;
+	const char	*type, *rv, *reason;
 	json_int_t	 code;
 
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
@@ -471,7 +566,8 @@ watch_event(struct watch *w, const char *line, size_t len)
 	if (len == 0)
 		return;
 	if ((root = json_loadb(line, len, 0, &err)) == NULL) {
-		log_warnx("watch: bad JSON at byte %d: %s", err.position,
+		log_warnx("%swatch: bad JSON at byte %d: %s",
+		    w->w_ops->wo_what, err.position,
 		    err.text);
 		w->w_verdict = WV_FAIL;
 		return;
@@ -479,7 +575,8 @@ watch_event(struct watch *w, const char *line, size_t len)
 	type = json_string_value(json_object_get(root, "type"));
 	obj = json_object_get(root, "object");
 	if (type == NULL || !json_is_object(obj)) {
-		log_warnx("watch: event without type or object");
+		log_warnx("%swatch: event without type or object",
+		    w->w_ops->wo_what);
 		pm->pm_stats.ps_bad_objects++;
 		json_decref(root);
 		return;
@@ -489,20 +586,18 @@ watch_event(struct watch *w, const char *line, size_t len)
 	if (strcmp(type, "ERROR") == 0) {
 		code = json_integer_value(json_object_get(obj, "code"));
 		reason = json_string_value(json_object_get(obj, "message"));
-		log_warnx("watch: ERROR event: code %lld: %s", (long long)code,
+		log_warnx("%swatch: ERROR event: code %lld: %s",
+		    w->w_ops->wo_what, (long long)code,
 		    reason != NULL ? reason : "");
 		w->w_verdict = code == 410 ? WV_RELIST : WV_FAIL;
 		json_decref(root);
 		return;
 	}
 	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0)
-		podmeta_add_pod(pm, obj, "watch");
-	else if (strcmp(type, "DELETED") == 0) {
-		if ((uid = render_uid(obj)) != NULL)
-			index_delete(pm->pm_index, uid, ev_now(pm->pm_loop));
-		else
-			pm->pm_stats.ps_bad_objects++;
-	} else if (strcmp(type, "BOOKMARK") != 0)
+		w->w_ops->wo_add(pm, obj, "watch");
+	else if (strcmp(type, "DELETED") == 0)
+		w->w_ops->wo_delete(pm, obj);
+	else if (strcmp(type, "BOOKMARK") != 0)
 		log_debug("watch: ignoring %s event", type);
 	if ((rv = render_rv(obj)) != NULL && *rv != '\0')
 		watch_setstr(&w->w_rv, rv);
@@ -524,7 +619,8 @@ watch_stream_write(char *data, size_t size, size_t nmemb, void *arg)
 		return len;
 	}
 	if (watch_append(w, data, len, WATCH_LINE_MAX) == -1) {
-		log_warnx("watch: event larger than %lu bytes",
+		log_warnx("%swatch: event larger than %lu bytes",
+		    w->w_ops->wo_what,
 		    WATCH_LINE_MAX);
 		w->w_verdict = WV_FAIL;
 		return 0;
@@ -556,7 +652,8 @@ watch_watch_done(struct watch *w, CURLcode rc)
 			watch_fail(w, 0, "watch: resourceVersion expired again");
 			return;
 		}
-		log_info("watch: resourceVersion expired; listing again");
+		log_info("%swatch: resourceVersion expired; listing again",
+		    w->w_ops->wo_what);
 		watch_setstr(&w->w_continue, NULL);
 		watch_list(w);
 		return;
@@ -574,7 +671,8 @@ watch_watch_done(struct watch *w, CURLcode rc)
 		return;
 	}
 	if (w->w_buf.b_len > 0)
-		log_warnx("watch: %zu bytes after the last event dropped",
+		log_warnx("%swatch: %zu bytes after the last event dropped",
+		    w->w_ops->wo_what,
 		    w->w_buf.b_len);
 	if (now - w->w_started < 1.0 && w->w_nevents == 0) {
 		watch_fail(w, 0, "watch: ended at once without events");
@@ -616,7 +714,7 @@ watch_token_cb(struct ev_loop *l, ev_timer *t, int revents)
 }
 
 struct watch *
-watch_start(struct podmeta *pm)
+watch_start(struct podmeta *pm, int namespaces)
 {
 	struct watch	*w;
 
@@ -624,6 +722,7 @@ watch_start(struct podmeta *pm)
 		log_warn("watch");
 		return NULL;
 	}
+	w->w_ops = namespaces ? &watch_namespaces : &watch_pods;
 	w->w_pm = pm;
 	if ((w->w_multi = curl_multi_init()) == NULL ||
 	    (w->w_list = curl_easy_init()) == NULL ||
