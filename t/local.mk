@@ -93,7 +93,8 @@ T_SCENARIOS = \
 	t/94-tls-hold.t \
 	t/95-proxy-user.t \
 	t/96-proxy-auth.t \
-	t/97-policy-podmeta.t
+	t/97-policy-podmeta.t \
+	t/101-policy-e2e.t
 
 # Scenarios too slow for every make check, each with its own target:
 # t/81 builds the container image (debootstrap once per machine, apt and
