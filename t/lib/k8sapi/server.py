@@ -638,7 +638,7 @@ class Handler(BaseHTTPRequestHandler):
             cur = json.loads(go_json(old))
             try:
                 if ctype == "application/json-patch+json":
-                    new = json_patch(cur, patch)
+                    new = json_patch(json.loads(go_json(old)), patch)
                 else:
                     new = merge_patch(cur, patch, strategic=ctype.startswith("application/strategic"))
                     want_rv = (patch.get("metadata") or {}).get("resourceVersion") \
