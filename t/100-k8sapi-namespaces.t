@@ -387,6 +387,45 @@ try:
     st, data, r = req("PATCH", "/api/v1/namespaces/ci", b'{}', "text/plain")
     tap.is_(st, 415, "an unsupported Content-Type: 415")
     tap.is_(api.resource_version, rv, "... none of them changed anything")
+    # ---- broken responses and failures on namespace requests only
+    api.bad_next("ns_list", "not_json")
+    st, data, r = req("GET", "/api/v1/pods?limit=500")
+    tap.ok(st == 200 and json.loads(data)["kind"] == "PodList", "bad_next(\"ns_list\"): a pod list is not hit")
+    st, data, r = req("GET", "/api/v1/namespaces?limit=500")
+    tap.ok(st == 200 and data.startswith(b"<html>"), "... the next namespace list is")
+    api.bad_next("ns_list", "wrongtypes")
+    st, data, r = req("GET", "/api/v1/namespaces?limit=500")
+    tap.ok(json.loads(data)["kind"] == "NamespaceList" and json.loads(data)["items"][0]["metadata"]["name"] == 42,
+           "bad_next(\"ns_list\", \"wrongtypes\"): a NamespaceList of wrong types")
+    api.bad_next("ns_watch", "wrongtypes")
+    st, data, r = req("GET", "/api/v1/namespaces?watch=1&timeoutSeconds=1&resourceVersion=%d" % api.resource_version)
+    tap.ok(st == 200 and b'"kind":"Namespace","metadata":{"name":42}' in data, "bad_next(\"ns_watch\", \"wrongtypes\")")
+    api.fail_next(503, kind="ns", count=2)
+    st1 = req("GET", "/api/v1/pods?limit=500")[0]
+    st2 = req("GET", "/api/v1/namespaces?limit=500")[0]
+    st3 = req("GET", "/api/v1/namespaces/ci")[0]
+    tap.is_((st1, st2, st3, api.pending_failures()), (200, 503, 503, 0),
+            "fail_next(kind=\"ns\"): namespace requests fail, pod requests do not")
+    api.fail_next(500)
+    st1 = req("GET", "/api/v1/namespaces?limit=500")[0]
+    st2 = req("GET", "/api/v1/pods?limit=500")[0]
+    tap.is_((st1, st2), (200, 500), "fail_next() without a kind: pod requests only, as before")
+    a2 = K8sAPI(namespaces=[kf.make_namespace("ci", annotations={ALLOW: "*"}), "web"]).start()
+    try:
+        st, data, r = req("GET", "/api/v1/pods")
+        c = http.client.HTTPSConnection("127.0.0.1", a2.port, context=ssl.create_default_context(cafile=a2.ca_file),
+                                        timeout=10)
+        c.request("GET", "/api/v1/pods", headers={"Authorization": "Bearer " + a2.token})
+        pristine = c.getresponse().read() == kf.fixture_podlist_bytes()
+        c.request("GET", "/api/v1/namespaces?limit=500", headers={"Authorization": "Bearer " + a2.token})
+        nl = json.loads(c.getresponse().read())
+        c.close()
+        tap.ok(pristine and [i["metadata"]["name"] for i in nl["items"]] == sorted(INITIAL + ["ci", "web"])
+               and nl["items"][0]["metadata"]["annotations"] == {ALLOW: "*"}
+               and nl["metadata"]["resourceVersion"] == "554",
+               "K8sAPI(namespaces=...): there from the start, the pod list still the recorded bytes")
+    finally:
+        a2.stop()
     tap.is_(api.errors(), [], "no server-side exceptions")
 finally:
     api.stop()

@@ -1,10 +1,17 @@
 """k8sapi/control.py: the test-facing API of the test Kubernetes API server.
 
-A K8sAPI holds the cluster state (pods, resourceVersion, the event log
-watches replay), starts the HTTPS server of server.py on 127.0.0.1, writes
-the token file and kubeconfig files, and lets a test script a scenario:
-add/modify/delete pods, rotate tokens, restart, scripted failures and
-broken responses; it records every request for the test to check.
+A K8sAPI holds the cluster state (pods, namespaces, resourceVersion, the
+event log watches replay), starts the HTTPS server of server.py on
+127.0.0.1, writes the token file and kubeconfig files, and lets a test
+script a scenario: add/modify/delete pods and namespaces, annotate and
+label them, rotate tokens, restart, scripted failures and broken
+responses; it records every request for the test to check.
+
+Request records (requests(), count(), fail_next(kind=...)) have a "kind":
+pods: "list", "watch", "get", "patch"; namespaces: "ns_list", "ns_watch",
+"ns_get", "ns_patch"; "discovery", "health", "other".  Each also has
+"method", "resource" ("pods", "namespaces" or None), "path", "query",
+"status", "token", and for a PATCH "content_type" and "body" (bytes).
 """
 import atexit
 import base64
@@ -41,9 +48,12 @@ atexit.register(_cleanup_all)
 
 class K8sAPI(object):
     def __init__(self, pods="fixture", token=None, rv=None, default_watch_timeout=1800.0,
-                 bookmark_interval=None, client_certs=True):
+                 bookmark_interval=None, client_certs=True, namespaces=None):
         """pods: "fixture" (the 8 recorded pods, pristine: served byte-for-byte),
-        a list of pod dicts, or None/[] for an empty cluster."""
+        a list of pod dicts, or None/[] for an empty cluster.
+        namespaces: more namespaces there from the start (no events; the pods'
+        list stays pristine): names, or dicts as fixtures.make_namespace()
+        makes (their resourceVersion is set to the initial one)."""
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._pods = {}
@@ -90,6 +100,14 @@ class K8sAPI(object):
         for n in sorted({"default", "kube-system", "kube-public", "kube-node-lease"}
                         | {p["metadata"].get("namespace") for p in self._pods.values()} - {None, ""}):
             self._ns[n] = make_namespace(n, rv=self._rv, created=NS_CREATED)
+        for n in namespaces or []:
+            if isinstance(n, str):
+                n = make_namespace(n, created=NS_CREATED)
+            n = copy.deepcopy(n)
+            n.pop("kind", None)
+            n.pop("apiVersion", None)
+            n["metadata"]["resourceVersion"] = str(self._rv)
+            self._ns[n["metadata"]["name"]] = n
         self.dir = None
         self.port = None
         self._server = None
