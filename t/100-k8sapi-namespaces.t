@@ -15,6 +15,8 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.join(os.environ.get("T_SRCDIR", os.path.dirname(__file__)), "lib"))
 import harness as h  # noqa: E402
@@ -282,7 +284,6 @@ try:
             "watch with fieldSelector=metadata.name%3Dci: that namespace's only")
 
     # a live watch: an event, then a bookmark of the namespace kind
-    import threading
     res = {}
 
     def watch_live():
@@ -387,6 +388,38 @@ try:
     st, data, r = req("PATCH", "/api/v1/namespaces/ci", b'{}', "text/plain")
     tap.is_(st, 415, "an unsupported Content-Type: 415")
     tap.is_(api.resource_version, rv, "... none of them changed anything")
+    # ---- stream control aimed at the namespace watches
+    out = {}
+
+    def watch_bg(key, path):
+        out[key] = (time.time(), req("GET", path), time.time())
+    m = api.mark()
+    rvq = api.resource_version
+    ts = [threading.Thread(target=watch_bg, args=("ns", "/api/v1/namespaces?watch=1&allowWatchBookmarks=true"
+                                                  "&timeoutSeconds=5&resourceVersion=%d" % rvq)),
+          threading.Thread(target=watch_bg, args=("pods", "/api/v1/pods?watch=1&allowWatchBookmarks=true"
+                                                  "&timeoutSeconds=3&resourceVersion=%d" % rvq))]
+    for t in ts:
+        t.start()
+    api.wait_for(lambda: api.open_watches("namespaces") >= 1 and api.open_watches("pods") >= 1, 10)
+    api.bookmark(resource="pods")
+    api.end_watches(resource="namespaces")
+    ts[0].join(10)
+    tap.ok("ns" in out and "pods" not in out and out["ns"][2] - out["ns"][0] < 2.5
+           and lines(out["ns"][1][1]) == [], "end_watches(resource=\"namespaces\") ends only the namespace watch")
+    ts[1].join(10)
+    tap.is_([e["type"] for e in lines(out["pods"][1][1])] if "pods" in out else None, ["BOOKMARK"],
+            "... bookmark(resource=\"pods\") went to the pod watch alone")
+    api.inject_expired_error_event(resource="namespaces")
+    st, data, r = req("GET", "/api/v1/pods?watch=1&timeoutSeconds=1&resourceVersion=%d" % api.resource_version)
+    tap.is_(lines(data), [], "inject_expired_error_event(resource=\"namespaces\"): not the next pod watch")
+    st, data, r = req("GET", "/api/v1/namespaces?watch=1&timeoutSeconds=1&resourceVersion=%d" % api.resource_version)
+    tap.ok([e["type"] for e in lines(data)] == ["ERROR"] and lines(data)[0]["object"]["code"] == 410,
+           "... the next namespace watch: ERROR 410")
+    api.inject_410(resource="namespaces")
+    st, data, r = req("GET", "/api/v1/namespaces?watch=1&timeoutSeconds=1&resourceVersion=%d" % api.resource_version)
+    tap.is_(st, 410, "inject_410(resource=\"namespaces\"): HTTP 410")
+
     # ---- broken responses and failures on namespace requests only
     api.bad_next("ns_list", "not_json")
     st, data, r = req("GET", "/api/v1/pods?limit=500")

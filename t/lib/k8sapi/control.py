@@ -70,6 +70,7 @@ class K8sAPI(object):
         self._watchers = []
         self._open_watches = 0
         self._expire_next_watch = 0
+        self._expire_next = {"pods": 0, "namespaces": 0}
         self._generation = 0
         self._compacted_rv = 0
         self._counters = {}
@@ -273,9 +274,10 @@ class K8sAPI(object):
         self._pristine = False
         self._cond.notify_all()
 
-    def _append_control(self, typ, obj=None):
+    def _append_control(self, typ, obj=None, resource=None):
         with self._cond:
             ev = Event(self._rv, typ, obj, control=True)
+            ev.obj_resource = resource
             self._events.append(ev)
             self._event_rvs.append(self._rv)
             self._cond.notify_all()
@@ -469,9 +471,10 @@ class K8sAPI(object):
             return self._rv
 
     # ---- stream control
-    def bookmark(self):
+    # resource: "pods" or "namespaces" for those watches only; None: every watch
+    def bookmark(self, resource=None):
         """Send a BOOKMARK with the current RV on every open bookmark watch."""
-        self._append_control("BOOKMARK")
+        self._append_control("BOOKMARK", resource=resource)
 
     def _bookmark_loop(self):
         while not self._stopping:
@@ -479,26 +482,30 @@ class K8sAPI(object):
             if not self._stopping:
                 self.bookmark()
 
-    def end_watches(self):
+    def end_watches(self, resource=None):
         """End every open watch cleanly (terminating chunk), as a timeout does."""
-        self._append_control("END")
+        self._append_control("END", resource=resource)
 
-    def abort_watches(self):
+    def abort_watches(self, resource=None):
         """Drop every open watch's connection without the terminating chunk."""
-        self._append_control("ABORT")
+        self._append_control("ABORT", resource=resource)
 
-    def inject_expired_error_event(self):
+    def inject_expired_error_event(self, resource=None):
         """An ERROR event (410 Expired) on the open watches, ending them; with no
         watch open, the next watch request gets it first thing."""
         with self._cond:
-            if self._open_watches == 0:
-                self._expire_next_watch += 1
+            if (self._open_watches if resource is None else self.open_watches(resource)) == 0:
+                if resource is None:
+                    self._expire_next_watch += 1
+                else:
+                    self._expire_next[resource] += 1
                 return
-        self._append_control("EXPIRE")
+        self._append_control("EXPIRE", resource=resource)
 
-    def inject_410(self, count=1):
-        """The next `count` watch requests get HTTP 410 Expired."""
-        self.fail_next(410, kind="watch", count=count)
+    def inject_410(self, count=1, resource="pods"):
+        """The next `count` watch requests (of pods; resource="namespaces": of
+        namespaces) get HTTP 410 Expired."""
+        self.fail_next(410, kind="watch" if resource == "pods" else "ns_watch", count=count)
 
     def fail_next(self, status=500, retry_after=None, kind=None, count=1, body=None, match=None):
         """The next `count` pod requests (kind "list", "watch", "get" or None
@@ -553,12 +560,7 @@ class K8sAPI(object):
         """Send a broken thing on the open watches now (modes as bad_next's watch
         modes, or raw bytes: one chunk); resource "pods" or "namespaces": on
         those watches only (default: every watch)."""
-        with self._cond:
-            ev = Event(self._rv, "BAD", mode, control=True)
-            ev.obj_resource = resource
-            self._events.append(ev)
-            self._event_rvs.append(self._rv)
-            self._cond.notify_all()
+        self._append_control("BAD", mode, resource=resource)
 
     def _take_bad(self, kind):
         with self._lock:

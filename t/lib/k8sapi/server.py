@@ -852,6 +852,9 @@ class Handler(BaseHTTPRequestHandler):
             if api._expire_next_watch > 0:
                 api._expire_next_watch -= 1
                 expired = True
+            elif api._expire_next.get(res.name, 0) > 0:
+                api._expire_next[res.name] -= 1
+                expired = True
             elif rv_req and rv_req < api._compacted_rv:
                 expired = True
             start_idx = len(api._events)
@@ -925,7 +928,7 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 for idx, ev in enumerate(batch, start=pos - len(batch)):
                     if ev.control:
-                        if idx < live_from:
+                        if idx < live_from or ev.obj_resource not in (None, res.name):
                             continue
                         if ev.type == "BOOKMARK":
                             if bookmarks:
@@ -942,8 +945,7 @@ class Handler(BaseHTTPRequestHandler):
                         elif ev.type == "ABORT":
                             self._kill_connection()
                         elif ev.type == "BAD":
-                            if ev.obj_resource in (None, res.name):
-                                self._bad_watch_action(ev.obj, res)
+                            self._bad_watch_action(ev.obj, res)
                         continue
                     if ev.resource != res.name:
                         continue
@@ -1236,7 +1238,7 @@ class Event(object):
     def __init__(self, rv, typ, obj=None, old=None, control=False, resource="pods"):
         self.rv, self.type, self.obj, self.old, self.control = rv, typ, obj, old, control
         self.resource = resource
-        self.obj_resource = None  # BAD control events: only watches of this resource (None: all)
+        self.obj_resource = None  # control events: only watches of this resource (None: all)
         self.ns = (obj["metadata"].get("namespace") if (obj is not None and not control
                                                          and resource == "pods") else None)
         self._line = None
