@@ -181,6 +181,18 @@ try:
     evs = events_of(w, "ci", lambda e: sum(x["type"] == "MODIFIED" for x in e) >= 4)
     tap.ok(rc == 0 and evs[-1]["object"]["metadata"]["labels"] ==
            {"kubernetes.io/metadata.name": "ci", "team": "b"}, "kubectl label namespace: MODIFIED")
+    p0 = api.mark()
+    rc, out, err = kubectl("patch", "namespace", "ci", "-p", '{"metadata":{"annotations":{"x.example/a":"1"}}}')
+    rc2, out2, err2 = kubectl("patch", "namespace", "ci", "--type", "json", "-p",
+                              '[{"op":"remove","path":"/metadata/annotations/x.example~1a"}]')
+    evs = events_of(w, "ci", lambda e: sum(x["type"] == "MODIFIED" for x in e) >= 6)
+    tap.ok(rc == 0 and rc2 == 0 and [x["content_type"] for x in api.requests_since(p0, "ns_patch")] ==
+           ["application/strategic-merge-patch+json", "application/json-patch+json"]
+           and evs[-2]["object"]["metadata"]["annotations"].get("x.example/a") == "1"
+           and "x.example/a" not in evs[-1]["object"]["metadata"]["annotations"],
+           "kubectl patch (strategic merge, then --type json): two MODIFIED")
+    rc, out, err = kubectl("annotate", "namespace", "ci", "--resource-version=1", "x.example/b=1")
+    tap.ok(rc != 0 and "the object has been modified" in err, "kubectl annotate --resource-version=<stale>: Conflict")
     api.annotate_namespace("web", {ALLOW: "*"})
     evs = events_of(w, "web", lambda e: any(x["type"] == "MODIFIED" for x in e))
     tap.ok(evs and evs[-1]["type"] == "MODIFIED" and evs[-1]["object"]["metadata"]["annotations"] == {ALLOW: "*"},
