@@ -428,7 +428,7 @@ watch_http_error(struct watch *w, CURL *e, long code, const char *what)
 	/* RBAC: podmeta's role lacks list/watch on what it asks for */
 	watch_fail(w, code == 429 ? watch_retry_after(e) : 0,
 	    "%s: HTTP %ld: %.*s%s%s%s", what, code, len, body,
-	    code == 403 ? " (podmeta needs get, list and watch on " : "",
+	    code == 403 ? " (podmeta needs list and watch on " : "",
 	    code == 403 ? w->w_ops->wo_noun : "", code == 403 ? ")" : "");
 }
 

@@ -61,8 +61,7 @@ pods = [
     make_pod("runner-c", C, namespace="team-b", annotations={ALLOW: "*", MODE: "enforce"}),
 ]
 api = pu.start_api(pods=pods)
-api.add_namespace("team-a", annotations={ALLOW: "allowed.example", MODE: "report"})
-api.add_namespace("team-b")
+api.annotate_namespace("team-a", {ALLOW: "allowed.example", MODE: "report"})
 
 PM = pu.PODMETA
 

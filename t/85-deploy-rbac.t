@@ -14,6 +14,10 @@ API group, resource, subresource; or a non-resource URL), and:
 - every one of them is granted by the ClusterRole of deploy/ (no call it
   lacks), and each verb and resource the ClusterRole grants was used (no
   verb it does not need), with no wildcards and no non-resource URLs;
+  that is list and watch on pods and on namespaces (issue 15: podmeta
+  watches Namespaces for their egress.connectd.io/* annotations; a podmeta
+  that makes no namespace request yet leaves that rule unchecked for use,
+  and says so);
 - the ClusterRoleBinding gives that ClusterRole to the service account
   that the Deployment and the DaemonSet run as;
 - podmeta(8)'s RBAC section grants the same."""
@@ -64,7 +68,21 @@ def request_info(rec):
         verb = "watch" if rec["query"].get("watch") in TRUE else "list"
     else:
         verb = "get"
+    if resource == "namespaces" and name is not None and ns is None:
+        ns = name  # the apiserver's request-info: a namespace is in itself
     return (verb, group, resource, sub, ns)
+
+
+def resource_name(rec):
+    """The name RBAC's resourceNames see: the path's, or for a list or watch
+    the value of a fieldSelector metadata.name=NAME (as kube-apiserver's
+    request-info resolver takes it)."""
+    info = request_info(rec)
+    if info[0] in ("list", "watch"):
+        m = re.match(r"^metadata\.name==?([^,]+)$", rec["query"].get("fieldSelector") or "")
+        return m.group(1) if m else None
+    parts = rec["path"].strip("/").split("/")
+    return unquote(parts[-1]) if info[0] == "get" else None
 
 
 def granted(rules, info):
@@ -175,13 +193,23 @@ with pu.Scenario(api):
 infos = [request_info(x) for x in seen]
 kinds = sorted(set(i[:3] for i in infos if i[0] != "nonresource"))
 tap.diag("podmeta asked: %s (%d requests)" % (kinds, len(infos)))
-tap.is_(sorted(set(x["kind"] for x in seen)), ["list", "watch"],
-        "podmeta made only list and watch requests of pods (the test server's own count)")
+kinds_seen = sorted(set(x["kind"] for x in seen))
+tap.ok(kinds_seen in (["list", "watch"], ["list", "ns_list", "ns_watch", "watch"]),
+       "podmeta made only list and watch requests of pods (and of namespaces), by the test server's own "
+       "count: %s" % kinds_seen)
 missing = sorted(set(i for i in infos if not granted(rules, i)), key=str)
 tap.is_(missing, [], "every request podmeta made is granted by the ClusterRole")
 used = set((i[1], i[2] + ("/" + i[3] if i[3] else ""), i[0]) for i in infos if i[0] != "nonresource")
-tap.is_(sorted(set(flat) - used), [], "every verb the ClusterRole grants was used: none it does not need")
-tap.is_(sorted(set(flat)), [("", "pods", "list"), ("", "pods", "watch")], "... list and watch on pods")
+unused = set(flat) - used
+NS_RULE = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+if not any(i[2] == "namespaces" for i in infos if i[0] != "nonresource"):
+    tap.diag("podmeta made no namespace request: the namespaces rule (list, watch) is for the podmeta of "
+             "issue 15 that watches Namespaces; its use is checked once podmeta makes them")
+    unused -= NS_RULE
+tap.is_(sorted(unused), [], "every verb the ClusterRole grants was used: none it does not need")
+tap.is_(sorted(set(flat)), [("", "namespaces", "list"), ("", "namespaces", "watch"),
+                            ("", "pods", "list"), ("", "pods", "watch")],
+        "... list and watch on pods and on namespaces")
 tap.is_(errors, [], "no server-side exceptions")
 # the check itself: a missing verb, a wrong resource or group, a named get
 lw = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
@@ -192,12 +220,23 @@ tap.is_([request_info({"path": p, "query": {}}) for p in
          ("/api/v1/namespaces/ci/pods/x", "/api/v1/nodes", "/apis/apps/v1/deployments", "/version")],
         [("get", "", "pods", "", "ci"), ("list", "", "nodes", "", None), ("list", "apps", "deployments", "", None),
          ("nonresource", "/version")], "(the check: get, other resources and groups, non-resource URLs)")
+podmeta_ns = [{"path": "/api/v1/namespaces", "query": {"limit": "500"}},
+              {"path": "/api/v1/namespaces", "query": {"watch": "1", "allowWatchBookmarks": "true",
+                                                       "resourceVersion": "9", "fieldSelector": "metadata.name=ci"}},
+              {"path": "/api/v1/namespaces/ci", "query": {}}]
+tap.is_([(request_info(r), resource_name(r)) for r in podmeta_ns],
+        [(("list", "", "namespaces", "", None), None), (("watch", "", "namespaces", "", None), "ci"),
+         (("get", "", "namespaces", "", "ci"), "ci")],
+        "(the check: podmeta's namespace list and watch are cluster-scoped; a metadata.name selector names one)")
+tap.ok(all(granted(rules, request_info(r)) for r in podmeta_ns[:2]) and not granted(rules, request_info(podmeta_ns[2])),
+       "(the ClusterRole grants podmeta's namespace list and watch, and no get)")
 
 # ---- podmeta(8) says the same
 man = du.read("man/podmeta.8")
 m = re.search(r"\.Ss RBAC(.*?)\.Sh ", man, re.S)
 sect = m.group(1) if m else ""
-vm = re.search(r'resources: \["pods"\]\s*\n\s*verbs: \[([^\]]*)\]', sect)
-verbs = sorted(v.strip().strip('"') for v in vm.group(1).split(",")) if vm else None
-tap.is_(verbs, sorted(v for g, r, v in flat), "podmeta(8)'s RBAC section grants the same verbs")
+man_rules = sorted((res.strip().strip('"'), v.strip().strip('"'))
+                   for rs, vs in re.findall(r'resources: \[([^\]]*)\]\s*\n\s*verbs: \[([^\]]*)\]', sect)
+                   for res in rs.split(",") for v in vs.split(","))
+tap.is_(man_rules, sorted((r, v) for g, r, v in flat), "podmeta(8)'s RBAC section grants the same verbs")
 tap.done()

@@ -93,8 +93,7 @@ pods = [
     make_pod("runner-f", "127.0.2.6", namespace="team-b", annotations={MODE: "enforce"}),
 ]
 api = pu.start_api(pods=pods)
-api.add_namespace("team-a", annotations={ALLOW: "example.com:443, *.example.org", MODE: "report"})
-api.add_namespace("team-b")
+api.annotate_namespace("team-a", {ALLOW: "example.com:443, *.example.org", MODE: "report"})
 
 pm = pu.start_podmeta(api, "--policy", "--delete-grace", "2", sync_wait=10)
 r = pm.wait_reply("127.0.2.1 x 1", lambda r: r.status is not None, 15)
@@ -313,8 +312,6 @@ many.append(make_pod("huge", "10.201.0.1", namespace="ns-00", annotations={ALLOW
 many.append(make_pod("huger", "10.201.0.2", namespace="ns-00",
                      annotations={ALLOW: ", ".join(huge + ["one-more.example"])}))
 api = pu.start_api(pods=many)
-for n in range(10):
-    api.add_namespace("ns-%02d" % n)
 pm = pu.start_podmeta(api, "--policy", sync_wait=30)
 r = pm.wait_reply("10.200.0.1 x 1", lambda r: r.status is not None, 30)
 bad = []

@@ -16,6 +16,7 @@ T_SCENARIOS = \
 	t/08-squid-compare.t \
 	t/09-signals.t \
 	t/10-timeouts.t \
+	t/100-k8sapi-namespaces.t \
 	t/11-dns.t \
 	t/12-manpages.t \
 	t/13-reset.t \

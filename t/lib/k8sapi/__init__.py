@@ -13,6 +13,14 @@ enough for kubectl and for podmeta (libcurl + jansson):
   metadata.namespace, status.phase, status.podIP), equality labelSelector.
   Bodies are serialized like Go's encoding/json (compact, HTML-escaped), so
   the pristine fixture PodList goes out byte-for-byte as recorded.
+* GET /api/v1/namespaces (list: pagination, fieldSelector metadata.name and
+  status.phase, labelSelector), /api/v1/namespaces/NAME, and their watch:
+  Namespaces are objects in the pods' one resourceVersion sequence and
+  event log (as etcd's one counter); a pod's namespace exists before it.
+* PATCH of a pod or a namespace (application/merge-patch+json,
+  strategic-merge-patch+json: maps such as labels and annotations;
+  json-patch+json), as kubectl annotate and kubectl label send it: a
+  MODIFIED event; 404/400/409/415 with Status bodies.
 * watch=1/true: chunked stream, one JSON event per line and per chunk,
   ADDED/MODIFIED/DELETED/BOOKMARK/ERROR; resourceVersion honoured (only later
   events), allowWatchBookmarks, timeoutSeconds, sendInitialEvents (replays the
@@ -20,7 +28,7 @@ enough for kubectl and for podmeta (libcurl + jansson):
   selectors with the cacher's ADDED/DELETED conversion.
 * Discovery (/api, /api/v1, /apis, /version) and Table output
   (Accept: application/json;as=Table;v=v1;g=meta.k8s.io) for plain
-  `kubectl get pods`.
+  `kubectl get pods` and `kubectl get namespaces`.
 
 Three modules, by concern:
 
@@ -36,6 +44,10 @@ Three modules, by concern:
     api = K8sAPI(); api.start()
     api.add_pod(kf.make_pod("web-1", "10.1.0.5")); api.delete_pod("default", "web-1")
     api.modify_pod("default", "web-1", phase="Succeeded")
+    api.annotate_pod("default", "web-1", {"egress.connectd.io/mode": "report"})  # None removes
+    api.add_namespace("ci", labels={"team": "a"}, annotations={"egress.connectd.io/allow": "*"})
+    api.annotate_namespace("ci", {"egress.connectd.io/allow": None}); api.delete_namespace("ci")
+    api.requests("ns_list"), api.requests("ns_watch"), api.requests("patch")  # kinds: see control.py
     api.inject_410(); api.inject_expired_error_event()
     api.fail_next(429, retry_after=1); api.fail_next(500)
     api.bad_next("list", "truncated"); api.bad_watch("close_mid_chunk")

@@ -1,10 +1,17 @@
 """k8sapi/control.py: the test-facing API of the test Kubernetes API server.
 
-A K8sAPI holds the cluster state (pods, resourceVersion, the event log
-watches replay), starts the HTTPS server of server.py on 127.0.0.1, writes
-the token file and kubeconfig files, and lets a test script a scenario:
-add/modify/delete pods, rotate tokens, restart, scripted failures and
-broken responses; it records every request for the test to check.
+A K8sAPI holds the cluster state (pods, namespaces, resourceVersion, the
+event log watches replay), starts the HTTPS server of server.py on
+127.0.0.1, writes the token file and kubeconfig files, and lets a test
+script a scenario: add/modify/delete pods and namespaces, annotate and
+label them, rotate tokens, restart, scripted failures and broken
+responses; it records every request for the test to check.
+
+Request records (requests(), count(), fail_next(kind=...)) have a "kind":
+pods: "list", "watch", "get", "patch"; namespaces: "ns_list", "ns_watch",
+"ns_get", "ns_patch"; "discovery", "health", "other".  Each also has
+"method", "resource" ("pods", "namespaces" or None), "path", "query",
+"status", "token", and for a PATCH "content_type" and "body" (bytes).
 """
 import atexit
 import base64
@@ -19,11 +26,13 @@ import threading
 import time
 import uuid
 
-from .fixtures import edit, generate_pods, load_fixture_list, now_rfc3339, pod_key
+from .fixtures import (NS_CREATED, edit, generate_pods, load_fixture_list, make_namespace, merge_map,
+                       now_rfc3339, pod_key)
 from .server import Event, Handler, Server, make_certs, tls_context
 
 
 _live = []
+_REQUEST_KINDS = ("list", "watch", "get", "patch", "ns_list", "ns_watch", "ns_get", "ns_patch")
 
 
 def _cleanup_all():
@@ -39,12 +48,16 @@ atexit.register(_cleanup_all)
 
 class K8sAPI(object):
     def __init__(self, pods="fixture", token=None, rv=None, default_watch_timeout=1800.0,
-                 bookmark_interval=None, client_certs=True):
+                 bookmark_interval=None, client_certs=True, namespaces=None):
         """pods: "fixture" (the 8 recorded pods, pristine: served byte-for-byte),
-        a list of pod dicts, or None/[] for an empty cluster."""
+        a list of pod dicts, or None/[] for an empty cluster.
+        namespaces: more namespaces there from the start (no events; the pods'
+        list stays pristine): names, or dicts as fixtures.make_namespace()
+        makes (their resourceVersion is set to the initial one)."""
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._pods = {}
+        self._ns = {}  # name -> Namespace (as a list item: no kind/apiVersion)
         self._events = []
         self._event_rvs = []
         self._snapshots = {}
@@ -57,6 +70,7 @@ class K8sAPI(object):
         self._watchers = []
         self._open_watches = 0
         self._expire_next_watch = 0
+        self._expire_next = {"pods": 0, "namespaces": 0}
         self._generation = 0
         self._compacted_rv = 0
         self._counters = {}
@@ -69,7 +83,6 @@ class K8sAPI(object):
         self.token = token or ("k8sapi-" + secrets.token_hex(16))
         self._old_tokens = {}  # token -> valid-until
         self._pristine = False
-        self._namespaces = {"default", "kube-system", "kube-public", "kube-node-lease"}
         if pods == "fixture":
             fl = load_fixture_list()
             self._rv = int(fl["metadata"]["resourceVersion"])
@@ -83,6 +96,19 @@ class K8sAPI(object):
                 self._pods[pod_key(p)] = p
         if rv is not None:
             self._rv = rv
+        # the namespaces a cluster starts with, and those the pods are in: no
+        # events, at the initial resourceVersion, as old as the recorded cluster
+        for n in sorted({"default", "kube-system", "kube-public", "kube-node-lease"}
+                        | {p["metadata"].get("namespace") for p in self._pods.values()} - {None, ""}):
+            self._ns[n] = make_namespace(n, rv=self._rv, created=NS_CREATED)
+        for n in namespaces or []:
+            if isinstance(n, str):
+                n = make_namespace(n, created=NS_CREATED)
+            n = copy.deepcopy(n)
+            n.pop("kind", None)
+            n.pop("apiVersion", None)
+            n["metadata"]["resourceVersion"] = str(self._rv)
+            self._ns[n["metadata"]["name"]] = n
         self.dir = None
         self.port = None
         self._server = None
@@ -241,16 +267,17 @@ class K8sAPI(object):
             os.replace(tmp, self.path(name))
 
     # ---- state changes
-    def _append_event(self, typ, obj, old=None):
-        ev = Event(self._rv, typ, obj, old)
+    def _append_event(self, typ, obj, old=None, resource="pods"):
+        ev = Event(self._rv, typ, obj, old, resource=resource)
         self._events.append(ev)
         self._event_rvs.append(self._rv)
         self._pristine = False
         self._cond.notify_all()
 
-    def _append_control(self, typ, obj=None):
+    def _append_control(self, typ, obj=None, resource=None):
         with self._cond:
             ev = Event(self._rv, typ, obj, control=True)
+            ev.obj_resource = resource
             self._events.append(ev)
             self._event_rvs.append(self._rv)
             self._cond.notify_all()
@@ -264,6 +291,7 @@ class K8sAPI(object):
             k = pod_key(pod)
             if k in self._pods:
                 raise KeyError("pod %s exists" % k)
+            self._ensure_namespace(pod["metadata"].get("namespace"))
             self._rv += 1
             pod["metadata"]["resourceVersion"] = str(self._rv)
             self._pods[k] = pod
@@ -321,10 +349,115 @@ class K8sAPI(object):
             for p in pods:
                 p["metadata"]["resourceVersion"] = str(self._rv)
                 self._pods[pod_key(p)] = p
+                n = p["metadata"].get("namespace")
+                if n and n not in self._ns:
+                    self._ns[n] = make_namespace(n, rv=self._rv)
             self._compacted_rv = self._rv
             self._pristine = False
             self._snapshots.clear()
             self._cond.notify_all()
+
+    def annotate_pod(self, namespace, name, changes):
+        """Change a pod's annotations ({key: value, or None to remove it}):
+        a MODIFIED event, as `kubectl annotate pod` makes."""
+        return self.modify_pod(namespace, name, fn=lambda p: merge_map(p, "annotations", changes))
+
+    def label_pod(self, namespace, name, changes):
+        """Change a pod's labels ({key: value, or None to remove it}): MODIFIED."""
+        return self.modify_pod(namespace, name, fn=lambda p: merge_map(p, "labels", changes))
+
+    # ---- namespaces: objects in the same resourceVersion sequence and event log
+    def _ensure_namespace(self, name):
+        """A pod's namespace exists before the pod (as the apiserver's
+        NamespaceLifecycle admission insists): made here, ADDED, if new."""
+        if name and name not in self._ns:
+            self._rv += 1
+            ns = make_namespace(name, rv=self._rv, uid=str(uuid.uuid4()))
+            self._ns[name] = ns
+            self._append_event("ADDED", ns, resource="namespaces")
+
+    def _replace(self, resource, key, new, old):
+        """Store a changed object at the next resourceVersion: a MODIFIED
+        event.  (The server's PATCH, and modify_*, come here.)"""
+        with self._cond:
+            store = self._pods if resource == "pods" else self._ns
+            self._rv += 1
+            new["metadata"]["resourceVersion"] = str(self._rv)
+            store[key] = new
+            self._append_event("MODIFIED", new, old, resource=resource)
+            self._count("patches" if resource == "pods" else "ns_patches")
+        return new
+
+    def add_namespace(self, name, labels=None, annotations=None):
+        """A new Namespace (ADDED event); returns the stored object.  KeyError
+        if it exists (the initial ones and those of pods already do: use
+        annotate_namespace)."""
+        with self._cond:
+            if name in self._ns:
+                raise KeyError("namespace %s exists" % name)
+            self._rv += 1
+            ns = make_namespace(name, rv=self._rv, labels=labels, annotations=annotations,
+                                uid=str(uuid.uuid4()))
+            self._ns[name] = ns
+            self._append_event("ADDED", ns, resource="namespaces")
+        return ns
+
+    def get_namespace(self, name):
+        with self._lock:
+            return self._ns.get(name)
+
+    def namespaces(self):
+        with self._lock:
+            return [self._ns[k] for k in sorted(self._ns)]
+
+    def modify_namespace(self, name, fn=None, labels=None, annotations=None, phase=None):
+        """Change a namespace (MODIFIED event): fn(ns) edits a deep copy in
+        place; labels/annotations: {key: value, or None to remove it} merged
+        into the present ones; phase: status.phase."""
+        with self._cond:
+            old = self._ns[name]
+            new = copy.deepcopy(old)
+            if labels:
+                merge_map(new, "labels", labels)
+            if annotations:
+                merge_map(new, "annotations", annotations)
+            if phase is not None:
+                new["status"]["phase"] = phase
+            if fn is not None:
+                fn(new)
+            new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            return self._replace("namespaces", name, new, old)
+
+    def annotate_namespace(self, name, changes):
+        """Change a namespace's annotations ({key: value, or None to remove
+        it}): a MODIFIED event, as `kubectl annotate namespace` makes."""
+        return self.modify_namespace(name, annotations=changes)
+
+    def label_namespace(self, name, changes):
+        return self.modify_namespace(name, labels=changes)
+
+    def delete_namespace(self, name, terminating=False):
+        """Delete a namespace as the namespace controller does: with
+        terminating=True first a MODIFIED (deletionTimestamp, phase
+        Terminating); then each of its pods DELETED; then the namespace
+        DELETED (carrying its last state at the new RV).  Returns that."""
+        if terminating:
+            def term(ns):
+                ns["metadata"]["deletionTimestamp"] = now_rfc3339()
+                ns["status"]["phase"] = "Terminating"
+            self.modify_namespace(name, fn=term)
+        with self._cond:
+            if name not in self._ns:
+                raise KeyError("namespace %s" % name)
+            for k in sorted(k for k in self._pods if k.startswith(name + "/")):
+                self.delete_pod(name, k[len(name) + 1:])
+            old = self._ns.pop(name)
+            gone = copy.copy(old)
+            gone["metadata"] = dict(old["metadata"])
+            self._rv += 1
+            gone["metadata"]["resourceVersion"] = str(self._rv)
+            self._append_event("DELETED", gone, old, resource="namespaces")
+        return gone
 
     def compact(self):
         """Forget history: a watch from any older RV gets an Expired ERROR."""
@@ -338,9 +471,10 @@ class K8sAPI(object):
             return self._rv
 
     # ---- stream control
-    def bookmark(self):
+    # resource: "pods" or "namespaces" for those watches only; None: every watch
+    def bookmark(self, resource=None):
         """Send a BOOKMARK with the current RV on every open bookmark watch."""
-        self._append_control("BOOKMARK")
+        self._append_control("BOOKMARK", resource=resource)
 
     def _bookmark_loop(self):
         while not self._stopping:
@@ -348,43 +482,56 @@ class K8sAPI(object):
             if not self._stopping:
                 self.bookmark()
 
-    def end_watches(self):
+    def end_watches(self, resource=None):
         """End every open watch cleanly (terminating chunk), as a timeout does."""
-        self._append_control("END")
+        self._append_control("END", resource=resource)
 
-    def abort_watches(self):
+    def abort_watches(self, resource=None):
         """Drop every open watch's connection without the terminating chunk."""
-        self._append_control("ABORT")
+        self._append_control("ABORT", resource=resource)
 
-    def inject_expired_error_event(self):
+    def inject_expired_error_event(self, resource=None):
         """An ERROR event (410 Expired) on the open watches, ending them; with no
         watch open, the next watch request gets it first thing."""
         with self._cond:
-            if self._open_watches == 0:
-                self._expire_next_watch += 1
+            if (self._open_watches if resource is None else self.open_watches(resource)) == 0:
+                if resource is None:
+                    self._expire_next_watch += 1
+                else:
+                    self._expire_next[resource] += 1
                 return
-        self._append_control("EXPIRE")
+        self._append_control("EXPIRE", resource=resource)
 
-    def inject_410(self, count=1):
-        """The next `count` watch requests get HTTP 410 Expired."""
-        self.fail_next(410, kind="watch", count=count)
+    def inject_410(self, count=1, resource="pods"):
+        """The next `count` watch requests (of pods; resource="namespaces": of
+        namespaces) get HTTP 410 Expired."""
+        self.fail_next(410, kind="watch" if resource == "pods" else "ns_watch", count=count)
 
     def fail_next(self, status=500, retry_after=None, kind=None, count=1, body=None, match=None):
         """The next `count` pod requests (kind "list", "watch", "get" or None
         for any of them; match(request_record) -> bool narrows it further,
         e.g. lambda r: "continue" in r["query"]) fail with `status` and a
-        Status body."""
+        Status body.  Other kinds: "patch" (a pod's), the namespace requests
+        "ns_list", "ns_watch", "ns_get", "ns_patch", "ns" for any of those;
+        or a tuple of kinds."""
         with self._lock:
             for _ in range(count):
                 self._failures.append({"status": status, "retry_after": retry_after,
                                        "kind": kind, "body": body, "match": match})
 
     def _take_failure(self, kind, rec=None):
-        if kind not in ("list", "watch", "get"):
+        if kind not in _REQUEST_KINDS:
             return None
+
+        def hits(fk):
+            if fk is None:
+                return kind in ("list", "watch", "get")
+            if isinstance(fk, (tuple, list, set, frozenset)):
+                return any(hits(x) for x in fk)
+            return fk == kind or (fk == "ns" and kind.startswith("ns_"))
         with self._lock:
             for i, f in enumerate(self._failures):
-                if f["kind"] in (None, kind) and (f["match"] is None or rec is None or f["match"](rec)):
+                if hits(f["kind"]) and (f["match"] is None or rec is None or f["match"](rec)):
                     del self._failures[i]
                     f["used_at"] = time.time()
                     return f
@@ -400,18 +547,20 @@ class K8sAPI(object):
             return len(self._failures)
 
     def bad_next(self, kind, mode):
-        """The next list (kind "list") or watch ("watch") request gets a broken
-        response.  list modes: truncated, truncated_chunked, short_body,
+        """The next list (kind "list"; namespaces: "ns_list") or watch
+        ("watch"; "ns_watch") request gets a broken response (wrongtypes and
+        huge send namespaces on a namespace request).  list modes: truncated, truncated_chunked, short_body,
         close_mid_chunk, not_json, empty, wrongtypes, wrongtypes_top, huge.
         watch modes (sent at the start of the stream): truncated_line, garbage,
         wrongtypes, huge, close_mid_chunk, close_mid_line, abort."""
         with self._lock:
             self._bad.append((kind, mode))
 
-    def bad_watch(self, mode):
+    def bad_watch(self, mode, resource=None):
         """Send a broken thing on the open watches now (modes as bad_next's watch
-        modes, or raw bytes: one chunk)."""
-        self._append_control("BAD", mode)
+        modes, or raw bytes: one chunk); resource "pods" or "namespaces": on
+        those watches only (default: every watch)."""
+        self._append_control("BAD", mode, resource=resource)
 
     def _take_bad(self, kind):
         with self._lock:
@@ -430,9 +579,12 @@ class K8sAPI(object):
         return len([r for r in self.requests(kind)
                     if (status is None or r["status"] == status) and (token is None or r["token"] == token)])
 
-    def open_watches(self):
+    def open_watches(self, resource=None):
+        """How many watches are open (resource "pods" or "namespaces": of those)."""
         with self._lock:
-            return self._open_watches
+            if resource is None:
+                return self._open_watches
+            return sum(1 for w in self._watchers if w.get("resource") == resource)
 
     def wait_for(self, pred, timeout=10.0, interval=0.02):
         end = time.time() + timeout
@@ -495,8 +647,8 @@ class K8sAPI(object):
             for r in self._requests:
                 key = "%s:%s" % (r["kind"], r["status"])
                 by[key] = by.get(key, 0) + 1
-            return "rv=%d pods=%d open_watches=%d requests=%s" % (
-                self._rv, len(self._pods), self._open_watches,
+            return "rv=%d pods=%d namespaces=%d open_watches=%d requests=%s" % (
+                self._rv, len(self._pods), len(self._ns), self._open_watches,
                 ",".join("%s=%d" % kv for kv in sorted(by.items())))
 
 

@@ -220,12 +220,58 @@ def generate_pods(n, prefix="gen", namespaces=20, nodes=10, base="10.128.0.0", s
     return out
 
 
-def with_kind(p):
+def with_kind(p, kind="Pod"):
     if "kind" in p:
         return p
-    d = {"kind": "Pod", "apiVersion": "v1"}
+    d = {"kind": kind, "apiVersion": "v1"}
     d.update(p)
     return d
+
+
+# --------------------------------------------------------------------------
+# Namespaces
+
+NS_CREATED = "2026-06-15T04:14:40Z"  # the recorded cluster's namespaces' age
+
+
+def make_namespace(name, rv=None, labels=None, annotations=None, created=None, uid=None):
+    """A Namespace as kube-apiserver stores it (no kind/apiVersion, as a list
+    item): the kubernetes.io/metadata.name label it always sets, the
+    kubernetes finalizer, phase Active.  uid: stable per name unless given."""
+    md = {"name": name, "uid": uid or str(uuid.uuid5(uuid.NAMESPACE_DNS, "ns/" + name))}
+    if rv is not None:
+        md["resourceVersion"] = str(rv)
+    if created is None:
+        created = time.time()
+    md["creationTimestamp"] = created if isinstance(created, str) else now_rfc3339(created)
+    lb = {"kubernetes.io/metadata.name": name}
+    lb.update(labels or {})
+    lb["kubernetes.io/metadata.name"] = name
+    md["labels"] = lb
+    if annotations:
+        md["annotations"] = dict(annotations)
+    return {"metadata": md, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+def merge_map(obj, field, changes):
+    """metadata[field] updated from changes ({key: value, or None to remove
+    the key}), in place; an emptied map goes (as the apiserver omits it)."""
+    md = obj["metadata"]
+    m = dict(md.get(field) or {})
+    for k, v in changes.items():
+        if v is None:
+            m.pop(k, None)
+        else:
+            m[k] = v
+    if m:
+        md[field] = m
+    else:
+        md.pop(field, None)
+    return obj
+
+
+def huge_namespace(size=8 * 1024 * 1024, name="huge-ns"):
+    return make_namespace(name, annotations={"example.com/huge": "x" * size})
 
 
 def huge_pod(size=8 * 1024 * 1024, name="huge-1", ip="10.99.9.9"):

@@ -23,8 +23,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .fixtures import (fixture_podlist_bytes, fixture_watchlist_lines, huge_pod, make_pod,
-                       with_kind, wrongtypes_podlist, wrongtypes_watch_lines)
+from .fixtures import (fixture_podlist_bytes, fixture_watchlist_lines, huge_namespace, huge_pod,
+                       make_namespace, make_pod, with_kind, wrongtypes_podlist, wrongtypes_watch_lines)
 
 
 # --------------------------------------------------------------------------
@@ -69,11 +69,18 @@ _FIELDS = {
 }
 
 
+# Namespaces' field labels (the apiserver's namespace field-label conversion)
+_NS_FIELDS = {
+    "metadata.name": lambda n: n["metadata"].get("name", ""),
+    "status.phase": lambda n: (n.get("status") or {}).get("phase", ""),
+}
+
+
 class SelectorError(Exception):
     pass
 
 
-def _parse_selector(text, fields):
+def _parse_selector(text, fields, known=_FIELDS):
     terms = []
     for part in [t for t in text.split(",") if t.strip()]:
         m = re.match(r"^\s*([^!=\s]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
@@ -86,20 +93,20 @@ def _parse_selector(text, fields):
             terms.append((m2.group(2), "!exists" if m2.group(1) else "exists", None))
             continue
         k, op, v = m.groups()
-        if fields and k not in _FIELDS:
+        if fields and k not in known:
             raise SelectorError('field label not supported: %s' % k)
         terms.append((k, "!=" if op == "!=" else "=", v))
     return terms
 
 
-def selector_matcher(field_sel, label_sel):
-    fterms = _parse_selector(field_sel or "", True)
+def selector_matcher(field_sel, label_sel, fields=_FIELDS):
+    fterms = _parse_selector(field_sel or "", True, fields)
     lterms = _parse_selector(label_sel or "", False)
 
     def match(p):
         try:
             for k, op, v in fterms:
-                if (_FIELDS[k](p) == v) != (op == "="):
+                if (fields[k](p) == v) != (op == "="):
                     return False
             labels = p["metadata"].get("labels") or {}
             for k, op, v in lterms:
@@ -162,6 +169,21 @@ def _human_age(created):
     return "%dy" % (h // (24 * 365))
 
 
+_NS_COLUMNS = [
+    _POD_COLUMNS[0],
+    ("Status", "", "The status of the namespace", 0),
+    _POD_COLUMNS[4],
+]
+
+
+def _ns_table_row(ns):
+    md = ns["metadata"]
+    cells = [md.get("name"), (ns.get("status") or {}).get("phase") or "",
+             _human_age(md.get("creationTimestamp"))]
+    return {"cells": cells, "object": {"kind": "PartialObjectMetadata",
+                                       "apiVersion": "meta.k8s.io/v1", "metadata": dict(md)}}
+
+
 def table_row(pod):
     md, spec, st = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
     cs = st.get("containerStatuses") or []
@@ -181,17 +203,18 @@ def table_row(pod):
                                        "apiVersion": "meta.k8s.io/v1", "metadata": meta}}
 
 
-def table(pods, rv, cont=None, remaining=None, headers=True):
+def table(pods, rv, cont=None, remaining=None, headers=True, resource="pods"):
     lm = {"resourceVersion": str(rv)}
     if cont:
         lm["continue"] = cont
         if remaining is not None:
             lm["remainingItemCount"] = remaining
     t = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": lm}
+    cols, row = (_NS_COLUMNS, _ns_table_row) if resource == "namespaces" else (_POD_COLUMNS, table_row)
     if headers:
         t["columnDefinitions"] = [{"name": n, "type": "string", "format": f, "description": d,
-                                   "priority": pr} for n, f, d, pr in _POD_COLUMNS]
-    t["rows"] = [table_row(p) for p in pods]
+                                   "priority": pr} for n, f, d, pr in cols]
+    t["rows"] = [row(p) for p in pods]
     return t
 
 
@@ -362,8 +385,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- dispatch
     def do_GET(self):
+        self._guarded("GET")
+
+    def do_PATCH(self):
+        self._guarded("PATCH")
+
+    def _guarded(self, method):
         try:
-            self._do_get()
+            self._handle(method)
         except _Abort:
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
@@ -376,14 +405,35 @@ class Handler(BaseHTTPRequestHandler):
         self._rec = {"status": None}
         self._send_status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = _method_not_allowed
+    do_POST = do_PUT = do_DELETE = _method_not_allowed
 
-    def _do_get(self):
+    def _read_body(self):
+        """The request body (Content-Length or chunked), at most 3 MB as the apiserver."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+                if len(out) > 3 * 1024 * 1024:
+                    return None
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > 3 * 1024 * 1024:
+            self.rfile.read(n)
+            return None
+        return self.rfile.read(n) if n else b""
+
+    def _handle(self, method):
         api = self.server.api
         self._split_chunks = 0
         u = urlsplit(self.path)
         path = u.path
         q = dict(parse_qsl(u.query, keep_blank_values=True))
+        body = self._read_body() if method != "GET" else None
         auth = self.headers.get("Authorization") or ""
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         cert_user = None
@@ -396,20 +446,28 @@ class Handler(BaseHTTPRequestHandler):
                             cert_user = v
         except (ValueError, AttributeError):
             pass
-        kind, ns, name = "other", None, None
+        kind, ns, name, res = "other", None, None, None
         m = re.match(r"^/api/v1(?:/namespaces/([^/]+))?/pods(?:/([^/]+))?/?$", path)
-        if m:
-            ns = unquote(m.group(1)) if m.group(1) else None
-            name = unquote(m.group(2)) if m.group(2) else None
-            if name:
-                kind = "get"
-            elif truthy(q.get("watch", "")):
-                kind = "watch"
+        m2 = re.match(r"^/api/v1/namespaces(?:/([^/]+))?/?$", path)
+        if m or m2:
+            if m:
+                res = RESOURCES["pods"]
+                ns = unquote(m.group(1)) if m.group(1) else None
+                name = unquote(m.group(2)) if m.group(2) else None
             else:
-                kind = "list"
-        elif re.match(r"^/api/v1/namespaces(/[^/]+)?/?$", path):
-            kind = "namespace"
-            name = unquote(path.rstrip("/").split("/")[4]) if path.rstrip("/").count("/") == 4 else None
+                res = RESOURCES["namespaces"]
+                name = unquote(m2.group(1)) if m2.group(1) else None
+            if method == "PATCH":
+                verb = "patch" if name and (ns or not res.namespaced) else "other"
+            elif name:
+                verb = "get"
+            elif truthy(q.get("watch", "")):
+                verb = "watch"
+            else:
+                verb = "list"
+            kind = res.prefix + verb if verb != "other" else "other"
+        elif method != "GET":
+            pass
         elif path in ("/api", "/api/", "/apis", "/apis/", "/api/v1", "/api/v1/", "/version",
                       "/version/") or path.startswith("/openapi"):
             kind = "discovery"
@@ -418,7 +476,11 @@ class Handler(BaseHTTPRequestHandler):
         rec = {"t": time.time(), "kind": kind, "path": path, "query": q, "token": token,
                "cert_user": cert_user, "accept": self.headers.get("Accept"),
                "user_agent": self.headers.get("User-Agent"), "status": None,
-               "peer": self.client_address[0]}
+               "peer": self.client_address[0], "method": method,
+               "resource": res.name if res is not None else None}
+        if body is not None:
+            rec["content_type"] = self.headers.get("Content-Type")
+            rec["body"] = body
         self._rec = rec
         with api._lock:
             api._requests.append(rec)
@@ -431,13 +493,14 @@ class Handler(BaseHTTPRequestHandler):
             if kind in ("health",) or path.startswith("/version"):
                 pass
             else:
-                what = "pods" if kind in ("list", "watch", "get") else None
-                if what:
+                if res is not None and kind != "other":
                     scope = ('in the namespace "%s"' % ns) if ns else "at the cluster scope"
-                    verb = kind
-                    msg = ('pods is forbidden: User "system:anonymous" cannot %s resource "pods" '
-                           'in API group "" %s' % (verb, scope))
-                    self._send_status(403, "Forbidden", msg, {"kind": "pods"})
+                    verb = kind[len(res.prefix):]
+                    msg = ('%s%s is forbidden: User "system:anonymous" cannot %s resource "%s" '
+                           'in API group "" %s' % (res.name, (' "%s"' % name) if name else "", verb,
+                                                   res.name, scope))
+                    self._send_status(403, "Forbidden", msg, {"kind": res.name} if not name else
+                                      {"name": name, "kind": res.name})
                 else:
                     self._send_status(403, "Forbidden", 'forbidden: User "system:anonymous" cannot get path "%s"' % path)
                 return
@@ -450,14 +513,17 @@ class Handler(BaseHTTPRequestHandler):
             self._discovery(path)
         elif kind == "health":
             self._send_body(200, b"ok", ctype="text/plain; charset=utf-8")
-        elif kind == "get":
-            self._get_pod(ns, name)
-        elif kind == "namespace":
-            self._namespace(name)
-        elif kind == "list":
-            self._list(ns, q)
-        elif kind == "watch":
-            self._watch(ns, q)
+        elif res is not None and kind == res.prefix + "get":
+            self._get(res, ns, name)
+        elif res is not None and kind == res.prefix + "list":
+            self._list(ns, q, res)
+        elif res is not None and kind == res.prefix + "watch":
+            self._watch(ns, q, res)
+        elif res is not None and kind == res.prefix + "patch":
+            self._patch(res, ns, name, q, body)
+        elif method != "GET":
+            self._send_status(405, "MethodNotAllowed",
+                              "the server does not allow this method on the requested resource")
         else:
             self._send_status(404, "NotFound", "the server could not find the requested resource",
                               {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
@@ -521,57 +587,105 @@ class Handler(BaseHTTPRequestHandler):
     def _wants_table(self):
         return "as=Table" in (self.headers.get("Accept") or "")
 
-    # ---- namespaces (kubectl checks the one it lists in)
-    def _namespace(self, name):
+    # ---- GET one object
+    def _get(self, res, ns, name):
         api = self.server.api
         with api._lock:
-            names = set(api._namespaces) | {p["metadata"].get("namespace") for p in api._pods.values()}
-            rv = api._rv
-        names.discard(None)
-
-        def ns_obj(n):
-            return {"metadata": {"name": n, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, "ns/" + n)),
-                                 "resourceVersion": "1", "creationTimestamp": "2026-06-15T04:14:40Z",
-                                 "labels": {"kubernetes.io/metadata.name": n}},
-                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
-        if name is None:
-            self._send_json(200, {"kind": "NamespaceList", "apiVersion": "v1",
-                                  "metadata": {"resourceVersion": str(rv)},
-                                  "items": [ns_obj(n) for n in sorted(names)]})
-        elif name in names:
-            d = {"kind": "Namespace", "apiVersion": "v1"}
-            d.update(ns_obj(name))
-            self._send_json(200, d)
-        else:
-            self._send_status(404, "NotFound", 'namespaces "%s" not found' % name,
-                              {"name": name, "kind": "namespaces"})
-
-    # ---- GET one pod
-    def _get_pod(self, ns, name):
-        api = self.server.api
-        with api._lock:
-            p = api._pods.get("%s/%s" % (ns, name))
+            p = res.store(api).get(res.key(ns, name))
         if p is None:
-            self._send_status(404, "NotFound", 'pods "%s" not found' % name, {"name": name, "kind": "pods"})
+            self._send_status(404, "NotFound", '%s "%s" not found' % (res.name, name),
+                              {"name": name, "kind": res.name})
             return
         if self._wants_table():
-            self._send_json(200, table([p], p["metadata"].get("resourceVersion", "")))
+            self._send_json(200, table([p], p["metadata"].get("resourceVersion", ""), resource=res.name))
         else:
-            self._send_json(200, with_kind(p))
+            self._send_json(200, with_kind(p, res.kind))
 
-    def _selectors(self, q):
+    # ---- PATCH one object (kubectl annotate / label)
+    def _patch(self, res, ns, name, q, body):
+        api = self.server.api
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype not in PATCH_TYPES:
+            self._send_status(415, "UnsupportedMediaType",
+                              '%s is unsupported media type, supported: ["application/json-patch+json" '
+                              '"application/merge-patch+json" "application/strategic-merge-patch+json"]'
+                              % (ctype or '""'))
+            return
+        if body is None:
+            self._send_status(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+            return
+        try:
+            patch = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            self._send_status(400, "BadRequest", "error decoding patch: %s" % e)
+            return
+        if ctype == "application/json-patch+json" and not isinstance(patch, list):
+            self._send_status(400, "BadRequest", "error decoding patch: json: cannot unmarshal %s into Go "
+                              "value of type jsonpatch.Patch" % type(patch).__name__)
+            return
+        if ctype != "application/json-patch+json" and not isinstance(patch, dict):
+            self._send_status(400, "BadRequest", "error decoding patch: json: cannot unmarshal %s into Go "
+                              "value of type map[string]interface {}" % type(patch).__name__)
+            return
+        dry = bool(q.get("dryRun"))
+        key = res.key(ns, name)
+        with api._cond:
+            old = res.store(api).get(key)
+            if old is None:
+                self._send_status(404, "NotFound", '%s "%s" not found' % (res.name, name),
+                                  {"name": name, "kind": res.name})
+                return
+            cur = json.loads(go_json(old))
+            try:
+                if ctype == "application/json-patch+json":
+                    new = json_patch(json.loads(go_json(old)), patch)
+                else:
+                    new = merge_patch(cur, patch, strategic=ctype.startswith("application/strategic"))
+                    want_rv = (patch.get("metadata") or {}).get("resourceVersion") \
+                        if isinstance(patch.get("metadata"), dict) else None
+                    if want_rv is not None and str(want_rv) != old["metadata"].get("resourceVersion"):
+                        self._send_status(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the '
+                                          'object has been modified; please apply your changes to the latest '
+                                          'version and try again' % (res.name, name),
+                                          {"name": name, "kind": res.name})
+                        return
+                check_object(new, res)
+            except PatchError as e:
+                self._send_status(e.code, e.reason, e.message)
+                return
+            md = new["metadata"]
+            for k in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
+                if k in old["metadata"]:
+                    md[k] = old["metadata"][k]
+                else:
+                    md.pop(k, None)
+            if res.name == "namespaces":
+                md.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            for k in ("labels", "annotations"):
+                if k in md and not md[k]:
+                    del md[k]
+            if new != cur and not dry:
+                new = api._replace(res.name, key, new, old)
+            elif new == cur:
+                new = old
+        self._send_json(200, with_kind(new, res.kind))
+
+    def _selectors(self, q, res=None):
         """selector_matcher() of the request's field and label selectors,
         or None after answering 400 for a bad one."""
         try:
-            return selector_matcher(q.get("fieldSelector"), q.get("labelSelector"))
+            return selector_matcher(q.get("fieldSelector"), q.get("labelSelector"),
+                                    res.fields if res is not None else _FIELDS)
         except SelectorError as e:
             self._send_status(400, "BadRequest", str(e))
             return None
 
     # ---- list
-    def _list(self, ns, q):
+    def _list(self, ns, q, res=None):
         api = self.server.api
-        sel = self._selectors(q)
+        res = res or RESOURCES["pods"]
+        pods = res.name == "pods"
+        sel = self._selectors(q, res)
         if sel is None:
             return
         match, selective = sel
@@ -581,7 +695,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_status(400, "BadRequest", "limit: Invalid value")
             return
         cont = q.get("continue")
-        bad = api._take_bad("list")
+        bad = api._take_bad(res.prefix + "list")
         start_key = ""
         with api._lock:
             if cont:
@@ -593,7 +707,7 @@ class Handler(BaseHTTPRequestHandler):
                     snap = None
                     rv = None
                 else:
-                    snap = api._snapshots.get(rv)
+                    snap = api._snapshots.get((res.name, rv))
                 if rv is None:
                     self._send_status(400, "BadRequest", "continue key is not valid: illegal base64 data")
                     return
@@ -603,15 +717,16 @@ class Handler(BaseHTTPRequestHandler):
                 keys, objs = snap
             else:
                 rv = api._rv
-                if limit and rv in api._snapshots:
-                    keys, objs = api._snapshots[rv]
+                store = res.store(api)
+                if limit and (res.name, rv) in api._snapshots:
+                    keys, objs = api._snapshots[(res.name, rv)]
                 else:
-                    keys = sorted(api._pods)
-                    objs = [api._pods[k] for k in keys]
+                    keys = sorted(store)
+                    objs = [store[k] for k in keys]
                     if limit:
-                        api._snapshots[rv] = (keys, objs)
+                        api._snapshots[(res.name, rv)] = (keys, objs)
                         while len(api._snapshots) > 8:
-                            del api._snapshots[min(api._snapshots)]
+                            del api._snapshots[next(iter(api._snapshots))]
             pristine = api._pristine
         i = bisect.bisect_left(keys, start_key) if start_key else 0
         sel = []
@@ -642,9 +757,9 @@ class Handler(BaseHTTPRequestHandler):
                 remaining = rest if not selective else None
             more = rest
         if self._wants_table():
-            self._send_json(200, table(sel, rv, next_cont, remaining))
+            self._send_json(200, table(sel, rv, next_cont, remaining, resource=res.name))
             return
-        if (bad is None and pristine and ns in (None, "kube-system") and not selective and not cont
+        if (bad is None and pods and pristine and ns in (None, "kube-system") and not selective and not cont
                 and (not limit or limit >= len(sel)) and next_cont is None):
             body = fixture_podlist_bytes()
         else:
@@ -653,14 +768,17 @@ class Handler(BaseHTTPRequestHandler):
                 lm["continue"] = next_cont
                 if remaining is not None:
                     lm["remainingItemCount"] = remaining
-            body = go_json({"kind": "PodList", "apiVersion": "v1", "metadata": lm, "items": sel}) + b"\n"
-        api._list_pages_served(len(sel), more)
+            body = go_json({"kind": res.kind + "List", "apiVersion": "v1", "metadata": lm, "items": sel}) + b"\n"
+        if pods:
+            api._list_pages_served(len(sel), more)
+        else:
+            api._count("ns_list_items", len(sel))
         if bad is None:
             self._send_body(200, body)
         else:
-            self._send_bad_body(bad, body, rv)
+            self._send_bad_body(bad, body, rv, res)
 
-    def _send_bad_body(self, mode, body, rv):
+    def _send_bad_body(self, mode, body, rv, res=None):
         """Serve a broken list response (see K8sAPI.bad_next)."""
         if mode == "truncated":
             body = body[:max(1, len(body) // 2)]
@@ -690,21 +808,24 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "empty":
             self._send_body(200, b"", chunked=False)
         elif mode == "wrongtypes":
-            self._send_json(200, wrongtypes_podlist(rv))
+            self._send_json(200, wrongtypes_podlist(rv) if res is None or res.name == "pods"
+                            else wrongtypes_nslist(rv))
         elif mode == "wrongtypes_top":
-            self._send_json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": int(rv)},
-                                  "items": {"not": "an array"}})
+            self._send_json(200, {"kind": (res.kind if res else "Pod") + "List", "apiVersion": "v1",
+                                  "metadata": {"resourceVersion": int(rv)}, "items": {"not": "an array"}})
         elif mode == "huge":
             obj = json.loads(body)
-            obj["items"].append(huge_pod())
+            obj["items"].append(huge_pod() if res is None or res.name == "pods" else huge_namespace())
             self._send_json(200, obj)
         else:
             raise ValueError("unknown bad mode %r" % mode)
 
     # ---- watch
-    def _watch(self, ns, q):
+    def _watch(self, ns, q, res=None):
         api = self.server.api
-        sel = self._selectors(q)
+        res = res or RESOURCES["pods"]
+        pods = res.name == "pods"
+        sel = self._selectors(q, res)
         if sel is None:
             return
         match, selective = sel
@@ -723,7 +844,7 @@ class Handler(BaseHTTPRequestHandler):
         if api.watch_lifetime is not None:
             timeout = min(timeout, api.watch_lifetime)
         deadline = time.time() + timeout
-        bad = api._take_bad("watch")
+        bad = api._take_bad(res.prefix + "watch")
         initial = []
         expired = False
         with api._lock:
@@ -731,24 +852,28 @@ class Handler(BaseHTTPRequestHandler):
             if api._expire_next_watch > 0:
                 api._expire_next_watch -= 1
                 expired = True
+            elif api._expire_next.get(res.name, 0) > 0:
+                api._expire_next[res.name] -= 1
+                expired = True
             elif rv_req and rv_req < api._compacted_rv:
                 expired = True
             start_idx = len(api._events)
+            store = res.store(api)
             if send_initial:
-                if api._pristine and ns in (None, "kube-system") and not selective:
+                if pods and api._pristine and ns in (None, "kube-system") and not selective:
                     initial = [("raw", line) for line in fixture_watchlist_lines()
                                if bookmarks or b'"type":"BOOKMARK"' not in line]
                 else:
-                    for k in sorted(api._pods):
-                        p = api._pods[k]
+                    for k in sorted(store):
+                        p = store[k]
                         if (ns is None or p["metadata"].get("namespace") == ns) and match(p):
                             initial.append(("ADDED", p))
                     if bookmarks:
                         initial.append(("BOOKMARK", {"resourceVersion": str(api._rv),
                                                      "annotations": {"k8s.io/initial-events-end": "true"}}))
             elif not rv_s or rv_req == 0:
-                for k in sorted(api._pods):
-                    p = api._pods[k]
+                for k in sorted(store):
+                    p = store[k]
                     if (ns is None or p["metadata"].get("namespace") == ns) and match(p):
                         initial.append(("ADDED", p))
             else:
@@ -758,7 +883,7 @@ class Handler(BaseHTTPRequestHandler):
             pos = start_idx
             live_from = len(api._events)
             api._open_watches += 1
-            wrec = {"rec": self._rec, "bookmarks": bookmarks}
+            wrec = {"rec": self._rec, "bookmarks": bookmarks, "resource": res.name}
             api._watchers.append(wrec)
         try:
             self.send_response(200)
@@ -771,17 +896,18 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
                 return
             if bad is not None:
-                self._bad_watch_action(bad)
+                self._bad_watch_action(bad, res)
             as_table = self._wants_table()
             for typ, obj in initial:
                 if typ == "raw":
                     self._chunk(obj)
                 elif typ == "BOOKMARK":
-                    self._chunk(bookmark_line(obj["resourceVersion"], obj.get("annotations")))
+                    self._chunk(bookmark_line(obj["resourceVersion"], obj.get("annotations"), res))
                 elif as_table:
-                    self._chunk(watch_line(typ, table([obj], obj["metadata"].get("resourceVersion", ""))))
+                    self._chunk(watch_line(typ, table([obj], obj["metadata"].get("resourceVersion", ""),
+                                                      resource=res.name)))
                 else:
-                    self._chunk(watch_line(typ, with_kind(obj)))
+                    self._chunk(watch_line(typ, with_kind(obj, res.kind)))
             while True:
                 with api._cond:
                     while True:
@@ -802,13 +928,13 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 for idx, ev in enumerate(batch, start=pos - len(batch)):
                     if ev.control:
-                        if idx < live_from:
+                        if idx < live_from or ev.obj_resource not in (None, res.name):
                             continue
                         if ev.type == "BOOKMARK":
                             if bookmarks:
                                 with api._lock:
                                     cur = str(api._rv)
-                                self._chunk(bookmark_line(cur))
+                                self._chunk(bookmark_line(cur, None, res))
                         elif ev.type == "EXPIRE":
                             self._chunk(watch_line("ERROR", status_obj(410, "Expired", "too old resource version: %s (%d)" % (rv_s or "0", api._rv))))
                             self.wfile.write(b"0\r\n\r\n")
@@ -819,7 +945,9 @@ class Handler(BaseHTTPRequestHandler):
                         elif ev.type == "ABORT":
                             self._kill_connection()
                         elif ev.type == "BAD":
-                            self._bad_watch_action(ev.obj)
+                            self._bad_watch_action(ev.obj, res)
+                        continue
+                    if ev.resource != res.name:
                         continue
                     if ns is not None and ev.ns != ns:
                         continue
@@ -827,11 +955,12 @@ class Handler(BaseHTTPRequestHandler):
                     if out is None:
                         continue
                     if as_table:
-                        self._chunk(watch_line(out[0], table([out[1]], out[1]["metadata"].get("resourceVersion", ""))))
+                        self._chunk(watch_line(out[0], table([out[1]], out[1]["metadata"].get("resourceVersion", ""),
+                                                             resource=res.name)))
                     elif out[0] == ev.type and out[1] is ev.obj:
                         self._chunk(ev.line())
                     else:
-                        self._chunk(watch_line(out[0], with_kind(out[1])))
+                        self._chunk(watch_line(out[0], with_kind(out[1], res.kind)))
         finally:
             with api._lock:
                 api._open_watches -= 1
@@ -856,27 +985,35 @@ class Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def _bad_watch_action(self, mode):
+    def _bad_watch_action(self, mode, res=None):
+        if res is not None and res.name == "namespaces":
+            def sample(name, ip):
+                return with_kind(make_namespace(name, rv=1), "Namespace")
+        else:
+            def sample(name, ip):
+                return with_kind(make_pod(name, ip))
         if mode == "truncated_line":
-            line = watch_line("ADDED", with_kind(make_pod("trunc-1", "10.99.0.1")))
+            line = watch_line("ADDED", sample("trunc-1", "10.99.0.1"))
             self._chunk(line[:len(line) // 2] + b"\n")
         elif mode == "garbage":
             self._chunk(b"this is not json\n")
             self._chunk(b"\x00\xff\xfe{]]\n")
         elif mode == "wrongtypes":
-            for line in wrongtypes_watch_lines():
+            for line in (wrongtypes_watch_lines() if res is None or res.name == "pods"
+                         else wrongtypes_ns_watch_lines()):
                 self._chunk(line)
         elif mode == "huge":
-            self._chunk(watch_line("ADDED", with_kind(huge_pod())))
+            self._chunk(watch_line("ADDED", with_kind(huge_pod()) if res is None or res.name == "pods"
+                                   else with_kind(huge_namespace(), "Namespace")))
         elif mode == "split":
             # from now on every event is split over many 7-byte chunks (valid HTTP)
             self._split_chunks = 7
         elif mode == "close_mid_chunk":
-            line = watch_line("ADDED", with_kind(make_pod("midchunk-1", "10.99.0.2")))
+            line = watch_line("ADDED", sample("midchunk-1", "10.99.0.2"))
             self.wfile.write(b"%x\r\n" % len(line) + line[:len(line) // 2])
             self._kill_connection()
         elif mode == "close_mid_line":
-            line = watch_line("ADDED", with_kind(make_pod("midline-1", "10.99.0.3")))
+            line = watch_line("ADDED", sample("midline-1", "10.99.0.3"))
             self._chunk(line[:len(line) // 2])
             self._kill_connection()
         elif mode == "abort":
@@ -891,25 +1028,224 @@ def watch_line(typ, obj):
     return b'{"type":"' + typ.encode() + b'","object":' + go_json(obj) + b"}\n"
 
 
-def bookmark_line(rv, annotations=None):
+def bookmark_line(rv, annotations=None, res=None):
     md = {"resourceVersion": str(rv)}
     if annotations:
         md["annotations"] = annotations
+    if res is not None and res.name == "namespaces":
+        return watch_line("BOOKMARK", {"kind": "Namespace", "apiVersion": "v1", "metadata": md,
+                                       "spec": {}, "status": {}})
     return watch_line("BOOKMARK", {"kind": "Pod", "apiVersion": "v1", "metadata": md,
                                    "spec": {"containers": None}, "status": {}})
 
 
-class Event(object):
-    __slots__ = ("rv", "type", "obj", "old", "ns", "control", "_line")
+def wrongtypes_nslist(rv):
+    """A NamespaceList whose items have fields of the wrong JSON types."""
+    return {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)},
+            "items": [{"metadata": {"name": 42, "annotations": {"egress.connectd.io/allow": 7}}},
+                      {"metadata": "not an object"},
+                      {"metadata": {"name": "wt-ns", "annotations": ["a", "b"], "labels": "x"}},
+                      "not an object"]}
 
-    def __init__(self, rv, typ, obj=None, old=None, control=False):
+
+def wrongtypes_ns_watch_lines():
+    return [b'{"type":"ADDED","object":{"kind":"Namespace","metadata":{"name":42}}}\n',
+            b'{"type":"MODIFIED","object":{"kind":"Namespace","metadata":"x"}}\n',
+            b'{"type":"ADDED","object":{"kind":"Namespace","metadata":{"name":"wt-ns",'
+            b'"annotations":{"egress.connectd.io/allow":["a"]}}}}\n',
+            b'{"type":7,"object":[]}\n']
+
+
+PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json",
+               "application/json-patch+json")
+
+
+class PatchError(Exception):
+    def __init__(self, code, reason, message):
+        Exception.__init__(self, message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def merge_patch(target, patch, strategic=False):
+    """RFC 7386 JSON merge patch (null removes a key).  strategic: the
+    strategic-merge directives ($patch, $retainKeys, $setElementOrder/...,
+    $deleteFromPrimitiveList/...) are dropped; lists are replaced whole, which
+    is what a strategic merge does for maps such as labels and annotations
+    (list merge keys are not modelled)."""
+    if not isinstance(patch, dict):
+        return patch
+    if strategic and patch.get("$patch") == "delete":
+        return None
+    if strategic and patch.get("$patch") == "replace":
+        return {k: v for k, v in patch.items() if not k.startswith("$")}
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if strategic and k.startswith("$"):
+            continue
+        if v is None:
+            out.pop(k, None)
+        else:
+            r = merge_patch(out.get(k), v, strategic)
+            if r is None:
+                out.pop(k, None)
+            else:
+                out[k] = r
+    return out
+
+
+def _pointer(path):
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise PatchError(422, "Invalid", "the server rejected our request due to an error in our request: "
+                         "JSON pointer must be empty or start with a \"/\": %s" % path)
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def json_patch(doc, ops):
+    """RFC 6902 (add, remove, replace, test, move, copy)."""
+    def walk(d, parts, create=False):
+        for p in parts:
+            if isinstance(d, dict):
+                if p not in d:
+                    raise PatchError(422, "Invalid", "the server rejected our request due to an error in our request")
+                d = d[p]
+            elif isinstance(d, list):
+                try:
+                    d = d[int(p)]
+                except (ValueError, IndexError):
+                    raise PatchError(422, "Invalid", "the server rejected our request due to an error in our request")
+            else:
+                raise PatchError(422, "Invalid", "the server rejected our request due to an error in our request")
+        return d
+
+    def get(d, path):
+        return walk(d, _pointer(path))
+
+    def remove(d, path):
+        parts = _pointer(path)
+        parent = walk(d, parts[:-1])
+        try:
+            if isinstance(parent, list):
+                return parent.pop(int(parts[-1]))
+            return parent.pop(parts[-1])
+        except (KeyError, ValueError, IndexError, AttributeError):
+            raise PatchError(422, "Invalid", 'the server rejected our request due to an error in our request: '
+                             'unable to remove nonexistent key: %s' % parts[-1])
+
+    def add(d, path, value):
+        parts = _pointer(path)
+        if not parts:
+            return value
+        parent = walk(d, parts[:-1])
+        last = parts[-1]
+        if isinstance(parent, dict):
+            parent[last] = value
+        elif isinstance(parent, list):
+            if last == "-":
+                parent.append(value)
+            else:
+                try:
+                    parent.insert(int(last), value)
+                except ValueError:
+                    raise PatchError(422, "Invalid", "the server rejected our request due to an error in our request")
+        else:
+            raise PatchError(422, "Invalid", "the server rejected our request due to an error in our request")
+        return d
+
+    for op in ops:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            raise PatchError(400, "BadRequest", "error decoding patch: an operation needs op and path")
+        kind, path = op.get("op"), op["path"]
+        if kind in ("add", "replace", "test") and "value" not in op:
+            raise PatchError(400, "BadRequest", 'error decoding patch: missing value for "%s"' % kind)
+        if kind == "add":
+            doc = add(doc, path, op["value"])
+        elif kind == "remove":
+            remove(doc, path)
+        elif kind == "replace":
+            remove(doc, path)
+            doc = add(doc, path, op["value"])
+        elif kind == "test":
+            if get(doc, path) != op["value"]:
+                raise PatchError(422, "Invalid", 'the server rejected our request due to an error in our '
+                                 'request: testing value %s failed' % path)
+        elif kind in ("move", "copy"):
+            if not isinstance(op.get("from"), str):
+                raise PatchError(400, "BadRequest", "error decoding patch: %s needs from" % kind)
+            v = get(doc, op["from"])
+            if kind == "move":
+                remove(doc, op["from"])
+            else:
+                v = json.loads(json.dumps(v))
+            doc = add(doc, path, v)
+        else:
+            raise PatchError(400, "BadRequest", 'error decoding patch: unexpected kind of operation: "%s"' % kind)
+    return doc
+
+
+def check_object(obj, res):
+    """The patched object still decodes as a Pod / Namespace (the parts
+    the server looks at): metadata an object, labels and annotations maps of
+    strings; a 400 otherwise, as a failed decode."""
+    md = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(md, dict):
+        raise PatchError(400, "BadRequest", "json: cannot unmarshal into Go struct field %s.metadata of type "
+                         "v1.ObjectMeta" % res.kind)
+    for k in ("labels", "annotations"):
+        m = md.get(k)
+        if m is None:
+            continue
+        if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
+            raise PatchError(400, "BadRequest", "json: cannot unmarshal into Go struct field ObjectMeta.metadata.%s "
+                             "of type map[string]string" % k)
+        if k == "labels":
+            for lk, lv in m.items():
+                if len(lv) > 63 or not re.match(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", lv):
+                    raise PatchError(422, "Invalid", '%s "%s" is invalid: metadata.labels: Invalid value: "%s": '
+                                     "a valid label must be an empty string or consist of alphanumeric "
+                                     "characters, '-', '_' or '.', and must start and end with an "
+                                     "alphanumeric character" % (res.kind, md.get("name"), lv))
+
+
+class Resource(object):
+    """What the server needs to know of a kind of object: its name in URLs,
+    kind, field labels, whether it is namespaced, where K8sAPI keeps it
+    (attribute `attr`, keyed "NS/NAME" or "NAME"), and the prefix of its
+    request kinds in the request log ("" for pods: list, watch, get, patch;
+    "ns_" for namespaces: ns_list, ns_watch, ns_get, ns_patch)."""
+
+    def __init__(self, name, kind, fields, namespaced, attr, prefix):
+        self.name, self.kind, self.fields, self.namespaced = name, kind, fields, namespaced
+        self.attr, self.prefix = attr, prefix
+
+    def store(self, api):
+        return getattr(api, self.attr)
+
+    def key(self, ns, name):
+        return "%s/%s" % (ns, name) if self.namespaced else name
+
+
+RESOURCES = {
+    "pods": Resource("pods", "Pod", _FIELDS, True, "_pods", ""),
+    "namespaces": Resource("namespaces", "Namespace", _NS_FIELDS, False, "_ns", "ns_"),
+}
+
+
+class Event(object):
+    __slots__ = ("rv", "type", "obj", "old", "ns", "control", "resource", "obj_resource", "_line")
+
+    def __init__(self, rv, typ, obj=None, old=None, control=False, resource="pods"):
         self.rv, self.type, self.obj, self.old, self.control = rv, typ, obj, old, control
-        self.ns = obj["metadata"].get("namespace") if (obj is not None and not control) else None
+        self.resource = resource
+        self.obj_resource = None  # control events: only watches of this resource (None: all)
+        self.ns = (obj["metadata"].get("namespace") if (obj is not None and not control
+                                                         and resource == "pods") else None)
         self._line = None
 
     def line(self):
         if self._line is None:
-            self._line = watch_line(self.type, with_kind(self.obj))
+            self._line = watch_line(self.type, with_kind(self.obj, RESOURCES[self.resource].kind))
         return self._line
 
     def convert(self, match):
