@@ -150,8 +150,10 @@ check(pm, "127.0.2.6", "example.com", 443, "ERR", pol("enforce", "deny", None, N
 
 # --- malformed: the namespace's list instead, and one line on stderr
 D = "127.0.2.4"
-check(pm, D, "fine.example", 443, "OK", pol("report", "would_deny", None, "namespace", "host_not_listed"),
-      "a malformed list is not used at all: the namespace's (report) instead")
+check(pm, D, "fine.example", 443, "ERR", pol("enforce", "deny", None, "namespace", "host_not_listed"),
+      "a malformed list is not used at all: the namespace's instead, with the pod's own valid mode")
+check(pm, D, "example.com", 443, "OK", pol("enforce", "allow", "example.com:443", "namespace"),
+      "... which lets the namespace's entries through")
 like(pm.stderr(), r'pod team-a/runner-d: egress\.connectd\.io/allow: entry 2 "a\.\.b": not a host name; '
      r"using the namespace's", "stderr names the pod, the annotation, the entry and why")
 
