@@ -190,6 +190,8 @@ with pu.Scenario(api):
                 okall = all(pm2.lookup(p["status"]["podIP"]).log == pu.expected_json(p, p["status"]["podIP"])
                             for p in pods2[::37])
                 tap.ok(okall, "... and every page's pods answer (sampled)")
+                # the watch starts just after the answers: wait for it
+                api2.wait_for(lambda: api2.requests_since(m, "watch"), 10)
                 w = api2.requests_since(m, "watch")
                 tap.ok(w and w[0]["query"].get("resourceVersion") == str(api2.resource_version),
                        "... watch from the completed list's resourceVersion")
