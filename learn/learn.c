@@ -5,7 +5,8 @@
  * - Input: connectd json lines (connectd.conf(5), conf/bigquery-schema.json),
  *   from the files named, or standard input ("-" or none).  A line is used
  *   when it is a JSON object with "record":"final", a "pod" object with
- *   string namespace and name, a parseable "ts", a string "host" and an
+ *   string namespace and name (podmeta(8): not {"ip":..,"pod":null}, no
+ *   pod, nor {..,"ambiguous":true}, a hostNetwork address), a parseable "ts", a string "host" and an
  *   integer "port" 1-65535.  Anything else is counted under one reason and
  *   skipped; no input makes the program crash, read past a buffer or grow
  *   without bound.
@@ -57,12 +58,14 @@
 /* The reasons a line is skipped, in the order the summary prints them. */
 enum skip {
 	SK_BLANK, SK_TOO_LONG, SK_NOT_JSON, SK_NOT_OBJECT, SK_INTERIM,
-	SK_NOT_FINAL, SK_NO_POD, SK_BAD_POD, SK_BAD_TS, SK_NO_DEST,
+	SK_NOT_FINAL, SK_NO_POD, SK_HOST_NETWORK, SK_BAD_POD, SK_BAD_TS,
+	SK_NO_DEST,
 	SK_BAD_HOST, SK_N
 };
 static const char *skip_names[SK_N] = {
 	"blank", "too_long", "not_json", "not_object", "interim",
-	"not_final", "no_pod", "bad_pod", "bad_ts", "no_destination",
+	"not_final", "no_pod", "host_network", "bad_pod", "bad_ts",
+	"no_destination",
 	"bad_host"
 };
 
@@ -602,7 +605,7 @@ line(const char *buf, size_t len)
 		L.skipped[SK_BLANK]++;
 		return;
 	}
-	o = json_loadb(buf, len, 0, &err);
+	o = json_loadb(buf, len, JSON_DECODE_ANY, &err);
 	if (o == NULL) {
 		L.skipped[SK_NOT_JSON]++;
 		return;
@@ -621,8 +624,17 @@ line(const char *buf, size_t len)
 		goto out;
 	}
 	pod = json_object_get(o, "pod");
-	if (pod == NULL || json_is_null(pod)) {
+	if (pod == NULL || json_is_null(pod) || (json_is_object(pod) &&
+	    json_object_get(pod, "name") == NULL &&
+	    json_is_null(json_object_get(pod, "pod")))) {
+		/* podmeta --unknown ok writes {"ip":...,"pod":null} */
 		L.skipped[SK_NO_POD]++;
+		goto out;
+	}
+	if (json_is_object(pod) && json_object_get(pod, "name") == NULL &&
+	    json_is_true(json_object_get(pod, "ambiguous"))) {
+		/* a hostNetwork address: the node, no pod, no workload */
+		L.skipped[SK_HOST_NETWORK]++;
 		goto out;
 	}
 	if (!json_is_object(pod) || pod_workload(pod, ns, kind, name) == -1) {
