@@ -511,17 +511,36 @@ jstr(json_t *o, const char *key)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* A Kubernetes name or kind as printed into a shell command: [A-Za-z0-9._-]. */
+/*
+ * A Kubernetes name as printed into a shell command and a kubectl argument:
+ * [A-Za-z0-9._-], starting and ending with a letter or digit (so never an
+ * option), at most 253 bytes.
+ */
 static int
 valid_k8s(const char *s)
 {
 	size_t	 n = s ? strlen(s) : 0, i;
 
-	if (n == 0 || n > LEARN_NAME_MAX)
+	if (n == 0 || n > LEARN_NAME_MAX || !isalnum((unsigned char)s[0]) ||
+	    !isalnum((unsigned char)s[n - 1]))
 		return 0;
 	for (i = 0; i < n; i++)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
 		    s[i] != '-' && s[i] != '_')
+			return 0;
+	return 1;
+}
+
+/* A kind: letters and digits, starting with a letter (ReplicaSet). */
+static int
+valid_kind(const char *s)
+{
+	size_t	 n = s ? strlen(s) : 0, i;
+
+	if (n == 0 || n > 63 || !isalpha((unsigned char)s[0]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]))
 			return 0;
 	return 1;
 }
@@ -545,7 +564,7 @@ pod_workload(json_t *pod, char *ns, char *kind, char *name)
 		ok = jstr(owner, "kind");
 		on = jstr(owner, "name");
 	}
-	if (!valid_k8s(ok) || !valid_k8s(on)) {
+	if (!valid_kind(ok) || !valid_k8s(on)) {
 		/* no owner (or one that cannot be named): the pod itself */
 		strcpy(kind, "Pod");
 		strcpy(name, pname);

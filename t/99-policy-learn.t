@@ -396,7 +396,9 @@ skip_lines = {
     "bad_pod": [variant(pod="shop/web"), variant(pod=[1]), variant(pod={}),
                 variant(pod={"namespace": 5, "name": "x"}),
                 variant(pod=dict(web_line["pod"], name="a b; rm -rf /")),
-                variant(pod=dict(web_line["pod"], namespace="n" * 300))],
+                variant(pod=dict(web_line["pod"], namespace="n" * 300)),
+                variant(pod=dict(web_line["pod"], namespace="-n")),
+                variant(pod=dict(web_line["pod"], name="--all"))],
     "bad_host": [variant(host="h" * 100000), variant(host="a..b"), variant(host="bad host"),
                  variant(host="x'y"), variant(host="")],
     "no_destination": [variant(host=Ellipsis), variant(host=None), variant(host=7),
@@ -421,6 +423,8 @@ used_lines = [
     variant(host="old.test", port=443, ts="2020-01-01T01:00:00.5+02:00"),
     variant(host="10.1.2.3", port=443, close="denied", status=200),
     variant(host="Dot.Test.", port=443),
+    variant(host="owner.test", port=443, pod=dict(web_line["pod"], name="odd-pod",
+                                                  owner={"kind": "-x", "name": "--all"})),
 ]
 too_long = "{" + " " * (2 * 1024 * 1024) + "}"
 hostile = h.tmpfile("hostile.jsonl")
@@ -457,6 +461,10 @@ is_(hd.get("10.1.2.3/32:443"), (1, 1, 0, "host"), "close denied counts as denied
 is_(hd.get("dot.test:443"), (1, 0, 0, "host"), "a host lowercased, without its trailing dot")
 is_(hd.get("last.test:%d" % web_line["port"]), (1, 0, 0, "host"), "a last line without a newline counts")
 ok(not any("h" * 300 in e for e in hd), "the huge host is nowhere")
+is_(list(dests(hw.get(("shop", "Pod", "odd-pod"), {"destinations": []}))), ["owner.test:443"],
+    "an owner whose kind or name is no Kubernetes name: the pod is its own workload")
+ok(not any(o["name"].startswith("-") or o["namespace"].startswith("-") for o in objs),
+   "no workload's name or namespace could be taken for an option")
 for o in objs:
     check_allow(o["annotation"], "hostile: %s/%s" % (o["kind"], o["name"]))
 
