@@ -113,7 +113,7 @@ static struct {
 	int		 read_error;
 } L;
 
-static __attribute__((noreturn)) void
+static __attribute__((noreturn, unused)) void
 usage(int status)
 {
 	FILE	*f = status ? stderr : stdout;
@@ -125,7 +125,7 @@ usage(int status)
 	exit(status);
 }
 
-static __attribute__((noreturn, format(printf, 1, 2))) void
+static __attribute__((noreturn, unused, format(printf, 1, 2))) void
 die_usage(const char *fmt, ...)
 {
 	va_list	 ap;
@@ -1174,6 +1174,37 @@ summary(void)
 	    L.nworkloads, L.ndests);
 }
 
+/* Everything read so far forgotten (the options kept): fuzz/fuzz_learn.c. */
+static void __attribute__((unused))
+learn_reset(void)
+{
+	struct workload	*w, *wn;
+	struct dest	*d, *dn;
+
+	for (w = L.wfirst; w != NULL; w = wn) {
+		wn = w->w_next;
+		for (d = w->w_dests; d != NULL; d = dn) {
+			dn = d->d_wnext;
+			free(d);
+		}
+		free(w->w_ns);
+		free(w->w_kind);
+		free(w->w_name);
+		free(w);
+	}
+	free(L.dh);
+	free(L.wh);
+	L.dh = NULL;
+	L.wh = NULL;
+	L.dh_size = L.wh_size = L.ndests = L.nworkloads = 0;
+	L.wfirst = NULL;
+	L.wlast = &L.wfirst;
+	L.read = L.used = L.filtered = L.over_cap = L.bad_sni = 0;
+	memset(L.skipped, 0, sizeof(L.skipped));
+	L.read_error = 0;
+}
+
+#ifndef LEARN_FUZZ
 static size_t
 num_opt(const char *opt, const char *arg, size_t min, size_t max)
 {
@@ -1280,3 +1311,4 @@ main(int argc, char *argv[])
 	summary();
 	return L.read_error ? 1 : 0;
 }
+#endif /* LEARN_FUZZ */
