@@ -1,15 +1,16 @@
 /* learn.c: connectd-learn, an egress.connectd.io/allow list per workload from connectd's json access-log lines */
 /*
- * Contract (connectd-learn(1), /work/policy-spec.md "Learning command"):
+ * Contract (connectd-learn(1); issue 15's egress-policy spec, "Learning
+ * command"):
  *
  * - Input: connectd json lines (connectd.conf(5), conf/bigquery-schema.json),
  *   from the files named, or standard input ("-" or none).  A line is used
  *   when it is a JSON object with "record":"final", a "pod" object with
- *   string namespace and name (podmeta(8): not {"ip":..,"pod":null}, no
- *   pod, nor {..,"ambiguous":true}, a hostNetwork address), a parseable "ts", a string "host" and an
- *   integer "port" 1-65535.  Anything else is counted under one reason and
- *   skipped; no input makes the program crash, read past a buffer or grow
- *   without bound.
+ *   string namespace and name (podmeta(8)'s {"ip":..,"pod":null} is no pod,
+ *   its {..,"ambiguous":true} a hostNetwork address), a parseable "ts", a
+ *   string "host" and an integer "port" 1-65535.  Anything else is counted
+ *   under one reason and skipped; no input makes the program crash, read
+ *   past a buffer or grow without bound (fuzz/fuzz_learn.c).
  * - Bounds: a line is at most --max-line bytes (longer ones are skipped
  *   whole, reason too_long); at most --max-entries distinct (workload,
  *   host, port) entries are kept (a workload exists only with an entry, so
