@@ -291,8 +291,10 @@ fmt_ts(int64_t ms, char *buf, size_t len)
 
 /*
  * A DNS name as the spec's grammar takes it, lowercase already: labels of
- * [a-z0-9_-], 1-63 bytes, at most 253 bytes in all, not all digits and dots
- * (an IPv4 literal that inet_pton refused, e.g. 010.1.1.1).
+ * [a-z0-9_-], 1-63 bytes, neither starting nor ending with '-' (RFC 1123
+ * 2.1; '_' is let in, as in _service names), at most 253 bytes in all,
+ * not all digits and dots (an IPv4 literal that inet_pton refused, e.g.
+ * 010.1.1.1).
  */
 static int
 valid_name(const char *s)
@@ -306,7 +308,7 @@ valid_name(const char *s)
 		char c = s[i];
 
 		if (c == '.') {
-			if (lab == 0)
+			if (lab == 0 || s[i - 1] == '-')
 				return 0;
 			lab = 0;
 			continue;
@@ -314,12 +316,14 @@ valid_name(const char *s)
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 		    c == '-' || c == '_'))
 			return 0;
+		if (c == '-' && lab == 0)
+			return 0;
 		if (!(c >= '0' && c <= '9'))
 			alpha = 1;
 		if (++lab > 63)
 			return 0;
 	}
-	return lab > 0 && alpha;
+	return lab > 0 && s[n - 1] != '-' && alpha;
 }
 
 /*
