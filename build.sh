@@ -26,11 +26,13 @@ RUN_DEPS="ca-certificates curl"
 # (on every systemd host; a minbase system lacks it, and verify says so)
 # nodejs, npm: t/83 installs npm's kubernetes-models (the Kubernetes
 # OpenAPI schemas) to validate deploy/ offline
+# sqlfluff: t/99 parses conf/learn.sql (connectd-learn(1)'s BigQuery SQL)
 TEST_DEPS="python3 perl jq openssl netcat-openbsd iproute2 squid tinyproxy
 	skopeo docker-registry git kubernetes-client:kubectl man-db groff-base
 	util-linux libclang-rt-dev valgrind logrotate dpkg-dev python3-pip
 	docker.io:dockerd python3-prometheus-client luajit
-	systemd:systemd-analyze procps gzip nodejs:node npm:npm debootstrap"
+	systemd:systemd-analyze procps gzip nodejs:node npm:npm debootstrap
+	sqlfluff"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -11,6 +11,8 @@ doc_DATA = conf/connectd-kubernetes.conf README.md
 # The BigQuery table schema of the json format (connectd.conf(5)), data
 # rather than configuration: DATADIR/connectd/bigquery-schema.json.
 dist_pkgdata_DATA = conf/bigquery-schema.json
+# connectd-learn(1) in BigQuery SQL, over that table
+dist_pkgdata_DATA += conf/learn.sql
 # Fluent Bit configurations that send the lines to BigQuery, from a file
 # on a host or from a container's standard output in Kubernetes.
 fluentbitdir = $(pkgdatadir)/fluent-bit

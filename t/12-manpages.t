@@ -7,7 +7,8 @@
   `#directive ...`) and every directive of the core issue is documented
   in connectd.conf(5);
 - every command-line flag in connectd's usage line is documented in
-  connectd(8), every option in podmeta's in podmeta(8);
+  connectd(8), every option in podmeta's in podmeta(8), every option in
+  connectd-learn's in connectd-learn(1);
 - podmeta exits 2, as podmeta(8) says of a usage error, for a bad option
   value, saying which option and why.
 podmeta.8 belongs to the podmeta issue: while it is empty it is skipped."""
@@ -24,6 +25,7 @@ PAGES = [
     ("man/connectd.8", True),
     ("man/connectd.conf.5", True),
     ("man/podmeta.8", False),
+    ("man/connectd-learn.1", True),
 ]
 CORE_DIRECTIVES = ["http_port", "connect_timeout", "read_timeout", "request_header_timeout",
                    "access_log", "logformat"]
@@ -131,4 +133,16 @@ if PODMETA and os.access(PODMETA, os.X_OK):
            "podmeta %s: exit 2 (%r), naming %s: %r" % (" ".join(args), rc, opt, err.strip()[-200:]))
 else:
     diag("PODMETA not set: podmeta's options not checked")
+
+# connectd-learn: its options
+LEARN = os.environ.get("CONNECTD_LEARN", "")
+if LEARN and os.access(LEARN, os.X_OK):
+    l1 = rendered.get("man/connectd-learn.1", "")
+    rc, out, err = h.run([LEARN, "-h"], timeout=10)
+    opts = re.findall(r"\[(--?[a-z][a-z-]*)", out)
+    ok(rc == 0 and len(opts) >= 8, "connectd-learn -h prints its options (%d)" % len(opts))
+    for o in opts:
+        ok(re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(o), l1), "connectd-learn(1) documents %s" % o)
+else:
+    diag("CONNECTD_LEARN not set: connectd-learn's options not checked")
 done()

@@ -17,6 +17,7 @@ T_SCENARIOS = \
 	t/09-signals.t \
 	t/10-timeouts.t \
 	t/100-k8sapi-namespaces.t \
+	t/101-policy-e2e.t \
 	t/11-dns.t \
 	t/12-manpages.t \
 	t/13-reset.t \
@@ -95,7 +96,7 @@ T_SCENARIOS = \
 	t/95-proxy-user.t \
 	t/96-proxy-auth.t \
 	t/97-policy-podmeta.t \
-	t/101-policy-e2e.t
+	t/99-policy-learn.t
 
 # Scenarios too slow for every make check, each with its own target:
 # t/81 builds the container image (debootstrap once per machine, apt and
@@ -147,6 +148,7 @@ AM_TESTS_ENVIRONMENT = \
 	CONNECTD='$(abs_top_builddir)/connectd/connectd'; export CONNECTD; \
 	PODMETA='$(abs_top_builddir)/podmeta/podmeta'; export PODMETA; \
 	BASIC_FILE_AUTH='$(abs_top_builddir)/auth/basic_file_auth'; export BASIC_FILE_AUTH; \
+	CONNECTD_LEARN='$(abs_top_builddir)/learn/connectd-learn'; export CONNECTD_LEARN; \
 	T_SRCDIR='$(abs_top_srcdir)/t'; export T_SRCDIR; \
 	T_LISTED='$(T_SCENARIOS)'; export T_LISTED; \
 	T_OWN_TARGET='$(T_IMAGE)'; export T_OWN_TARGET; \
