@@ -92,7 +92,8 @@ T_SCENARIOS = \
 	t/93-workers.t \
 	t/94-tls-hold.t \
 	t/95-proxy-user.t \
-	t/96-proxy-auth.t
+	t/96-proxy-auth.t \
+	t/98-policy-connectd.t
 
 # Scenarios too slow for every make check, each with its own target:
 # t/81 builds the container image (debootstrap once per machine, apt and
