@@ -71,9 +71,12 @@ logpolicy_new(const char *const *v, const size_t *len)
 		}
 		n[i] = len[i];
 		if (n[i] > LOGPOLICY_VALUE_MAX) {
-			/* not within a character: the line stays UTF-8 */
+			/*
+			 * not within a character (at most 3 bytes back: one
+			 * is at most 4 long), so that the line stays UTF-8
+			 */
 			n[i] = LOGPOLICY_VALUE_MAX;
-			while (n[i] > 0 &&
+			while (n[i] > LOGPOLICY_VALUE_MAX - 3 &&
 			    ((unsigned char)v[i][n[i]] & 0xc0) == 0x80)
 				n[i]--;
 		}
