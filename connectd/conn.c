@@ -486,6 +486,11 @@ conn_close(struct conn *c, enum close_reason reason)
 
 	/* a hello still being read is logged as cut short */
 	peek_end(c);
+	/* a hold that still waited for a helper (conn_hello_decide()) */
+	if (c->c_flags & CONN_HELLO_WAIT) {
+		c->c_flags &= ~(CONN_HOLD | CONN_HELLO_WAIT);
+		w->w_metrics.m_holds[HOLD_ABORTED]++;
+	}
 	if (c->c_rec->lr_end == 0)
 		c->c_rec->lr_end = ev_now(w->w_loop);
 	c->c_rec->lr_close = reason;
