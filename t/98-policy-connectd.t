@@ -57,7 +57,7 @@ REQLOG = os.path.join(D, "requests.log")
 # first request).  In normal mode a client address picks a variant:
 # report mode, or one of the hostile policy= values.
 STUB = r'''#!%s
-import json, sys, urllib.parse
+import json, sys, time, urllib.parse
 LOG, MODE = sys.argv[1], sys.argv[2]
 LISTED = {"localhost", "127.0.0.1"}
 HUGE = "r" * 3000 + "\u00e9" * 2000
@@ -120,6 +120,8 @@ for line in sys.stdin:
     else:
         src, dst, port = w[1], urllib.parse.unquote(w[2]), w[3]
         sni = urllib.parse.unquote(w[4]) if len(w) > 4 else "-"
+        if src == "127.0.2.2" and sni != "-":
+            time.sleep(1.5)             # slow, once the hello is known
         out = answer(src, dst, port, sni)
     sys.stdout.write("%%s %%s\n" %% (w[0], out))
     sys.stdout.flush()
@@ -258,6 +260,26 @@ with h.Connectd(MAIN, name="main") as cd:
     is_((line.get("close"), got, line.get("policy")),
         ("denied", b"", pol("enforce", "deny", None, "pod", "host_not_listed")),
         "a host not listed (127.0.0.3): closed, nothing sent, reason host_not_listed")
+
+    # a slow answer after the hello: the bytes stay held until it comes
+    n = len(rec.conns)
+    s = socket.socket()
+    s.bind(("127.0.2.2", 0))
+    s.settimeout(15)
+    s.connect(("127.0.0.1", cd.port))
+    s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (REC, REC)).encode())
+    h.recv_head(s)
+    hv = hello(b"localhost")
+    s.sendall(hv + b"after the hello")
+    ok(h.wait_for(lambda: len(rec.conns) > n), "a helper that answers 1.5 s after the hello: "
+       "the tunnel is open")
+    time.sleep(0.7)
+    is_(rec.conns[n].get("got", b"") if len(rec.conns) > n else None, b"",
+        "... 0.7 s later the origin has no byte yet: held while the helper is asked")
+    ok(h.wait_for(lambda: rec.conns[n].get("got", b"") == hv + b"after the hello", timeout=10),
+       "... its answer releases the hello and what followed, in order")
+    s.close()
+    rec.wait_done(n + 1)
 
     # not TLS: asked with "-"
     plain = b"GET / HTTP/1.0\r\n\r\n"
