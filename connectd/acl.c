@@ -81,6 +81,7 @@ struct acl {
 	size_t		 a_nregexes;
 	char		*a_helper;	/* external: external_acl_type name */
 	char		*a_data;	/* external: %DATA, NULL for "-" */
+	int		 a_hello;	/* external: its FORMAT has %ssl::>sni */
 	int		 a_required;	/* proxy_auth REQUIRED: any user */
 	size_t		 a_lineno;	/* its first line, for acl_conf_finish */
 	TAILQ_ENTRY(acl) a_entry;
@@ -1034,6 +1035,9 @@ acl_conf_finish(struct conf *c, size_t *lineno, char *err, size_t errlen)
 			    "is not defined", a->a_name, a->a_helper);
 			return -1;
 		}
+		/* helper_conf_finish() has checked that tls_peek is on */
+		if (a->a_type == ACL_EXTERNAL)
+			a->a_hello = helper_conf_needs_hello(c, a->a_helper);
 		if (a->a_type == ACL_PROXY_AUTH && helper_conf_auth(c) ==
 		    NULL) {
 			snprintf(err, errlen, "acl %s: type proxy_auth needs an "
@@ -1256,6 +1260,13 @@ acl_match(const struct acl_conf *ac, const struct acl *a,
 				return ACL_YES;
 		return ACL_NO;
 	case ACL_EXTERNAL:
+		/*
+		 * %ssl::>sni: asked once the hello is read (or known not to
+		 * come), as ssl::server_name is; the helper is asked then,
+		 * with the client's bytes held (conn_hello())
+		 */
+		if (a->a_hello && !ar->ar_hello)
+			return ACL_HELLO;
 		if (ar->ar_external == NULL)
 			return ACL_NO;
 		switch (ar->ar_external(ar->ar_arg, a->a_helper, a->a_data)) {

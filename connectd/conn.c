@@ -67,6 +67,7 @@ static int	conn_empty(const struct conn *, enum close_reason);
 static int	conn_head_parse(struct conn *);
 static int	conn_pooled(struct conn *);
 static void	conn_advance(struct conn *);
+static void	conn_hello_decide(struct conn *);
 static void	conn_head_cb(EV_P_ ev_io *, int);
 static void	conn_timer_cb(EV_P_ ev_timer *, int);
 static void	conn_resolved(void *, int, const struct sockaddr_storage *,
@@ -203,7 +204,13 @@ conn_state_deadline(struct conn *c)
 			d = c->c_half_since + cf->c_half_closed_timeout;
 		/* tls_peek_timeout: a hello reader gives up, the tunnel goes on */
 		pk = peek_deadline(c);
-		return pk != 0. && pk < d ? pk : d;
+		if (pk != 0. && pk < d)
+			d = pk;
+		/* a held tunnel's helper, its timeout= */
+		if ((c->c_flags & CONN_HELLO_WAIT) &&
+		    (acl = helper_acl_deadline(c)) != 0. && acl < d)
+			d = acl;
+		return d;
 	case CONN_REPLY:
 		return c->c_state_since + LINGER_TIMEOUT;
 	case CONN_CLOSED:
@@ -245,7 +252,7 @@ static void
 conn_timer_cb(EV_P_ ev_timer *t, int revents)
 {
 	struct conn	*c = t->data;
-	ev_tstamp	 now = ev_now(EV_A) + TIMER_SLACK;
+	ev_tstamp	 now = ev_now(EV_A) + TIMER_SLACK, acl;
 
 	if (c->c_interim_due != 0. && c->c_interim_due <= now)
 		conn_interim(c);
@@ -290,6 +297,15 @@ conn_timer_cb(EV_P_ ev_timer *t, int revents)
 		conn_connect_failed(c, ETIMEDOUT);
 		break;
 	case CONN_RELAY:
+		if ((c->c_flags & CONN_HELLO_WAIT) &&
+		    (acl = helper_acl_deadline(c)) != 0. && acl <= now) {
+			/* some helper did not answer in its timeout= */
+			helper_acl_expire(c, now, 0);
+			conn_hello_decide(c);
+			if (c->c_state == CONN_RELAY)
+				conn_timer_arm(c);
+			break;
+		}
 		if (peek_expire(c, now)) {
 			/* a held hello's end may have closed it (conn_hello) */
 			if (c->c_state == CONN_RELAY)
@@ -470,6 +486,11 @@ conn_close(struct conn *c, enum close_reason reason)
 
 	/* a hello still being read is logged as cut short */
 	peek_end(c);
+	/* a hold that still waited for a helper (conn_hello_decide()) */
+	if (c->c_flags & CONN_HELLO_WAIT) {
+		c->c_flags &= ~(CONN_HOLD | CONN_HELLO_WAIT);
+		w->w_metrics.m_holds[HOLD_ABORTED]++;
+	}
 	if (c->c_rec->lr_end == 0)
 		c->c_rec->lr_end = ev_now(w->w_loop);
 	c->c_rec->lr_close = reason;
@@ -477,6 +498,8 @@ conn_close(struct conn *c, enum close_reason reason)
 	w->w_stats.st_bytes_down += c->c_rec->lr_bytes_down;
 	w->w_stats.st_active--;
 	conn_uncount(c);
+	/* closed while the rules waited: a helper's failure may show */
+	helper_acl_policy(c, c->c_rec);
 	helper_acl_free(c);
 	conn_cred_free(c);
 	/*
@@ -1052,6 +1075,10 @@ conn_decide(struct conn *c)
 		return;
 	conn_request(c, &ar);
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
+	if (c->c_verdict == ACL_WAIT)
+		return;
+	/* now, so that interim records have it too */
+	helper_acl_policy(c, r);
 	if (c->c_verdict != ACL_DENY)
 		return;
 	/* the rule field says which line: no detail to repeat it */
@@ -1060,8 +1087,16 @@ conn_decide(struct conn *c)
 	    CLOSE_DENIED, NULL);
 }
 
-void
-conn_hello(struct conn *c)
+/*
+ * The rules with the hello (conn_hello()), and again each time a helper
+ * they wait for answers or times out (conn_wake(), the timer).  Until
+ * they decide, the hold goes on with CONN_HELLO_WAIT: the held bytes
+ * stay, and the client is not read (its bytes wait in the kernel, so
+ * that the hold stays bounded by RELAY_HOLD_MAX); the server's side
+ * relays as before.
+ */
+static void
+conn_hello_decide(struct conn *c)
 {
 	struct logrec		*r = c->c_rec;
 	const struct logtls	*t = r->lr_tls;
@@ -1071,21 +1106,7 @@ conn_hello(struct conn *c)
 	char			 sni[HOST_NAME_MAX_LEN + 2];
 	int			 complete;
 
-	if (!(c->c_flags & CONN_HOLD))
-		return;
-	c->c_flags &= ~CONN_HOLD;
-	/* closing anyway (peek_end() from conn_close()): nothing to decide */
-	if (c->c_state != CONN_RELAY) {
-		m->m_holds[HOLD_ABORTED]++;
-		return;
-	}
 	complete = t != NULL && t->lt_hello == PEEK_HELLO_COMPLETE;
-	if (!complete && c->c_conf->c_tls_hello_required) {
-		m->m_holds[HOLD_DENIED]++;
-		r->lr_rule = strdup("tls_hello_required on");
-		conn_close(c, CLOSE_DENIED);
-		return;
-	}
 	conn_request(c, &ar);
 	ar.ar_hello = 1;
 	if (complete) {
@@ -1098,21 +1119,63 @@ conn_hello(struct conn *c)
 		}
 	}
 	c->c_verdict = acl_check(c->c_conf->c_acl, &ar, &rule);
+	helper_acl_policy(c, r);
+	/* a helper asked with the hello's fields (%ssl::>sni) */
+	if (c->c_verdict == ACL_WAIT && helper_acl_deadline(c) != 0.) {
+		if (!(c->c_flags & CONN_HELLO_WAIT)) {
+			c->c_flags |= CONN_HELLO_WAIT;
+			ev_io_stop(c->c_worker->w_loop, &c->c_cread);
+			conn_timer_arm(c);
+		}
+		return;
+	}
+	c->c_flags &= ~(CONN_HOLD | CONN_HELLO_WAIT);
 	if (c->c_verdict == ACL_ALLOW) {
 		m->m_holds[HOLD_RELEASED]++;
+		/* nothing held to write first: read the client again */
+		if (c->c_up == NULL && !(c->c_flags & CONN_CLIENT_EOF))
+			ev_io_start(c->c_worker->w_loop, &c->c_cread);
 		relay_release(c);
 		return;
 	}
 	m->m_holds[HOLD_DENIED]++;
 	/*
-	 * ACL_WAIT here is a helper answer that was known before the hold
-	 * and is no longer (its cache entry went): a held tunnel does not
-	 * wait again, it is refused.  The client has had its 200: the line
-	 * keeps status 200 and says close denied with the rule.
+	 * ACL_WAIT here with no helper on its way cannot be decided (DNS
+	 * for a dst acl is not asked once the tunnel is open): a held
+	 * tunnel does not wait for it, it is refused.  The client has had
+	 * its 200: the line keeps status 200 and says close denied with
+	 * the rule.
 	 */
 	r->lr_rule = strdup(c->c_verdict == ACL_DENY && rule != NULL ? rule :
 	    "undecided after the hello");
 	conn_close(c, CLOSE_DENIED);
+}
+
+void
+conn_hello(struct conn *c)
+{
+	struct logrec		*r = c->c_rec;
+	const struct logtls	*t = r->lr_tls;
+	struct metrics		*m = &c->c_worker->w_metrics;
+
+	/* no hold, or the hello is in and a helper is asked already */
+	if (!(c->c_flags & CONN_HOLD) || (c->c_flags & CONN_HELLO_WAIT))
+		return;
+	/* closing anyway (peek_end() from conn_close()): nothing to decide */
+	if (c->c_state != CONN_RELAY) {
+		c->c_flags &= ~CONN_HOLD;
+		m->m_holds[HOLD_ABORTED]++;
+		return;
+	}
+	if ((t == NULL || t->lt_hello != PEEK_HELLO_COMPLETE) &&
+	    c->c_conf->c_tls_hello_required) {
+		c->c_flags &= ~CONN_HOLD;
+		m->m_holds[HOLD_DENIED]++;
+		r->lr_rule = strdup("tls_hello_required on");
+		conn_close(c, CLOSE_DENIED);
+		return;
+	}
+	conn_hello_decide(c);
 }
 
 /*
@@ -1188,6 +1251,8 @@ conn_wake(void *arg)
 
 	if (c->c_state == CONN_DECIDE)
 		conn_advance(c);
+	else if (c->c_state == CONN_RELAY && (c->c_flags & CONN_HELLO_WAIT))
+		conn_hello_decide(c);
 }
 
 static void
@@ -1386,6 +1451,7 @@ conn_forward_done(struct conn *c, int client_keep, int server_keep)
 	 * request's first byte.  Copied first: the log owns r from here */
 	next->lr_client = r->lr_client;
 	next->lr_local = r->lr_local;
+	helper_acl_policy(c, r);
 	helper_acl_free(c);
 	conn_cred_free(c);
 	accesslog_submit(w, c->c_conf, r, c->c_lookups);

@@ -341,6 +341,31 @@ struct logtls {
 };
 
 /*
+ * The line's "policy" (issue 15): what an egress policy helper said in
+ * its policy= note, normalized once when the answer arrived
+ * (helper_cache.c): exactly these members, each a string or null, so
+ * that the field has one shape whatever a helper sends.  One
+ * allocation with the strings inside it (offsets, not pointers), so
+ * that a copy is one memcpy (logpolicy_dup()).
+ */
+enum logpolicy_member {
+	LP_MODE,		/* enforce, report, off */
+	LP_VERDICT,		/* allow, deny, would_deny */
+	LP_RULE,		/* the allow-list entry that matched */
+	LP_FROM,		/* pod, namespace */
+	LP_REASON,		/* host_not_listed, sni_not_listed, no_pod */
+	LP_NMEMBERS
+};
+#define LOGPOLICY_VALUE_MAX	512	/* bytes kept of one member */
+#define LOGPOLICY_NULL		UINT16_MAX
+struct logpolicy {
+	size_t			 lp_size;	/* of the allocation */
+	uint16_t		 lp_off[LP_NMEMBERS]; /* into lp_data, or
+						   LOGPOLICY_NULL */
+	char			 lp_data[];
+};
+
+/*
  * One log record per tunnel or refused request: what its line says.
  * conn.c fills it in as the tunnel goes and hands it to accesslog.c at
  * close; logformat.c renders it.  Owned strings are NUL-terminated
@@ -372,6 +397,15 @@ struct logrec {
 	char			*lr_pod;	/* the helper's log= value */
 	int			 lr_pod_json;	/* lr_pod is one valid JSON value */
 	const char		*lr_pod_error;	/* no pod from the helpers: why */
+	/*
+	 * "policy": from the first answer with policy= among the external
+	 * acls the rules asked, else among the line's lookups (owned); else,
+	 * when an acl's lookup with on_failure= got no answer, the verdict
+	 * that stood in ("fail_open", "fail_closed") and why ("timeout"...)
+	 */
+	struct logpolicy	*lr_policy;
+	const char		*lr_policy_fail;	/* static */
+	const char		*lr_policy_why;		/* static */
 	char			*lr_rule;	/* the http_access line that denied */
 	/* forwarded requests (absolute-form), not tunnels */
 	const char		*lr_scheme;	/* "http", or NULL for CONNECT */
@@ -528,6 +562,10 @@ struct conn {
 					   by splice(2) through a pipe */
 #define CONN_SPLICE_DOWN	0x400	/* the same, server -> client */
 #define CONN_SPLICED		0x800	/* a byte went by splice (counted) */
+#define CONN_HELLO_WAIT		0x1000	/* with CONN_HOLD: the hello is read
+					   and the rules wait for a helper
+					   asked with it (%ssl::>sni); the
+					   client is not read meanwhile */
 	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
@@ -775,6 +813,8 @@ void	 helper_conf_dump(const struct conf *, FILE *);
 void	 helper_conf_free(struct conf *);
 /* is external_acl_type name defined in cf?  (for acl_conf_finish) */
 int	 helper_conf_exists(const struct conf *, const char *);
+/* 1 if the external_acl_type called name has %ssl::>sni in its FORMAT. */
+int	 helper_conf_needs_hello(const struct conf *, const char *);
 
 /* acl.c */
 /*
@@ -849,6 +889,14 @@ ev_tstamp helper_acl_deadline(const struct conn *);
 /* Give up on the acl answers due by now (all of them if all is set). */
 void	 helper_acl_expire(struct conn *, ev_tstamp, int);
 void	 helper_acl_free(struct conn *);
+/*
+ * The record's policy from the connection's acl answers: the first, in
+ * the order the rules asked, that carries one replaces lr_policy; else
+ * the first lookup of an on_failure= helper that got no answer sets
+ * lr_policy_fail and lr_policy_why.  Called whenever the rules decide,
+ * and at the close, while the answers are still there.
+ */
+void	 helper_acl_policy(struct conn *, struct logrec *);
 /*
  * For /readyz: ask each helper that has not answered yet one lookup,
  * as for a client at 127.0.0.1, again each second while it answers BH
@@ -1097,6 +1145,19 @@ struct logrec *logrec_dup(const struct logrec *);
 /* Free the record and the strings it owns. */
 void	 logrec_free(struct logrec *);
 const char *logrec_close_name(enum close_reason);
+/*
+ * A policy of the members v[i] (NULL: null) of length len[i], each cut
+ * to LOGPOLICY_VALUE_MAX bytes on a UTF-8 character boundary (a member
+ * is a short word or an allow-list entry: more is not a policy's).
+ * NULL if out of memory.  Free it with free().
+ */
+struct logpolicy *logpolicy_new(const char *const *, const size_t *);
+/* A copy of p (one allocation); NULL if out of memory or p NULL. */
+struct logpolicy *logpolicy_dup(const struct logpolicy *);
+/* Member m of p as a C string, or NULL for null. */
+const char *logpolicy_get(const struct logpolicy *, enum logpolicy_member);
+/* The JSON name of member m ("mode", "verdict", "rule", "from", "reason"). */
+const char *logpolicy_name(enum logpolicy_member);
 /* A copy of t, of its size (logrec_dup()); NULL: out of memory, or t NULL. */
 struct logtls *logrec_tls_dup(const struct logtls *);
 /* "TLS/1.3", "SSL/3.0", or "0x7f1c" for others, into buf (8 bytes). */

@@ -41,7 +41,8 @@ enum helper_fmt {
 	HF_ACL,
 	HF_DATA,
 	HF_USER,	/* %un, %LOGIN: a Proxy-Authorization: Basic user */
-	HF_CRED		/* auth_param basic only: "user password" */
+	HF_CRED,	/* auth_param basic only: "user password" */
+	HF_SNI		/* %ssl::>sni: the ClientHello's SNI (needs the hello) */
 };
 
 /* One external_acl_type line. */
@@ -63,11 +64,17 @@ struct helper_def {
 	enum helper_fmt		 hd_fmt[HELPER_FORMATS_MAX];
 	size_t			 hd_nfmt;
 	int			 hd_has_data;
+	int			 hd_has_sni;	/* %ssl::>sni: acls wait for the hello */
+	/* on_failure=: a lookup without an answer counts as OK (open) or
+	 * ERR (closed, the default); set: written on the line, so that the
+	 * log says when the fallback decided (the policy field) */
+	int			 hd_fail_open;
+	int			 hd_fail_set;
 	/* auth_param basic (Squid's basic auth helper protocol): asked by
 	 * proxy_auth acls only, never for the log line's lookups */
 	int			 hd_auth;
 	char			*hd_realm;
-	size_t			 hd_lineno;	/* its first auth_param line */
+	size_t			 hd_lineno;	/* its (first auth_param) line */
 	char			**hd_argv;	/* program and arguments */
 	TAILQ_ENTRY(helper_def)	 hd_entry;
 };
@@ -94,6 +101,8 @@ struct helper_answer {
 	enum helper_result	 ha_result;
 	int			 ha_has_log;
 	int			 ha_log_json;	/* ha_log is one JSON value */
+	struct logpolicy	*ha_policy;	/* policy=, a JSON object, cut
+						   down to its five members */
 	char			 ha_log[];
 };
 
@@ -110,13 +119,14 @@ struct helper_lookup {
 	const char		*hl_line;	/* without channel ID or newline */
 	size_t			 hl_linelen;
 	/*
-	 * The answer, or error != NULL with the reason none came.  Called
-	 * once, by the pool, from its own callbacks: nothing here may call
-	 * back into a connection (see helper_ready_run()).
+	 * The answer (OK or ERR, with the reply's notes in rp), or rp NULL
+	 * and error the reason none came.  Called once, by the pool, from
+	 * its own callbacks: nothing here may call back into a connection
+	 * (see helper_ready_run()).
 	 */
 	void			(*hl_done)(struct helper_lookup *,
-				    enum helper_result, const char *log,
-				    size_t loglen, const char *error);
+				    const struct helper_reply *rp,
+				    const char *error);
 	/* the pool's */
 	struct helper_pool	*hl_pool;
 	struct helper_child	*hl_child;	/* NULL while queued */

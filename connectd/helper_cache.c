@@ -6,16 +6,18 @@
 #include "helper.h"
 #include "jsonutil.h"
 
-static void	helper_lookup_done(struct helper_lookup *, enum helper_result,
-		    const char *, size_t, const char *);
+static void	helper_lookup_done(struct helper_lookup *,
+		    const struct helper_reply *, const char *);
 
 /* ---------------------------------------------------------------- answers */
 
 static void
 helper_answer_unref(struct helper_answer *ha)
 {
-	if (ha != NULL && --ha->ha_refs == 0)
+	if (ha != NULL && --ha->ha_refs == 0) {
+		free(ha->ha_policy);
 		free(ha);
+	}
 }
 
 static struct helper_answer *
@@ -26,26 +28,67 @@ helper_answer_ref(struct helper_answer *ha)
 }
 
 /*
- * A new answer.  A log= value that is one JSON value (checked once,
- * here, with jansson) goes on every line as JSON, made one line.
+ * A policy= value (issue 15): one JSON object, of which only the five
+ * members the line has are kept, a string each, anything else null;
+ * other keys are dropped.  NULL if it is not an object (or out of
+ * memory): then the answer has no policy.  Parsed once here, so that no
+ * line pays for it and every line gets the same shape.
+ */
+static struct logpolicy *
+helper_policy_parse(const char *s, size_t len)
+{
+	const char	*v[LP_NMEMBERS];
+	size_t		 vlen[LP_NMEMBERS];
+	struct logpolicy *p = NULL;
+	json_t		*root, *m;
+	int		 i;
+
+	/* the depth bound first: jansson's parser recurses */
+	if (!json_valid(s, len, HELPER_JSON_DEPTH) ||
+	    (root = json_loadb(s, len, 0, NULL)) == NULL)
+		return NULL;
+	if (json_is_object(root)) {
+		for (i = 0; i < LP_NMEMBERS; i++) {
+			m = json_object_get(root, logpolicy_name(i));
+			v[i] = json_is_string(m) ? json_string_value(m) : NULL;
+			vlen[i] = v[i] != NULL ? json_string_length(m) : 0;
+		}
+		p = logpolicy_new(v, vlen);
+	}
+	json_decref(root);
+	return p;
+}
+
+/*
+ * A new answer from the reply's notes.  A log= value that is one JSON
+ * value (checked once, here, with jansson) goes on every line as JSON,
+ * made one line; policy= is kept normalized (helper_policy_parse()).
  */
 static struct helper_answer *
-helper_answer_new(enum helper_result result, const char *log, size_t len)
+helper_answer_new(const struct helper_reply *rp)
 {
 	struct helper_answer	*ha;
+	const struct helper_kv	*log, *policy;
+	size_t			 len;
 
+	log = helper_reply_get(rp, "log");
+	len = log != NULL ? log->kv_valuelen : 0;
 	if ((ha = malloc(sizeof(*ha) + len + 1)) == NULL)
 		return NULL;
 	ha->ha_refs = 1;
-	ha->ha_result = result;
+	ha->ha_result = rp->rp_result;
 	ha->ha_has_log = log != NULL;
 	ha->ha_log_json = 0;
+	ha->ha_policy = NULL;
 	if (log != NULL)
-		memcpy(ha->ha_log, log, len);
+		memcpy(ha->ha_log, log->kv_value, len);
 	ha->ha_log[len] = '\0';
 	if (log != NULL)
 		ha->ha_log_json = json_oneline(ha->ha_log, len,
 		    HELPER_JSON_DEPTH);
+	if ((policy = helper_reply_get(rp, "policy")) != NULL)
+		ha->ha_policy = helper_policy_parse(policy->kv_value,
+		    policy->kv_valuelen);
 	return ha;
 }
 
@@ -218,16 +261,17 @@ helper_wait_ready(struct helper_wait *hw)
  * that at the end of the loop turn, once the pool is out of the way.
  */
 static void
-helper_lookup_done(struct helper_lookup *hl, enum helper_result result,
-    const char *log, size_t loglen, const char *error)
+helper_lookup_done(struct helper_lookup *hl, const struct helper_reply *rp,
+    const char *error)
 {
 	struct helper_pool	*hp = hl->hl_pool;
 	struct helper_entry	*he = hl->hl_he;
 	struct helper_answer	*ha = NULL;
 	struct helper_wait	*hw;
 
-	if (error == NULL && (ha = helper_answer_new(result, log,
-	    loglen)) == NULL)
+	if (rp == NULL && error == NULL)
+		error = "helper_down";
+	if (error == NULL && (ha = helper_answer_new(rp)) == NULL)
 		error = "helper_down";
 	he->he_lookup = NULL;
 	if (ha != NULL) {

@@ -46,6 +46,17 @@ static const struct {
 	{ "%LOGIN",	HF_USER },
 	{ "%un",	HF_USER },
 	{ "%ul",	HF_USER },
+	/* Squid 4+: "SSL client SNI sent to Squid" (cf.data.pre) */
+	{ "%ssl::>sni",	HF_SNI },
+};
+
+/* on_failure=: what a lookup without an answer counts as */
+static const struct {
+	const char	*hf_name;
+	int		 hf_open;
+} helper_failures[] = {
+	{ "closed",	0 },	/* ERR: Squid's behaviour, and the default */
+	{ "open",	1 },	/* OK */
 };
 
 /* cf's helper definitions, made empty the first time; NULL: no memory. */
@@ -195,6 +206,17 @@ helper_conf_option(struct helper_def *hd, const char *arg, int *queue_set,
 		if (helper_conf_seconds("log-wait", v, &hd->hd_log_wait, err,
 		    errlen))
 			return -1;
+	} else if (OPT("on_failure")) {
+		for (n = 0; n < (int)nitems(helper_failures); n++)
+			if (strcmp(v, helper_failures[n].hf_name) == 0)
+				break;
+		if (n == (int)nitems(helper_failures)) {
+			snprintf(err, errlen, "on_failure=%s: expected open or "
+			    "closed", v);
+			return -1;
+		}
+		hd->hd_fail_open = helper_failures[n].hf_open;
+		hd->hd_fail_set = 1;
 	} else {
 		snprintf(err, errlen, "unknown option '%.*s'", (int)klen, arg);
 		return -1;
@@ -240,6 +262,7 @@ helper_conf_directive(struct conf *cf, size_t lineno, int argc, char **argv,
 	hd->hd_children_idle = HELPER_CHILDREN_IDLE;
 	hd->hd_timeout = HELPER_TIMEOUT;
 	hd->hd_log_wait = HELPER_LOG_WAIT;
+	hd->hd_lineno = lineno;
 	if ((hd->hd_name = strdup(argv[1])) == NULL)
 		goto oom;
 
@@ -268,6 +291,8 @@ helper_conf_directive(struct conf *cf, size_t lineno, int argc, char **argv,
 		}
 		if (helper_fmts[j].hf_fmt == HF_DATA)
 			hd->hd_has_data = 1;
+		if (helper_fmts[j].hf_fmt == HF_SNI)
+			hd->hd_has_sni = 1;
 		hd->hd_fmt[hd->hd_nfmt++] = helper_fmts[j].hf_fmt;
 	}
 	if (a >= argc) {
@@ -310,7 +335,19 @@ helper_conf_directive(struct conf *cf, size_t lineno, int argc, char **argv,
 	return -1;
 }
 
-/* auth_param lines name a program; acl.c checks that external acls name one. */
+int
+helper_conf_needs_hello(const struct conf *cf, const char *name)
+{
+	const struct helper_def	*hd;
+
+	return (hd = helper_def_find(cf, name)) != NULL && hd->hd_has_sni;
+}
+
+/*
+ * auth_param lines name a program; %ssl::>sni needs tls_peek, whose
+ * reader is what knows the SNI (the line may come before tls_peek, so
+ * it is checked here).  acl.c checks that external acls name a helper.
+ */
 int
 helper_conf_finish(struct conf *cf, size_t *lineno, char *err, size_t errlen)
 {
@@ -323,6 +360,15 @@ helper_conf_finish(struct conf *cf, size_t *lineno, char *err, size_t errlen)
 		    "program /path/to/helper' line");
 		return -1;
 	}
+	if (cf->c_helpers == NULL || cf->c_tls_peek)
+		return 0;
+	TAILQ_FOREACH(hd, &cf->c_helpers->hc_defs, hd_entry)
+		if (hd->hd_has_sni) {
+			*lineno = hd->hd_lineno;
+			snprintf(err, errlen, "external_acl_type %s: %%ssl::>sni "
+			    "needs tls_peek on", hd->hd_name);
+			return -1;
+		}
 	return 0;
 }
 
@@ -358,15 +404,21 @@ helper_conf_dump(const struct conf *cf, FILE *fp)
 			    hd->hd_realm, hd->hd_ttl);
 			continue;
 		}
+		/*
+		 * on_failure= only as written: set or not is not the same
+		 * (the policy field's stand-in), and the dump must load back
+		 */
 		fprintf(fp, "external_acl_type %s ttl=%.0f negative_ttl=%.0f "
 		    "grace=%d cache=%zu children-max=%d children-startup=%d "
 		    "children-idle=%d concurrency=%d queue-size=%d%s "
-		    "timeout=%g log-wait=%g", hd->hd_name, hd->hd_ttl,
+		    "timeout=%g log-wait=%g%s", hd->hd_name, hd->hd_ttl,
 		    hd->hd_negative_ttl, hd->hd_grace, hd->hd_cache,
 		    hd->hd_children_max, hd->hd_children_startup,
 		    hd->hd_children_idle, hd->hd_concurrency,
 		    hd->hd_queue_size, hd->hd_protocol25 ? " protocol=2.5" : "",
-		    hd->hd_timeout, hd->hd_log_wait);
+		    hd->hd_timeout, hd->hd_log_wait, !hd->hd_fail_set ? "" :
+		    hd->hd_fail_open ? " on_failure=open" :
+		    " on_failure=closed");
 		for (i = 0; i < hd->hd_nfmt; i++)
 			fprintf(fp, " %s", helper_fmt_name(hd->hd_fmt[i]));
 		for (i = 0; hd->hd_argv[i] != NULL; i++)

@@ -89,6 +89,7 @@ helper_line(struct worker *w, const struct helper_def *hd,
     const struct logrec *r, const char *data)
 {
 	struct buf	*b = &w->w_helpers->hr_line;
+	const struct logtls *t;
 	char		 num[16];
 	const char	*s;
 	size_t		 i;
@@ -131,6 +132,22 @@ helper_line(struct worker *w, const struct helper_def *hd,
 			s = r->lr_user;
 			rv = helper_line_add(hd, b, s, s != NULL ? strlen(s) : 0,
 			    1);
+			break;
+		case HF_SNI:
+			/*
+			 * The SNI of a complete ClientHello (as conn_hello()
+			 * gives ssl::server_name), else "-": a request to
+			 * forward, a tunnel that is not TLS, a hello without
+			 * one, or a lookup made before the hello is read
+			 * (the line's, at the head)
+			 */
+			t = r->lr_tls;
+			if (t != NULL && t->lt_hello == PEEK_HELLO_COMPLETE &&
+			    t->lt_has_sni)
+				rv = helper_line_add(hd, b,
+				    (const char *)t->lt_data, t->lt_sni_len, 1);
+			else
+				rv = helper_line_add(hd, b, NULL, 0, 0);
 			break;
 		case HF_CRED:
 			/*
@@ -256,6 +273,12 @@ helper_log_fill(struct helper_log *hl, struct logrec *rec, int expired)
 
 	for (i = 0; expired && i < hl->hl_n; i++)
 		helper_wait_fail(&hl->hl_wait[i], "timeout");
+	/* the acls' policy (helper_acl_policy()) comes first */
+	for (i = 0; rec->lr_policy == NULL && i < hl->hl_n; i++) {
+		hw = &hl->hl_wait[i];
+		if (hw->hw_answer != NULL && hw->hw_answer->ha_policy != NULL)
+			rec->lr_policy = logpolicy_dup(hw->hw_answer->ha_policy);
+	}
 	for (i = 0; i < hl->hl_n; i++) {
 		hw = &hl->hl_wait[i];
 		if (hw->hw_answer != NULL && hw->hw_answer->ha_has_log) {
@@ -296,6 +319,20 @@ helper_log_free(struct helper_log *hl)
 
 /* ----------------------------------------------------------------- acls */
 
+/*
+ * An acl's answer: OK matches.  None at all (helper_down, queue_full,
+ * timeout, bh: a malformed reply stops the child, so helper_down) is
+ * ERR as in Squid, unless on_failure=open makes it OK: a policy helper
+ * that is down then stops no traffic.
+ */
+static int
+helper_acl_result(const struct helper_wait *hw)
+{
+	if (hw->hw_answer != NULL)
+		return hw->hw_answer->ha_result == HELPER_OK;
+	return hw->hw_pool != NULL && hw->hw_pool->hp_def->hd_fail_open;
+}
+
 int
 helper_acl_answer(struct conn *c, const char *name, const char *data)
 {
@@ -313,8 +350,7 @@ helper_acl_answer(struct conn *c, const char *name, const char *data)
 			continue;
 		if (!hw->hw_done)
 			return -1;
-		return hw->hw_answer != NULL &&
-		    hw->hw_answer->ha_result == HELPER_OK ? 1 : 0;
+		return helper_acl_result(hw);
 	}
 	if ((hw = calloc(1, sizeof(*hw))) == NULL)
 		return 0;
@@ -331,8 +367,7 @@ helper_acl_answer(struct conn *c, const char *name, const char *data)
 		    hp->hp_def->hd_timeout;
 		return -1;
 	}
-	return hw->hw_answer != NULL &&
-	    hw->hw_answer->ha_result == HELPER_OK ? 1 : 0;
+	return helper_acl_result(hw);
 }
 
 ev_tstamp
@@ -355,6 +390,43 @@ helper_acl_expire(struct conn *c, ev_tstamp now, int all)
 	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry)
 		if (!hw->hw_done && (all || hw->hw_deadline <= now))
 			helper_wait_fail(hw, "timeout");
+}
+
+void
+helper_acl_policy(struct conn *c, struct logrec *r)
+{
+	const struct helper_wait	*hw;
+	const struct helper_def		*hd;
+	struct logpolicy		*p;
+
+	r->lr_policy_fail = r->lr_policy_why = NULL;
+	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry)
+		if (hw->hw_answer != NULL && hw->hw_answer->ha_policy != NULL) {
+			if ((p = logpolicy_dup(hw->hw_answer->ha_policy)) !=
+			    NULL) {
+				free(r->lr_policy);
+				r->lr_policy = p;
+			}
+			return;
+		}
+	/*
+	 * No answer said a policy: a lookup that got none, of a helper
+	 * whose line chose on_failure=, says which way it went and why
+	 * (a line without the option keeps today's null)
+	 */
+	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry) {
+		if (!hw->hw_done || hw->hw_answer != NULL ||
+		    hw->hw_pool == NULL)
+			continue;
+		hd = hw->hw_pool->hp_def;
+		if (!hd->hd_fail_set)
+			continue;
+		r->lr_policy_fail = hd->hd_fail_open ? "fail_open" :
+		    "fail_closed";
+		r->lr_policy_why = hw->hw_error != NULL ? hw->hw_error :
+		    "helper_down";
+		return;
+	}
 }
 
 void

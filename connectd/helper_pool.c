@@ -419,11 +419,11 @@ helper_pool_idle_children(const struct helper_pool *hp)
 
 /* The answer to hl, or a failure: it leaves the pool for its owner. */
 static void
-helper_pool_done(struct helper_lookup *hl, enum helper_result result,
-    const char *log, size_t loglen, const char *error)
+helper_pool_done(struct helper_lookup *hl, const struct helper_reply *rp,
+    const char *error)
 {
 	hl->hl_pool->hp_nlookups--;
-	hl->hl_done(hl, result, log, loglen, error);
+	hl->hl_done(hl, rp, error);
 }
 
 /* helper_pool_submit() for a lookup already counted in hp_nlookups. */
@@ -487,8 +487,7 @@ helper_pool_dispatch(struct helper_pool *hp)
 		TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
 		hp->hp_nqueued--;
 		if (helper_child_send(hc, hl) == -1)
-			helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0,
-			    "helper_down");
+			helper_pool_done(hl, NULL, "helper_down");
 	}
 	/* nobody left to serve the queue */
 	if (hp->hp_nrunning == 0 && !helper_pool_can_spawn(hp)) {
@@ -496,8 +495,7 @@ helper_pool_dispatch(struct helper_pool *hp)
 			TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
 			hp->hp_nqueued--;
 			hp->hp_st.hs_down++;
-			helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0,
-			    "helper_down");
+			helper_pool_done(hl, NULL, "helper_down");
 		}
 	}
 	/* a retired pool's children go once their work is done */
@@ -517,7 +515,7 @@ helper_lookup_retry(struct helper_lookup *hl, const char *why)
 	if (hl->hl_sends < 2 &&
 	    (err = helper_pool_route(hl->hl_pool, hl)) == NULL)
 		return;
-	helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0, why);
+	helper_pool_done(hl, NULL, why);
 }
 
 /* Stop using a child: kill it, retry what it had, owe a restart. */
@@ -605,7 +603,6 @@ helper_child_line(struct helper_child *hc, char *line, size_t len)
 	struct helper_pool	*hp = hc->hc_pool;
 	struct helper_reply	 rp;
 	struct helper_lookup	*hl;
-	const struct helper_kv	*kv;
 	char			 copy[128];
 	size_t			 slot = 0;
 	double			 wait;
@@ -651,17 +648,15 @@ helper_child_line(struct helper_child *hc, char *line, size_t len)
 		if (hl->hl_bh++ == 0 && hl->hl_sends < 3 &&
 		    helper_pool_route(hp, hl) == NULL)
 			break;
-		helper_pool_done(hl, HELPER_BH, NULL, 0, "bh");
+		helper_pool_done(hl, NULL, "bh");
 		break;
 	default:
 		if (rp.rp_result == HELPER_OK)
 			hp->hp_st.hs_ok++;
 		else
 			hp->hp_st.hs_err++;
-		kv = helper_reply_get(&rp, "log");
-		helper_pool_done(hl, rp.rp_result,
-		    kv != NULL ? kv->kv_value : NULL,
-		    kv != NULL ? kv->kv_valuelen : 0, NULL);
+		/* the cache keeps what it wants of the notes (log=, policy=) */
+		helper_pool_done(hl, &rp, NULL);
 		break;
 	}
 	return 0;
@@ -913,8 +908,7 @@ helper_pool_kill_all(struct helper_pool *hp)
 			if ((hl = hc->hc_slots[j]) == NULL)
 				continue;
 			hc->hc_slots[j] = NULL;
-			helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0,
-			    "helper_down");
+			helper_pool_done(hl, NULL, "helper_down");
 		}
 		if (hc->hc_state == HC_RUNNING)
 			hp->hp_nrunning--;
@@ -923,7 +917,7 @@ helper_pool_kill_all(struct helper_pool *hp)
 	while ((hl = TAILQ_FIRST(&hp->hp_queue)) != NULL) {
 		TAILQ_REMOVE(&hp->hp_queue, hl, hl_entry);
 		hp->hp_nqueued--;
-		helper_pool_done(hl, HELPER_UNKNOWN, NULL, 0, "helper_down");
+		helper_pool_done(hl, NULL, "helper_down");
 	}
 }
 

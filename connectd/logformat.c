@@ -594,6 +594,9 @@ lf_shrink(struct logrec *r, int step)
 	r->lr_detail = NULL;
 	r->lr_rule = NULL;
 	r->lr_content_type = NULL;
+	/* a helper's words, if bounded */
+	r->lr_policy = NULL;
+	r->lr_policy_fail = NULL;
 	/* the SNI and the ALPN values are the client's: "tls" goes null */
 	r->lr_tls = NULL;
 }
@@ -1404,6 +1407,38 @@ lf_json_pod(struct buf *jb, const struct logrec *r)
 	return buf_add(jb, "null", 4);
 }
 
+/*
+ * "policy": an object with exactly mode, verdict, rule, from and reason,
+ * each a string or null (a BigQuery RECORD of five NULLABLE STRINGs), or
+ * null.  A helper's policy was cut down to those when it arrived; the
+ * stand-in for an on_failure= lookup without an answer has a verdict
+ * and a reason only.
+ */
+static int
+lf_json_policy(struct buf *jb, const struct logrec *r)
+{
+	const char	*v;
+	int		 i;
+
+	if (r->lr_policy == NULL && r->lr_policy_fail == NULL)
+		return lf_json_str(jb, ",\"policy\":", NULL);
+	if (lf_json_key(jb, ",\"policy\":{") == -1)
+		return -1;
+	for (i = 0; i < LP_NMEMBERS; i++) {
+		if (r->lr_policy != NULL)
+			v = logpolicy_get(r->lr_policy, i);
+		else
+			v = i == LP_VERDICT ? r->lr_policy_fail :
+			    i == LP_REASON ? r->lr_policy_why : NULL;
+		if ((i > 0 && buf_addc(jb, ',') == -1) ||
+		    buf_addc(jb, '"') == -1 ||
+		    buf_addstr(jb, logpolicy_name(i)) == -1 ||
+		    lf_json_str(jb, "\":", v) == -1)
+			return -1;
+	}
+	return buf_addc(jb, '}');
+}
+
 static int
 lf_json_bool(struct buf *jb, const char *key, int v)
 {
@@ -1555,7 +1590,8 @@ lf_render_json(const struct logrec *r, struct buf *jb)
 	if (r->lr_detail != NULL &&
 	    lf_json_str(jb, ",\"detail\":", r->lr_detail) == -1)
 		return -1;
-	if (lf_json_pod(jb, r) == -1 || buf_addc(jb, '}') == -1)
+	if (lf_json_pod(jb, r) == -1 || lf_json_policy(jb, r) == -1 ||
+	    buf_addc(jb, '}') == -1)
 		return -1;
 	return 0;
 }

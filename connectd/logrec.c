@@ -40,6 +40,84 @@ logrec_close_name(enum close_reason r)
 	return close_names[r];
 }
 
+/* ------------------------------------------------ the "policy" field */
+
+/* The members in the order the line writes them (connectd.conf(5)). */
+static const char *const policy_names[LP_NMEMBERS] = {
+	[LP_MODE] = "mode",
+	[LP_VERDICT] = "verdict",
+	[LP_RULE] = "rule",
+	[LP_FROM] = "from",
+	[LP_REASON] = "reason",
+};
+
+const char *
+logpolicy_name(enum logpolicy_member m)
+{
+	return (size_t)m < nitems(policy_names) ? policy_names[m] : NULL;
+}
+
+struct logpolicy *
+logpolicy_new(const char *const *v, const size_t *len)
+{
+	struct logpolicy	*p;
+	size_t			 n[LP_NMEMBERS], size = sizeof(*p), off = 0;
+	int			 i;
+
+	for (i = 0; i < LP_NMEMBERS; i++) {
+		if (v[i] == NULL) {
+			n[i] = 0;
+			continue;
+		}
+		n[i] = len[i];
+		if (n[i] > LOGPOLICY_VALUE_MAX) {
+			/*
+			 * not within a character (at most 3 bytes back: one
+			 * is at most 4 long), so that the line stays UTF-8
+			 */
+			n[i] = LOGPOLICY_VALUE_MAX;
+			while (n[i] > LOGPOLICY_VALUE_MAX - 3 &&
+			    ((unsigned char)v[i][n[i]] & 0xc0) == 0x80)
+				n[i]--;
+		}
+		size += n[i] + 1;
+	}
+	if ((p = malloc(size)) == NULL)
+		return NULL;
+	p->lp_size = size;
+	for (i = 0; i < LP_NMEMBERS; i++) {
+		if (v[i] == NULL) {
+			p->lp_off[i] = LOGPOLICY_NULL;
+			continue;
+		}
+		p->lp_off[i] = (uint16_t)off;
+		memcpy(p->lp_data + off, v[i], n[i]);
+		p->lp_data[off + n[i]] = '\0';
+		off += n[i] + 1;
+	}
+	return p;
+}
+
+struct logpolicy *
+logpolicy_dup(const struct logpolicy *p)
+{
+	struct logpolicy	*d;
+
+	if (p == NULL || (d = malloc(p->lp_size)) == NULL)
+		return NULL;
+	memcpy(d, p, p->lp_size);
+	return d;
+}
+
+const char *
+logpolicy_get(const struct logpolicy *p, enum logpolicy_member m)
+{
+	if (p == NULL || (size_t)m >= LP_NMEMBERS ||
+	    p->lp_off[m] == LOGPOLICY_NULL)
+		return NULL;
+	return p->lp_data + p->lp_off[m];
+}
+
 /* ---------------------------------------- what peek.c put on the record */
 
 static const char *const hello_names[PEEK_NHELLO] = {
@@ -177,6 +255,9 @@ logrec_dup(const struct logrec *rec)
 	if (rec->lr_tls != NULL && (d->lr_tls = logrec_tls_dup(rec->lr_tls)) ==
 	    NULL)
 		fail = 1;
+	if (rec->lr_policy != NULL &&
+	    (d->lr_policy = logpolicy_dup(rec->lr_policy)) == NULL)
+		fail = 1;
 	if (fail) {
 		logrec_free(d);
 		return NULL;
@@ -221,5 +302,6 @@ logrec_free(struct logrec *rec)
 	free(rec->lr_url);
 	free(rec->lr_content_type);
 	free(rec->lr_tls);
+	free(rec->lr_policy);
 	free(rec);
 }

@@ -22,6 +22,9 @@
  * With num[23] odd the record has a "tls" object (peek.c's struct
  * logtls): the SNI is the user_agent field's bytes, the ALPN list (wire
  * format, unchecked) the pod field's, the rest from the numbers.
+ * With num[43] & 1 it has a "policy" (issue 15) whose members are the
+ * method, authority, host, user_agent and pod fields (missing: null),
+ * with num[43] & 2 the on_failure= stand-in.
  * The selector picks a fixed template, or (if out of range) the
  * template field.  A missing field leaves its logrec string NULL.  Numbers
  * stay below 2^63: jansson, the checker, cannot parse larger integers.
@@ -184,7 +187,7 @@ fuzz_check_schema(const char *line, size_t len, const struct logrec *r)
 	static const char *const optstrs[] = { "detail", "pod_error", "rule",
 	    "pod_raw", "method", "scheme", "authority", "url", "host",
 	    "user_agent", "server_ip", "close" };
-	json_t		*j, *v;
+	json_t		*j, *v, *w;
 	json_error_t	 jerr;
 	size_t		 i;
 
@@ -221,6 +224,23 @@ fuzz_check_schema(const char *line, size_t len, const struct logrec *r)
 		__builtin_trap();
 	if (json_is_null(json_object_get(j, "close")) != (r->lr_interim != 0))
 		__builtin_trap();
+	/* policy null, or exactly its five members, each a string or null */
+	v = json_object_get(j, "policy");
+	if (v == NULL || !(json_is_object(v) || json_is_null(v)) ||
+	    json_is_null(v) != (r->lr_policy == NULL &&
+	    r->lr_policy_fail == NULL))
+		__builtin_trap();
+	if (json_is_object(v)) {
+		if (json_object_size(v) != LP_NMEMBERS)
+			__builtin_trap();
+		for (i = 0; i < LP_NMEMBERS; i++) {
+			w = json_object_get(v, logpolicy_name(i));
+			if (w == NULL || !(json_is_string(w) ||
+			    json_is_null(w)) || (json_is_string(w) &&
+			    json_string_length(w) > LOGPOLICY_VALUE_MAX * 3))
+				__builtin_trap();
+		}
+	}
 	/* proto a string or null; tls an object or null, its lists arrays */
 	v = json_object_get(j, "proto");
 	if (v == NULL || !(json_is_string(v) || json_is_null(v)))
@@ -346,6 +366,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	fuzz_tls(r, num);
+	if (num[43] & 1) {
+		const char	*pv[LP_NMEMBERS] = { r->lr_method,
+		    r->lr_authority, r->lr_host, r->lr_user_agent, r->lr_pod };
+		size_t		 pl[LP_NMEMBERS];
+		struct logrec	*d;
+
+		for (n = 0; n < LP_NMEMBERS; n++)
+			pl[n] = pv[n] != NULL ? strlen(pv[n]) : 0;
+		if ((r->lr_policy = logpolicy_new(pv, pl)) == NULL)
+			abort();
+		for (n = 0; n < LP_NMEMBERS; n++)
+			if (pv[n] == NULL ? logpolicy_get(r->lr_policy, n) !=
+			    NULL : strncmp(logpolicy_get(r->lr_policy, n),
+			    pv[n], LOGPOLICY_VALUE_MAX - 3) != 0)
+				__builtin_trap();
+		/* an interim record's copy has the same */
+		if ((d = logrec_dup(r)) == NULL)
+			abort();
+		if (d->lr_policy == r->lr_policy ||
+		    d->lr_policy->lp_size != r->lr_policy->lp_size ||
+		    memcmp(d->lr_policy, r->lr_policy,
+		    r->lr_policy->lp_size) != 0)
+			__builtin_trap();
+		logrec_free(d);
+	}
+	if (num[43] & 2) {
+		r->lr_policy_fail = num[43] & 4 ? "fail_open" : "fail_closed";
+		r->lr_policy_why = num[43] & 8 ? "timeout" : "bh";
+	}
 
 	/* the built-in json format: always one valid JSON line */
 	if ((json = logformat_builtin("json")) == NULL)

@@ -43,15 +43,23 @@ h.watchdog(90)
 
 SCHEMA = h.bigquery_schema()
 names = [c.get("name") for c in SCHEMA]
-ok(all(set(c) == {"name", "type", "mode", "description"} for c in SCHEMA),
-   "every column has name, type, mode and description")
+ok(all(set(c) == {"name", "type", "mode", "description"} |
+       ({"fields"} if c.get("type") == "RECORD" else set()) for c in SCHEMA),
+   "every column has name, type, mode and description (and a RECORD its fields)")
 ok(all(re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$", n or "") for n in names),
    "column names are valid BigQuery names (letters, digits, underscores)")
 is_(len(set(names)), len(names), "column names are unique")
-ok(all(c["type"] in ("STRING", "INTEGER", "BOOLEAN", "TIMESTAMP", "JSON") for c in SCHEMA)
+ok(all(c["type"] in ("STRING", "INTEGER", "BOOLEAN", "TIMESTAMP", "JSON", "RECORD") for c in SCHEMA)
    and all(c["mode"] in ("REQUIRED", "NULLABLE") for c in SCHEMA),
    "types and modes are BigQuery's")
 col = {c["name"]: c for c in SCHEMA}
+# policy (issue 15): a RECORD of exactly the five members, STRING NULLABLE
+is_((col["policy"]["type"], col["policy"]["mode"]), ("RECORD", "NULLABLE"),
+    "policy is a NULLABLE RECORD column")
+is_([(f.get("name"), f.get("type"), f.get("mode"), bool(f.get("description")))
+     for f in col["policy"]["fields"]],
+    [(n, "STRING", "NULLABLE", True) for n in h.POLICY_MEMBERS],
+    "its fields: mode, verdict, rule, from, reason, each a described NULLABLE STRING")
 is_((col["ts"]["type"], col["start"]["type"]), ("TIMESTAMP", "TIMESTAMP"), "ts and start are TIMESTAMP")
 is_((col["pod"]["type"], col["pod"]["mode"]), ("JSON", "NULLABLE"), "pod is a NULLABLE JSON column")
 is_(col["status"]["mode"], "REQUIRED", "status is REQUIRED")
@@ -61,7 +69,7 @@ ok(all(col[n]["type"] == "INTEGER" for n in ("duration_ms", "id", "seq", "bytes_
 
 # the field table of connectd.conf(5): ".It Li a , b Ta type Ta null"
 MANTYPE = {"timestamp": "TIMESTAMP", "integer": "INTEGER", "string": "STRING",
-           "boolean": "BOOLEAN", "object": "JSON"}
+           "boolean": "BOOLEAN", "object": "JSON", "record": "RECORD"}
 man = {}
 with open(os.path.join(h.topdir(), "man", "connectd.conf.5")) as f:
     text = f.read()
@@ -88,6 +96,13 @@ for name, change in (("status null", {"status": None}), ("pod a string", {"pod":
                      ("ts in month 13", {"ts": "2026-13-23T18:17:03.456Z"}),
                      ("a boolean id", {"id": True}), ("a float counter", {"bytes_up": 1.5}),
                      ("a field outside the schema", {"extra": 1}),
+                     ("policy a string", {"policy": "allow"}),
+                     ("a policy member a number", {"policy": {"mode": 1, "verdict": None,
+                                                              "rule": None, "from": None,
+                                                              "reason": None}}),
+                     ("a policy member outside the schema", {"policy": {"mode": None, "verdict": None,
+                                                                       "rule": None, "from": None,
+                                                                       "reason": None, "x": "y"}}),
                      ("truncated not a boolean", {"truncated": 1})):
     bad = dict(good, **change)
     ok(h.schema_errors(bad), "validator: refuses %s (%s)" % (name, "; ".join(h.schema_errors(bad))))
@@ -95,6 +110,9 @@ bad = dict(good)
 del bad["uid"]
 ok(h.schema_errors(bad), "validator: refuses a REQUIRED field missing")
 is_(h.schema_errors(dict(good, pod=None, detail=None)), [], "validator: NULLABLE may be null")
+is_(h.schema_errors(dict(good, policy={"mode": "report", "verdict": "would_deny", "rule": None,
+                                       "from": "pod", "reason": "host_not_listed"})), [],
+    "validator: a policy object fits")
 
 # --------------------------------------------------------------- the lines
 

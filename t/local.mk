@@ -96,6 +96,7 @@ T_SCENARIOS = \
 	t/95-proxy-user.t \
 	t/96-proxy-auth.t \
 	t/97-policy-podmeta.t \
+	t/98-policy-connectd.t \
 	t/99-policy-learn.t
 
 # Scenarios too slow for every make check, each with its own target:

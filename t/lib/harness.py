@@ -563,6 +563,8 @@ BQ_TYPES = {
     "TIMESTAMP": _bq_timestamp,
     # a JSON column, here always an object (pod)
     "JSON": lambda v: isinstance(v, dict),
+    # a nested record (policy): its fields are checked by record_errors()
+    "RECORD": lambda v: isinstance(v, dict),
 }
 
 
@@ -585,6 +587,25 @@ TLS_SHAPE = {
 }
 
 
+# the "policy" object: exactly these members, each a string or null
+# (connectd.conf(5)); the schema's RECORD lets them be absent, connectd
+# always writes all five
+POLICY_MEMBERS = ("mode", "verdict", "rule", "from", "reason")
+
+
+def policy_errors(policy):
+    """Why a line's "policy" value is not what connectd.conf(5) says: a list."""
+    if policy is None:
+        return []
+    if not isinstance(policy, dict):
+        return ["policy is not an object: %r" % (policy,)]
+    errs = ["policy.%s is missing" % k for k in POLICY_MEMBERS if k not in policy]
+    errs += ["policy.%s is not in the manual" % k for k in policy if k not in POLICY_MEMBERS]
+    errs += ["policy.%s is not a string or null: %r" % (k, policy[k]) for k in POLICY_MEMBERS
+             if k in policy and not (policy[k] is None or isinstance(policy[k], str))]
+    return errs
+
+
 def tls_errors(tls):
     """Why a line's "tls" value is not what connectd.conf(5) says: a list."""
     if tls is None:
@@ -598,27 +619,41 @@ def tls_errors(tls):
     return errs
 
 
-def schema_errors(rec, schema=None):
-    """Why the parsed line rec would not load into a table of the schema:
-    a list of texts, empty if it fits.  A REQUIRED field must be there
-    and not null; a NULLABLE one may be null or absent; every value must
-    have its column's type; no field may be outside the schema."""
-    schema = schema or bigquery_schema()
-    if not isinstance(rec, dict) or "_invalid_json" in rec:
-        return ["not a JSON object: %r" % (rec.get("_invalid_json", rec)
-                                           if isinstance(rec, dict) else rec,)]
+def record_errors(rec, fields, prefix=""):
+    """schema_errors() for one object against a list of columns, nested
+    RECORD columns (mode NULLABLE or REQUIRED, not REPEATED) included."""
     errs = []
     names = set()
-    for col in schema:
+    for col in fields:
         name, typ, mode = col["name"], col["type"], col.get("mode", "NULLABLE")
         names.add(name)
         if rec.get(name) is None:
             if mode == "REQUIRED":
-                errs.append("%s is REQUIRED but %s" % (name, "null" if name in rec else "missing"))
+                errs.append("%s%s is REQUIRED but %s" % (prefix, name,
+                                                         "null" if name in rec else "missing"))
             continue
         if not BQ_TYPES[typ](rec[name]):
-            errs.append("%s is not a %s: %r" % (name, typ, rec[name]))
-    errs += ["%s is not in the schema" % k for k in rec if k not in names]
+            errs.append("%s%s is not a %s: %r" % (prefix, name, typ, rec[name]))
+        elif typ == "RECORD":
+            errs += record_errors(rec[name], col.get("fields", []), prefix + name + ".")
+    errs += ["%s%s is not in the schema" % (prefix, k) for k in rec if k not in names]
+    return errs
+
+
+def schema_errors(rec, schema=None):
+    """Why the parsed line rec would not load into a table of the schema:
+    a list of texts, empty if it fits.  A REQUIRED field must be there
+    and not null; a NULLABLE one may be null or absent; every value must
+    have its column's type (a RECORD's fields theirs); no field may be
+    outside the schema."""
+    schema = schema or bigquery_schema()
+    if not isinstance(rec, dict) or "_invalid_json" in rec:
+        return ["not a JSON object: %r" % (rec.get("_invalid_json", rec)
+                                           if isinstance(rec, dict) else rec,)]
+    errs = record_errors(rec, schema)
+    names = set(col["name"] for col in schema)
+    if "policy" in names:
+        errs += policy_errors(rec.get("policy"))
     if "tls" in names:
         errs += tls_errors(rec.get("tls"))
     return errs
