@@ -1260,18 +1260,20 @@ acl_match(const struct acl_conf *ac, const struct acl *a,
 				return ACL_YES;
 		return ACL_NO;
 	case ACL_EXTERNAL:
-		/*
-		 * %ssl::>sni: asked once the hello is read (or known not to
-		 * come), as ssl::server_name is; the helper is asked then,
-		 * with the client's bytes held (conn_hello())
-		 */
-		if (a->a_hello && !ar->ar_hello)
-			return ACL_HELLO;
 		if (ar->ar_external == NULL)
 			return ACL_NO;
+		/*
+		 * %ssl::>sni: asked at the CONNECT with "-", as Squid's
+		 * http_access asks before any SslBump step.  An ERR then is
+		 * final, so that a host the helper refuses gets its 403 at
+		 * once: the SNI can only narrow what the host is allowed
+		 * (podmeta --policy).  An OK is asked again once the hello
+		 * is read, with the client's bytes held (conn_hello()).
+		 */
 		switch (ar->ar_external(ar->ar_arg, a->a_helper, a->a_data)) {
 		case 1:
-			return ACL_YES;
+			return a->a_hello && !ar->ar_hello ? ACL_HELLO :
+			    ACL_YES;
 		case -1:
 			return ACL_UNKNOWN;
 		default:

@@ -1032,7 +1032,10 @@ conn_head_parse(struct conn *c)
 static int
 conn_external(void *arg, const char *helper, const char *data)
 {
-	return helper_acl_answer(arg, helper, data);
+	struct conn	*c = arg;
+
+	return helper_acl_answer(c, helper, data,
+	    (c->c_flags & CONN_HELLO_ASKED) != 0);
 }
 
 /* What the rules look at, as known now; the hello not yet (ar_hello 0). */
@@ -1109,6 +1112,7 @@ conn_hello_decide(struct conn *c)
 	complete = t != NULL && t->lt_hello == PEEK_HELLO_COMPLETE;
 	conn_request(c, &ar);
 	ar.ar_hello = 1;
+	c->c_flags |= CONN_HELLO_ASKED;
 	if (complete) {
 		ar.ar_sni_match = t->lt_match;
 		/* a name too long for DNS matches no domain: none kept */

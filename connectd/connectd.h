@@ -566,6 +566,8 @@ struct conn {
 					   and the rules wait for a helper
 					   asked with it (%ssl::>sni); the
 					   client is not read meanwhile */
+#define CONN_HELLO_ASKED	0x2000	/* the rules have had the hello:
+					   conn_hello_decide() asks them */
 	enum acl_verdict	 c_verdict;
 	struct resolve_query	*c_query;
 	struct sockaddr_storage	*c_addrs;
@@ -882,8 +884,11 @@ void	 helper_log_free(struct helper_log *);
  * For an external acl: the answer of helper name for this connection,
  * with data as %DATA (NULL: "-").  1 (OK), 0 (ERR, BH, none in time),
  * or -1 while it is on its way: conn_wake(c) runs when it arrives.
+ * hello: the rules have the ClientHello's fields (conn_hello()); for a
+ * helper whose FORMAT has %ssl::>sni that is another question than the
+ * one asked before it (with "-"), so another answer.
  */
-int	 helper_acl_answer(struct conn *, const char *, const char *);
+int	 helper_acl_answer(struct conn *, const char *, const char *, int);
 /* The earliest deadline of an acl answer still awaited, or 0. */
 ev_tstamp helper_acl_deadline(const struct conn *);
 /* Give up on the acl answers due by now (all of them if all is set). */

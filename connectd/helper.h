@@ -169,6 +169,7 @@ struct helper_wait {
 	void			(*hw_cb)(void *);	/* run once done */
 	void			*hw_arg;
 	int			 hw_queued;	/* on the ready list */
+	int			 hw_hello;	/* acl waits: asked with the hello known */
 	char			*hw_data;	/* acl waits: %DATA as given */
 	ev_tstamp		 hw_deadline;	/* acl waits */
 	TAILQ_ENTRY(helper_wait) hw_entry;	/* on the lookup */

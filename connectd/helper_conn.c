@@ -273,8 +273,9 @@ helper_log_fill(struct helper_log *hl, struct logrec *rec, int expired)
 
 	for (i = 0; expired && i < hl->hl_n; i++)
 		helper_wait_fail(&hl->hl_wait[i], "timeout");
-	/* the acls' policy (helper_acl_policy()) comes first */
-	for (i = 0; rec->lr_policy == NULL && i < hl->hl_n; i++) {
+	/* the acls' policy or failure (helper_acl_policy()) comes first */
+	for (i = 0; rec->lr_policy == NULL && rec->lr_policy_fail == NULL &&
+	    i < hl->hl_n; i++) {
 		hw = &hl->hl_wait[i];
 		if (hw->hw_answer != NULL && hw->hw_answer->ha_policy != NULL)
 			rec->lr_policy = logpolicy_dup(hw->hw_answer->ha_policy);
@@ -334,7 +335,8 @@ helper_acl_result(const struct helper_wait *hw)
 }
 
 int
-helper_acl_answer(struct conn *c, const char *name, const char *data)
+helper_acl_answer(struct conn *c, const char *name, const char *data,
+    int hello)
 {
 	struct helper_wait	*hw;
 	struct helper_pool	*hp;
@@ -343,9 +345,11 @@ helper_acl_answer(struct conn *c, const char *name, const char *data)
 		return 0;
 	if (data != NULL && (data[0] == '\0' || strcmp(data, "-") == 0))
 		data = NULL;
+	/* only an %ssl::>sni line asks another question with the hello */
+	hello = hello && hp->hp_def->hd_has_sni;
 	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry) {
-		if (hw->hw_pool != hp || (hw->hw_data == NULL) !=
-		    (data == NULL) || (data != NULL &&
+		if (hw->hw_pool != hp || hw->hw_hello != hello ||
+		    (hw->hw_data == NULL) != (data == NULL) || (data != NULL &&
 		    strcmp(hw->hw_data, data) != 0))
 			continue;
 		if (!hw->hw_done)
@@ -360,6 +364,7 @@ helper_acl_answer(struct conn *c, const char *name, const char *data)
 	}
 	hw->hw_cb = conn_wake;
 	hw->hw_arg = c;
+	hw->hw_hello = hello;
 	TAILQ_INSERT_TAIL(&c->c_acl_waits, hw, hw_centry);
 	helper_ask(hw, hp, c->c_rec, data);
 	if (!hw->hw_done) {
@@ -395,38 +400,39 @@ helper_acl_expire(struct conn *c, ev_tstamp now, int all)
 void
 helper_acl_policy(struct conn *c, struct logrec *r)
 {
-	const struct helper_wait	*hw;
-	const struct helper_def		*hd;
+	const struct helper_wait	*hw, *last = NULL;
 	struct logpolicy		*p;
 
-	r->lr_policy_fail = r->lr_policy_why = NULL;
-	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry)
-		if (hw->hw_answer != NULL && hw->hw_answer->ha_policy != NULL) {
-			if ((p = logpolicy_dup(hw->hw_answer->ha_policy)) !=
-			    NULL) {
-				free(r->lr_policy);
-				r->lr_policy = p;
-			}
-			return;
-		}
 	/*
-	 * No answer said a policy: a lookup that got none, of a helper
-	 * whose line chose on_failure=, says which way it went and why
-	 * (a line without the option keeps today's null)
+	 * The last question that got a policy, or got no answer from a
+	 * helper whose line chose on_failure=: the one asked with the
+	 * hello (%ssl::>sni) comes after the one asked at the CONNECT,
+	 * and is what decided.  A failure says which way it went and why;
+	 * a line without the option keeps today's null.
 	 */
 	TAILQ_FOREACH(hw, &c->c_acl_waits, hw_centry) {
-		if (!hw->hw_done || hw->hw_answer != NULL ||
-		    hw->hw_pool == NULL)
+		if (!hw->hw_done)
 			continue;
-		hd = hw->hw_pool->hp_def;
-		if (!hd->hd_fail_set)
-			continue;
-		r->lr_policy_fail = hd->hd_fail_open ? "fail_open" :
-		    "fail_closed";
-		r->lr_policy_why = hw->hw_error != NULL ? hw->hw_error :
-		    "helper_down";
+		if (hw->hw_answer != NULL ? hw->hw_answer->ha_policy != NULL :
+		    hw->hw_pool != NULL && hw->hw_pool->hp_def->hd_fail_set)
+			last = hw;
+	}
+	if (last == NULL)
+		return;
+	if (last->hw_answer != NULL) {
+		if ((p = logpolicy_dup(last->hw_answer->ha_policy)) != NULL) {
+			free(r->lr_policy);
+			r->lr_policy = p;
+			r->lr_policy_fail = r->lr_policy_why = NULL;
+		}
 		return;
 	}
+	free(r->lr_policy);
+	r->lr_policy = NULL;
+	r->lr_policy_fail = last->hw_pool->hp_def->hd_fail_open ?
+	    "fail_open" : "fail_closed";
+	r->lr_policy_why = last->hw_error != NULL ? last->hw_error :
+	    "helper_down";
 }
 
 void

@@ -56,7 +56,7 @@ P = origin.port
 
 pods = [
     make_pod("runner-a", A, namespace="team-a", annotations={
-        ALLOW: "allowed.example:%d, 127.0.0.1:%d" % (P, rec.port), MODE: "enforce"}),
+        ALLOW: "allowed.example, 127.0.0.1:%d" % rec.port, MODE: "enforce"}),
     make_pod("runner-b", B, namespace="team-a"),
     make_pod("runner-c", C, namespace="team-b", annotations={ALLOW: "*", MODE: "enforce"}),
 ]
@@ -116,7 +116,7 @@ with h.Connectd(conf(program), env=env) as cd:
     rc, out, err = curl(cd, A, "https://allowed.example:%d/" % P)
     ok(rc == 0 and "200" in err, "curl from runner-a to a listed name: through")
     x = line_for(cd, lambda x: x.get("client_ip") == A and x.get("host") == "allowed.example", "a allowed")
-    is_(x.get("policy"), pol("enforce", "allow", "allowed.example:%d" % P, "pod"),
+    is_(x.get("policy"), pol("enforce", "allow", "allowed.example", "pod"),
         "... its line: policy enforce, allow, the rule, from the pod")
     is_((x.get("pod") or {}).get("name"), "runner-a", "... and the pod")
     rc, out, err = curl(cd, A, "https://other.example:%d/" % P)

@@ -9,7 +9,9 @@ Expectations:
   are held, and its answer releases them or closes the tunnel with none
   sent.  openssl s_client and curl to an allowed host with its SNI get
   through; an SNI the helper denies (on an allowed host) is closed
-  before any byte reaches the origin; a host not listed likewise.  A
+  before any byte reaches the origin.  The helper is asked at the
+  CONNECT too, with "-" as the SNI: a host it refuses then gets a 403
+  there (as Squid's http_access before any SslBump step).  A
   tunnel that is not TLS and a plain-HTTP request are asked with "-".
 - Every line has "policy": an object of exactly mode, verdict, rule,
   from, reason (strings or null), from the helper's policy= note; a
@@ -257,9 +259,10 @@ with h.Connectd(MAIN, name="main") as cd:
     st, line, got = tun(cd, rec, REC, hv)
     is_((line.get("close"), got), ("client_eof", hv), "... SNI localhost: the held hello goes through")
     st, line, got = tun(cd, unlisted, "127.0.0.3:%d" % unlisted.port, hello(b"localhost"))
-    is_((line.get("close"), got, line.get("policy")),
-        ("denied", b"", pol("enforce", "deny", None, "pod", "host_not_listed")),
-        "a host not listed (127.0.0.3): closed, nothing sent, reason host_not_listed")
+    is_((st, line.get("close"), len(unlisted.conns), line.get("policy")),
+        (403, "denied", 0, pol("enforce", "deny", None, "pod", "host_not_listed")),
+        "a host not listed (127.0.0.3): 403 at the CONNECT (asked with '-': an ERR then is final), "
+        "no connection to it, reason host_not_listed")
 
     # a slow answer after the hello: the bytes stay held until it comes
     n = len(rec.conns)
@@ -394,11 +397,19 @@ with h.Connectd(conf, name="failure") as cd:
         t0 = time.time()
         st, line, got = tun(cd, rec, REC, hv, src=src)
         close, verdict, why = want
-        is_((st, line.get("close"), got), (200, close, hv if close == "client_eof" else b""),
-            "%s (%s): the held hello %s" % (name, opts or "no on_failure=",
-                                            "goes through" if close == "client_eof" else
-                                            "is not sent, close denied"))
-        is_(line.get("policy"), pol(None, verdict, None, None, why) if verdict else None,
+        # closed: the lookup at the CONNECT fails, and so it is a 403
+        # there, before any connection; open: the hello goes through
+        is_((st, line.get("close"), got), (200, close, hv) if close == "client_eof" else
+            (403, close, None),
+            "%s (%s): %s" % (name, opts or "no on_failure=",
+                             "the held hello goes through" if close == "client_eof" else
+                             "403 at the CONNECT, close denied"))
+        # a helper that hangs is restarted by its pool at the same
+        # timeout=: whichever comes first names the failure
+        got_p = line.get("policy")
+        if mode == "hang" and got_p and got_p.get("reason") == "helper_down":
+            got_p = dict(got_p, reason="timeout")
+        is_(got_p, pol(None, verdict, None, None, why) if verdict else None,
             "... policy %s" % ("%s, reason %s" % (verdict, why) if verdict else "null"))
         if mode == "hang":
             ok(time.time() - t0 < 8, "... decided after the helper's timeout=1 (%.1f s)" %
