@@ -4,7 +4,8 @@
 The connectd.conf that kubectl kustomize puts in the ConfigMap that the
 Deployment (and the DaemonSet) mount at /etc/connectd:
 - is deploy/base/connectd.conf, and has conf/connectd-kubernetes.conf's
-  policy, directive for directive, with external_acl_type podmeta added;
+  policy, directive for directive (external_acl_type egress, podmeta
+  --policy, the same but for its children);
 - passes `connectd -t`.  connectd -t does not look for a helper's program
   (shown here: it passes with podmeta nowhere in PATH), so the file names
   podmeta without a path, as the image's PATH finds it, and the test puts
@@ -75,12 +76,15 @@ tap.is_([d for d in ours if d[0] != "external_acl_type"],
         [d for d in theirs if d[0] != "external_acl_type"],
         "the policy is conf/connectd-kubernetes.conf's, directive for directive")
 argv = du.helper_argv(conf)
-tap.ok(argv and argv[0] == "podmeta", "external_acl_type podmeta runs podmeta, looked up in PATH")
+tap.ok(argv and argv[0] == "podmeta" and "--policy" in argv,
+       "external_acl_type egress runs podmeta --policy, looked up in PATH")
 argv = argv or ["podmeta"]
 tap.ok(not any(a.split("=")[0] in ("--server", "--kubeconfig", "--source", "--token-file",
                                   "--ca-file", "--node", "--namespace") for a in argv[1:]),
        "... in cluster mode, every namespace, every node unless NODE_NAME says (%s)" % " ".join(argv))
-tap.like(conf, r"(?m)^external_acl_type podmeta .*\bchildren-max=1\b", "... one child: one list and watch")
+tap.like(conf, r"(?m)^external_acl_type egress .*\bchildren-max=1\b", "... one child: one list and watch")
+tap.like(conf, r"(?m)^external_acl_type egress .*%SRC %DST %PORT %ssl::>sni podmeta",
+         "... asked with the source, the destination and the SNI")
 
 # ---- connectd -t
 confpath = h.tmpfile("connectd.conf", conf)

@@ -259,7 +259,7 @@ def directives(conf):
     return out
 
 
-def helper_argv(conf, name="podmeta"):
+def helper_argv(conf, name="egress"):
     """The program and arguments of external_acl_type NAME."""
     for d, rest in directives(conf):
         if d == "external_acl_type":

@@ -392,6 +392,9 @@ class Podmeta(Proc):
             e.update(env)
         Proc.__init__(self, [PODMETA] + list(args), env=e)
         self._next_id = 0
+        # --policy takes %SRC %DST %PORT [%ssl::>sni]: lookup() sends a
+        # destination that no list has, and no SNI
+        self.policy = "--policy" in args
         _started.append(self)
 
     def ask(self, line, timeout=8.0):
@@ -402,6 +405,8 @@ class Podmeta(Proc):
 
     def lookup(self, ip, id=None, data="-", timeout=8.0):
         """Ask for ip ('<id> <ip> -'); returns a Reply."""
+        if self.policy and data == "-":
+            data = "- 0 -"
         line = ("%s " % id if id is not None else "") + ip + (" " + data if data is not None else "")
         return Reply(self.ask(line, timeout))
 
