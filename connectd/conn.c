@@ -1028,6 +1028,15 @@ conn_head_parse(struct conn *c)
 
 /* ------------------------------------------------------------- decision */
 
+/* The resolved addresses are not needed any more. */
+static void
+conn_addrs_free(struct conn *c)
+{
+	free(c->c_addrs);
+	c->c_addrs = NULL;
+	c->c_naddrs = c->c_addri = 0;
+}
+
 /* For acl.c: an external acl's answer, from helper_conn.c. */
 static int
 conn_external(void *arg, const char *helper, const char *data)
@@ -1134,6 +1143,7 @@ conn_hello_decide(struct conn *c)
 		return;
 	}
 	c->c_flags &= ~(CONN_HOLD | CONN_HELLO_WAIT);
+	conn_addrs_free(c);
 	if (c->c_verdict == ACL_ALLOW) {
 		m->m_holds[HOLD_RELEASED]++;
 		/* nothing held to write first: read the client again */
@@ -1374,9 +1384,13 @@ conn_connect_cb(EV_P_ ev_io *io, int revents)
 		conn_go(c, CONN_FORWARD);
 		return;
 	}
-	free(c->c_addrs);
-	c->c_addrs = NULL;
-	c->c_naddrs = c->c_addri = 0;
+	/*
+	 * The addresses go, but for a held hello: the rules are asked again
+	 * with it (conn_hello_decide()), and a dst acl above the hello's
+	 * must see what it saw at the CONNECT, not an unknown
+	 */
+	if (c->c_verdict != ACL_HOLD)
+		conn_addrs_free(c);
 
 	r->lr_status = 200;
 	c->c_worker->w_stats.st_tunnels++;

@@ -215,6 +215,20 @@ with h.Connectd(None) as cd:
 with h.Connectd(conf("http_access allow test_clients\n" + RULES)) as cd:
     no_hold(cd, "an allow above the hello rules decides first")
 
+# --- a name host, with a dst acl above the hello acl: the addresses the
+# rules had at the CONNECT are still there when they are asked again with
+# the hello (they were freed at connect(): the tunnel was refused as
+# "undecided after the hello")
+hosts = h.tmpfile("hosts91", "127.0.0.1 named.test\n")
+with h.Connectd(conf("http_access deny to_linklocal\n" + RULES,
+                     "hosts_file %s\ndns_nameservers 127.0.0.1\n" % hosts)) as cd:
+    line, got = through(cd, rec, "named.test:%d" % rec.port, hello(b"localhost"))
+    is_((line.get("close"), line.get("rule"), line.get("server_ip")), ("client_eof", None, "127.0.0.1"),
+        "a CONNECT to a name, a dst acl before ssl::server_name: allowed after the hello")
+    line, got = through(cd, rec, "named.test:%d" % rec.port, hello(b"bad.test"))
+    is_((line.get("close"), line.get("rule")), ("denied", "http_access deny all"),
+        "... and a bad SNI is denied by the rule that says so, not as undecided")
+
 # --- config errors
 BAD = [
     ("acl x tls_sni_match bogus", r"not an sni_match"),
