@@ -10,6 +10,10 @@ send 64 bytes, read them back and close, as fast as they can.  Runs:
   off       no external_acl_type
   on        podmeta (--source file:, 50 pods), ttl=60: answers from cache
   on-ttl0   the same with ttl=0 and concurrency=20: every tunnel asks podmeta
+  policy    podmeta --policy as the shipped confs run it (%SRC %DST %PORT
+            %ssl::>sni, http_access deny !egress_ok), each pod's list
+            enforced: asked at the CONNECT and again once the first bytes
+            are in (held until then), ttl=60
 For each: tunnels/s, connectd CPU ms per 1000 tunnels (utime+stime from
 /proc), and the delay from a client's close to its log line on connectd's
 stdout (p50/p99, sequential probes after the load), which is what a log
@@ -80,9 +84,10 @@ def run(name, helper, tmp, origin):
     port = free_port()
     conf = os.path.join(tmp, name + ".conf")
     with open(conf, "w") as f:
-        f.write("http_port 127.0.0.1:%d\nhttp_access allow all\nmax_connections 0\n" % port)
+        f.write("http_port 127.0.0.1:%d\nmax_connections 0\n" % port)
         if helper:
             f.write(helper + "\n")
+        f.write("http_access allow all\n")
     err = open(os.path.join(tmp, name + ".err"), "w")
     p = subprocess.Popen([CONNECTD, "-f", conf], stdout=subprocess.PIPE, stderr=err)
     lines = []
@@ -147,7 +152,9 @@ def free_port():
 
 def main():
     tmp = tempfile.mkdtemp(prefix="helper-bench-")
-    pods = [kf.make_pod("pod-%d" % i, ip="127.0.1.%d" % i, namespace="bench", slim=True)
+    pods = [kf.make_pod("pod-%d" % i, ip="127.0.1.%d" % i, namespace="bench", slim=True,
+                        annotations={"egress.connectd.io/allow": "example.com:443, 127.0.0.1",
+                                     "egress.connectd.io/mode": "enforce"})
             for i in range(1, NPODS + 1)]
     src = os.path.join(tmp, "pods.json")
     with open(src, "w") as f:
@@ -156,7 +163,10 @@ def main():
     runs = [("off", None),
             ("on", "external_acl_type podmeta ttl=60 %%SRC %s --source file:%s" % (PODMETA, src)),
             ("on-ttl0", "external_acl_type podmeta ttl=0 concurrency=20 children-max=2 "
-             "%%SRC %s --source file:%s" % (PODMETA, src))]
+             "%%SRC %s --source file:%s" % (PODMETA, src)),
+            ("policy", "external_acl_type egress ttl=60 concurrency=100 on_failure=open "
+             "%%SRC %%DST %%PORT %%ssl::>sni %s --policy --source file:%s\n"
+             "acl egress_ok external egress\nhttp_access deny !egress_ok" % (PODMETA, src))]
     print("# %d client processes, %.0f s per run, %d source addresses" % (PROCS, SECONDS, NPODS))
     print("%-8s %9s %8s %7s %12s %14s %14s %10s" % ("run", "tunnels", "errors", "tun/s",
                                                     "cpu ms/1000", "close->line p50",
