@@ -181,7 +181,8 @@ import docker_util as d; print(d.debian_base())' >"$base_log" 2>&1 &
 	then
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		    phase "the suite under ASan+UBSan" "$top/build-asan" check $jobs check
+		    phase "the suite under ASan+UBSan" "$top/build-asan" check $jobs \
+		    check-sanitized
 	else
 		echo "== ASan+UBSan: the build failed"; FAILED=$((FAILED + 1))
 	fi
