@@ -50,8 +50,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	report();
 	for (i = 0; i < SK_N; i++)
 		sk += L.skipped[i];
-	CHECK(L.ndests <= L.max_entries);
-	CHECK(L.nworkloads <= L.ndests);
+	CHECK(L.dh.ht_count <= L.max_entries);
+	CHECK(L.wh.ht_count <= L.dh.ht_count);
 	CHECK(L.used + sk + L.filtered <= L.read);
 	CHECK(L.used + sk + L.filtered + L.over_cap >= L.read);
 	for (w = L.wfirst; w != NULL; w = w->w_next)

@@ -47,6 +47,8 @@
 
 #include <jansson.h>
 
+#include "hash.h"
+
 #define LEARN_MAX_ENTRIES	100000		/* --max-entries default */
 #define LEARN_MAX_LINE		(1024 * 1024)	/* --max-line default */
 #define LEARN_NAME_MAX		253		/* a DNS name, a k8s name */
@@ -74,7 +76,7 @@ struct workload;
 
 /* One (workload, host, port): the counts of the lines that went there. */
 struct dest {
-	struct dest	*d_hnext;	/* hash chain */
+	struct hnode	 d_hnode;	/* in L.dh: first, for the casts */
 	struct dest	*d_wnext;	/* its workload's list */
 	struct workload	*d_w;
 	uint64_t	 d_count, d_denied, d_would_deny;
@@ -86,7 +88,7 @@ struct dest {
 };
 
 struct workload {
-	struct workload	*w_hnext;
+	struct hnode	 w_hnode;	/* in L.wh: first, for the casts */
 	struct workload	*w_next;	/* creation order */
 	struct dest	*w_dests;
 	size_t		 w_ndests;
@@ -103,10 +105,8 @@ static struct {
 	int64_t		 since, until;		/* INT64_MIN/MAX: none */
 	const char	*ns;
 	/* state */
-	struct dest	**dh;
-	size_t		 dh_size, ndests;
-	struct workload	**wh;
-	size_t		 wh_size, nworkloads;
+	struct htab	 dh;		/* dests, by (workload, host, port) */
+	struct htab	 wh;		/* workloads, by (ns, kind, name) */
 	struct workload	*wfirst, **wlast;
 	/* counts */
 	uint64_t	 read, used, filtered, over_cap, bad_sni;
@@ -175,20 +175,6 @@ xstrdup(const char *s)
 		die_nomem();
 	return p;
 }
-
-static uint64_t
-fnv(uint64_t h, const char *s, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-#define FNV_INIT	0xcbf29ce484222325ULL
 
 /* ------------------------------------------------------------- time */
 
@@ -385,87 +371,83 @@ entry_text(const char *host, int ip, unsigned port, char *buf, size_t len)
 
 /* ------------------------------------------------------------- tables */
 
-static void
-grow_dests(void)
+/* Keys for lib/hash.h's table: what a lookup compares a node with. */
+struct wl_key {
+	const char	*ns, *kind, *name;
+};
+
+struct dest_key {
+	const struct workload	*w;
+	const char		*host;
+	unsigned		 port;
+};
+
+static uint64_t
+wl_hash(const struct wl_key *k)
 {
-	struct dest	**nh, *d, *next;
-	size_t		  n = L.dh_size ? L.dh_size * 2 : 1024, i;
+	return (hash_bytes(k->ns, strlen(k->ns)) * 31 +
+	    hash_bytes(k->kind, strlen(k->kind))) * 31 +
+	    hash_bytes(k->name, strlen(k->name));
+}
 
-	nh = xcalloc(n, sizeof(*nh));
-	for (i = 0; i < L.dh_size; i++)
-		for (d = L.dh[i]; d != NULL; d = next) {
-			uint64_t h = fnv(fnv(FNV_INIT, (const char *)&d->d_w,
-			    sizeof(d->d_w)), d->d_host, strlen(d->d_host)) ^ d->d_port;
+static int
+wl_match(const struct hnode *n, const void *key)
+{
+	const struct workload	*w = (const struct workload *)(const void *)n;
+	const struct wl_key	*k = key;
 
-			next = d->d_hnext;
-			d->d_hnext = nh[h % n];
-			nh[h % n] = d;
-		}
-	free(L.dh);
-	L.dh = nh;
-	L.dh_size = n;
+	return strcmp(w->w_ns, k->ns) == 0 && strcmp(w->w_kind, k->kind) == 0 &&
+	    strcmp(w->w_name, k->name) == 0;
 }
 
 static uint64_t
-wl_hash(const char *ns, const char *kind, const char *name)
+dest_hash(const struct dest_key *k)
 {
-	uint64_t h = FNV_INIT;
-
-	h = fnv(h, ns, strlen(ns) + 1);
-	h = fnv(h, kind, strlen(kind) + 1);
-	return fnv(h, name, strlen(name));
+	return hash_bytes(k->host, strlen(k->host)) ^
+	    ((uint64_t)(uintptr_t)k->w * 0x9e3779b97f4a7c15ULL) ^ k->port;
 }
 
-static void
-grow_workloads(void)
+static int
+dest_match(const struct hnode *n, const void *key)
 {
-	struct workload	**nh, *w, *next;
-	size_t		  n = L.wh_size ? L.wh_size * 2 : 256, i;
+	const struct dest	*d = (const struct dest *)(const void *)n;
+	const struct dest_key	*k = key;
 
-	nh = xcalloc(n, sizeof(*nh));
-	for (i = 0; i < L.wh_size; i++)
-		for (w = L.wh[i]; w != NULL; w = next) {
-			uint64_t h = wl_hash(w->w_ns, w->w_kind, w->w_name);
+	return d->d_w == k->w && d->d_port == k->port &&
+	    strcmp(d->d_host, k->host) == 0;
+}
 
-			next = w->w_hnext;
-			w->w_hnext = nh[h % n];
-			nh[h % n] = w;
-		}
-	free(L.wh);
-	L.wh = nh;
-	L.wh_size = n;
+/* The tables, made on first use (and again after learn_reset()). */
+static void
+tables_init(void)
+{
+	if (L.wh.ht_size == 0 && htab_init(&L.wh, 256) == -1)
+		die_nomem();
+	if (L.dh.ht_size == 0 && htab_init(&L.dh, 1024) == -1)
+		die_nomem();
 }
 
 /* The workload, or NULL when it does not exist and create is 0. */
 static struct workload *
 workload_get(const char *ns, const char *kind, const char *name, int create)
 {
+	struct wl_key	 k = { ns, kind, name };
 	struct workload	*w;
-	uint64_t	 h;
+	uint64_t	 h = wl_hash(&k);
 
-	if (L.wh_size == 0)
-		grow_workloads();
-	h = wl_hash(ns, kind, name);
-	for (w = L.wh[h % L.wh_size]; w != NULL; w = w->w_hnext)
-		if (strcmp(w->w_ns, ns) == 0 && strcmp(w->w_kind, kind) == 0 &&
-		    strcmp(w->w_name, name) == 0)
-			return w;
-	if (!create)
-		return NULL;
-	if (L.nworkloads >= L.wh_size) {
-		grow_workloads();
-	}
+	tables_init();
+	if ((w = (struct workload *)(void *)htab_find(&L.wh, h, wl_match,
+	    &k)) != NULL || !create)
+		return w;
 	w = xcalloc(1, sizeof(*w));
 	w->w_ns = xstrdup(ns);
 	w->w_kind = xstrdup(kind);
 	w->w_name = xstrdup(name);
 	w->w_first = INT64_MAX;
 	w->w_last = INT64_MIN;
-	w->w_hnext = L.wh[h % L.wh_size];
-	L.wh[h % L.wh_size] = w;
+	htab_insert(&L.wh, &w->w_hnode, h);
 	*L.wlast = w;
 	L.wlast = &w->w_next;
-	L.nworkloads++;
 	return w;
 }
 
@@ -473,22 +455,17 @@ workload_get(const char *ns, const char *kind, const char *name, int create)
 static struct dest *
 dest_get(struct workload *w, const char *host, int ip, unsigned port)
 {
+	struct dest_key	 k = { w, host, port };
 	struct dest	*d;
-	uint64_t	 h;
+	uint64_t	 h = dest_hash(&k);
 	size_t		 len = strlen(host);
 
-	if (L.dh_size == 0)
-		grow_dests();
-	h = fnv(fnv(FNV_INIT, (const char *)&w, sizeof(w)), host, len) ^ port;
-	for (d = L.dh[h % L.dh_size]; d != NULL; d = d->d_hnext)
-		if (d->d_w == w && d->d_port == port &&
-		    strcmp(d->d_host, host) == 0)
-			return d;
-	if (L.ndests >= L.max_entries)
+	tables_init();
+	if ((d = (struct dest *)(void *)htab_find(&L.dh, h, dest_match,
+	    &k)) != NULL)
+		return d;
+	if (L.dh.ht_count >= L.max_entries)
 		return NULL;
-	if (L.ndests >= L.dh_size) {
-		grow_dests();
-	}
 	d = xcalloc(1, sizeof(*d) + len + 1);
 	memcpy(d->d_host, host, len + 1);
 	d->d_w = w;
@@ -499,10 +476,7 @@ dest_get(struct workload *w, const char *host, int ip, unsigned port)
 	d->d_wnext = w->w_dests;
 	w->w_dests = d;
 	w->w_ndests++;
-	h = fnv(fnv(FNV_INIT, (const char *)&w, sizeof(w)), host, len) ^ port;
-	d->d_hnext = L.dh[h % L.dh_size];
-	L.dh[h % L.dh_size] = d;
-	L.ndests++;
+	htab_insert(&L.dh, &d->d_hnode, h);
 	return d;
 }
 
@@ -706,7 +680,7 @@ line(const char *buf, size_t len)
 	verdict = json_is_object(pol) ? jstr(pol, "verdict") : NULL;
 	would_deny = verdict != NULL && strcmp(verdict, "would_deny") == 0;
 
-	w = workload_get(ns, kind, name, L.ndests < L.max_entries);
+	w = workload_get(ns, kind, name, L.dh.ht_count < L.max_entries);
 	if (w == NULL) {
 		L.over_cap++;
 		goto out;
@@ -1127,7 +1101,7 @@ report(void)
 	struct dest	**ds, *d;
 	size_t		 nw = 0, i, n, ne;
 
-	ws = xcalloc(L.nworkloads + 1, sizeof(*ws));
+	ws = xcalloc(L.wh.ht_count + 1, sizeof(*ws));
 	for (w = L.wfirst; w != NULL; w = w->w_next)
 		ws[nw++] = w;
 	qsort(ws, nw, sizeof(*ws), wl_cmp);
@@ -1176,7 +1150,7 @@ summary(void)
 	fprintf(stderr, "), %" PRIu64 " filtered, %" PRIu64 " over_cap "
 	    "(--max-entries %zu), %" PRIu64 " bad_sni; %zu workloads, %zu "
 	    "destinations\n", L.filtered, L.over_cap, L.max_entries, L.bad_sni,
-	    L.nworkloads, L.ndests);
+	    L.wh.ht_count, L.dh.ht_count);
 }
 
 /* Everything read so far forgotten (the options kept): fuzz/fuzz_learn.c. */
@@ -1197,11 +1171,11 @@ learn_reset(void)
 		free(w->w_name);
 		free(w);
 	}
-	free(L.dh);
-	free(L.wh);
-	L.dh = NULL;
-	L.wh = NULL;
-	L.dh_size = L.wh_size = L.ndests = L.nworkloads = 0;
+	/* the nodes are freed above: the tables only give back buckets */
+	htab_free(&L.dh);
+	htab_free(&L.wh);
+	memset(&L.dh, 0, sizeof(L.dh));
+	memset(&L.wh, 0, sizeof(L.wh));
 	L.wfirst = NULL;
 	L.wlast = &L.wfirst;
 	L.read = L.used = L.filtered = L.over_cap = L.bad_sni = 0;
