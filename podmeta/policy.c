@@ -52,10 +52,12 @@ struct nsent {
 	struct policy_spec	 ns_spec;
 	uint64_t		 ns_sig;
 	unsigned int		 ns_gen;	/* last list that had it */
+	TAILQ_ENTRY(nsent)	 ns_entry;	/* in nx_all */
 };
 
 struct ns_index {
 	struct htab		 nx_table;
+	TAILQ_HEAD(, nsent)	 nx_all;	/* the same, to walk */
 	unsigned int		 nx_gen;
 };
 
@@ -415,6 +417,7 @@ ns_index_new(void)
 
 	if ((nx = calloc(1, sizeof(*nx))) == NULL)
 		return NULL;
+	TAILQ_INIT(&nx->nx_all);
 	if (htab_init(&nx->nx_table, 64) == -1) {
 		free(nx);
 		return NULL;
@@ -456,6 +459,7 @@ ns_upsert(struct ns_index *nx, json_t *obj)
 	ne->ns_gen = nx->nx_gen;
 	if ((old = ns_find(nx, name)) != NULL) {
 		htab_remove(&nx->nx_table, &old->ns_hnode);
+		TAILQ_REMOVE(&nx->nx_all, old, ns_entry);
 		if (ne->ns_spec.ps_error != NULL && old->ns_sig != sig)
 			log_warnx("namespace %s: %s; not used", name,
 			    ne->ns_spec.ps_error);
@@ -465,6 +469,7 @@ ns_upsert(struct ns_index *nx, json_t *obj)
 		    ne->ns_spec.ps_error);
 	htab_insert(&nx->nx_table, &ne->ns_hnode, hash_bytes(name,
 	    strlen(name)));
+	TAILQ_INSERT_TAIL(&nx->nx_all, ne, ns_entry);
 	return 0;
 }
 
@@ -477,6 +482,7 @@ ns_delete(struct ns_index *nx, json_t *obj)
 
 	if (name != NULL && (ne = ns_find(nx, name)) != NULL) {
 		htab_remove(&nx->nx_table, &ne->ns_hnode);
+		TAILQ_REMOVE(&nx->nx_all, ne, ns_entry);
 		ns_free(ne);
 	}
 }
@@ -490,30 +496,16 @@ ns_list_begin(struct ns_index *nx)
 void
 ns_list_end(struct ns_index *nx)
 {
-	struct nsent	*ne, **gone = NULL;
-	struct hnode	*n;
-	size_t		 i, ngone = 0, cap = 0;
+	struct nsent	*ne, *next;
 
-	/* the table has no iterator: collect the stale ones by popping */
-	while ((n = htab_pop(&nx->nx_table)) != NULL) {
-		if (ngone == cap) {
-			cap = cap == 0 ? 64 : cap * 2;
-			if ((gone = reallocarray(gone, cap,
-			    sizeof(*gone))) == NULL)
-				fatal("namespaces");
-		}
-		gone[ngone++] = (struct nsent *)(void *)n;
-	}
-	for (i = 0; i < ngone; i++) {
-		ne = gone[i];
-		if (ne->ns_gen != nx->nx_gen) {
-			ns_free(ne);
+	for (ne = TAILQ_FIRST(&nx->nx_all); ne != NULL; ne = next) {
+		next = TAILQ_NEXT(ne, ns_entry);
+		if (ne->ns_gen == nx->nx_gen)
 			continue;
-		}
-		htab_insert(&nx->nx_table, &ne->ns_hnode,
-		    hash_bytes(ne->ns_name, strlen(ne->ns_name)));
+		htab_remove(&nx->nx_table, &ne->ns_hnode);
+		TAILQ_REMOVE(&nx->nx_all, ne, ns_entry);
+		ns_free(ne);
 	}
-	free(gone);
 }
 
 size_t
